@@ -1,0 +1,38 @@
+# Two commands: `make run` and `make test`. Both create .venv if missing and install what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.margincal-installed
+
+.PHONY: run test install lint bench serve clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/margincal run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q -n 2 ; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+serve: $(STAMP)
+	$(VENV)/bin/margincal serve
+
+clean:
+	rm -rf $(VENV) margincal.duckdb margincal.duckdb.wal reports/ .pytest_cache

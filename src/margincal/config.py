@@ -1,0 +1,84 @@
+"""Settings, validated at construction.
+
+The store path resolves in this order: explicit argument (``--store``), the
+``MARGINCAL_STORE`` environment variable, then ``./margincal.duckdb``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from margincal.errors import ConfigError
+
+DEFAULT_STORE = "margincal.duckdb"
+STORE_ENV = "MARGINCAL_STORE"
+DATA_ENV = "MARGINCAL_DATA"
+
+
+def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
+    """Return the store path from the argument, ``MARGINCAL_STORE`` or the default."""
+    if store is not None and str(store) != "":
+        return Path(store)
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env)
+    return Path(DEFAULT_STORE)
+
+
+def sample_data_dir() -> Path:
+    """Directory holding the bundled real sample data (``data/`` of the project).
+
+    ``MARGINCAL_DATA`` overrides it. Otherwise the ``data/`` folder of the
+    source tree (the editable install used by ``make``) or of the working
+    directory is used.
+    """
+    env = os.environ.get(DATA_ENV)
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [here.parents[2] / "data", Path.cwd() / "data"]
+    for c in candidates:
+        if (c / "PROVENANCE.md").exists():
+            return c
+    raise ConfigError(
+        "bundled sample data not found: set MARGINCAL_DATA to the project's data/ folder "
+        f"(looked in: {', '.join(str(c) for c in candidates)})"
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Defaults of the first-line calibration (FHS with EWMA volatility).
+
+    ``mm_fraction`` = 0.5: maintenance margin is half the initial margin, the
+    ratio most crypto venues publish for their first tier (Binance BTCUSDT
+    1/125 IM vs 0.4% MM ~ 0.5; Deribit futures 2% vs 1%; dYdX IMF 5% vs MMF 3%).
+    It leaves the IM-MM gap as the buffer a liquidation engine works in.
+    """
+
+    level: float = 0.99
+    horizon_hours: float = 24.0
+    ewma_lambda: float = 0.94
+    mm_fraction: float = 0.5
+    buffer: float = 0.0
+    rounding: float = 0.0005
+    min_history: int = 250
+    model: str = "fhs"
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.level < 1.0:
+            raise ConfigError(f"level is {self.level}; it must be in (0.5, 1), e.g. 0.99")
+        if self.horizon_hours <= 0:
+            raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be > 0")
+        if not 0.0 < self.ewma_lambda < 1.0:
+            raise ConfigError(f"ewma_lambda is {self.ewma_lambda}; it must be in (0, 1)")
+        if not 0.0 < self.mm_fraction <= 1.0:
+            raise ConfigError(f"mm_fraction is {self.mm_fraction}; it must be in (0, 1]")
+        if self.buffer < 0:
+            raise ConfigError(f"buffer is {self.buffer}; it must be >= 0")
+        if self.rounding < 0:
+            raise ConfigError(f"rounding is {self.rounding}; it must be >= 0")
+        if self.min_history < 20:
+            raise ConfigError(f"min_history is {self.min_history}; it must be >= 20")

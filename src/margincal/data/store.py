@@ -1,0 +1,433 @@
+"""The DuckDB store: one file, a versioned schema, explicit connections.
+
+Conventions
+-----------
+* Timestamps are stored as ``TIMESTAMP`` holding **UTC** wall time (no zone);
+  readers get naive values that mean UTC. :func:`to_utc` converts.
+* Parameter sets, proposals, decisions and the audit log are append-only: this
+  module offers no update or delete for them, and the audit log is hash-chained
+  (see :mod:`margincal.adjust.audit`).
+* Every multi-row write goes through :func:`transaction`: it commits all or
+  nothing.
+* DuckDB lets one process write, or several read. Writers here keep their
+  connection short (open, one transaction, close); readers open with
+  ``read_only=True`` and retry while a writer holds the lock, so a reader can
+  open the file while a writer is working.
+
+Schema migrations are an ordered list of ``(id, sql)``; new tables are added by
+appending to :data:`MIGRATIONS` (never by editing an applied one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from margincal.config import resolve_store_path
+from margincal.errors import StoreError
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_core",
+        """
+        CREATE TABLE IF NOT EXISTS instruments (
+            instrument VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL CHECK (kind IN ('spot','perpetual','future','option')),
+            underlying VARCHAR NOT NULL,
+            quote VARCHAR NOT NULL DEFAULT 'USDT',
+            contract_size DOUBLE NOT NULL DEFAULT 1.0 CHECK (contract_size > 0),
+            tick_size DOUBLE NOT NULL DEFAULT 0.01 CHECK (tick_size > 0),
+            listing_date DATE,
+            exchange VARCHAR,
+            meta JSON
+        );
+        CREATE TABLE IF NOT EXISTS bars (
+            instrument VARCHAR NOT NULL,
+            timeframe VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            open DOUBLE NOT NULL,
+            high DOUBLE NOT NULL,
+            low DOUBLE NOT NULL,
+            close DOUBLE NOT NULL,
+            volume DOUBLE NOT NULL,
+            PRIMARY KEY (instrument, timeframe, ts)
+        );
+        CREATE TABLE IF NOT EXISTS funding (
+            instrument VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            rate DOUBLE NOT NULL,
+            PRIMARY KEY (instrument, ts)
+        );
+        CREATE TABLE IF NOT EXISTS open_interest (
+            instrument VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            oi_notional DOUBLE NOT NULL,
+            oi_contracts DOUBLE,
+            PRIMARY KEY (instrument, ts)
+        );
+        CREATE TABLE IF NOT EXISTS option_quotes (
+            instrument VARCHAR NOT NULL,
+            snapshot_ts TIMESTAMP NOT NULL,
+            underlying VARCHAR NOT NULL,
+            expiry TIMESTAMP NOT NULL,
+            strike DOUBLE NOT NULL,
+            option_type VARCHAR NOT NULL CHECK (option_type IN ('C','P')),
+            bid_iv DOUBLE,
+            ask_iv DOUBLE,
+            mark_iv DOUBLE,
+            mark_price DOUBLE,
+            bid_price DOUBLE,
+            ask_price DOUBLE,
+            underlying_price DOUBLE,
+            index_price DOUBLE,
+            PRIMARY KEY (instrument, snapshot_ts)
+        );
+        CREATE TABLE IF NOT EXISTS depth_snapshots (
+            instrument VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            side VARCHAR NOT NULL CHECK (side IN ('bid','ask')),
+            price DOUBLE NOT NULL,
+            size DOUBLE NOT NULL,
+            PRIMARY KEY (instrument, ts, side, price)
+        );
+        CREATE SEQUENCE IF NOT EXISTS parameter_set_version START 1;
+        CREATE TABLE IF NOT EXISTS parameter_sets (
+            version INTEGER PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,
+            parent_version INTEGER,
+            note VARCHAR,
+            provenance JSON
+        );
+        CREATE TABLE IF NOT EXISTS parameter_rows (
+            version INTEGER NOT NULL,
+            instrument VARCHAR NOT NULL,
+            im_rate DOUBLE NOT NULL,
+            mm_rate DOUBLE NOT NULL,
+            details JSON,
+            PRIMARY KEY (version, instrument)
+        );
+        CREATE TABLE IF NOT EXISTS proposals (
+            proposal_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL,
+            author VARCHAR NOT NULL,
+            base_version INTEGER,
+            reason VARCHAR NOT NULL,
+            changes JSON NOT NULL,
+            evidence JSON
+        );
+        CREATE TABLE IF NOT EXISTS proposal_decisions (
+            proposal_id VARCHAR PRIMARY KEY,
+            decided_at TIMESTAMP NOT NULL,
+            decided_by VARCHAR NOT NULL,
+            decision VARCHAR NOT NULL CHECK (decision IN ('approved','rejected')),
+            comment VARCHAR,
+            published_version INTEGER
+        );
+        CREATE TABLE IF NOT EXISTS audit_log (
+            seq BIGINT PRIMARY KEY,
+            ts TIMESTAMP NOT NULL,
+            actor VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            subject VARCHAR,
+            details JSON,
+            prev_hash VARCHAR NOT NULL,
+            hash VARCHAR NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS results (
+            run_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            params JSON,
+            payload JSON,
+            PRIMARY KEY (run_id, kind)
+        );
+        CREATE TABLE IF NOT EXISTS api_keys (
+            key_id VARCHAR PRIMARY KEY,
+            key_hash VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            name VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            revoked_at TIMESTAMP
+        );
+        CREATE TABLE IF NOT EXISTS monitor_state (
+            name VARCHAR PRIMARY KEY,
+            last_event_ts TIMESTAMP,
+            state JSON,
+            updated_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "Resource temporarily unavailable")
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return any(m in str(exc) for m in _LOCK_MARKERS)
+
+
+def connect(
+    store: str | Path | None = None,
+    *,
+    read_only: bool = False,
+    timeout: float = 30.0,
+    migrate: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """Open the store and return a DuckDB connection (caller closes it).
+
+    A read-only open of a file that does not exist raises :class:`StoreError`
+    with the path. While another process holds the write lock, the open is
+    retried for up to ``timeout`` seconds.
+    """
+    path = resolve_store_path(store)
+    if read_only and str(path) != ":memory:" and not path.exists():
+        raise StoreError(f"store {path} does not exist; run `margincal run` or `margincal ingest` first")
+    if str(path) != ":memory:" and path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                raise StoreError(f"cannot open store {path}: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+    if _has_icu(con):
+        con.execute("SET TimeZone = 'UTC'")
+    if migrate and not read_only:
+        apply_migrations(con)
+    elif read_only:
+        check_schema(con, path)
+    return con
+
+
+def _has_icu(con: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        con.execute("SELECT current_setting('TimeZone')")
+        return True
+    except duckdb.Error:
+        return False
+
+
+@contextlib.contextmanager
+def open_store(
+    store: str | Path | None = None, *, read_only: bool = False, timeout: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Context manager around :func:`connect` that always closes the connection."""
+    con = connect(store, read_only=read_only, timeout=timeout)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (id VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    done = {r[0] for r in con.execute("SELECT id FROM schema_migrations").fetchall()}
+    known = {m[0] for m in MIGRATIONS}
+    unknown = done - known
+    if unknown:
+        raise StoreError(
+            f"store schema has migrations this version does not know ({', '.join(sorted(unknown))}); "
+            "upgrade margincal"
+        )
+    applied = []
+    for mig_id, sql in MIGRATIONS:
+        if mig_id in done:
+            continue
+        with transaction(con):
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [mig_id, utcnow()])
+        applied.append(mig_id)
+    return applied
+
+
+def check_schema(con: duckdb.DuckDBPyConnection, path: Path | str = "store") -> None:
+    """Raise :class:`StoreError` when a read-only store lacks migrations this code needs."""
+    try:
+        done = {r[0] for r in con.execute("SELECT id FROM schema_migrations").fetchall()}
+    except duckdb.CatalogException:
+        raise StoreError(f"store {path} has no margincal schema; open it once for writing") from None
+    missing = [m for m, _ in MIGRATIONS if m not in done]
+    if missing:
+        raise StoreError(
+            f"store {path} lacks schema migrations {', '.join(missing)}; open it once for writing to upgrade"
+        )
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])  # type: ignore[index]
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block in one transaction: commit on success, roll back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")
+
+
+def utcnow() -> pd.Timestamp:
+    """Current UTC time as a naive timestamp (the store's convention), microsecond precision."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).floor("us")
+
+
+def to_utc(ts: Any) -> pd.Timestamp:
+    """Parse anything timestamp-like to a tz-aware UTC :class:`pandas.Timestamp`."""
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def to_store_ts(ts: Any) -> pd.Timestamp:
+    """Convert to the store's naive-UTC convention."""
+    return to_utc(ts).tz_localize(None)
+
+
+def dumps(obj: Any) -> str:
+    """JSON for the store: sorted keys, numpy/pandas scalars converted."""
+    return json.dumps(obj, sort_keys=True, default=_json_default)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (pd.Timestamp,)):
+        return o.isoformat()
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
+
+
+# ---------------------------------------------------------------- readers
+
+
+def list_instruments(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute("SELECT * FROM instruments ORDER BY instrument").df()
+
+
+def upsert_instrument(
+    con: duckdb.DuckDBPyConnection,
+    instrument: str,
+    *,
+    kind: str,
+    underlying: str,
+    quote: str = "USDT",
+    contract_size: float = 1.0,
+    tick_size: float = 0.01,
+    listing_date: Any = None,
+    exchange: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Insert or replace an instrument's static data (not append-only: reference data)."""
+    con.execute(
+        """
+        INSERT OR REPLACE INTO instruments
+        (instrument, kind, underlying, quote, contract_size, tick_size, listing_date, exchange, meta)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            instrument,
+            kind,
+            underlying,
+            quote,
+            contract_size,
+            tick_size,
+            None if listing_date is None else pd.Timestamp(listing_date).date(),
+            exchange,
+            dumps(meta or {}),
+        ],
+    )
+
+
+def load_bars(
+    con: duckdb.DuckDBPyConnection,
+    instrument: str,
+    timeframe: str = "1d",
+    start: Any = None,
+    end: Any = None,
+) -> pd.DataFrame:
+    """OHLCV bars of one instrument, indexed by UTC timestamp (tz-aware), ascending."""
+    sql = "SELECT ts, open, high, low, close, volume FROM bars WHERE instrument = ? AND timeframe = ?"
+    params: list[Any] = [instrument, timeframe]
+    if start is not None:
+        sql += " AND ts >= ?"
+        params.append(to_store_ts(start))
+    if end is not None:
+        sql += " AND ts <= ?"
+        params.append(to_store_ts(end))
+    df = con.execute(sql + " ORDER BY ts", params).df()
+    df["ts"] = pd.to_datetime(df["ts"]).dt.tz_localize("UTC")
+    return df.set_index("ts")
+
+
+def load_series(
+    con: duckdb.DuckDBPyConnection, table: str, instrument: str, column: str
+) -> pd.Series:
+    """A single column of ``funding`` or ``open_interest`` as a UTC-indexed series."""
+    if table not in {"funding", "open_interest"}:
+        raise StoreError(f"load_series supports funding and open_interest, not {table!r}")
+    df = con.execute(f"SELECT ts, {column} FROM {table} WHERE instrument = ? ORDER BY ts", [instrument]).df()
+    s = pd.Series(df[column].to_numpy(), index=pd.to_datetime(df["ts"]).dt.tz_localize("UTC"), name=column)
+    return s
+
+
+def bar_instruments(con: duckdb.DuckDBPyConnection, timeframe: str | None = None) -> list[str]:
+    if timeframe is None:
+        rows = con.execute("SELECT DISTINCT instrument FROM bars ORDER BY 1").fetchall()
+    else:
+        rows = con.execute(
+            "SELECT DISTINCT instrument FROM bars WHERE timeframe = ? ORDER BY 1", [timeframe]
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def save_result(
+    con: duckdb.DuckDBPyConnection, run_id: str, kind: str, params: dict[str, Any], payload: Any
+) -> None:
+    """Store a backtest / stress / cascade result with its parameters (one transaction)."""
+    with transaction(con):
+        con.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+            [run_id, kind, utcnow(), dumps(params), dumps(payload)],
+        )
+
+
+def latest_result(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, Any] | None:
+    row = con.execute(
+        "SELECT run_id, created_at, params, payload FROM results WHERE kind = ? ORDER BY created_at DESC LIMIT 1",
+        [kind],
+    ).fetchone()
+    if row is None:
+        return None
+    return {"run_id": row[0], "created_at": row[1], "params": json.loads(row[2]), "payload": json.loads(row[3])}

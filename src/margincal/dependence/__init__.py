@@ -1,0 +1,1 @@
+"""margincal.dependence."""
