@@ -1,0 +1,68 @@
+"""The ``margincal`` command: a thin Typer shell over the Python API.
+
+Each command lives in its own module and is registered here. Errors derived
+from :class:`margincal.errors.MargincalError` become one line on stderr and
+exit code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from margincal import __version__
+from margincal.errors import MargincalError
+
+class _Group(TyperGroup):
+    """Root group that turns MargincalError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MargincalError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="margincal",
+    help="Calibrate initial and maintenance margin for crypto derivatives.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"margincal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """margincal: initial and maintenance margin for crypto derivatives."""
+
+
+# ---- command registration (one line per command module) ----
+from margincal.cli import ingest as _ingest  # noqa: E402
+
+app.command("ingest")(_ingest.ingest)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,206 @@
+"""Published parameter sets: versioned, append-only, with provenance.
+
+A :class:`ParameterSet` maps instrument -> :class:`InstrumentParams` (IM and
+MM rates as fractions of notional, plus optional tiers and details). Publishing
+writes the header, every row and an audit entry in ONE transaction, so a crash
+never leaves a half-published version. Versions are never updated or deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from margincal.adjust import audit
+from margincal.data.store import dumps, transaction, utcnow
+from margincal.errors import ConfigError, StoreError
+
+
+@dataclass(frozen=True)
+class InstrumentParams:
+    """Margin parameters of one instrument (rates are fractions of notional)."""
+
+    instrument: str
+    im_rate: float
+    mm_rate: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.im_rate <= 1.0):
+            raise ConfigError(f"{self.instrument}: im_rate is {self.im_rate}; it must be in (0, 1]")
+        if not (0.0 < self.mm_rate <= self.im_rate):
+            raise ConfigError(
+                f"{self.instrument}: mm_rate is {self.mm_rate}; it must be in (0, im_rate={self.im_rate}]"
+            )
+
+    @property
+    def max_leverage(self) -> float:
+        return 1.0 / self.im_rate
+
+
+@dataclass(frozen=True)
+class ParameterSet:
+    """A set of per-instrument margin parameters, as published (or about to be)."""
+
+    params: Mapping[str, InstrumentParams]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+    created_at: str | None = None
+    created_by: str | None = None
+    source: str | None = None
+    run_id: str | None = None
+    parent_version: int | None = None
+    note: str | None = None
+
+    def __getitem__(self, instrument: str) -> InstrumentParams:
+        try:
+            return self.params[instrument]
+        except KeyError:
+            raise ConfigError(
+                f"instrument {instrument!r} is not in parameter set v{self.version}; "
+                f"it has {', '.join(sorted(self.params))}"
+            ) from None
+
+    def instruments(self) -> list[str]:
+        return sorted(self.params)
+
+    def with_changes(self, changes: Mapping[str, InstrumentParams]) -> ParameterSet:
+        new = dict(self.params)
+        new.update(changes)
+        return ParameterSet(params=new, provenance=dict(self.provenance), parent_version=self.version)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"instrument": p.instrument, "im_rate": p.im_rate, "mm_rate": p.mm_rate,
+             "max_leverage": round(p.max_leverage, 2), **{k: v for k, v in p.details.items()
+                                                          if isinstance(v, (int, float, str))}}
+            for p in (self.params[k] for k in self.instruments())
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"version": self.version, "created_at": self.created_at, "created_by": self.created_by,
+             "source": self.source, "run_id": self.run_id, "parent_version": self.parent_version,
+             "note": self.note, "provenance": self.provenance,
+             "instruments": [
+                 {"instrument": p.instrument, "im_rate": p.im_rate, "mm_rate": p.mm_rate, "details": p.details}
+                 for p in (self.params[k] for k in self.instruments())
+             ]},
+            indent=2, sort_keys=False, default=str,
+        )
+
+    def to_csv(self) -> str:
+        """Exchange-style bracket CSV: one row per instrument and tier (tier 1 only when no tiers)."""
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["instrument", "bracket", "notional_floor", "notional_cap", "max_leverage",
+                    "initial_margin_rate", "maintenance_margin_rate", "maintenance_amount"])
+        for name in self.instruments():
+            p = self.params[name]
+            tiers = p.details.get("tiers") or [
+                {"lower": 0.0, "upper": None, "max_leverage": p.max_leverage, "im_rate": p.im_rate,
+                 "mm_rate": p.mm_rate, "maintenance_amount": 0.0}
+            ]
+            for i, t in enumerate(tiers, start=1):
+                w.writerow([name, i, t.get("lower", 0.0), t.get("upper") or "", t.get("max_leverage"),
+                            t.get("im_rate"), t.get("mm_rate"), t.get("maintenance_amount", 0.0)])
+        return buf.getvalue()
+
+
+def new_run_id() -> str:
+    return pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: str, source: str,
+            run_id: str | None = None, note: str | None = None, in_transaction: bool = False) -> int:
+    """Publish ``pset`` as the next version (one transaction with its audit entry); returns the version.
+
+    With ``in_transaction=True`` the caller owns the transaction (used by the
+    approval workflow to publish and record the decision atomically).
+    """
+    if not pset.params:
+        raise ConfigError("cannot publish an empty parameter set")
+    run_id = run_id or pset.run_id or new_run_id()
+
+    def _write() -> int:
+        row = con.execute("SELECT max(version) FROM parameter_sets").fetchone()
+        parent = row[0] if row else None
+        version = int(parent or 0) + 1
+        con.execute(
+            "INSERT INTO parameter_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [version, utcnow(), created_by, source, run_id, parent, note, dumps(pset.provenance)],
+        )
+        con.executemany(
+            "INSERT INTO parameter_rows VALUES (?, ?, ?, ?, ?)",
+            [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
+             for p in pset.params.values()],
+        )
+        audit.append(con, created_by, "publish", f"parameter_set:{version}",
+                     {"source": source, "run_id": run_id, "parent_version": parent,
+                      "instruments": sorted(pset.params), "note": note})
+        return version
+
+    if in_transaction:
+        return _write()
+    with transaction(con):
+        return _write()
+
+
+def latest_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    row = con.execute("SELECT max(version) FROM parameter_sets").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def load(con: duckdb.DuckDBPyConnection, version: int | None = None) -> ParameterSet:
+    """Load a published version (latest when ``version`` is None)."""
+    if version is None:
+        version = latest_version(con)
+        if version is None:
+            raise StoreError("no parameter set has been published yet; run `margincal run` or `margincal calibrate`")
+    head = con.execute(
+        "SELECT version, created_at, created_by, source, run_id, parent_version, note, provenance "
+        "FROM parameter_sets WHERE version = ?", [version]).fetchone()
+    if head is None:
+        latest = latest_version(con)
+        raise StoreError(f"parameter set version {version} does not exist (latest is {latest})")
+    rows = con.execute(
+        "SELECT instrument, im_rate, mm_rate, details FROM parameter_rows WHERE version = ? ORDER BY instrument",
+        [version]).fetchall()
+    params = {r[0]: InstrumentParams(r[0], float(r[1]), float(r[2]), json.loads(r[3]) if r[3] else {})
+              for r in rows}
+    return ParameterSet(
+        params=params, provenance=json.loads(head[7]) if head[7] else {}, version=int(head[0]),
+        created_at=pd.Timestamp(head[1]).isoformat() + "Z", created_by=head[2], source=head[3],
+        run_id=head[4], parent_version=head[5], note=head[6],
+    )
+
+
+def history(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(
+        "SELECT version, created_at, created_by, source, run_id, parent_version, note "
+        "FROM parameter_sets ORDER BY version").df()
+
+
+def diff(a: ParameterSet, b: ParameterSet) -> list[dict[str, Any]]:
+    """Per-instrument change from ``a`` to ``b`` (added, removed, changed rates)."""
+    out = []
+    for name in sorted(set(a.params) | set(b.params)):
+        pa, pb = a.params.get(name), b.params.get(name)
+        if pa is None or pb is None:
+            out.append({"instrument": name, "change": "added" if pa is None else "removed",
+                        "im_before": pa.im_rate if pa else None, "im_after": pb.im_rate if pb else None,
+                        "mm_before": pa.mm_rate if pa else None, "mm_after": pb.mm_rate if pb else None})
+            continue
+        if (pa.im_rate, pa.mm_rate, pa.details.get("tiers")) != (pb.im_rate, pb.mm_rate, pb.details.get("tiers")):
+            out.append({"instrument": name, "change": "changed", "im_before": pa.im_rate, "im_after": pb.im_rate,
+                        "mm_before": pa.mm_rate, "mm_after": pb.mm_rate,
+                        "im_change_pct": 100.0 * (pb.im_rate / pa.im_rate - 1.0)})
+    return out
