@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from margincal import __version__
 from margincal.errors import MargincalError
 
+
 class _Group(TyperGroup):
     """Root group that turns MargincalError into one line on stderr and exit code 2."""
 
@@ -57,6 +58,15 @@ def _root(
 from margincal.cli import ingest as _ingest  # noqa: E402
 
 app.command("ingest")(_ingest.ingest)
+from margincal.cli import calibrate as _calibrate  # noqa: E402
+
+app.command("calibrate")(_calibrate.calibrate)
+from margincal.cli import run as _run  # noqa: E402
+
+app.command("run")(_run.run)
+from margincal.cli import fetch as _fetch  # noqa: E402
+
+app.command("fetch")(_fetch.fetch)
 
 
 def main() -> None:

@@ -13,8 +13,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    c = Console(stderr=stderr)
+    if not c.is_terminal:  # pipes and CI logs: do not squeeze tables into 80 columns
+        c = Console(stderr=stderr, width=150)
+    return c
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 StoreOption = Annotated[
     Path | None,
