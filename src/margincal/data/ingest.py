@@ -262,7 +262,7 @@ def validate_bars(df: pd.DataFrame, name: str, parquet: bool, timeframe: str) ->
         probs.add(bad, lambda p: f"high {h[p]:g} < low {lo[p]:g}; high must be >= low")
     tol = 1e-9
     for col, arr in (("close", c), ("open", o)):
-        bad = np.flatnonzero(((arr < lo * (1 - tol)) | (arr > h * (1 + tol))) & (h >= lo))
+        bad = np.flatnonzero(((arr < lo * (1 - tol)) | (arr > h * (1 + tol))) & (h >= lo) & (arr > 0) & (lo > 0))
         if bad.size:
             probs.add(bad, lambda p, col=col, arr=arr:
                       f"{col} {arr[p]:g} is outside [low {lo[p]:g}, high {h[p]:g}]; it must lie within")
@@ -554,6 +554,8 @@ def store_frame(con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame, 
     table, keys, values = _TABLES[kind]
     tcol = "snapshot_ts" if kind == "options" else "ts"
     ikind, und = infer_instrument_kind(instrument)
+    # A cursor of its own: the caller's connection may hold a half-read result (duckdb refuses register then).
+    outer, con = con, con.cursor()
     con.register("_incoming", frame)
     inserted = present = 0
     try:
@@ -573,7 +575,7 @@ def store_frame(con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame, 
                     f"(first at {first[tcol]}); nothing was written. Use --replace to overwrite stored rows"
                 )
             if replace and len(conflicts):
-                con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {on}")
+                con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {on} AND ({neq})")
                 present = int(con.execute(
                     f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on}").fetchone()[0])
             cols = ", ".join(frame.columns)
@@ -593,4 +595,6 @@ def store_frame(con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame, 
         pass
     finally:
         con.unregister("_incoming")
+        con.close()
+        del outer
     return inserted, present

@@ -1,0 +1,116 @@
+"""The CLI through Typer's CliRunner and as a real process (exit codes, no tracebacks, --json)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from margincal import __version__
+from margincal.cli.app import app
+from margincal.data.store import open_store
+from margincal.margin.params import load
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("run", "ingest", "calibrate", "fetch"):
+        assert cmd in r.output
+
+
+def test_version():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"margincal {__version__}"
+
+
+def _bad_csv(tmp_path: Path) -> Path:
+    p = tmp_path / "btc.csv"
+    p.write_text("date,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,3\n2024-01-02,1,2,0.5,-3.2,3\n")
+    return p
+
+
+def test_bad_ingest_exits_2_with_one_clear_line(tmp_path):
+    r = runner.invoke(app, ["ingest", str(_bad_csv(tmp_path)), "-i", "BTC-USDT", "-t", "1d",
+                            "--store", str(tmp_path / "s.duckdb")])
+    assert r.exit_code == 2
+    assert "error: btc.csv line 3: close is -3.2; prices must be > 0" in r.stderr
+    assert "Traceback" not in r.output + r.stderr
+
+
+def test_bad_ingest_as_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "margincal.cli.app", "ingest", str(_bad_csv(tmp_path)),
+                           "-i", "BTC-USDT", "-t", "1d", "--store", str(tmp_path / "s.duckdb")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: btc.csv line 3: close is -3.2; prices must be > 0"
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_ingest_json_and_idempotent(tmp_path, data_dir):
+    store = str(tmp_path / "s.duckdb")
+    args = ["ingest", str(data_dir / "sol_daily.csv"), "-i", "SOL-USDT", "-t", "1d", "--store", store, "--json"]
+    first = json.loads(runner.invoke(app, args).stdout)
+    second = json.loads(runner.invoke(app, args).stdout)
+    assert first["rows_inserted"] == 2052 and second["rows_inserted"] == 0
+    assert second["rows_already_present"] == 2052
+
+
+@pytest.fixture(scope="module")
+def ran_store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    store, report = d / "m.duckdb", d / "report.html"
+    r = runner.invoke(app, ["run", "--store", str(store), "--report", str(report), "--json"])
+    assert r.exit_code == 0, r.output + r.stderr
+    return store, report, json.loads(r.stdout)
+
+
+def test_run_end_to_end(ran_store):
+    store, report, out = ran_store
+    assert out["version"] == 1
+    names = {p["instrument"] for p in out["parameters"]}
+    assert {"BTC-USDT", "ETH-USDT", "SOL-USDT", "LTC-USDT", "BTC-PERP", "ETH-PERP"} <= names
+    assert len(names) == 12
+    html = report.read_text()
+    assert "plotly" in html and "BTC-PERP" in html and "<script" in html
+    assert 'src="http' not in html  # plotly.js is inlined: the report opens offline
+    assert html.count("Plotly.newPlot") == 12
+    with open_store(store, read_only=True) as c:
+        p = load(c)
+        assert p.version == 1 and p.provenance["model"] == "fhs" and p.provenance["level"] == 0.99
+        for ip in p.params.values():
+            assert 0 < ip.mm_rate <= ip.im_rate <= 1
+            assert ip.details["es"] <= ip.im_rate < ip.details["es"] + 0.0005 + 1e-12
+
+
+def test_run_again_reuses_store(ran_store):
+    store, report, _ = ran_store
+    r = runner.invoke(app, ["run", "--store", str(store), "--report", str(report), "--json"])
+    out = json.loads(r.stdout)
+    assert out["rows_ingested"] == 0 and out["version"] == 2
+
+
+def test_calibrate_other_model_json(ran_store):
+    store, _, _ = ran_store
+    r = runner.invoke(app, ["calibrate", "--model", "hs", "-i", "BTC-USDT", "--horizon", "3d", "--store",
+                            str(store), "--json"])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["provenance"]["model"] == "hs" and out["provenance"]["horizon_hours"] == 72
+    assert [x["instrument"] for x in out["rows"]] == ["BTC-USDT"]
+
+
+def test_calibrate_errors(ran_store):
+    store, _, _ = ran_store
+    r = runner.invoke(app, ["calibrate", "--model", "nope", "--store", str(store)])
+    assert r.exit_code == 2 and "is not one of" in r.stderr
+    r = runner.invoke(app, ["calibrate", "-i", "NOPE-USDT", "--store", str(store)])
+    assert r.exit_code == 2 and "no bars stored for NOPE-USDT" in r.stderr
+    r = runner.invoke(app, ["calibrate", "--level", "1.5", "--store", str(store)])
+    assert r.exit_code == 2 and "level is 1.5" in r.stderr

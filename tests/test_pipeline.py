@@ -1,0 +1,138 @@
+"""First-line calibration (FHS + EWMA) against an independent computation; rounding; EWMA reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from margincal.config import CalibrationSettings
+from margincal.data.ingest import ingest_file
+from margincal.data.store import load_bars
+from margincal.errors import CalibrationError, ConfigError, DataError
+from margincal.pipeline import bar_lambda, calibrate_bars, ceil_to, margin_path
+from margincal.risk.models import FilteredHistoricalSimulation
+from margincal.vol.ewma import EWMAVolatility, ewma_variance, ewma_variance_reference, fit_lambda
+
+
+def test_ceil_to_worked_examples():
+    assert ceil_to(0.1081578, 0.0005) == pytest.approx(0.1085)   # 216.3 steps -> 217 steps
+    assert ceil_to(0.0100000000001, 0.0005) == pytest.approx(0.01)  # float noise is not a step
+    assert ceil_to(0.01001, 0.0005) == pytest.approx(0.0105)
+    assert ceil_to(0.0123, 0.0) == 0.0123
+
+
+def test_bar_lambda_keeps_the_same_memory_in_hours():
+    lam_h = bar_lambda(0.94, 1.0)
+    assert lam_h ** 24 == pytest.approx(0.94)
+    # half-life in hours is identical: ln(0.5)/ln(lam) bars x bar hours
+    assert math.log(0.5) / math.log(lam_h) == pytest.approx(24 * math.log(0.5) / math.log(0.94))
+
+
+def test_ewma_matches_pandas_ewm_and_loop():
+    r = np.random.default_rng(1).standard_t(4, 800) * 0.02
+    v = ewma_variance(r, 0.94, seed=30)
+    assert np.allclose(v, ewma_variance_reference(r, 0.94, seed=30), rtol=1e-12)
+    # pandas: y_t = (1-a) y_{t-1} + a x_t with a = 1 - lam, adjust=False, seeded by prepending the seed
+    seed = np.mean(r[:30] ** 2)
+    pd_v = pd.Series(np.concatenate([[seed], r**2])).ewm(alpha=0.06, adjust=False).mean().to_numpy()
+    assert np.allclose(v, pd_v, rtol=1e-12)
+
+
+def test_ewma_uses_only_past_data():
+    r = np.random.default_rng(2).normal(0, 0.02, 300)
+    r2 = r.copy()
+    r2[200:] *= 10
+    assert np.array_equal(ewma_variance(r, 0.94)[:201], ewma_variance(r2, 0.94)[:201])
+
+
+def test_ewma_lambda_recovered_by_likelihood():
+    rng = np.random.default_rng(3)
+    lam, n = 0.97, 6000
+    s2, r = 1e-4, np.empty(n)
+    for t in range(n):
+        r[t] = math.sqrt(s2) * rng.standard_normal()
+        s2 = lam * s2 + (1 - lam) * r[t] ** 2
+    assert fit_lambda(r) == pytest.approx(lam, abs=0.01)
+    assert EWMAVolatility(fit_lambda=True).fit(r).lam_ == pytest.approx(lam, abs=0.01)
+
+
+def test_ewma_rejects_nan():
+    with pytest.raises(DataError, match=r"returns\[2\] is nan"):
+        ewma_variance([0.01, 0.02, float("nan")])
+
+
+def _independent_fhs(r: np.ndarray, lam: float, level: float, seed: int = 30) -> tuple[float, float]:
+    """FHS written from the textbook, independently: pandas EWM sigma, sorted residual tail."""
+    s0 = np.mean(r[:seed] ** 2)
+    var = pd.Series(np.concatenate([[s0], r**2])).ewm(alpha=1 - lam, adjust=False).mean().to_numpy()
+    sig = np.sqrt(var)
+    z = r[seed:] / sig[seed:-1]
+    scen = sig[-1] * z
+    out = []
+    for loss in (-np.expm1(scen), np.expm1(scen)):
+        srt = np.sort(loss)[::-1]
+        n_tail = len(srt) * (1 - level)
+        k = int(math.floor(n_tail + 1e-12))
+        es = (srt[:k].sum() + (n_tail - k) * srt[k]) / n_tail
+        out.append(es)
+    return max(out), sig[-1]
+
+
+def test_fhs_calibration_matches_independent_computation(con, data_dir):
+    ingest_file(con, data_dir / "eth_daily.csv", instrument="ETH-USDT", timeframe="1d")
+    bars = load_bars(con, "ETH-USDT", "1d")
+    cal = calibrate_bars(bars, "ETH-USDT", "1d", CalibrationSettings())
+    r = np.log(bars["close"].to_numpy())
+    r = np.diff(r)
+    es, sig = _independent_fhs(r, 0.94, 0.99)
+    assert cal.es == pytest.approx(es, rel=1e-10)
+    assert cal.sigma == pytest.approx(sig, rel=1e-10)
+    assert cal.im_rate == pytest.approx(math.ceil(es / 0.0005 - 1e-9) * 0.0005)
+    assert cal.mm_rate == pytest.approx(math.ceil(cal.im_rate * 0.5 / 0.0005 - 1e-9) * 0.0005)
+    assert cal.window_end.startswith("2026-03-30")
+
+
+def test_calibration_is_monotone_in_level_and_horizon(con, data_dir):
+    ingest_file(con, data_dir / "btc_daily.csv", instrument="BTC-USDT", timeframe="1d")
+    bars = load_bars(con, "BTC-USDT", "1d")
+    ims = [calibrate_bars(bars, "B", "1d", CalibrationSettings(level=lv)).im_rate for lv in (0.95, 0.99, 0.995)]
+    assert ims == sorted(ims) and ims[0] < ims[-1]
+    hs = [calibrate_bars(bars, "B", "1d", CalibrationSettings(horizon_hours=h)).im_rate for h in (24, 48, 120)]
+    assert hs == sorted(hs) and hs[0] < hs[-1]
+
+
+def test_fhs_direct_and_sqrt_scaling_agree_roughly_on_iid_data():
+    rng = np.random.default_rng(5)
+    r = pd.Series(rng.normal(0, 0.01, 20000), index=pd.date_range("2020-01-01", periods=20000, freq="h"))
+    a = FilteredHistoricalSimulation(lam=0.999, scaling="sqrt").fit(r).forecast(24, 0.99)
+    b = FilteredHistoricalSimulation(lam=0.999, scaling="direct").fit(r).forecast(24, 0.99)
+    assert a.es == pytest.approx(b.es, rel=0.15)
+    assert b.effective_n == pytest.approx(a.effective_n / 24, rel=0.01)
+
+
+def test_too_little_history_is_a_clear_error(con, data_dir):
+    ingest_file(con, data_dir / "btc_daily.csv", instrument="BTC-USDT", timeframe="1d")
+    bars = load_bars(con, "BTC-USDT", "1d").iloc[:100]
+    with pytest.raises(CalibrationError, match="100 bars, need at least 251"):
+        calibrate_bars(bars, "BTC-USDT", "1d", CalibrationSettings())
+
+
+def test_settings_validated():
+    with pytest.raises(ConfigError, match="mm_fraction is 1.5"):
+        CalibrationSettings(mm_fraction=1.5)
+    with pytest.raises(ConfigError, match="horizon_hours is -1"):
+        CalibrationSettings(horizon_hours=-1)
+
+
+def test_margin_path_is_causal(con, data_dir):
+    ingest_file(con, data_dir / "sol_daily.csv", instrument="SOL-USDT", timeframe="1d")
+    bars = load_bars(con, "SOL-USDT", "1d")
+    s = CalibrationSettings()
+    full = margin_path(bars, "1d", s)
+    cut = margin_path(bars.iloc[:1500], "1d", s)
+    common = cut.index
+    assert np.allclose(full.loc[common, "im_rate"].to_numpy(), cut["im_rate"].to_numpy(), equal_nan=True)
+    assert full["im_rate"].notna().sum() > 1500
