@@ -1,0 +1,268 @@
+"""Anti-procyclicality (APC) tools applied to a margin-rate time series.
+
+EMIR RTS 153/2013, Article 28 asks a CCP to use at least one of three tools
+so that margins do not fall too far in calm markets and jump in stress:
+
+(a) a buffer of at least 25% of the calculated margin, which may be
+    temporarily exhausted when calculated margins rise significantly;
+(b) at least 25% weight on stressed observations in the lookback;
+(c) margins no lower than those from a 10-year historical lookback.
+
+This module implements them, plus two smoothing tools common at exchanges
+(speed limits and hysteresis). Every tool is OFF by default and they compose
+in this fixed order at each step ``t`` (``raw_t`` = the model's margin rate)::
+
+    base_t   = raw_t
+    (b)      base_t = max(base_t, (1 - w) * base_t + w * stressed_t)      # stressed_weight w
+    (c)      base_t = max(base_t, floor_t)                                # longest-lookback floor
+    (a)      target = base_t * (1 + buffer)
+             if release_in_stress and base_t > base_{t-1} * (1 + stress_threshold):
+                 target = max(base_t, min(out_{t-1}, target))             # buffer absorbs the rise
+    hysteresis: if |target - out_{t-1}| <= band * out_{t-1} and out_{t-1} >= base_t:
+                 target = out_{t-1}                                       # ignore small changes
+    speed:   out_t = clip(target, out_{t-1} * (1 - max_down), out_{t-1} * (1 + max_up))
+
+Hysteresis never holds a level below ``base_t`` (it only suppresses changes
+that keep the margin at or above the requirement). The up speed limit CAN
+leave ``out_t`` below ``base_t`` for a few steps: that is the price of a speed
+limit, and the backtest shows its cost.
+
+:func:`apply_apc` runs a whole series (vectorised when no tool needs the
+previous output, the recursion otherwise); :func:`step` is one update, used
+by the live engine; :func:`apply_apc_reference` is the plain loop over
+:func:`step` that tests compare the fast path against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from margincal.errors import ConfigError, DataError
+from margincal.risk.measures import expected_shortfall
+
+EMIR_MIN_BUFFER = 0.25
+EMIR_MIN_STRESSED_WEIGHT = 0.25
+EMIR_FLOOR_YEARS = 10
+
+
+@dataclass(frozen=True)
+class APCConfig:
+    """Anti-procyclicality settings (everything off by default; see module doc).
+
+    ``stressed_margin`` and ``floor`` may be scalars here or series passed to
+    :func:`apply_apc`; ``max_up`` / ``max_down`` / ``hysteresis`` are relative
+    (0.1 = 10% of the previous margin per step).
+    """
+
+    buffer: float = 0.0
+    release_in_stress: bool = True
+    stress_threshold: float = 0.10
+    stressed_weight: float = 0.0
+    stressed_margin: float | None = None
+    floor: float | None = None
+    max_up: float | None = None
+    max_down: float | None = None
+    hysteresis: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.buffer >= 0 and math.isfinite(self.buffer)):
+            raise ConfigError(f"APC buffer is {self.buffer}; it must be >= 0 (EMIR option (a) uses >= 0.25)")
+        if self.stress_threshold < 0:
+            raise ConfigError(f"APC stress_threshold is {self.stress_threshold}; it must be >= 0")
+        if not 0 <= self.stressed_weight <= 1:
+            raise ConfigError(f"APC stressed_weight is {self.stressed_weight}; it must be in [0, 1]")
+        for name in ("max_up", "max_down"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                raise ConfigError(f"APC {name} is {v}; it must be >= 0 (relative change per step) or None")
+        if self.max_down is not None and self.max_down > 1:
+            raise ConfigError(f"APC max_down is {self.max_down}; it must be <= 1")
+        if self.hysteresis < 0:
+            raise ConfigError(f"APC hysteresis is {self.hysteresis}; it must be >= 0")
+        for name in ("stressed_margin", "floor"):
+            v = getattr(self, name)
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"APC {name} is {v}; it must be a finite rate >= 0 or None")
+
+    @property
+    def stateful(self) -> bool:
+        """True when the output depends on the previous output (needs the recursion)."""
+        return bool((self.buffer > 0 and self.release_in_stress) or self.hysteresis > 0
+                    or self.max_up is not None or self.max_down is not None)
+
+    def emir_options(self, *, has_stressed: bool = False, has_floor: bool = False) -> list[str]:
+        """Which EMIR Art. 28 options this configuration meets ('a', 'b', 'c')."""
+        out = []
+        if self.buffer >= EMIR_MIN_BUFFER:
+            out.append("a")
+        if self.stressed_weight >= EMIR_MIN_STRESSED_WEIGHT and (has_stressed or self.stressed_margin is not None):
+            out.append("b")
+        if has_floor or self.floor is not None:
+            out.append("c")
+        return out
+
+
+@dataclass(frozen=True)
+class APCState:
+    """What :func:`step` needs from the previous step."""
+
+    out: float
+    base: float
+
+
+def _base(raw: float, cfg: APCConfig, stressed: float | None, floor: float | None) -> float:
+    b = float(raw)
+    s = cfg.stressed_margin if stressed is None else stressed
+    if cfg.stressed_weight > 0 and s is not None and np.isfinite(s):
+        b = max(b, (1.0 - cfg.stressed_weight) * b + cfg.stressed_weight * float(s))
+    f = cfg.floor if floor is None else floor
+    if f is not None and np.isfinite(f):
+        b = max(b, float(f))
+    return b
+
+
+def step(prev: APCState | None, raw: float, config: APCConfig, *, stressed: float | None = None,
+         floor: float | None = None) -> tuple[float, APCState]:
+    """One APC update: returns ``(margin_t, state_t)``; ``prev=None`` on the first step."""
+    if not (np.isfinite(raw) and raw >= 0):
+        raise DataError(f"raw margin is {raw}; it must be a finite rate >= 0")
+    return _step_from_base(prev, _base(raw, config, stressed, floor), config)
+
+
+def _step_from_base(prev: APCState | None, base: float, cfg: APCConfig) -> tuple[float, APCState]:
+    """Buffer (with release), hysteresis and speed limits, given the base after (b) and (c)."""
+    target = base * (1.0 + cfg.buffer)
+    if prev is None:
+        return target, APCState(target, base)
+    if cfg.buffer > 0 and cfg.release_in_stress and base > prev.base * (1.0 + cfg.stress_threshold):
+        target = max(base, min(prev.out, target))
+    if cfg.hysteresis > 0 and abs(target - prev.out) <= cfg.hysteresis * prev.out and prev.out >= base:
+        target = prev.out
+    lo = prev.out * (1.0 - cfg.max_down) if cfg.max_down is not None else -np.inf
+    hi = prev.out * (1.0 + cfg.max_up) if cfg.max_up is not None else np.inf
+    out = float(min(max(target, lo), hi))
+    return out, APCState(out, base)
+
+
+class AntiProcyclicality:
+    """Stateful wrapper for the live engine: ``apc = AntiProcyclicality(cfg); apc.step(raw)``."""
+
+    def __init__(self, config: APCConfig, state: APCState | None = None) -> None:
+        self.config = config
+        self.state = state
+
+    def step(self, raw: float, *, stressed: float | None = None, floor: float | None = None) -> float:
+        out, self.state = step(self.state, raw, self.config, stressed=stressed, floor=floor)
+        return out
+
+
+def _aligned(x: Any, n: int, name: str, index: Any) -> np.ndarray | None:
+    if x is None:
+        return None
+    if isinstance(x, pd.Series) and index is not None:
+        x = x.reindex(index)
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 0:
+        return np.full(n, float(a))
+    if a.shape != (n,):
+        raise DataError(f"{name} has {a.size} values, the margin series {n}; they must align")
+    return a
+
+
+def apply_apc(raw: pd.Series | np.ndarray | list[float], config: APCConfig, *, stressed: Any = None,
+              floor: Any = None) -> pd.Series | np.ndarray:
+    """Apply the APC tools to a whole margin-rate series (see module doc).
+
+    ``stressed`` / ``floor`` may be scalars or series aligned with ``raw``
+    (a Series is reindexed on ``raw``'s index); they override the config's
+    scalars. Returns the same type as ``raw`` (Series keeps its index).
+    """
+    idx = raw.index if isinstance(raw, pd.Series) else None
+    r = np.asarray(raw, dtype=float)
+    if r.ndim != 1:
+        raise DataError("raw margin must be one-dimensional")
+    if r.size and (not np.all(np.isfinite(r)) or np.any(r < 0)):
+        i = int(np.flatnonzero(~np.isfinite(r) | (r < 0))[0])
+        raise DataError(f"raw margin[{i}] is {r[i]}; rates must be finite and >= 0")
+    n = r.size
+    s = _aligned(stressed if stressed is not None else config.stressed_margin, n, "stressed", idx)
+    f = _aligned(floor if floor is not None else config.floor, n, "floor", idx)
+    base = r.copy()
+    if config.stressed_weight > 0 and s is not None:
+        blend = (1.0 - config.stressed_weight) * base + config.stressed_weight * s
+        base = np.where(np.isfinite(blend), np.maximum(base, blend), base)
+    if f is not None:
+        base = np.where(np.isfinite(f), np.maximum(base, f), base)
+    if not config.stateful:
+        out = base * (1.0 + config.buffer)
+    else:
+        out = np.empty(n)
+        state: APCState | None = None
+        for t in range(n):
+            out[t], state = _step_from_base(state, float(base[t]), config)
+    return pd.Series(out, index=idx, name=getattr(raw, "name", None)) if idx is not None else out
+
+
+def apply_apc_reference(raw: Any, config: APCConfig, *, stressed: Any = None, floor: Any = None) -> np.ndarray:
+    """Plain loop of :func:`step` over the series (for tests)."""
+    r = [float(x) for x in np.asarray(raw, dtype=float)]
+    n = len(r)
+    s = _aligned(stressed, n, "stressed", None) if stressed is not None else None
+    f = _aligned(floor, n, "floor", None) if floor is not None else None
+    out, state = [], None
+    for t in range(n):
+        o, state = step(state, r[t], config, stressed=None if s is None else s[t],
+                        floor=None if f is None else f[t])
+        out.append(o)
+    return np.array(out)
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def _horizon_losses(returns: np.ndarray, h: float) -> np.ndarray:
+    x = returns * math.sqrt(h)
+    return np.concatenate([-np.expm1(x), np.expm1(x)])
+
+
+def stressed_period_margin(returns: pd.Series, start: Any, end: Any, *, level: float = 0.99,
+                           horizon_bars: float = 1.0) -> float:
+    """ES (both sides, sqrt-of-time scaled) of the returns in a stressed period ``[start, end]``.
+
+    The input of option (b): e.g. BTC daily returns 2020-03-01..2020-03-31 or
+    2022-11-01..2022-11-30.
+    """
+    if not isinstance(returns, pd.Series) or not isinstance(returns.index, pd.DatetimeIndex):
+        raise DataError("stressed_period_margin needs a Series of log returns with a DatetimeIndex")
+    idx = returns.index
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    if idx.tz is not None:
+        lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo
+        hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi
+    window = returns.loc[lo:hi].to_numpy(float)
+    if window.size < 5:
+        raise DataError(f"stressed period {start}..{end} has {window.size} returns; need at least 5")
+    return float(expected_shortfall(_horizon_losses(window, horizon_bars), level))
+
+
+def lookback_floor(returns: pd.Series | np.ndarray, *, level: float = 0.99, horizon_bars: float = 1.0,
+                   min_obs: int = 250, max_obs: int | None = None) -> np.ndarray | pd.Series:
+    """Option (c): ES over the longest available history up to each date (expanding window).
+
+    Element ``t`` uses returns strictly before ``t`` (NaN until ``min_obs``
+    exist); ``max_obs`` caps the window (e.g. 10 years = 3650 daily bars; the
+    bundled data has less than 10 years, so the default uses everything).
+    Both sides, sqrt-of-time scaled to ``horizon_bars``.
+    """
+    idx = returns.index if isinstance(returns, pd.Series) else None
+    r = np.asarray(returns, dtype=float)
+    out = np.full(r.size, np.nan)
+    for t in range(min_obs, r.size):
+        lo = 0 if max_obs is None else max(0, t - max_obs)
+        out[t] = expected_shortfall(_horizon_losses(r[lo:t], horizon_bars), level)
+    return pd.Series(out, index=idx, name="lookback_floor") if idx is not None else out
