@@ -8,6 +8,9 @@ all rates fractions of notional):
    ``r_asset = beta * r_R + e``::
 
        beta       = (k * beta_ols + k_beta * beta_prior) / (k + k_beta)        (k = overlapping returns)
+       e          = r_asset - beta * r_R                                   (residual with the SHRUNK beta,
+                                                                            so variance the shrinkage takes
+                                                                            from the factor stays in e)
        sigma_e^2  = (k * mean(e^2) + k_idio * (idio_prior_ratio * sigma_R)^2) / (k + k_idio)
        sigma_px   = sqrt(beta^2 * sigma_R^2 + sigma_e^2)
        ES_proxy   = m_R * sigma_px * sqrt(h)
