@@ -1,0 +1,56 @@
+"""`margincal serve`: run the HTTP service (FastAPI + uvicorn) and dashboard on the store."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from margincal.cli.common import StoreOption, err_console
+from margincal.config import resolve_store_path
+from margincal.data.store import open_store
+from margincal.errors import ConfigError
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8000,
+    store: StoreOption = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Adjustment policy TOML that admins may "
+                                                "replace through PUT /api/policy.")] = None,
+    release_after: Annotated[float | None, typer.Option(
+        "--release-after", help="Close the store after this many idle seconds so other processes can write "
+        "it (default: keep it open).")] = None,
+    private_docs: Annotated[bool, typer.Option("--private-docs", help="Require a key for /openapi.json.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API, the API docs (/docs) and the dashboard (/dashboard)."""
+    import uvicorn
+
+    from margincal.service.app import ServiceSettings, create_app
+
+    path = resolve_store_path(store)
+    if policy is not None and not policy.exists():
+        raise ConfigError(f"--policy {policy} does not exist")
+    with open_store(path) as con:  # creates / migrates the store, and fails now if it is locked
+        n_keys = con.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()[0]  # type: ignore[index]
+        n_sets = con.execute("SELECT count(*) FROM parameter_sets").fetchone()[0]  # type: ignore[index]
+    if not n_keys:
+        err_console.print("[yellow]no active API key: create one with `margincal keys create --role admin` "
+                          "(stop the service first: the store has one writer at a time)[/]")
+    if not n_sets:
+        err_console.print("[yellow]no parameter set published yet: run `margincal run` first[/]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        err_console.print(f"[yellow]listening on {host}: plain HTTP, API keys travel in clear; put a TLS proxy "
+                          "in front[/]")
+    settings = ServiceSettings(store=path, policy_path=policy, release_after=release_after,
+                               docs_public=not private_docs)
+    err_console.print(f"margincal service on http://{host}:{port}  (dashboard /dashboard, API docs /docs, "
+                      f"store {path})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=True)

@@ -1,0 +1,178 @@
+"""API keys and roles.
+
+A key looks like ``mc_<key_id>_<secret>``: ``key_id`` (12 hex characters) is
+public and is the row's primary key in the store's ``api_keys`` table; the
+secret (43 URL-safe characters, 256 bits) is shown once at creation and never
+stored. The table keeps ``key_hash = "hmac-sha256$<salt hex>$<digest hex>"``
+with ``digest = HMAC-SHA256(key=salt, msg=secret)`` and a fresh 16-byte salt
+per key. Checking a key looks the row up by ``key_id`` and compares digests
+with :func:`hmac.compare_digest` (constant time); an unknown ``key_id`` still
+costs one HMAC and one comparison against a dummy digest, so timing does not
+tell which ids exist. A secret with 256 bits of entropy needs no slow
+(password) hash: brute force is out of reach whatever the hash speed.
+
+Roles and what they may do (:data:`PERMISSIONS`):
+
+=============  =====================================================
+viewer         read: instruments, parameter sets, signals, proposals, results
+trader         read + margin queries (portfolio margin, what-if / pre-trade)
+risk_officer   read + margin + approve / reject proposals (never their own)
+admin          read + margin + manage keys + policy
+=============  =====================================================
+
+Admins do not approve proposals: whoever can mint keys should not also be the
+second pair of eyes (segregation of duties).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from margincal.adjust import audit
+from margincal.data.store import transaction, utcnow
+from margincal.errors import AuthError, ConfigError
+
+ROLES: tuple[str, ...] = ("viewer", "trader", "risk_officer", "admin")
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "trader": frozenset({"read", "margin"}),
+    "risk_officer": frozenset({"read", "margin", "decide"}),
+    "admin": frozenset({"read", "margin", "keys", "policy"}),
+}
+
+KEY_PREFIX = "mc"
+_KEY_RE = re.compile(r"^mc_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
+_DUMMY_SALT = b"\x00" * 16
+_DUMMY_HASH = hmac.new(_DUMMY_SALT, b"x", hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, role and name (the actor recorded in the audit log)."""
+
+    key_id: str
+    role: str
+    name: str
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return PERMISSIONS[self.role]
+
+    def can(self, permission: str) -> bool:
+        return permission in PERMISSIONS[self.role]
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly created key: ``key`` is the only time the secret exists outside the caller's hands."""
+
+    key_id: str
+    key: str
+    role: str
+    name: str
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """``hmac-sha256$<salt hex>$<digest hex>`` of ``secret`` with a new random salt (or the one given)."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hmac.new(salt, secret.encode(), hashlib.sha256).hexdigest()
+    return f"hmac-sha256${salt.hex()}${digest}"
+
+
+def verify_secret(secret: str, stored: str | None) -> bool:
+    """Constant-time check of ``secret`` against a stored ``hmac-sha256$salt$digest`` string."""
+    try:
+        scheme, salt_hex, digest = (stored or "").split("$")
+        salt = bytes.fromhex(salt_hex)
+        ok_format = scheme == "hmac-sha256" and len(digest) == 64
+    except ValueError:
+        salt, digest, ok_format = _DUMMY_SALT, _DUMMY_HASH, False
+    calc = hmac.new(salt, secret.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(calc, digest) and ok_format
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """Split ``mc_<key_id>_<secret>``; None when the text is not shaped like a key."""
+    m = _KEY_RE.match(key.strip())
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    return role
+
+
+def create_key(con: duckdb.DuckDBPyConnection, role: str, name: str | None = None, *, actor: str = "cli") -> NewKey:
+    """Create a key with ``role`` (stored hashed) and audit it; returns the key text, shown only this once."""
+    _check_role(role)
+    key_id = secrets.token_hex(6)
+    if name is None or name == "":
+        name = f"{role}-{key_id}"
+    if not _NAME_RE.match(name):
+        raise ConfigError(
+            f"key name {name!r} is invalid: 1-64 characters, letters, digits, space, '.', '_', '@', '-', "
+            "starting with a letter or digit"
+        )
+    secret = secrets.token_urlsafe(32)
+    with transaction(con):
+        con.execute(
+            "INSERT INTO api_keys (key_id, key_hash, role, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
+            [key_id, hash_secret(secret), role, name, utcnow()],
+        )
+        audit.append(con, actor, "key_create", f"api_key:{key_id}", {"role": role, "name": name})
+    return NewKey(key_id=key_id, key=f"{KEY_PREFIX}_{key_id}_{secret}", role=role, name=name)
+
+
+def list_keys(con: duckdb.DuckDBPyConnection, include_revoked: bool = True) -> list[dict[str, Any]]:
+    """Every key's id, role, name, creation and revocation time (never the hash)."""
+    sql = "SELECT key_id, role, name, created_at, revoked_at FROM api_keys"
+    if not include_revoked:
+        sql += " WHERE revoked_at IS NULL"
+    rows = con.execute(sql + " ORDER BY created_at, key_id").fetchall()
+    return [
+        {"key_id": r[0], "role": r[1], "name": r[2],
+         "created_at": r[3].isoformat() + "Z" if r[3] is not None else None,
+         "revoked_at": r[4].isoformat() + "Z" if r[4] is not None else None,
+         "active": r[4] is None}
+        for r in rows
+    ]
+
+
+def revoke_key(con: duckdb.DuckDBPyConnection, key_id: str, *, actor: str = "cli") -> dict[str, Any]:
+    """Mark a key revoked (kept for the record); revoking twice is an error naming the first time."""
+    with transaction(con):
+        row = con.execute("SELECT revoked_at FROM api_keys WHERE key_id = ?", [key_id]).fetchone()
+        if row is None:
+            raise ConfigError(f"key {key_id!r} does not exist; `margincal keys list` shows the ids")
+        if row[0] is not None:
+            raise ConfigError(f"key {key_id!r} was already revoked at {row[0].isoformat()}Z")
+        con.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", [utcnow(), key_id])
+        audit.append(con, actor, "key_revoke", f"api_key:{key_id}", {})
+    return next(k for k in list_keys(con) if k["key_id"] == key_id)
+
+
+def authenticate(con: duckdb.DuckDBPyConnection, key: str | None) -> Principal:
+    """Return the :class:`Principal` of an active key; :class:`AuthError` otherwise (same message for
+    every failure, so a caller cannot tell a wrong secret from an unknown or revoked key)."""
+    if not key:
+        raise AuthError("missing API key: send it in the X-API-Key header (or Authorization: Bearer)")
+    parsed = parse_key(key)
+    key_id, secret = parsed if parsed else ("", key)
+    row = con.execute(
+        "SELECT key_hash, role, name, revoked_at FROM api_keys WHERE key_id = ?", [key_id]
+    ).fetchone() if parsed else None
+    stored = row[0] if row is not None else None
+    ok = verify_secret(secret, stored if stored else f"hmac-sha256${_DUMMY_SALT.hex()}${_DUMMY_HASH}")
+    if not ok or row is None or row[3] is not None or row[1] not in PERMISSIONS:
+        raise AuthError("invalid or revoked API key")
+    return Principal(key_id=key_id, role=row[1], name=row[2] or f"key:{key_id}")

@@ -1,0 +1,73 @@
+"""FastAPI dependencies: the store cursor, the caller (API key) and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+import duckdb
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from margincal.errors import AuthError
+from margincal.service.auth import PERMISSIONS, Principal, authenticate
+from margincal.service.db import StoreManager
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (mc_<id>_<secret>)")
+bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
+
+
+class Unauthenticated(AuthError):
+    """HTTP 401: missing, malformed, unknown or revoked key."""
+
+
+class Forbidden(AuthError):
+    """HTTP 403: the key's role lacks the permission (or the four-eyes rule forbids the action)."""
+
+
+def get_store(request: Request) -> StoreManager:
+    return request.app.state.store
+
+
+def get_con(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor on the shared store connection for the duration of the request."""
+    with request.app.state.store.cursor() as cur:
+        yield cur
+
+
+def get_principal(
+    request: Request,
+    x_api_key: Annotated[str | None, Depends(api_key_header)] = None,
+    bearer_cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Principal:
+    key = x_api_key or (bearer_cred.credentials if bearer_cred else None)
+    store: StoreManager = request.app.state.store
+    try:
+        with store.cursor() as cur:
+            principal = authenticate(cur, key)
+    except AuthError as exc:
+        raise Unauthenticated(str(exc)) from None
+    request.state.principal = principal
+    return principal
+
+
+def require(permission: str) -> Callable[..., Principal]:
+    """Dependency: the caller must hold ``permission`` (read, margin, decide, keys, policy)."""
+    roles = sorted(r for r, p in PERMISSIONS.items() if permission in p)
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.can(permission):
+            raise Forbidden(f"role {principal.role} may not do this ({permission}); allowed roles: {', '.join(roles)}")
+        return principal
+
+    check.__name__ = f"require_{permission}"
+    check.permission = permission  # type: ignore[attr-defined]
+    return check
+
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Trader = Annotated[Principal, Depends(require("margin"))]
+Decider = Annotated[Principal, Depends(require("decide"))]
+KeyAdmin = Annotated[Principal, Depends(require("keys"))]
+PolicyAdmin = Annotated[Principal, Depends(require("policy"))]
+Con = Annotated[duckdb.DuckDBPyConnection, Depends(get_con)]

@@ -1,0 +1,99 @@
+"""Pydantic models of request bodies (validated: a bad field answers 422 naming it)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Portfolio size limit: a larger body is refused with 422 before any margin work.
+MAX_POSITIONS = 5000
+
+Instrument = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+                                  description="instrument name as stored, e.g. BTC-PERP or BTC-USDT")]
+
+
+def _finite(v: float | None, name: str) -> float | None:
+    if v is not None and not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number")
+    return v
+
+
+class Position(BaseModel):
+    """A position: signed quantity (long > 0, short < 0) in contracts / units of the instrument."""
+
+    model_config = ConfigDict(extra="forbid")
+    instrument: Instrument
+    quantity: float = Field(description="signed quantity in units of the instrument (long > 0, short < 0)")
+    price: float | None = Field(default=None, gt=0, description="mark price; default: the latest stored close")
+
+    @field_validator("quantity")
+    @classmethod
+    def _q(cls, v: float) -> float:
+        _finite(v, "quantity")
+        if v == 0:
+            raise ValueError("quantity must be non-zero (long > 0, short < 0)")
+        if abs(v) > 1e12:
+            raise ValueError("quantity must be at most 1e12 in absolute value")
+        return v
+
+    @field_validator("price")
+    @classmethod
+    def _p(cls, v: float | None) -> float | None:
+        return _finite(v, "price")
+
+
+class Portfolio(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    positions: list[Position] = Field(default_factory=list, max_length=MAX_POSITIONS,
+                                      description=f"at most {MAX_POSITIONS} positions")
+    method: Literal["risk_matrix", "standalone"] = Field(
+        default="risk_matrix",
+        description="risk_matrix: Deribit-style scenario margin over Deribit-named derivatives (BTC-PERP, "
+                    "BTC-27DEC24, BTC-27DEC24-70000-C); standalone: published IM/MM rates x |notional|, no offsets")
+    flat_vol: float | None = Field(default=None, gt=0, le=5, description="implied vol for options with no quote")
+    spot: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")], Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, max_length=100, description="spot overrides per underlying, e.g. {\"BTC\": 68000}")
+
+    @field_validator("flat_vol")
+    @classmethod
+    def _fv(cls, v: float | None) -> float | None:
+        return _finite(v, "flat_vol")
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instrument: Instrument
+    side: Literal["buy", "sell"]
+    quantity: float = Field(gt=0, le=1e12, description="order size (> 0); the side gives the sign")
+    price: float | None = Field(default=None, gt=0, description="limit / expected fill price; default: last close")
+
+    @field_validator("quantity", "price")
+    @classmethod
+    def _f(cls, v: float | None) -> float | None:
+        return _finite(v, "value")
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.quantity if self.side == "buy" else -self.quantity
+
+
+class WhatIfRequest(Portfolio):
+    order: Order
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["viewer", "trader", "risk_officer", "admin"]
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class PolicyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    toml: str = Field(min_length=1, max_length=200_000, description="the whole policy file (TOML)")
