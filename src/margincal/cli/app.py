@@ -71,6 +71,9 @@ from margincal.cli import params as _params  # noqa: E402
 
 app.add_typer(_params.app, name="params")
 
+from margincal.cli import backtest as _backtest  # noqa: E402
+
+app.command("backtest")(_backtest.backtest)
 
 def main() -> None:
     """Console entry point."""

@@ -1,0 +1,150 @@
+"""`margincal backtest`: rolling out-of-sample backtest of margin models and policies.
+
+Data: bars from the store when it exists and holds them (``--store`` or
+``$MARGINCAL_STORE`` / ``./margincal.duckdb``), else the bundled CSVs. Horizons
+that are whole days use daily bars, others hourly bars. The result is saved to
+the store (kind ``backtest``) when a store is given or already exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+
+
+def _pct(v: Any, digits: int = 1) -> str:
+    return "-" if v is None or v != v else f"{v:.{digits}%}"
+
+
+def _p(v: Any) -> str:
+    return "-" if v is None or v != v else (f"{v:.3f}" if v >= 0.001 else f"{v:.0e}")
+
+
+def _display(rows: list[dict[str, Any]], first: tuple[str, ...], multi: bool) -> list[dict[str, Any]]:
+    """Rows formatted for the terminal (percentages, p-values); level/horizon only when they vary."""
+    out = []
+    for r in rows:
+        d: dict[str, Any] = {k: r[k] for k in first}
+        if multi:
+            d["level"] = f"{r['level']:g}"
+            d["horizon"] = f"{r['horizon_hours']:g}h"
+        d["days"] = r["n_obs"]
+        d["breaches"] = r["breaches"]
+        d["rate"] = _pct(r["breach_rate"], 2)
+        d["kupiec p"] = _p(r["kupiec_p"])
+        d["christ. p"] = _p(r["christoffersen_p"])
+        d["zone" if "zone" in r else "g/y/r"] = r.get("zone", r.get("zones"))
+        d["avg margin"] = _pct(r["avg_margin"])
+        d["peak/trough"] = f"{r['peak_to_trough']:.1f}x"
+        d["max 30d rise"] = _pct(r["max_30d_increase"], 0)
+        d["crash cover"] = _pct(r["crash_coverage"], 0)
+        out.append(d)
+    return out
+
+
+def _crash_wide(crash: list[dict[str, Any]], policies: tuple[str, ...] = ("raw", "static")) -> list[dict[str, Any]]:
+    """Crash rows pivoted: one row per instrument x day, a column per model (raw) and static; '*' = breached."""
+    rows: dict[tuple[str, float, float, str], dict[str, Any]] = {}
+    for c in crash:
+        if c["policy"] not in policies:
+            continue
+        key = (c["instrument"], c["level"], c["horizon_hours"], c["day"])
+        r = rows.setdefault(key, {"instrument": c["instrument"], "day": c["day"], "event": c["event"][:28],
+                                  "move": f"{c['move']:+.1%}"})
+        col = c["model"] if c["policy"] == "raw" else c["policy"]
+        r[col] = f"{c['margin']:.1%}" + ("" if c["covered"] else "*")
+    return list(rows.values())
+
+
+def _number_or_text(x: str) -> float | str:
+    try:
+        return float(x)
+    except ValueError:
+        return x
+
+
+def backtest(
+    instrument: Annotated[list[str] | None, typer.Option(
+        "--instrument", "-i", help="Instrument (repeatable; BTC-USDT, btc, btc_daily...). Default: all.")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Model (repeatable): fhs, hs, normal, t, cf, published; name@k refits every k bars; "
+        "risk:<name> runs any margincal.risk model. Default: fhs hs normal t cf.")] = None,
+    policy: Annotated[list[str] | None, typer.Option(
+        "--policy", "-p", help="Policy (repeatable): raw, static, apc:<name>, preset:<name>. Default: all.")] = None,
+    level: Annotated[list[float] | None, typer.Option(
+        "--level", help="Coverage of the two-sided loss (repeatable). Default 0.99.")] = None,
+    horizon: Annotated[list[str] | None, typer.Option(
+        "--horizon", help="Liquidation horizon in hours or 1d/8h (repeatable). Default 24.")] = None,
+    min_history: Annotated[int, typer.Option("--min-history", help="Bars of data before the first test day.")] = 250,
+    worst: Annotated[int, typer.Option("--worst", help="Worst days per instrument added to the crash table.")] = 5,
+    per_instrument: Annotated[bool, typer.Option("--per-instrument", help="Also print one row per "
+                                                 "instrument.")] = False,
+    crash: Annotated[bool, typer.Option("--crash/--no-crash", help="Print the crash-day table.")] = True,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id for the stored result.")] = None,
+    store: StoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Backtest margin models x policies: coverage tests, procyclicality, crash days."""
+    from margincal.backtest.data import load_returns, timeframe_for_horizon
+    from margincal.backtest.engine import run_backtest
+    from margincal.backtest.models import DEFAULT_MODELS
+    from margincal.config import resolve_store_path
+    from margincal.errors import ConfigError
+    from margincal.risk.base import horizon_hours
+
+    hours = [horizon_hours(_number_or_text(h)) for h in (horizon or ["24"])]
+    levels = [float(x) for x in (level or [0.99])]
+    path = resolve_store_path(store)
+    store_exists = Path(path).exists()
+    by_tf: dict[str, list[float]] = {}
+    for h in hours:
+        by_tf.setdefault(timeframe_for_horizon(h), []).append(h)
+    results = []
+    with progress(transient=True) as prog:
+        task = prog.add_task("backtest", total=None)
+        for tf, hs in by_tf.items():
+            data = load_returns(instrument, timeframe=tf, store=path, use_store=store_exists)
+            if not data:
+                raise ConfigError(f"no {tf} bars to backtest")
+
+            def step(done: int, total: int, label: str) -> None:
+                prog.update(task, total=total, completed=done, description=label)
+
+            results.append(run_backtest(data, models=model or DEFAULT_MODELS, policies=policy, levels=levels,
+                                        horizons=hs, min_history=min_history, worst_n=worst, progress=step,
+                                        run_id=run_id))
+    from margincal.backtest.engine import combine_results
+
+    res = combine_results(results)
+    payload = res.to_payload()
+    saved = None
+    if store is not None or store_exists:
+        from margincal.data.store import open_store, save_result
+
+        params = {"instruments": [d["instrument"] for d in res.instruments], "models": list(res.params["models"]),
+                  "policies": list(res.params["policies"]), "levels": levels, "horizons_hours": hours,
+                  "min_history": min_history, "worst": worst}
+        with open_store(path) as con:
+            save_result(con, res.run_id, "backtest", params, res.to_payload(include_series=True))
+        saved = str(path)
+    if json_out:
+        print_json({**payload, "stored": saved})
+        return
+    multi = len(levels) > 1 or len(hours) > 1
+    what = "" if multi else f" coverage {levels[0]:g}, {hours[0]:g}h horizon;"
+    print_table(_display(res.summary(), ("model", "policy"), multi),
+                title=f"margin backtest {res.run_id}:{what} pooled over {len(res.instruments)} instrument(s); "
+                      "g/y/r = instruments in the green/yellow/red zone")
+    if per_instrument:
+        print_table(_display(res.rows(), ("instrument", "model", "policy"), multi), title="per instrument")
+    if crash:
+        wide = _crash_wide(res.crash_rows())
+        if wide:
+            print_table(wide, title="crash days: margin in force before the move (raw models, static); "
+                                    "* = breached")
+    console.print(f"data: {', '.join(sorted({d['source'].split(':')[0] for d in res.instruments}))}"
+                  + (f" - stored in {saved} (run {res.run_id})" if saved else " - not stored (no store)"))
