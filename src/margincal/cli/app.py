@@ -74,6 +74,13 @@ app.add_typer(_params.app, name="params")
 from margincal.cli import backtest as _backtest  # noqa: E402
 
 app.command("backtest")(_backtest.backtest)
+from margincal.cli import keys as _keys  # noqa: E402
+from margincal.cli import report as _report  # noqa: E402
+from margincal.cli import serve as _serve  # noqa: E402
+
+app.command("serve")(_serve.serve)
+app.add_typer(_keys.app, name="keys")
+app.command("report")(_report.report)
 
 def main() -> None:
     """Console entry point."""

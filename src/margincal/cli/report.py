@@ -1,0 +1,40 @@
+"""`margincal report`: one self-contained HTML report of everything in the store (opens offline)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.config import resolve_store_path
+from margincal.data.store import open_store
+from margincal.reports.html import write_report
+from margincal.reports.store_report import build_sections, section_status
+
+
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("reports/margincal-report.html"),
+    store: StoreOption = None,
+    charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Per-instrument history charts "
+                                         "(a few seconds per hourly instrument).")] = True,
+    json_out: JsonOption = False,
+) -> None:
+    """Write calibration, parameter history, backtest, stress and adjustment results to one HTML file."""
+    path = resolve_store_path(store)
+    with progress(transient=True) as prog:
+        task = prog.add_task("report", total=None)
+        with open_store(path, read_only=True) as con:
+            sections = build_sections(con, charts=charts,
+                                      on_step=lambda s: prog.update(task, description=f"history {s}"))
+    meta = f"store {html.escape(path.name)} &middot; generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC"
+    written = write_report(out, "margincal: margin report", sections, meta)
+    rows = section_status(sections)
+    if json_out:
+        print_json({"report": str(written), "bytes": written.stat().st_size, "sections": rows})
+        return
+    print_table(rows, title="report sections")
+    console.print(f"wrote [bold]{written}[/] ({written.stat().st_size / 1e6:.1f} MB, opens offline)")
