@@ -58,6 +58,9 @@ def _root(
 from margincal.cli import ingest as _ingest  # noqa: E402
 
 app.command("ingest")(_ingest.ingest)
+from margincal.cli import portfolio as _portfolio  # noqa: E402
+
+app.command("portfolio")(_portfolio.portfolio)
 from margincal.cli import calibrate as _calibrate  # noqa: E402
 
 app.command("calibrate")(_calibrate.calibrate)

@@ -1,0 +1,132 @@
+"""`margincal portfolio FILE.csv`: portfolio IM / MM per account with the driving scenario.
+
+A thin shell over :mod:`margincal.margin.portfolio`: read the book, build the
+market state (store bars / --spot, option vols from the store or the bundled
+Deribit snapshots / --vol), build the scenario matrix once, run the chunked
+margin path with a progress bar, print a table or JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.errors import ConfigError, DataError
+from margincal.margin.portfolio import (
+    PRESETS,
+    HistoricalPortfolioMargin,
+    RiskMatrixMargin,
+    build_market,
+    load_daily_closes,
+    portfolio_margin_blocks,
+    read_book,
+)
+from margincal.margin.portfolio.market import open_store_if_present
+
+METHODS = ("risk-matrix", "historical")
+
+
+def _parse_spots(items: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for it in items or []:
+        for part in it.split(","):
+            if not part.strip():
+                continue
+            name, sep, val = part.partition("=")
+            try:
+                if not sep:
+                    raise ValueError
+                out[name.strip().upper()] = float(val)
+            except ValueError:
+                raise ConfigError(f"--spot {part!r}: use UNDERLYING=PRICE, e.g. --spot BTC=65000") from None
+    return out
+
+
+def _history(con, underlyings: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Daily closes: the store's ``<U>-USDT`` 1d bars when all are there, else the bundled CSVs."""
+    if con is not None:
+        from margincal.data.store import load_bars
+
+        cols = {}
+        for u in underlyings:
+            bars = load_bars(con, f"{u}-USDT", "1d")
+            if bars.empty:
+                break
+            cols[u] = bars["close"]
+        if len(cols) == len(underlyings):
+            return pd.DataFrame(cols).dropna()
+    return load_daily_closes(underlyings)
+
+
+def portfolio(
+    file: Annotated[Path | None, typer.Argument(help="Positions CSV: account, instrument, quantity.")] = None,
+    book: Annotated[Path | None, typer.Option("--book", help="Positions file (CSV or Parquet), instead of FILE.")] = None,
+    spot: Annotated[list[str] | None, typer.Option("--spot", help="Spot override, e.g. BTC=65000 (repeatable).")] = None,
+    vol: Annotated[float | None, typer.Option("--vol", help="Flat implied vol for options without a quote "
+                                              "(0.6 = 60%).")] = None,
+    asof: Annotated[str | None, typer.Option("--asof", help="Valuation time (UTC), e.g. 2024-05-24T13:00.")] = None,
+    method: Annotated[str, typer.Option("--method", help="risk-matrix or historical (FHS ES).")] = "risk-matrix",
+    preset: Annotated[str, typer.Option("--preset", help="Risk-matrix preset: deribit or derive.")] = "deribit",
+    level: Annotated[float, typer.Option("--level", help="ES level (historical).")] = 0.99,
+    horizon_hours: Annotated[float, typer.Option("--horizon-hours", help="Liquidation horizon (historical).")] = 24.0,
+    offset: Annotated[float, typer.Option("--offset", help="Cross-underlying offset 0..1 (historical).")] = 1.0,
+    inverse: Annotated[bool, typer.Option("--inverse", help="Treat instruments as coin-margined (inverse).")] = False,
+    no_contingency: Annotated[bool, typer.Option("--no-contingency", help="Leave out contingency add-ons.")] = False,
+    block_size: Annotated[int, typer.Option("--block-size", help="Accounts per block.")] = 100_000,
+    top: Annotated[int | None, typer.Option("--top", help="Show only the N accounts with the largest IM.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write every account's result (CSV or Parquet).")] = None,
+    store: StoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Portfolio initial and maintenance margin per account, with the scenario that drives it."""
+    if (file is None) == (book is None):
+        raise ConfigError("give a positions FILE or --book PATH (exactly one)")
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r} is not one of {', '.join(sorted(PRESETS))}")
+    if block_size < 1:
+        raise ConfigError(f"--block-size is {block_size}; it must be >= 1")
+    bk = read_book(file if file is not None else book, inverse=inverse)  # type: ignore[arg-type]
+    con = open_store_if_present(store)
+    try:
+        market, prov = build_market(bk.specs, con=con, spot=_parse_spots(spot), flat_vol=vol, asof=asof)
+        if method == "risk-matrix":
+            engine: RiskMatrixMargin | HistoricalPortfolioMargin = RiskMatrixMargin(config=PRESETS[preset]())
+        else:
+            unds = sorted({s.underlying for s in bk.specs})
+            engine = HistoricalPortfolioMargin(level=level, horizon_hours=horizon_hours, offset=offset)
+            engine.fit(_history(con, unds))
+    finally:
+        if con is not None:
+            con.close()
+    pnl = engine.scenario_pnl(bk.specs, market)
+    with progress(transient=True) as prog:
+        task = prog.add_task("portfolio margin", total=bk.n_accounts)
+        res = portfolio_margin_blocks(bk.blocks(block_size), pnl, include_contingency=not no_contingency,
+                                      progress=lambda n: prog.update(task, advance=n))
+    if out is not None:
+        frame = res.to_frame()
+        if out.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(out, index=False)
+        elif out.suffix.lower() in (".csv", ".gz"):
+            frame.to_csv(out, index=False)
+        else:
+            raise DataError(f"--out {out}: use a .csv or .parquet file name")
+    order = res.im.argsort()[::-1][:top] if top is not None else range(len(res))
+    rows = res.records(order)
+    label = method if method == "historical" else f"risk matrix ({preset})"
+    if json_out:
+        print_json({"method": label, "n_accounts": len(res), "total_im": float(res.im.sum()),
+                    "market": prov, "accounts": rows})
+        return
+    print_table(rows, title=f"portfolio margin, {label}, valued {market.valuation_time:%Y-%m-%d %H:%M} UTC",
+                columns=["account", "im", "mm", "scenario_charge", "contingency", "driving_scenario"], digits=2)
+    spots = ", ".join(f"{u}={v:g} ({prov['spot'][u]})" for u, v in market.spot.items())
+    console.print(f"{len(res)} account(s); spot {spots}")
+    if prov.get("vols", {}).get("sources"):
+        console.print("option vols: " + "; ".join(f"{k}: {v}" for k, v in prov["vols"]["sources"].items()))

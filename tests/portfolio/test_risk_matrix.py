@@ -1,0 +1,254 @@
+"""Risk-matrix portfolio margin: scenario matrix vs QuantLib, worked examples, fast path vs loop, properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import sparse
+
+from margincal.errors import ConfigError, DataError
+from margincal.margin.portfolio import (
+    InstrumentSpec,
+    MarketState,
+    RiskMatrixConfig,
+    RiskMatrixMargin,
+    deribit_like,
+    derive_like,
+    parse_instrument,
+    portfolio_margin,
+    portfolio_margin_blocks,
+    portfolio_margin_reference,
+    scenario_pnl_matrix,
+)
+
+ql = pytest.importorskip("QuantLib")
+
+
+def _ql_price(is_call: bool, K: float, F: float, T: float, vol: float) -> float:
+    typ = ql.Option.Call if is_call else ql.Option.Put
+    return ql.blackFormula(typ, K, F, vol * math.sqrt(T), 1.0)
+
+
+def test_presets_scenario_counts_and_published_figures():
+    d, v = deribit_like(), derive_like()
+    # Deribit: +/-16% in 9 buckets x (up, same, down) + 8 extended moves (vol up only)
+    assert d.spot_shocks == (-0.16, -0.12, -0.08, -0.04, 0.0, 0.04, 0.08, 0.12, 0.16)
+    assert len(d.spot_shocks) * 3 + len(d.extended_shocks) == 35
+    assert d.extended_shocks == (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
+    # Derive mainnet getDefaultScenarios(): 23 scenarios, +/-15% x 3 vol states + (+/-20%, vol up)
+    assert len(v.spot_shocks) * 3 + len(v.extended_shocks) == 23
+    assert (v.vol_up, v.vol_down, v.vol_power_short, v.vol_power_long) == (0.6, 0.3, 0.3, 0.13)
+    assert (v.short_option_contingency, v.futures_contingency, v.im_multiplier) == (0.02, 0.03, 1.25)
+    assert any("derivexyz/v2-core" in s for s in v.sources)
+    assert any("support.deribit.com" in s for s in d.sources)
+
+
+def test_vol_multipliers_worked_example():
+    d, v = deribit_like(), derive_like()
+    up, down = d.vol_multipliers(np.array([15.0, 30.0, 0.25]))
+    # 15 days: 1 + 0.45 (30/15)^0.3 = 1 + 0.45 * 1.231144 = 1.554015 ; 30 days: 1.45 ; floor 1 day: 30^0.3 = 2.772
+    assert up.tolist() == pytest.approx([1.0 + 0.45 * 2 ** 0.3, 1.45, 1.0 + 0.45 * 30 ** 0.3])
+    assert down.tolist() == pytest.approx([1.0 - 0.30 * 2 ** 0.3, 0.70, 1.0 - 0.30 * 30 ** 0.3])
+    up2, down2 = v.vol_multipliers(np.array([60.0]))
+    # Derive, longer than 30 days uses the long-term power 0.13: 1 + 0.6 * 0.5^0.13
+    assert up2[0] == pytest.approx(1.0 + 0.6 * 0.5 ** 0.13)
+    assert down2[0] == pytest.approx(1.0 - 0.3 * 0.5 ** 0.13)
+    # vol down is floored at 0 when the scaled shock exceeds 100%
+    harsh = RiskMatrixConfig(vol_down=0.9)
+    assert harsh.vol_multipliers(np.array([1.0]))[1][0] == 0.0
+
+
+def test_option_columns_match_quantlib_full_revaluation(specs, market):
+    cfg = deribit_like()
+    pnl = scenario_pnl_matrix(specs, market, cfg)
+    idx = pnl.index()
+    seg = dict((n, (a, z)) for n, a, z in pnl.segments)
+    a, _ = seg["BTC"]
+    i = idx["BTC-28JUN24-70000-C"]
+    T = (pnl.specs[i].expiry - market.valuation_time).total_seconds() / (365 * 86400)
+    up, down = cfg.vol_multipliers(np.array([T * 365]))
+    base = _ql_price(True, 70000.0, 68800.0, T, 0.55)
+    j = 0
+    for s in cfg.spot_shocks:
+        for mult in (up[0], 1.0, down[0]):
+            ref = _ql_price(True, 70000.0, 68800.0 * (1 + s), T, 0.55 * mult) - base
+            assert pnl.matrix[i, a + j] == pytest.approx(ref, abs=1e-7)
+            j += 1
+    for e, w in zip(cfg.extended_shocks, cfg.extended_weights, strict=True):
+        ref = w * (_ql_price(True, 70000.0, 68800.0 * (1 + e), T, 0.55 * up[0]) - base)
+        assert pnl.matrix[i, a + j] == pytest.approx(ref, abs=1e-7)
+        j += 1
+    # the explicit vol of the 90000 call (0.8) is used, not the flat 0.55
+    k = idx["BTC-31MAY24-90000-C"]
+    T2 = (pnl.specs[k].expiry - market.valuation_time).total_seconds() / (365 * 86400)
+    ref = _ql_price(True, 90000.0, 68800.0 * 1.16, T2, 0.8 * cfg.vol_multipliers(np.array([T2 * 365]))[0][0])
+    assert pnl.matrix[k, a + 8 * 3] == pytest.approx(ref - _ql_price(True, 90000.0, 68800.0, T2, 0.8), abs=1e-7)
+
+
+def test_delta_one_and_inverse_columns_by_hand(specs, market):
+    pnl = scenario_pnl_matrix(specs, market, deribit_like())
+    idx = pnl.index()
+    a = 0  # BTC segment comes first (underlyings sorted)
+    # linear perp, 1 coin: P&L = 68800 * shock; "spot -16%" is column 0
+    assert pnl.matrix[idx["BTC-PERP"], a] == pytest.approx(-0.16 * 68800.0)
+    # inverse perp, 10 USD face: coin P&L 10 (1/F0 - 1/F1) worth 10 (F1/F0 - 1) = -1.6 USD at F1
+    assert pnl.matrix[idx["BTC-PERP-INV"], a] == pytest.approx(-1.6)
+    # inverse option: (c1 - c0) F1 with c = V/F, i.e. V1 - V0 (1 + s)
+    i = idx["BTC-28JUN24-65000-C"]
+    T = (pnl.specs[i].expiry - market.valuation_time).total_seconds() / (365 * 86400)
+    up = deribit_like().vol_multipliers(np.array([T * 365]))[0][0]
+    v0 = _ql_price(True, 65000.0, 68800.0, T, 0.55)
+    v1 = _ql_price(True, 65000.0, 68800.0 * 0.84, T, 0.55 * up)
+    c0, c1 = v0 / 68800.0, v1 / (68800.0 * 0.84)
+    assert pnl.matrix[i, a] == pytest.approx((c1 - c0) * 68800.0 * 0.84, abs=1e-7)
+    # ETH instruments are zero in every BTC scenario and vice versa (segregated by underlying)
+    eth = idx["ETH-PERP"]
+    (_, b0, b1), (_, e0, e1) = pnl.segments
+    assert np.all(pnl.matrix[eth, b0:b1] == 0) and np.all(pnl.matrix[idx["BTC-PERP"], e0:e1] == 0)
+
+
+def test_worked_example_long_perp_and_short_call(specs, market):
+    pnl = scenario_pnl_matrix(specs, market, deribit_like())
+    res = portfolio_margin({"BTC-PERP": 1.0}, pnl)
+    # worst loss: spot -16% -> 0.16 * 68800 = 11008; futures contingency 1.2% * 68800 = 825.6
+    assert res.scenario_charge[0] == pytest.approx(11008.0)
+    assert res.contingency[0] == pytest.approx(825.6)
+    assert res.im[0] == pytest.approx(11833.6)
+    assert res.mm[0] == pytest.approx(0.8 * 11833.6)
+    assert res.driving_label[0] == "BTC: spot -16%, vol +45%"  # tie across vol states -> first (vol up)
+    # a short call: contingency 1% * 68800 per net short option (per strike, calls and puts netted)
+    res2 = portfolio_margin({"BTC-28JUN24-70000-C": -2.0, "BTC-28JUN24-70000-P": 1.0}, pnl)
+    assert res2.contingency[0] == pytest.approx(0.01 * 68800.0 * 1.0)
+    # Derive: IM = 1.25 (worst loss + contingencies), MM = IM / 1.25
+    pnl_d = scenario_pnl_matrix(specs, market, derive_like())
+    rd = portfolio_margin({"BTC-PERP": -1.0}, pnl_d)
+    # worst for a short: +20% (vol up scenario) = 13760, perp contingency 3% = 2064
+    assert rd.im[0] == pytest.approx(1.25 * (0.20 * 68800.0 + 0.03 * 68800.0))
+    assert rd.mm[0] == pytest.approx(0.20 * 68800.0 + 0.03 * 68800.0)
+    assert rd.driving_label[0] == "BTC: spot +20%, vol +60%"
+
+
+def _random_book(rng, n_accounts, n_instr, per_account=4):
+    rows = np.repeat(np.arange(n_accounts), per_account)
+    cols = rng.integers(0, n_instr, rows.size)
+    vals = rng.normal(0.0, 3.0, rows.size).round(2)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(n_accounts, n_instr))
+
+
+def test_fast_path_equals_per_account_loop(specs, market):
+    pnl = scenario_pnl_matrix(specs, market, deribit_like())
+    P = _random_book(np.random.default_rng(7), 300, len(specs))
+    fast = portfolio_margin(P, pnl, block_size=64)
+    ref = portfolio_margin_reference(P, pnl)
+    np.testing.assert_allclose(fast.im, ref.im, rtol=1e-12, atol=1e-8)
+    np.testing.assert_allclose(fast.contingency, ref.contingency, rtol=1e-12, atol=1e-8)
+    # the driving scenario carries the worst loss of its account (ties may pick another index)
+    G = P @ pnl.matrix
+    for r in range(P.shape[0]):
+        if fast.driving_scenario[r] >= 0:
+            assert -G[r, fast.driving_scenario[r]] == pytest.approx(-G[r, ref.driving_scenario[r]], rel=1e-12)
+    assert np.mean(fast.driving_scenario == ref.driving_scenario) > 0.95
+
+
+def test_blocks_path_is_order_invariant_and_accepts_ids(specs, market):
+    pnl = scenario_pnl_matrix(specs, market, derive_like())
+    P = _random_book(np.random.default_rng(3), 250, len(specs))
+    ids = np.array([f"acc{i}" for i in range(250)], dtype=object)
+    one = portfolio_margin(P, pnl, accounts=ids)
+    perm = np.random.default_rng(4).permutation(250)
+    seen = []
+    blocks = ((ids[perm[a:a + 40]], P[perm[a:a + 40]]) for a in range(0, 250, 40))
+    res = portfolio_margin_blocks(blocks, pnl, progress=seen.append)
+    assert sum(seen) == 250 and len(seen) == 7
+    order = {a: i for i, a in enumerate(res.accounts)}
+    np.testing.assert_allclose(res.im[[order[a] for a in ids]], one.im, rtol=1e-13)
+
+
+def test_errors_name_the_problem(specs, market):
+    pnl = scenario_pnl_matrix(specs, market, deribit_like())
+    with pytest.raises(DataError, match="instrument columns"):
+        portfolio_margin(np.zeros((2, 3)), pnl)
+    with pytest.raises(DataError, match="not in the scenario matrix"):
+        portfolio_margin({"SOL-PERP": 1.0}, pnl)
+    late = MarketState(spot={"BTC": 68800.0}, valuation_time="2024-07-01", flat_vol=0.5)
+    with pytest.raises(DataError, match="expired"):
+        scenario_pnl_matrix([parse_instrument("BTC-28JUN24-70000-C")], late)
+    with pytest.raises(ConfigError, match="extended_weights"):
+        RiskMatrixConfig(extended_shocks=(1.0,), extended_weights=())
+    with pytest.raises(DataError, match="no volatility"):
+        scenario_pnl_matrix([parse_instrument("BTC-28JUN24-70000-C")],
+                            MarketState(spot={"BTC": 1.0}, valuation_time="2024-05-24"))
+    with pytest.raises(DataError, match="not fitted"):
+        RiskMatrixMargin().margin({"BTC-PERP": 1.0})
+
+
+# ---------------------------------------------------------------- properties
+
+BASE = MarketState(spot={"BTC": 68800.0, "ETH": 3725.0}, valuation_time="2024-05-24T13:00Z", flat_vol=0.6)
+EXPIRIES = ["31MAY24", "28JUN24", "27SEP24", "27DEC24"]
+STRIKES = [40000, 55000, 65000, 70000, 80000, 100000]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    expiry=st.sampled_from(EXPIRIES),
+    strike=st.sampled_from(STRIKES),
+    qty=st.floats(0.1, 50.0),
+    preset=st.sampled_from([deribit_like, derive_like]),
+)
+def test_exact_hedge_has_zero_margin_without_contingencies(expiry, strike, qty, preset):
+    # long call + short put + short future (same strike/expiry) is riskless by put-call parity (r = 0);
+    # a dated future against the perpetual is riskless when both price off the index (r = 0)
+    names = [f"BTC-{expiry}-{strike}-C", f"BTC-{expiry}-{strike}-P", f"BTC-{expiry}", "BTC-PERP"]
+    pnl = scenario_pnl_matrix([parse_instrument(n) for n in names], BASE, preset())
+    book = np.array([[qty, -qty, -qty, 0.0], [0.0, 0.0, qty, -qty]])
+    res = portfolio_margin(book, pnl, include_contingency=False)
+    assert np.all(np.abs(res.im) <= 1e-9 * 68800.0 * qty)
+    # with contingencies only the documented add-ons remain: gross futures notional (options net per strike)
+    with_c = portfolio_margin(book, pnl)
+    rate = preset().futures_contingency * preset().im_multiplier
+    assert with_c.im[0] == pytest.approx(rate * qty * 68800.0, rel=1e-9, abs=1e-6)
+    assert with_c.im[1] == pytest.approx(rate * 2 * qty * 68800.0, rel=1e-9, abs=1e-6)
+
+
+def test_inverse_perp_hedged_by_linear_perp_is_riskless():
+    inv = InstrumentSpec("BTC-PERPETUAL", "perpetual", "BTC", inverse=True, contract_size=10.0)
+    pnl = scenario_pnl_matrix([inv, parse_instrument("BTC-PERP")], BASE, deribit_like())
+    # 6880 contracts x 10 USD = 68,800 USD face = 1 BTC at 68,800
+    res = portfolio_margin(np.array([[6880.0, -1.0]]), pnl, include_contingency=False)
+    assert res.im[0] == pytest.approx(0.0, abs=1e-7)
+
+
+_ALL = [*(f"BTC-{e}-{k}-{cp}" for e in EXPIRIES[:2] for k in STRIKES[1:5] for cp in "CP"), "BTC-PERP",
+        "BTC-28JUN24", "ETH-PERP", "ETH-28JUN24-3800-C", "ETH-28JUN24-3500-P"]
+_PNL = {}
+
+
+def _pnl(preset):
+    if preset not in _PNL:
+        _PNL[preset] = scenario_pnl_matrix([parse_instrument(n) for n in _ALL], BASE, PRESETS_[preset]())
+    return _PNL[preset]
+
+
+PRESETS_ = {"deribit": deribit_like, "derive": derive_like}
+positions = st.lists(st.floats(-20.0, 20.0, allow_nan=False), min_size=len(_ALL), max_size=len(_ALL))
+
+
+@settings(max_examples=80, deadline=None)
+@given(a=positions, b=positions, preset=st.sampled_from(["deribit", "derive"]))
+def test_portfolio_margin_never_exceeds_sum_of_standalone(a, b, preset):
+    pnl = _pnl(preset)
+    res = portfolio_margin(np.array([a, b, np.add(a, b)]), pnl)
+    assert res.im[2] <= res.im[0] + res.im[1] + 1e-7 * (1.0 + res.im[0] + res.im[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=positions, lam=st.floats(0.01, 100.0), preset=st.sampled_from(["deribit", "derive"]))
+def test_margin_is_positively_homogeneous(a, lam, preset):
+    pnl = _pnl(preset)
+    res = portfolio_margin(np.array([a, np.multiply(a, lam)]), pnl)
+    assert res.im[1] == pytest.approx(lam * res.im[0], rel=1e-9, abs=1e-6)
