@@ -286,3 +286,42 @@ def calibrate_universe(returns: Mapping[str, object], *, liquidity: Mapping[str,
             "instruments": sorted(cals), "created_at": pd.Timestamp.now(tz="UTC").isoformat()}
     pset = ParameterSet(params={k: c.to_params() for k, c in cals.items()}, provenance=prov, run_id=run_id)
     return pset, cals
+
+
+def bundled_example(*, reference_size: float = 1e6, half_spread: float = 0.0002,
+                    tier_boundaries: Sequence[float] = (1e5, 1e6, 1e7, 5e7, 2e8)
+                    ) -> tuple[ParameterSet, dict[str, Calibration]]:
+    """Calibrate the 10 bundled daily coins (FHS, ES 99%, 24 h; liquidity from the last 30 daily bars)."""
+    from margincal.margin._bundled import BUNDLED_DAILY, daily_bars, daily_log_returns
+
+    returns = {f"{c.upper()}USDT": daily_log_returns(c) for c in BUNDLED_DAILY}
+    liq = {f"{c.upper()}USDT": LiquidityModel.from_bars(daily_bars(c), window=30, half_spread=half_spread,
+                                                        reference_size=reference_size) for c in BUNDLED_DAILY}
+    return calibrate_universe(returns, liquidity=liq, tier_boundaries=list(tier_boundaries))
+
+
+def main() -> int:  # pragma: no cover - prints the tables of docs/margin_calibration.md
+    import time
+
+    t0 = time.perf_counter()
+    pset, cals = bundled_example()
+    print("| instrument | window end | sigma 1d | ES 99% 24h | add-on @1M | IM | MM | max lev | ADV (USDT) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, c in cals.items():
+        adv = c.liquidity.adv if c.liquidity else float("nan")
+        print(f"| {name} | {str(c.provenance['window_end'])[:10]} | {c.sigma:.2%} | {c.es:.2%} | "
+              f"{c.liquidity_addon:.3%} | {c.im_rate:.2%} | {c.mm_rate:.2%} | {c.max_leverage:.1f}x | {adv:,.0f} |")
+    btc = cals["BTCUSDT"]
+    assert btc.tiers is not None
+    print("\nBTCUSDT tiers (marginal convention):\n")
+    print("| bracket | notional floor | notional cap | max leverage | IM rate | MM rate | maintenance amount |")
+    print("|---|---|---|---|---|---|---|")
+    for i, t in enumerate(btc.tiers.to_details(), start=1):
+        print(f"| {i} | {t['lower']:,.0f} | {t['upper']:,.0f} | {t['max_leverage']:.0f}x | {t['im_rate']:.2%} | "
+              f"{t['mm_rate']:.2%} | {t['maintenance_amount']:,.0f} |")
+    print(f"\nruntime {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
