@@ -86,7 +86,9 @@ def test_run_end_to_end(ran_store):
         assert p.version == 1 and p.provenance["model"] == "fhs" and p.provenance["level"] == 0.99
         for ip in p.params.values():
             assert 0 < ip.mm_rate <= ip.im_rate <= 1
-            assert ip.details["es"] <= ip.im_rate < ip.details["es"] + 0.0005 + 1e-12
+            addon = ip.details["liquidity_addon"]
+            assert ip.details["es"] + addon <= ip.im_rate < ip.details["es"] + addon + 0.0005 + 1e-12
+            assert len(ip.details["tiers"]) == 5  # tiers from the size curve, caps 1e5..2e8
 
 
 def test_run_again_reuses_store(ran_store):

@@ -90,7 +90,13 @@ def test_fhs_calibration_matches_independent_computation(con, data_dir):
     es, sig = _independent_fhs(r, 0.94, 0.99)
     assert cal.es == pytest.approx(es, rel=1e-10)
     assert cal.sigma == pytest.approx(sig, rel=1e-10)
-    assert cal.im_rate == pytest.approx(math.ceil(es / 0.0005 - 1e-9) * 0.0005)
+    # liquidity add-on, written out: half-spread 2 bp + sqrt impact at 1M USD against the 30-day ADV
+    last = bars.iloc[-31:]
+    adv = float(np.mean((last["close"] * last["volume"]).to_numpy()[1:]))
+    sigma_d = float(np.std(np.diff(np.log(last["close"].to_numpy())), ddof=1))
+    addon = 0.0002 + 1.0 * sigma_d * math.sqrt(1e6 / adv)
+    assert cal.extra["liquidity_addon"] == pytest.approx(addon, rel=1e-10)
+    assert cal.im_rate == pytest.approx(math.ceil((es + addon) / 0.0005 - 1e-9) * 0.0005)
     assert cal.mm_rate == pytest.approx(math.ceil(cal.im_rate * 0.5 / 0.0005 - 1e-9) * 0.0005)
     assert cal.window_end.startswith("2026-03-30")
 

@@ -55,6 +55,11 @@ class CalibrationSettings:
     ratio most crypto venues publish for their first tier (Binance BTCUSDT
     1/125 IM vs 0.4% MM ~ 0.5; Deribit futures 2% vs 1%; dYdX IMF 5% vs MMF 3%).
     It leaves the IM-MM gap as the buffer a liquidation engine works in.
+
+    ``reference_size`` (quote currency) is the position size at which the
+    published single rate includes the liquidity add-on; ``half_spread`` is an
+    assumed 2 bp because the bundled bars carry no quotes; ``tier_boundaries``
+    are the notional caps of the size tiers generated from the size curve.
     """
 
     level: float = 0.99
@@ -65,6 +70,9 @@ class CalibrationSettings:
     rounding: float = 0.0005
     min_history: int = 250
     model: str = "fhs"
+    reference_size: float = 1_000_000.0
+    half_spread: float = 0.0002
+    tier_boundaries: tuple[float, ...] = (1e5, 1e6, 1e7, 5e7, 2e8)
     extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,5 +88,11 @@ class CalibrationSettings:
             raise ConfigError(f"buffer is {self.buffer}; it must be >= 0")
         if self.rounding < 0:
             raise ConfigError(f"rounding is {self.rounding}; it must be >= 0")
+        if self.reference_size <= 0:
+            raise ConfigError(f"reference_size is {self.reference_size}; it must be > 0")
+        if self.half_spread < 0:
+            raise ConfigError(f"half_spread is {self.half_spread}; it must be >= 0")
+        if list(self.tier_boundaries) != sorted(set(self.tier_boundaries)):
+            raise ConfigError("tier_boundaries must be strictly increasing")
         if self.min_history < 20:
             raise ConfigError(f"min_history is {self.min_history}; it must be >= 20")

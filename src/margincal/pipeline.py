@@ -23,18 +23,17 @@ from margincal.config import CalibrationSettings
 from margincal.data.ingest import timeframe_hours
 from margincal.data.store import load_bars
 from margincal.errors import CalibrationError
+from margincal.margin.calibration import calibrate_instrument
+from margincal.margin.liquidity import LiquidityModel
 from margincal.margin.params import InstrumentParams, ParameterSet, new_run_id, publish
+from margincal.margin.rounding import ceil_to_increment
 from margincal.risk.measures import expected_shortfall
-from margincal.risk.models import make_model
 from margincal.vol.ewma import ewma_variance
 
 
 def ceil_to(x: float, step: float) -> float:
-    """Round ``x`` up to a multiple of ``step``, ignoring float noise below 1e-9 of a step."""
-    if step <= 0:
-        return float(x)
-    q = x / step
-    return float(math.ceil(q - 1e-9) * step)
+    """Round ``x`` up to a multiple of ``step`` (noise-tolerant; see :func:`ceil_to_increment`)."""
+    return float(ceil_to_increment(x, step)) if step > 0 else float(x)
 
 
 def bar_lambda(lam_day: float, bar_hours: float) -> float:
@@ -73,7 +72,8 @@ class InstrumentCalibration:
         return {
             "instrument": self.instrument, "bars": self.timeframe, "last_price": self.last_price,
             "sigma_horizon": self.sigma, "var": self.var, "es": self.es, "im_rate": self.im_rate,
-            "mm_rate": self.mm_rate, "max_leverage": round(1.0 / self.im_rate, 1),
+            "liq_addon": self.extra.get("liquidity_addon", 0.0), "mm_rate": self.mm_rate,
+            "max_leverage": round(1.0 / self.im_rate, 1),
             "data_to": self.window_end[:10], "n_obs": self.n_obs,
         }
 
@@ -93,17 +93,20 @@ def calibrate_bars(bars: pd.DataFrame, instrument: str, timeframe: str,
         scaling = "direct" if settings.horizon_hours / bh > 1.5 and abs(
             settings.horizon_hours / bh - round(settings.horizon_hours / bh)) < 1e-9 else "sqrt"
         params["scaling"] = scaling
-    model = make_model(settings.model, **params).fit(r, bar_hours=bh)
-    fc = model.forecast(settings.horizon_hours, settings.level)
-    im = ceil_to(fc.es * (1.0 + settings.buffer), settings.rounding)
-    im = min(max(im, settings.rounding or 1e-4), 1.0)
-    mm = ceil_to(im * settings.mm_fraction, settings.rounding)
-    mm = min(max(mm, settings.rounding or 1e-4), im)
+    liq = LiquidityModel.from_bars(bars, half_spread=settings.half_spread, reference_size=settings.reference_size)
+    cal = calibrate_instrument(
+        r, model=settings.model, model_params=params, level=settings.level, horizon_hours=settings.horizon_hours,
+        buffer=settings.buffer, liquidity=liq, reference_size=settings.reference_size,
+        mm_fraction=settings.mm_fraction, rounding=settings.rounding, instrument=instrument,
+        tier_boundaries=list(settings.tier_boundaries), bar_hours=bh,
+    )
     return InstrumentCalibration(
-        instrument=instrument, timeframe=timeframe, im_rate=im, mm_rate=mm, es=fc.es, var=fc.var,
-        sigma=fc.sigma, last_price=float(bars["close"].iloc[-1]), window_start=str(r.index[0]),
-        window_end=str(r.index[-1]), n_obs=fc.n_obs, model=fc.model, model_params=fc.params,
-        level=settings.level, horizon_hours=settings.horizon_hours,
+        instrument=instrument, timeframe=timeframe, im_rate=cal.im_rate, mm_rate=cal.mm_rate, es=cal.es,
+        var=cal.var, sigma=cal.sigma, last_price=float(bars["close"].iloc[-1]), window_start=str(r.index[0]),
+        window_end=str(r.index[-1]), n_obs=int(cal.provenance.get("n_obs", len(r))), model=settings.model,
+        model_params=dict(cal.provenance.get("model_params", params)), level=settings.level,
+        horizon_hours=settings.horizon_hours,
+        extra={"params": cal.to_params(), "liquidity_addon": cal.liquidity_addon},
     )
 
 
@@ -125,16 +128,16 @@ def to_parameter_set(cals: list[InstrumentCalibration], settings: CalibrationSet
                      run_id: str) -> ParameterSet:
     params = {}
     for c in cals:
-        params[c.instrument] = InstrumentParams(
-            c.instrument, c.im_rate, c.mm_rate,
-            {"es": c.es, "var": c.var, "sigma": c.sigma, "timeframe": c.timeframe,
-             "window_start": c.window_start, "window_end": c.window_end, "n_obs": c.n_obs,
-             "model": c.model, "model_params": c.model_params, "last_price": c.last_price},
-        )
+        base: InstrumentParams = c.extra["params"]
+        details = dict(base.details)
+        details.update({"timeframe": c.timeframe, "last_price": c.last_price, "model_params": c.model_params})
+        params[c.instrument] = InstrumentParams(c.instrument, c.im_rate, c.mm_rate, details)
     prov = {
         "run_id": run_id, "model": settings.model, "level": settings.level,
         "horizon_hours": settings.horizon_hours, "ewma_lambda_per_day": settings.ewma_lambda,
         "mm_fraction": settings.mm_fraction, "buffer": settings.buffer, "rounding": settings.rounding,
+        "reference_size": settings.reference_size, "half_spread": settings.half_spread,
+        "tier_boundaries": list(settings.tier_boundaries),
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "windows": {c.instrument: [c.window_start, c.window_end] for c in cals},
     }
