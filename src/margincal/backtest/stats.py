@@ -36,6 +36,9 @@ cumulative probability ``P(X <= x)`` decides the zone: **green** below 95%,
 **yellow** from 95% up to (not including) 99.99%, **red** from 99.99%. For
 250 days at 99% this is green 0-4, yellow 5-9, red 10+. For ``n != 250`` the
 same probability cut-offs are applied to the binomial with the actual ``n``.
+Zero exceptions is always green: for very short samples (``(1-p)^n >= 95%``,
+e.g. n <= 5 at 99%) the cut-offs would otherwise put a perfect record in the
+yellow zone.
 """
 
 from __future__ import annotations
@@ -266,11 +269,11 @@ def traffic_light(n_obs: int = 250, n_breaches: int = 0, coverage: float = 0.99)
     c = _check_coverage(coverage)
     p = 1.0 - c
     cum = float(stats.binom.cdf(x, n, p))
-    zone = "green" if cum < GREEN_BELOW else ("yellow" if cum < RED_FROM else "red")
+    zone = "green" if (cum < GREEN_BELOW or x == 0) else ("yellow" if cum < RED_FROM else "red")
     ks = np.arange(n + 1)
     cdf = stats.binom.cdf(ks, n, p)
-    green_max = int(np.count_nonzero(cdf < GREEN_BELOW)) - 1
-    yellow_max = int(np.count_nonzero(cdf < RED_FROM)) - 1
+    green_max = max(0, int(np.count_nonzero(cdf < GREEN_BELOW)) - 1)
+    yellow_max = max(green_max, int(np.count_nonzero(cdf < RED_FROM)) - 1)
     return TrafficLightResult(
         n_obs=n,
         n_breaches=x,
