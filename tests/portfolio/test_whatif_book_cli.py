@@ -182,7 +182,7 @@ def test_cli_book_parquet_top_out_and_historical(book_csv, tmp_path):
     r = _cli(perps, "--method", "historical", "--spot", "BTC=66797.37", "--spot", "ETH=2026.48",
              "--store", tmp_path / "none.duckdb", "--json")
     assert r.exit_code == 0, r.output
-    acc = {a["account"]: a for a in json.loads(r.output)["accounts"]}
+    acc = {a["account"]: a for a in json.loads(r.stdout)["accounts"]}  # stderr carries the GapWarning note
     assert acc["x"]["im"] < 0.7 * (acc["y"]["im"] + acc["z"]["im"])  # the spread is cheaper than its legs
 
 
@@ -211,3 +211,21 @@ def test_cli_errors_are_one_line_exit_2(book_csv, tmp_path):
     r = _cli(book_csv, "--spot", "BTC:1")
     assert r.exit_code == 2 and "UNDERLYING=PRICE" in r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.filterwarnings("ignore::margincal.margin.portfolio.historical.GapWarning")
+def test_cli_historical_defaults_to_end_of_history(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_text("account,instrument,quantity\nx,BTC-PERP,1\n")
+    r = _cli(p, "--method", "historical", "--store", tmp_path / "none.duckdb", "--json")
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.stdout)
+    assert "4 of 3141 returns span more than one bar" in r.stderr
+    assert body["market"]["valuation_time"].startswith("2026-03-30")  # last row of data/btc_daily.csv
+    assert body["market"]["spot"]["BTC"] == "last close of the price history"
+    closes = load_daily_closes(["BTC"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = HistoricalPortfolioMargin().fit(closes)
+    ref = portfolio_margin({"BTC-PERP": 1.0}, m.scenario_pnl([parse_instrument("BTC-PERP")]))
+    assert body["accounts"][0]["im"] == pytest.approx(float(ref.im[0]), rel=1e-12)

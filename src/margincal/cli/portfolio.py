@@ -8,14 +8,23 @@ margin path with a progress bar, print a table or JSON.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
-from margincal.errors import ConfigError, DataError
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    err_console,
+    print_json,
+    print_table,
+    progress,
+)
+from margincal.errors import ConfigError, DataError, MargincalWarning
 from margincal.margin.portfolio import (
     PRESETS,
     HistoricalPortfolioMargin,
@@ -94,13 +103,21 @@ def portfolio(
     bk = read_book(file if file is not None else book, inverse=inverse)  # type: ignore[arg-type]
     con = open_store_if_present(store)
     try:
-        market, prov = build_market(bk.specs, con=con, spot=_parse_spots(spot), flat_vol=vol, asof=asof)
         if method == "risk-matrix":
             engine: RiskMatrixMargin | HistoricalPortfolioMargin = RiskMatrixMargin(config=PRESETS[preset]())
         else:
             unds = sorted({s.underlying for s in bk.specs})
             engine = HistoricalPortfolioMargin(level=level, horizon_hours=horizon_hours, offset=offset)
-            engine.fit(_history(con, unds))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", MargincalWarning)
+                engine.fit(_history(con, unds))
+            for w in caught:
+                err_console.print(f"note: {w.message}")
+            if asof is None:  # value at the end of the history the scenarios come from
+                asof = engine.last_prices_.name.isoformat()
+        default_spot = None if method == "risk-matrix" else dict(engine.last_prices_)  # type: ignore[union-attr]
+        market, prov = build_market(bk.specs, con=con, spot=_parse_spots(spot), flat_vol=vol, asof=asof,
+                                    default_spot=default_spot)
     finally:
         if con is not None:
             con.close()

@@ -4,7 +4,8 @@ Order of precedence
 -------------------
 * spot: explicit ``spot`` overrides; else the latest close in the store's
   ``bars`` (instruments ``<U>-PERP``, then ``<U>-USDT``, then ``<U>``; any
-  timeframe; not after ``asof``);
+  timeframe; not after ``asof``); else ``default_spot`` (the historical
+  method passes the last close of its price history);
 * option vols: the store's ``option_quotes`` (latest ``mark_iv`` not after
   ``asof``); else the bundled Deribit snapshots (``data/deribit_*``); else
   ``flat_vol``. Options are matched on (underlying, expiry, strike, C/P), not
@@ -98,6 +99,7 @@ def build_market(
     flat_vol: float | None = None,
     asof: Any = None,
     use_samples: bool = True,
+    default_spot: Mapping[str, float] | None = None,
 ) -> tuple[MarketState, dict[str, Any]]:
     """MarketState for ``specs`` (module doc) and a provenance dict saying where each number came from."""
     asof_ts = None if asof is None else pd.Timestamp(asof)
@@ -117,6 +119,10 @@ def build_market(
     for u, v in overrides.items():
         spots[u] = v
         prov["spot"][u] = "override"
+    for u, v in (default_spot or {}).items():
+        if u in unds and u not in spots:
+            spots[u] = float(v)
+            prov["spot"][u] = "last close of the price history"
     missing = [u for u in unds if u not in spots]
     if missing:
         raise DataError(
