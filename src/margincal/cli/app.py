@@ -84,6 +84,12 @@ from margincal.cli import serve as _serve  # noqa: E402
 app.command("serve")(_serve.serve)
 app.add_typer(_keys.app, name="keys")
 app.command("report")(_report.report)
+from margincal.cli import cascade as _cascade  # noqa: E402
+from margincal.cli import stress as _stress  # noqa: E402
+
+app.command("stress")(_stress.stress)
+app.command("cascade")(_cascade.cascade)
+
 
 def main() -> None:
     """Console entry point."""

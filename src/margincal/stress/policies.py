@@ -213,9 +213,8 @@ class PolicyComparison:
         return self.rows
 
     def payload(self) -> dict[str, Any]:
-        return {"rows": self.rows, "mc": {k: {kk: vv for kk, vv in v.items() if kk != "bad_debt"}
-                                          for k, v in self.mc.items()},
-                "provenance": self.provenance}
+        """JSON-able form stored by ``margincal cascade`` (rows, price paths, Monte Carlo samples)."""
+        return {"rows": self.rows, "paths": self.paths, "mc": self.mc, "provenance": self.provenance}
 
 
 def _row(event: str, pol: MarginPolicy, res: CascadeResult, draw: PopulationDraw, setup: CascadeSetup,
@@ -518,39 +517,3 @@ def compare_policies(events: Sequence[str] = ("ftx", "2025-10-10", "mc"), polici
             "data": "bundled btcusdt_perp_1h.csv.gz (Binance USD-M BTCUSDT hourly)",
             "created_at": pd.Timestamp.now(tz="UTC").isoformat()}
     return PolicyComparison(rows, paths, mc_out, prov)
-
-
-def stress_figures(result: PolicyComparison) -> list[Any]:
-    """Plotly figures for the HTML report: bad debt and liquidated notional per policy, price paths, MC."""
-    import plotly.graph_objects as go
-
-    figs = []
-    events = list(dict.fromkeys(r["event"] for r in result.rows))
-    pols = list(dict.fromkeys(r["policy"] for r in result.rows))
-    for metric, title in (("bad_debt", "Bad debt (quote currency)"),
-                          ("liquidated_notional", "Liquidated notional (quote currency)")):
-        fig = go.Figure()
-        for pol in pols:
-            ys = [next((r[metric] for r in result.rows if r["event"] == ev and r["policy"] == pol), None)
-                  for ev in events]
-            fig.add_trace(go.Bar(name=pol, x=[e if e != "mc" else "Monte Carlo (mean)" for e in events], y=ys))
-        fig.update_layout(barmode="group", title=f"{title} per margin policy", height=380,
-                          margin={"l": 50, "r": 20, "t": 50, "b": 30})
-        figs.append(fig)
-    for ev, p in result.paths.items():
-        fig = go.Figure()
-        x = np.arange(len(p["fundamental"])) / 4.0
-        fig.add_trace(go.Scatter(x=x, y=p["fundamental"], name="real perp path (exogenous)", line={"width": 1}))
-        for pol, m in p["marks"].items():
-            fig.add_trace(go.Scatter(x=x, y=m, name=f"mark with {pol} liquidations", line={"width": 1}))
-        fig.update_layout(title=f"{ev}: price with simulated liquidation impact", xaxis_title="hours from start",
-                          height=380, margin={"l": 50, "r": 20, "t": 50, "b": 30})
-        figs.append(fig)
-    if result.mc:
-        fig = go.Figure()
-        for pol, m in result.mc.items():
-            fig.add_trace(go.Box(y=m["bad_debt"], name=pol, boxpoints=False))
-        fig.update_layout(title="Monte Carlo bad debt per policy", height=380,
-                          margin={"l": 50, "r": 20, "t": 50, "b": 30})
-        figs.append(fig)
-    return figs
