@@ -417,8 +417,10 @@ def list_proposals(con: duckdb.DuckDBPyConnection, status: str | None = None) ->
             norm = proposal_changes(r.get("changes"))
         except (ConfigError, KeyError, TypeError, ValueError):
             norm = {}
+        before = {c.get("instrument"): c for c in r.get("changes") or [] if isinstance(c, Mapping)}
         r["changes_normalized"] = [
             {"instrument": k, "im_rate": v["im_rate"], "mm_rate": v["mm_rate"],
+             "im_before": before.get(k, {}).get("im_before"), "mm_before": before.get(k, {}).get("mm_before"),
              "im_current": pset.params[k].im_rate if pset and k in pset.params else None,
              "mm_current": pset.params[k].mm_rate if pset and k in pset.params else None}
             for k, v in norm.items()]

@@ -29,7 +29,11 @@ function setStatus(text, isError = false) {
 }
 
 class ApiError extends Error {
-  constructor(status, detail) { super(typeof detail === "string" ? detail : JSON.stringify(detail)); this.status = status; }
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    this.status = status;
+    this.detail = detail;
+  }
 }
 
 async function api(path, opts = {}) {
@@ -100,10 +104,10 @@ async function loadInstruments() {
   }
   const withBars = rows.filter((r) => (r.timeframes || []).length);
   const sel = $("instrument-select");
-  const wsel = $("whatif-instrument");
   const priced = rows.filter((r) => r.im_rate !== null);
   sel.replaceChildren(...withBars.map((r) => el("option", {value: r.instrument}, r.instrument)));
-  wsel.replaceChildren(...priced.map((r) => el("option", {value: r.instrument}, r.instrument)));
+  $("whatif-instruments").replaceChildren(...priced.map((r) => el("option", {value: r.instrument})));
+  if (!$("whatif-instrument").value && priced.length) $("whatif-instrument").value = priced[0].instrument;
   if (!state.instrument && withBars.length) {
     const first = withBars.find((r) => r.im_rate !== null) || withBars[0];
     await selectInstrument(first.instrument);
@@ -196,8 +200,10 @@ async function loadVersions() {
 function changesText(p) {
   const list = p.changes_normalized || [];
   if (!list.length) return JSON.stringify(p.changes);
-  return list.map((c) => `${c.instrument}: IM ${pct(c.im_current)} -> ${pct(c.im_rate)}` +
-    (c.mm_rate !== null && c.mm_rate !== undefined ? `, MM ${pct(c.mm_current)} -> ${pct(c.mm_rate)}` : "")).join("; ");
+  const from = (b, cur) => (b === null || b === undefined ? cur : b);
+  return list.map((c) => `${c.instrument}: IM ${pct(from(c.im_before, c.im_current))} -> ${pct(c.im_rate)}` +
+    (c.mm_rate !== null && c.mm_rate !== undefined ? `, MM ${pct(from(c.mm_before, c.mm_current))} -> ` +
+      `${pct(c.mm_rate)}` : "")).join("; ");
 }
 
 async function loadProposals() {
@@ -209,15 +215,17 @@ async function loadProposals() {
   body.replaceChildren();
   for (const p of rows) {
     const actions = el("td", {class: "text"});
-    if (canDecide && p.status === "pending") {
+    const open = ["pending", "stale", "superseded"].includes(p.status);
+    if (canDecide && open) {
       const own = p.author === state.who.name;
       const title = own ? "four-eyes: you authored this proposal" : null;
-      actions.append(
-        el("button", {class: "approve", "data-action": "approve", "data-proposal": p.proposal_id, disabled: own, title,
-                      onclick: () => decide(p.proposal_id, "approve")}, "Approve"), " ",
-        el("button", {class: "reject", "data-action": "reject", "data-proposal": p.proposal_id, disabled: own, title,
-                      onclick: () => decide(p.proposal_id, "reject")}, "Reject"));
-    } else if (p.status !== "pending") {
+      if (p.status === "pending") {
+        actions.append(el("button", {class: "approve", "data-action": "approve", "data-proposal": p.proposal_id,
+          disabled: own, title, onclick: () => decide(p.proposal_id, "approve")}, "Approve"), " ");
+      }
+      actions.append(el("button", {class: "reject", "data-action": "reject", "data-proposal": p.proposal_id,
+        disabled: own, title, onclick: () => decide(p.proposal_id, "reject")}, "Reject"));
+    } else if (!open) {
       actions.append(`${p.decided_by || ""}` + (p.published_version ? ` -> v${p.published_version}` : ""));
     }
     body.append(el("tr", {"data-proposal": p.proposal_id, "data-status": p.status},
@@ -318,17 +326,24 @@ async function whatIf(ev) {
     const parts = line.trim().split(/\s+/);
     if (parts.length >= 2 && parts[0]) positions.push({instrument: parts[0], quantity: Number(parts[1])});
   }
-  const order = {instrument: $("whatif-instrument").value, side: $("whatif-side").value,
+  const order = {instrument: $("whatif-instrument").value.trim(), side: $("whatif-side").value,
                  quantity: Number($("whatif-qty").value)};
+  const body = {positions, order, method: $("whatif-method").value};
+  const vol = $("whatif-vol").value.trim();
+  if (body.method === "risk_matrix" && vol) body.flat_vol = Number(vol);
   try {
-    const r = await api("/api/margin/what-if", {method: "POST", body: {positions, order}});
+    const r = await api("/api/margin/what-if", {method: "POST", body});
     out.textContent = `IM before ${num(r.before.im)}  after ${num(r.after.im)}  marginal ${num(r.marginal_im)}\n` +
       `MM before ${num(r.before.mm)}  after ${num(r.after.mm)}\n` +
-      `driving scenario: ${r.driving_scenario ? (r.driving_scenario.name || JSON.stringify(r.driving_scenario)) : "-"}` +
+      `driving scenario: ${typeof r.driving_scenario === "string" ? r.driving_scenario
+        : (r.driving_scenario ? JSON.stringify(r.driving_scenario) : "-")}` +
       `\nmethod: ${r.method || "-"} (parameter set v${r.version ?? "-"})`;
     out.classList.remove("error");
   } catch (e) {
-    out.textContent = e.status === 403 ? "your role may not run margin queries (trader, risk officer, admin)" : e.message;
+    let msg = e.message;
+    if (e.status === 403) msg = "your role may not run margin queries (trader, risk officer, admin)";
+    else if (e.status === 422 && Array.isArray(e.detail)) msg = e.detail.map((d) => `${d.loc.join(".")}: ${d.msg}`).join("\n");
+    out.textContent = msg;
     out.classList.add("error");
   }
 }
