@@ -389,7 +389,7 @@ class ExceedanceResult:
     crude_ci95: tuple[float, float]
     n: int
     threshold: float
-    shift: list[float]
+    shift: list[list[float]]
     method: str
     variance_ratio: float | None
     t_df: float
@@ -398,7 +398,8 @@ class ExceedanceResult:
         return {"policy": self.policy, "p_is": self.probability, "se_is": self.std_error,
                 "ci95_is": list(self.ci95), "p_crude": self.crude_probability, "se_crude": self.crude_std_error,
                 "ci95_crude": list(self.crude_ci95), "n": self.n, "threshold": self.threshold,
-                "shift_first_step": self.shift[0], "method": self.method, "t_df": self.t_df,
+                "shift_down_first_step": self.shift[0][0], "shift_up_first_step": self.shift[1][0],
+                "method": self.method, "t_df": self.t_df,
                 "variance_ratio": self.variance_ratio}
 
 
@@ -406,13 +407,15 @@ def bad_debt_exceedance(policy: str = "calibrated", *, n: int = 400, setup: Casc
                         mc: MonteCarloSetup | None = None, settings: CalibrationSettings | None = None,
                         seed: int = 5, params: Any = None, on_eval: Callable[[], None] | None = None
                         ) -> ExceedanceResult:
-    """Probability that bad debt exceeds the insurance fund under Gaussian shock paths.
+    """Probability that bad debt exceeds the insurance fund under the Monte Carlo shock paths.
 
-    Importance sampling by a mean shift of every step's normal innovation
-    (:func:`margincal.risk.rare_event.tail_probability_is` with a ``GaussianLossFunction``): the
-    shift is the design point on the ray of equal steps, i.e. the smallest constant drift per
-    step (found by bisection) whose path makes bad debt reach the fund. The crude Monte Carlo
-    estimate at the same ``n`` comes from the same call.
+    Crashes hurt the longs and squeezes the shorts, so the event is split by the sign of the
+    path's total normal input ``S = sum z``: ``p = P(B > F, S < 0) + P(B > F, S >= 0)``. Each part is
+    estimated with :func:`margincal.risk.rare_event.tail_probability_is` (a
+    ``GaussianLossFunction``, proposal = the normal mean-shifted to that side's design point) on
+    ``n // 2`` draws; the parts are independent, so estimates and variances add. The design point of a
+    side is the shorter of two boundary points found by bisection: a jump in the first step, or
+    equal steps. The crude estimate at the same total ``n`` comes from the same calls.
     """
     from margincal.risk.montecarlo import GaussianLossFunction
     from margincal.risk.rare_event import tail_probability_is
@@ -428,7 +431,7 @@ def bad_debt_exceedance(policy: str = "calibrated", *, n: int = 400, setup: Casc
     bar_of = np.zeros(mc.steps + 1, dtype=np.int64)
     fund = setup.fund(draw)
 
-    def loss(z: np.ndarray) -> np.ndarray:
+    def bad_debt(z: np.ndarray) -> np.ndarray:
         P = state.paths(z)
         out = np.empty(P.shape[0])
         for k in range(P.shape[0]):
@@ -437,28 +440,49 @@ def bad_debt_exceedance(policy: str = "calibrated", *, n: int = 400, setup: Casc
                 on_eval()
         return out
 
-    f = GaussianLossFunction(loss, mc.steps, f"bad debt of {policy} cascade")
-    shift, label = _design_point(f, fund, mc.steps)
-    r = tail_probability_is(f, fund, n, shift=shift, rng=seed)
-    ci = (max(0.0, r.estimate - 1.96 * r.std_error), r.estimate + 1.96 * r.std_error)
-    cci = _wilson(r.crude_estimate, n)
-    vr = (r.crude_estimate * (1 - r.crude_estimate)) / (r.std_error ** 2 * n) if r.std_error > 0 and \
-        r.crude_estimate > 0 else None
-    return ExceedanceResult(policy, r.estimate, r.std_error, ci, r.crude_estimate, r.crude_std_error, cci, n,
-                            fund, [float(x) for x in shift], r.method + f" ({label})", vr, state.df)
+    half = max(n // 2, 40)
+    est = var = crude = crude_var = 0.0
+    shifts, labels = [], []
+    for k, sign in enumerate((-1.0, 1.0)):
+        def side_loss(z: np.ndarray, sign: float = sign) -> np.ndarray:
+            z = np.atleast_2d(z)
+            keep = (z.sum(axis=1) < 0) if sign < 0 else (z.sum(axis=1) >= 0)
+            out = np.zeros(z.shape[0])
+            if keep.any():
+                out[keep] = bad_debt(z[keep])
+            return out
+
+        f = GaussianLossFunction(side_loss, mc.steps, f"bad debt of {policy} cascade, side {sign:+.0f}")
+        shift, label = _design_point(f, fund, mc.steps, sign)
+        r = tail_probability_is(f, fund, half, shift=shift, rng=seed + k)
+        est += r.estimate
+        var += r.std_error ** 2
+        crude += r.crude_estimate * half
+        crude_var += r.crude_std_error ** 2
+        shifts.append([float(x) for x in shift])
+        labels.append(("down: " if sign < 0 else "up: ") + label)
+    se = math.sqrt(var)
+    ntot = 2 * half
+    p_crude = crude / ntot
+    se_crude = math.sqrt(crude_var) / 2.0
+    ci = (max(0.0, est - 1.96 * se), est + 1.96 * se)
+    vr = (p_crude * (1 - p_crude) / ntot) / se ** 2 if se > 0 and p_crude > 0 else None
+    return ExceedanceResult(policy, est, se, ci, p_crude, se_crude, _wilson(p_crude, ntot), ntot, fund, shifts,
+                            "Gaussian mean shift per side (" + "; ".join(labels) + ")", vr, state.df)
 
 
-def _design_point(f: Any, threshold: float, steps: int, a_max: float = 12.0) -> tuple[np.ndarray, str]:
-    """Minimum-norm point among two rays in normal space where bad debt reaches ``threshold``.
+def _design_point(f: Any, threshold: float, steps: int, sign: float = -1.0, a_max: float = 12.0
+                  ) -> tuple[np.ndarray, str]:
+    """Shortest point among two rays in normal space (direction ``sign``) where the loss reaches ``threshold``.
 
-    Rays: a jump in the first step only ``(-a, 0, ..., 0)`` and equal steps ``-(a, ..., a)``;
-    each is searched by bisection on ``a`` (bad debt is monotone along both for a long-biased book
-    only approximately, so the bracket is checked first). The shorter design point is returned.
+    Rays: a jump in the first step only ``sign (a, 0, ..., 0)`` and equal steps ``sign (a, ..., a)``;
+    each searched by bisection on ``a``. Without any crossing within ``a_max`` the shift is 0
+    (plain Monte Carlo for that part: still unbiased).
     """
     cands = []
     for label, d in (("first-step jump", np.r_[1.0, np.zeros(steps - 1)]), ("equal steps", np.ones(steps))):
         def g(a: float, d: np.ndarray = d) -> float:
-            return float(f((-a * d)[None, :])[0])
+            return float(f((sign * a * d)[None, :])[0])
 
         if g(a_max) < threshold:
             continue
@@ -469,11 +493,11 @@ def _design_point(f: Any, threshold: float, steps: int, a_max: float = 12.0) -> 
                 hi = mid
             else:
                 lo = mid
-        cands.append((float(np.linalg.norm(hi * d)), -hi * d, label))
+        cands.append((float(np.linalg.norm(hi * d)), sign * hi * d, label))
     if not cands:
-        raise DataError(f"no shock within {a_max} standard normals per step makes bad debt reach {threshold:,.0f}")
+        return np.zeros(steps), f"no boundary within {a_max} sigma: no shift"
     best = min(cands, key=lambda c: c[0])
-    return best[1], f"design point: {best[2]}, |mu| = {best[0]:.2f}"
+    return best[1], f"design point {best[2]}, |mu| = {best[0]:.2f}"
 
 
 def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -74,21 +74,35 @@ class BoundaryFunction:
         self.capacity = self.fund if criterion == "shortfall" else float(self.margin.sum()) + self.fund
         self.evaluations = 0
 
-    def value(self, spot: float, vol: float = 0.0) -> float:
+    def _losses(self, spot: float, vol: float) -> np.ndarray:
         self.evaluations += 1
         sc = CompositeScenario("reverse", parts=(SpotShock("s", move=math.log1p(spot)), VolShock("v", shift=vol)))
-        loss = scenario_losses(self.book, self.market, [sc])[:, 0]
+        return scenario_losses(self.book, self.market, [sc])[:, 0]
+
+    def value(self, spot: float, vol: float = 0.0) -> float:
+        """Total loss beyond margin ("shortfall") or total loss ("total") under the shock."""
+        loss = self._losses(spot, vol)
         if self.criterion == "shortfall":
             return float(np.maximum(loss - self.margin, 0.0).sum())
         return float(loss.sum())
 
     def __call__(self, spot: float, vol: float = 0.0) -> float:
-        return self.value(spot, vol) - self.capacity
+        """Continuous boundary function, zero on the boundary, negative inside.
+
+        For "shortfall": ``sum max(0, d_i) + min(0, max_i d_i) - fund`` with ``d = loss - margin``;
+        while no account is beyond its margin it equals ``max_i d_i - fund`` (< 0), so a zero fund
+        still has a proper root (the first account to exhaust its margin).
+        """
+        loss = self._losses(spot, vol)
+        if self.criterion == "shortfall":
+            d = loss - self.margin
+            return float(np.maximum(d, 0.0).sum() + min(0.0, float(d.max())) - self.capacity)
+        return float(loss.sum()) - self.capacity
 
 
 def _ray_root(h: Callable[[float], float], t_max: float, t0: float = 1e-3, tol: float = 1e-12) -> float | None:
     """Smallest-ish t in (0, t_max] with h(t) >= 0: doubling from t0 to a bracket, then brentq."""
-    if h(0.0) >= 0:
+    if h(0.0) >= 0:  # already beyond the boundary without any shock
         return 0.0
     lo, t = 0.0, t0
     while True:
