@@ -117,7 +117,7 @@ def scenario_losses(book: Book, market: StressMarket, scenarios: Sequence[Scenar
     P = instrument_pnl(book.instruments, market, legs)
     arrays = _inst_arrays(book.instruments, market)
     owner_a = np.asarray(owner)
-    out = np.empty((book.n_accounts, len(scenarios)))
+    out = np.empty((book.n_accounts, len(scenarios)), order="F")  # columns contiguous for summaries
     starts = np.r_[0, np.flatnonzero(np.diff(owner_a)) + 1]
     single = all(np.sum(owner_a == k) == 1 for k in range(len(scenarios)))
     for lo in range(0, book.n_accounts, chunk_size):
@@ -253,27 +253,30 @@ class BookStressResult:
         return np.maximum(self.losses - self.resources[:, None], 0.0)
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per scenario: total shortfall, accounts short, Cover-1 / Cover-2."""
-        sf = self.shortfall
-        n = sf.shape[0]
+        """One row per scenario: total shortfall, accounts short, Cover-1 / Cover-2 (column by column)."""
         rows = []
-        top2 = np.argpartition(-sf, 1, axis=0)[:2] if n >= 2 else np.zeros((2, sf.shape[1]), dtype=int)
+        n = self.losses.shape[0]
+        res = np.asarray(self.resources, dtype=float)
         for s_idx, name in enumerate(self.scenarios):
-            col = sf[:, s_idx]
-            i1, i2 = top2[:, s_idx]
-            if n >= 2 and col[i2] > col[i1]:
-                i1, i2 = i2, i1
+            loss = self.losses[:, s_idx]
+            col = np.maximum(loss - res, 0.0)
+            if n >= 2:
+                i1, i2 = np.argpartition(-col, 1)[:2]
+                if col[i2] > col[i1]:
+                    i1, i2 = i2, i1
+            else:
+                i1 = i2 = 0
             c1 = float(col[i1])
-            c2 = float(col[i1] + (col[i2] if n >= 2 else 0.0))
+            second = float(col[i2]) if n >= 2 else 0.0
             rows.append({
                 "scenario": name,
-                "total_loss": float(np.clip(self.losses[:, s_idx], 0.0, None).sum()),
-                "accounts_short": int((col > 0).sum()),
+                "total_loss": float(np.clip(loss, 0.0, None).sum()),
+                "accounts_short": int(np.count_nonzero(col)),
                 "total_shortfall": float(col.sum()),
                 "cover1": c1,
                 "cover1_account": self.accounts[i1] if c1 > 0 else None,
-                "cover2": c2,
-                "cover2_accounts": [self.accounts[i1], self.accounts[i2]] if n >= 2 and col[i2] > 0 else
+                "cover2": c1 + second,
+                "cover2_accounts": [self.accounts[i1], self.accounts[i2]] if second > 0 else
                 ([self.accounts[i1]] if c1 > 0 else []),
             })
         return rows
