@@ -14,7 +14,9 @@ from margincal.errors import ConfigError, StoreError
 
 
 def _margin_policy(margin: str, store: Path | None):  # type: ignore[no-untyped-def]
-    """'published' -> latest ParameterSet of the store; 'preset' -> exchange presets; a number -> flat rate."""
+    """'published' -> latest ParameterSet; 'portfolio' -> risk-matrix portfolio margin; a number -> flat rate."""
+    if margin == "portfolio":
+        return "portfolio", "portfolio (risk matrix)"
     if margin == "published":
         from margincal.margin import params
 
@@ -30,7 +32,7 @@ def _margin_policy(margin: str, store: Path | None):  # type: ignore[no-untyped-
     try:
         rate = float(margin)
     except ValueError:
-        raise ConfigError(f"--margin is {margin!r}; use 'published' or a rate such as 0.1") from None
+        raise ConfigError(f"--margin is {margin!r}; use 'published', 'portfolio' or a rate such as 0.1") from None
     if not 0 < rate <= 1:
         raise ConfigError(f"--margin is {rate}; a rate must be in (0, 1]")
     return rate, f"flat {rate:g}"
@@ -42,7 +44,8 @@ def stress(
     book: Annotated[Path | None, typer.Option("--book", help="Book file (CSV/Parquet): account,instrument,"
                                               "quantity[,collateral]. Default: the synthetic book.")] = None,
     accounts: Annotated[int, typer.Option("--accounts", help="Size of the synthetic book.")] = 10_000,
-    margin: Annotated[str, typer.Option("--margin", help="'published' (latest ParameterSet) or a flat IM rate.")
+    margin: Annotated[str, typer.Option("--margin", help="'published' (latest ParameterSet), 'portfolio' (risk-matrix portfolio "
+                                          "margin) or a flat IM rate.")
                       ] = "published",
     resources: Annotated[str, typer.Option("--resources", help="'margin' (requirement) or 'collateral'.")
                          ] = "margin",

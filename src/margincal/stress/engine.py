@@ -213,13 +213,44 @@ def _rates_from(spec: Any, which: str) -> Mapping[str, float] | float:
                       "a mapping instrument -> rate, a single rate or a per-account array")
 
 
-def account_margin(book: Book, market: StressMarket, policy: MarginSpec, which: str = "im") -> np.ndarray:
-    """Per-account margin requirement: sum over positions of ``|q| x contract_size x spot x rate``.
+def portfolio_margin_of(book: Book, market: StressMarket, which: str = "im", config: Any = None,
+                        valuation_time: Any = None) -> np.ndarray:
+    """Risk-matrix portfolio margin of every account, computed by :mod:`margincal.margin.portfolio`.
 
-    Gross (no offsets between positions); for options the rate applies to the underlying notional.
-    ``policy``: a ParameterSet (``which`` = "im" or "mm"), a mapping instrument -> rate, a single rate,
-    or a per-account array (returned as is).
+    Adapter: spot and perpetual instruments become that engine's perpetuals (delta-one), dated
+    futures and options get an expiry ``valuation_time + expiry_years`` (futures without one: 90 days),
+    option vols are the market's per-underlying vol. ``config``: a ``RiskMatrixConfig``
+    (default ``deribit_like()``).
     """
+    from margincal.margin.portfolio import InstrumentSpec, MarketState, portfolio_margin, scenario_pnl_matrix
+
+    vt = pd.Timestamp.now(tz="UTC").floor("h") if valuation_time is None else pd.Timestamp(valuation_time)
+    specs = []
+    for i in book.instruments:
+        kind = "perpetual" if i.kind in ("spot", "perpetual") else i.kind
+        expiry = None
+        if kind in ("future", "option"):
+            expiry = vt + pd.Timedelta(days=365.0 * (i.expiry_years or 90 / 365.0))
+        specs.append(InstrumentSpec(i.name, kind, i.underlying, strike=i.strike if kind == "option" else None,
+                                    expiry=expiry, option_type=i.option_type if kind == "option" else None,
+                                    contract_size=i.contract_size))
+    ms = MarketState(spot={u: float(market.spot[u]) for u in book.underlyings()}, valuation_time=vt,
+                     vols={i.name: float(market.vol[i.underlying]) for i in book.instruments if i.kind == "option"})
+    pnl = scenario_pnl_matrix(specs, ms, config)
+    res = portfolio_margin(book.positions, pnl)
+    return np.asarray(res.im if which == "im" else res.mm, dtype=float)
+
+
+def account_margin(book: Book, market: StressMarket, policy: MarginSpec, which: str = "im") -> np.ndarray:
+    """Per-account margin requirement.
+
+    ``policy``: ``"portfolio"`` (risk-matrix portfolio margin of :func:`portfolio_margin_of`, with
+    offsets), a ParameterSet (``which`` = "im" or "mm"), a mapping instrument -> rate, a single rate
+    (these three: gross, ``sum |q| x contract_size x spot x rate``, no offsets; for options the rate
+    applies to the underlying notional), or a per-account array (returned as is).
+    """
+    if isinstance(policy, str) and policy == "portfolio":
+        return portfolio_margin_of(book, market, which)
     if isinstance(policy, np.ndarray):
         if policy.shape != (book.n_accounts,):
             raise ConfigError(f"margin array has shape {policy.shape}; expected ({book.n_accounts},)")
@@ -322,6 +353,8 @@ def _describe_margin(margin: Any) -> str:
         return f"ParameterSet v{v}"
     if isinstance(margin, np.ndarray):
         return "per-account array"
+    if isinstance(margin, str):
+        return f"{margin} margin (margincal.margin.portfolio, deribit_like risk matrix)"
     if isinstance(margin, Mapping):
         return "rates " + ", ".join(f"{k}={float(x):g}" for k, x in sorted(margin.items())[:6])
     return f"rate {margin}"
