@@ -25,6 +25,7 @@ def serve(
         "it (default: keep it open).")] = None,
     private_docs: Annotated[bool, typer.Option("--private-docs", help="Require a key for /openapi.json.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
 ) -> None:
     """Serve the HTTP API, the API docs (/docs) and the dashboard (/dashboard)."""
     import uvicorn
@@ -53,4 +54,4 @@ def serve(
                                docs_public=not private_docs)
     err_console.print(f"margincal service on http://{host}:{port}  (dashboard /dashboard, API docs /docs, "
                       f"store {path})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log)

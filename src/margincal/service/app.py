@@ -32,6 +32,7 @@ from margincal import __version__
 from margincal.config import resolve_store_path
 from margincal.errors import AuthError, ConfigError, MargincalError, StoreError
 from margincal.service import backends
+from margincal.service.auth import PrincipalCache
 from margincal.service.db import StoreManager
 from margincal.service.deps import Forbidden, Unauthenticated, require
 from margincal.service.routers import (
@@ -261,6 +262,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.state.store = manager
     app.state.engine = backends.MarginEngine()
     app.state.history_cache = backends.HistoryCache()
+    app.state.principals = PrincipalCache()
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_handlers(app)
     for r in (health, instruments, parameters, margin, signals, proposals, results, admin):

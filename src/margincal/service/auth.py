@@ -176,3 +176,47 @@ def authenticate(con: duckdb.DuckDBPyConnection, key: str | None) -> Principal:
     if not ok or row is None or row[3] is not None or row[1] not in PERMISSIONS:
         raise AuthError("invalid or revoked API key")
     return Principal(key_id=key_id, role=row[1], name=row[2] or f"key:{key_id}")
+
+
+class PrincipalCache:
+    """Verified keys of this process: sha256(key) -> Principal, so a request needs no store read.
+
+    Only successful checks are cached (bounded, ``max_size``). The cache is emptied when the store
+    connection is reopened (``generation`` changes: another process may have written the file in
+    between) and by :meth:`clear` after a key is created or revoked through the service; while the
+    service holds the store open no other process can write it, so nothing else can revoke a key
+    behind its back. ``ttl`` (seconds) bounds the age of an entry anyway.
+    """
+
+    def __init__(self, ttl: float = 30.0, max_size: int = 1024):
+        import threading
+
+        self.ttl = ttl
+        self.max_size = max_size
+        self._d: dict[bytes, tuple[Principal, int, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _k(key: str) -> bytes:
+        return hashlib.sha256(key.encode()).digest()
+
+    def get(self, key: str, generation: int) -> Principal | None:
+        import time
+
+        with self._lock:
+            hit = self._d.get(self._k(key))
+        if hit is None or hit[1] != generation or time.monotonic() - hit[2] > self.ttl:
+            return None
+        return hit[0]
+
+    def put(self, key: str, generation: int, principal: Principal) -> None:
+        import time
+
+        with self._lock:
+            if len(self._d) >= self.max_size:
+                self._d.clear()
+            self._d[self._k(key)] = (principal, generation, time.monotonic())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()

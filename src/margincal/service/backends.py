@@ -20,6 +20,7 @@ import importlib
 import json
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -264,6 +265,24 @@ def _aggregate(positions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+class _FixedPnL:
+    """A margin engine for :func:`margincal.margin.portfolio.what_if` that returns one precomputed
+    instruments x scenarios matrix (of a superset of the portfolio's instruments).
+
+    Instruments with zero quantity add nothing to a scenario loss, to the short-option contingency
+    (net short per strike is 0) or to the futures contingency (gross |0| = 0), so margin over the
+    superset equals margin over the portfolio's own instruments; the tests check the two agree.
+    """
+
+    def __init__(self, pnl: Any, market: Any):
+        self.pnl = pnl
+        self.market = market
+        self.specs = dict(zip(pnl.instruments, pnl.specs, strict=True))
+
+    def scenario_pnl(self, specs: Any, market: Any) -> Any:
+        return self.pnl
+
+
 class MarginEngine:
     """Portfolio margin and what-if for the service, with the inputs cached.
 
@@ -271,16 +290,20 @@ class MarginEngine:
     spot x vol scenarios per underlying, full option revaluation, contingencies); instruments are
     Deribit-style names (BTC-PERP, BTC-27DEC24, BTC-27DEC24-70000-C). The market (spots from the
     store's latest bars, option vols from stored / bundled quotes or ``flat_vol``) is built once for
-    the union of every instrument asked about so far and reused until the store changes.
+    the union of every instrument asked about so far, with its scenario matrix, and reused until
+    the store changes (checked at most once a second); a request then costs two P&L vectors and
+    one two-row margin product.
 
     ``method="standalone"``: the published parameter set, IM rate x |notional| per instrument (no
     offsets: an upper bound of any offsetting margin); works for every instrument with published rates.
     """
 
     MAX_UNIVERSE = 20_000
+    FINGERPRINT_TTL = 1.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._fp: tuple[int, float, tuple[Any, ...]] | None = None
         self._pset: tuple[Any, mparams.ParameterSet, dict[str, float]] | None = None
         self._markets: OrderedDict[tuple[Any, ...], tuple[frozenset[str], Any, dict[str, Any]]] = OrderedDict()
 
@@ -309,14 +332,27 @@ class MarginEngine:
                 f"known: {', '.join(pset.instruments()[:30])}")
 
     # ---- risk-matrix state
+    def _fingerprint(self, con: duckdb.DuckDBPyConnection, generation: int) -> tuple[Any, ...]:
+        """What the market depends on in the store (latest bar, option quotes), re-read at most once a second."""
+        now = time.monotonic()
+        with self._lock:
+            fp = self._fp
+        if fp is not None and fp[0] == generation and now - fp[1] < self.FINGERPRINT_TTL:
+            return fp[2]
+        q = con.execute("SELECT max(snapshot_ts), count(*) FROM option_quotes").fetchone()
+        b = con.execute("SELECT max(ts), count(*) FROM bars").fetchone()
+        value = (generation, str(b), str(q))
+        with self._lock:
+            self._fp = (generation, now, value)
+        return value
+
     def _market(self, con: duckdb.DuckDBPyConnection, names: set[str], flat_vol: float | None,
-                spot: Mapping[str, float] | None, generation: int) -> tuple[Any, Any, dict[str, Any]]:
+                spot: Mapping[str, float] | None, generation: int) -> tuple[Any, _FixedPnL, dict[str, Any]]:
+        """(portfolio module, engine holding the universe's scenario matrix, market provenance)."""
         pm = optional_module("margincal.margin.portfolio")
         if pm is None:
             raise MarginUnavailable("this margincal build has no risk-matrix portfolio margin; use method=standalone")
-        last_bar = con.execute("SELECT max(snapshot_ts), count(*) FROM option_quotes").fetchone()
-        bars_last = con.execute("SELECT max(ts) FROM bars").fetchone()[0]  # type: ignore[index]
-        key = (generation, str(bars_last), str(last_bar), flat_vol, tuple(sorted((spot or {}).items())))
+        key = (self._fingerprint(con, generation), flat_vol, tuple(sorted((spot or {}).items())))
         with self._lock:
             entry = self._markets.get(key)
             if entry is not None and names <= entry[0]:
@@ -325,11 +361,12 @@ class MarginEngine:
             universe = names if entry is None or len(entry[0]) + len(names) > self.MAX_UNIVERSE else entry[0] | names
             specs = [pm.parse_instrument(n) for n in sorted(universe)]
             market, prov = pm.build_market(specs, con=con, spot=spot, flat_vol=flat_vol)
-            self._markets[key] = (frozenset(universe), market, prov)
+            engine = _FixedPnL(pm.RiskMatrixMargin().scenario_pnl(specs, market), market)
+            self._markets[key] = (frozenset(universe), engine, prov)
             self._markets.move_to_end(key)
             while len(self._markets) > 8:
                 self._markets.popitem(last=False)
-            return pm, market, prov
+            return pm, engine, prov
 
     def portfolio(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]], *,
                   method: str = "risk_matrix", flat_vol: float | None = None,
@@ -341,13 +378,12 @@ class MarginEngine:
         pos = _aggregate(positions)
         if not pos:
             return {"im": 0.0, "mm": 0.0, "driving_scenario": None, "method": "risk_matrix", "positions": 0}
-        pm, market, prov = self._market(con, set(pos), flat_vol, spot, generation)
-        specs = [pm.parse_instrument(n) for n in pos]
-        pnl = pm.RiskMatrixMargin().scenario_pnl(specs, market)
-        res = pm.portfolio_margin(pos, pnl).records()[0]
+        pm, engine, prov = self._market(con, set(pos), flat_vol, spot, generation)
+        res = pm.portfolio_margin(pos, engine.pnl).records()[0]
         return jsonable({"im": res["im"], "mm": res["mm"], "scenario_charge": res["scenario_charge"],
                          "contingency": res["contingency"], "driving_scenario": res["driving_scenario"],
-                         "method": pnl.method, "positions": len(pos), "market": _market_info(market, prov)})
+                         "method": engine.pnl.method, "positions": len(pos),
+                         "market": _market_info(engine.market, prov)})
 
     def what_if(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]], order: dict[str, Any], *,
                 method: str = "risk_matrix", flat_vol: float | None = None,
@@ -356,13 +392,14 @@ class MarginEngine:
             return self._what_if_standalone(con, positions, order, generation)
         pos = _aggregate(positions)
         names = set(pos) | {order["instrument"]}
-        pm, market, prov = self._market(con, names, flat_vol, spot, generation)
-        r = pm.what_if(pm.Portfolio(positions=pos, market=market), {order["instrument"]: order["signed_quantity"]})
+        pm, engine, prov = self._market(con, names, flat_vol, spot, generation)
+        r = pm.what_if(pm.Portfolio(positions=pos, market=engine.market, engine=engine, specs=engine.specs),
+                       {order["instrument"]: order["signed_quantity"]})
         return jsonable({
             "before": {"im": r.im_before, "mm": r.mm_before}, "after": {"im": r.im_after, "mm": r.mm_after},
             "marginal_im": r.marginal_im, "marginal_mm": r.marginal_mm,
             "driving_scenario": r.driving_after, "driving_scenario_before": r.driving_before,
-            "order": order, "method": r.method, "params": r.params, "market": _market_info(market, prov),
+            "order": order, "method": r.method, "market": _market_info(engine.market, prov),
         })
 
     def _what_if_standalone(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]],

@@ -32,6 +32,7 @@ def list_keys(_: KeyAdmin, con: Con) -> list[dict[str, Any]]:
 def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, Any]:
     with request.app.state.store.writer() as cur:
         new = auth.create_key(cur, body.role, body.name, actor=who.name)
+    request.app.state.principals.clear()
     return {"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name}
 
 
@@ -42,6 +43,7 @@ def revoke_key(key_id: KeyId, request: Request, who: KeyAdmin) -> dict[str, Any]
         if not exists:
             raise HTTPException(404, f"key {key_id} does not exist")
         row = auth.revoke_key(cur, key_id, actor=who.name)
+    request.app.state.principals.clear()
     return row
 
 
