@@ -36,7 +36,7 @@ RESULT_SECTIONS: tuple[tuple[str, str, str, str], ...] = (
     # (kind, title, command that produces it, "module:function" returning figures from a payload)
     ("backtest", "Backtests", "margincal backtest --store STORE", "margincal.backtest.figures:backtest_figures"),
     ("stress", "Stress tests", "margincal stress --store STORE", "margincal.stress.figures:stress_figures"),
-    ("cascade", "Liquidation cascades", "margincal stress --cascade --store STORE",
+    ("cascade", "Liquidation cascades", "margincal cascade --store STORE",
      "margincal.stress.figures:cascade_figures"),
 )
 

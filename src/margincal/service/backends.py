@@ -609,15 +609,21 @@ def signal_tail(con: duckdb.DuckDBPyConnection, skip: int = 0) -> str | None:
 
 RESULT_KINDS = ("backtest", "stress", "cascade")
 PRODUCE = {
-    "backtest": "margincal backtest",
-    "stress": "margincal stress",
-    "cascade": "margincal stress --cascade",
+    "backtest": "margincal backtest --store STORE",
+    "stress": "margincal stress --store STORE",
+    "cascade": "margincal cascade --store STORE",
 }
+BULKY = ("series", "paths", "mc")  # per-bar / per-path arrays: left out unless asked for
 
 
-def result(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, Any] | None:
+def result(con: duckdb.DuckDBPyConnection, kind: str, full: bool = True) -> dict[str, Any] | None:
+    """The latest stored result of ``kind``; without ``full`` the bulky arrays (:data:`BULKY`) are dropped."""
     r = latest_result(con, kind)
     if r is None:
         return None
+    if not full and isinstance(r["payload"], dict):
+        dropped = [k for k in BULKY if k in r["payload"]]
+        r["payload"] = {k: v for k, v in r["payload"].items() if k not in BULKY}
+        r["omitted"] = dropped
     r["created_at"] = pd.Timestamp(r["created_at"]).isoformat() + "Z"
     return jsonable({"kind": kind, **r})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
 from margincal.service import backends
 from margincal.service.deps import Con, Reader
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/results", tags=["results"])
 def list_results(_: Reader, con: Con) -> list[dict[str, Any]]:
     out = []
     for kind in backends.RESULT_KINDS:
-        r = backends.result(con, kind)
+        r = backends.result(con, kind, full=False)
         out.append({"kind": kind, "available": r is not None, "run_id": r["run_id"] if r else None,
                     "created_at": r["created_at"] if r else None,
                     "produce_with": backends.PRODUCE[kind]})
@@ -24,8 +24,10 @@ def list_results(_: Reader, con: Con) -> list[dict[str, Any]]:
 
 
 @router.get("/{kind}", summary="The latest result of a kind, with its parameters")
-def get_result(kind: Literal["backtest", "stress", "cascade"], _: Reader, con: Con) -> dict[str, Any]:
-    r = backends.result(con, kind)
+def get_result(kind: Literal["backtest", "stress", "cascade"], _: Reader, con: Con,
+               full: Annotated[bool, Query(description="include per-bar series and paths (large)")] = False,
+               ) -> dict[str, Any]:
+    r = backends.result(con, kind, full=full)
     if r is None:
         raise HTTPException(404, f"no {kind} result in the store; produce one with `{backends.PRODUCE[kind]}`")
     return r
