@@ -47,7 +47,7 @@ def test_registry_has_cli_names() -> None:
 
 @pytest.mark.parametrize(
     ("h", "hours"), [(24, 24.0), (1.5, 1.5), ("1d", 24.0), ("10d", 240.0), ("4h", 4.0), ("1w", 168.0),
-                     (pd.Timedelta(hours=8), 8.0), ("30min", 0.5), ("P1D", 24.0)],
+                     (pd.Timedelta(hours=8), 8.0), ("30min", 0.5), ("30m", 0.5), ("P1D", 24.0)],
 )
 def test_horizon_hours(h: object, hours: float) -> None:
     with warnings.catch_warnings():

@@ -1,1 +1,19 @@
-"""margincal.risk."""
+"""margincal.risk: VaR/ES measures, tail models, Monte Carlo, rare-event sampling, rolling forecasts.
+
+See docs/risk_models.md. The model registry used by the CLI is
+:data:`margincal.risk.models.MODELS` (``hs, fhs, normal, t, cf, evt, mc``).
+"""
+
+from margincal.risk.measures import expected_shortfall, value_at_risk, var_es
+from margincal.risk.models import MODELS, TailForecast, TailModel, horizon_hours, make_model
+
+__all__ = [
+    "MODELS",
+    "TailForecast",
+    "TailModel",
+    "expected_shortfall",
+    "horizon_hours",
+    "make_model",
+    "value_at_risk",
+    "var_es",
+]

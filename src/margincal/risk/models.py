@@ -37,7 +37,7 @@ from margincal.risk.base import (
     SubBarHorizonWarning,
     TailForecast,
     TailModel,
-    _scale,
+    _scale,  # noqa: F401 - kept for code written against the first version of this module
     horizon_hours,
     infer_bar_hours,
     overlapping_sums,
@@ -86,7 +86,6 @@ __all__ = [
     "TCopulaMonteCarlo",
     "TailForecast",
     "TailModel",
-    "_scale",
     "horizon_hours",
     "infer_bar_hours",
     "make_model",

@@ -341,7 +341,7 @@ def expected_shortfall_is(target: Any, level: float, n: int = 100_000, *, shift:
     x, logw, crude, method = _draw(target, n, shift, gen, dim, scale_factor)
     w = np.exp(logw)
     var, es = weighted_tail_var_es(x, w, level)
-    cvar, ces = value_at_risk(crude, level), expected_shortfall(crude, level)
+    cvar, ces = float(value_at_risk(crude, level)), float(expected_shortfall(crude, level))
     b = n // N_BATCHES
     bv, be, bce = [], [], []
     for i in range(N_BATCHES):
