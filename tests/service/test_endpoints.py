@@ -333,3 +333,27 @@ def test_openapi_lists_security_schemes(module_client: Any) -> None:
     schemes = spec["components"]["securitySchemes"]
     assert {s["type"] for s in schemes.values()} == {"apiKey", "http"}
     assert spec["paths"]["/api/margin/what-if"]["post"]["requestBody"]["content"]["application/json"]
+
+
+def test_signals_recorded_as_evidence_by_the_monitor(client: Any) -> None:
+    """Without a signals table, the signals behind the monitor's proposals are listed and streamed."""
+    import pandas as pd
+
+    from margincal.adjust import signals as sg
+    from margincal.adjust.approval import create_proposal
+
+    sig = sg.vol_regime("BTC-USDT", pd.Timestamp("2024-03-05 10:00", tz="UTC"), 2, 0.05, 0.02, 2.5, 24, 720)
+    with client.app.state.store.writer() as cur:
+        p = mparams.load(cur)["BTC-USDT"]
+        seq0 = cur.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+        pid = create_proposal(cur, author="monitor", reason=sig.reason, base_version=1,
+                              evidence={"adjustment": {"signals": [sig.as_dict()]}},
+                              changes=[{"instrument": "BTC-USDT", "im_before": p.im_rate, "im_after": p.im_rate * 1.3,
+                                        "mm_before": p.mm_rate, "mm_after": p.mm_rate * 1.3}])
+    rows = client.get("/api/signals", headers=_h(client, "viewer")).json()
+    assert [(r["instrument"], r["kind"], r["severity"], r["source"]) for r in rows] == [
+        ("BTC-USDT", "vol_regime", "critical", f"proposal:{pid}")]
+    assert rows[0]["reason"] == sig.reason
+    r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": f"{seq0}~"})
+    kinds = [(e[1], e[2].get("action") or e[2].get("kind")) for e in _events(r.text)]
+    assert kinds == [("audit", "propose"), ("signal", "vol_regime")]

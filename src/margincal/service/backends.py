@@ -529,11 +529,39 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
                             [name]).fetchone()[0])  # type: ignore[index]
 
 
+def _evidence_signals(evidence: Any, source: str) -> list[dict[str, Any]]:
+    """Signals recorded with an adjustment (``evidence["adjustment"]["signals"]``), tagged with their source."""
+    if isinstance(evidence, str):
+        try:
+            evidence = json.loads(evidence)
+        except ValueError:
+            return []
+    adj = evidence.get("adjustment") if isinstance(evidence, Mapping) else None
+    sigs = adj.get("signals") if isinstance(adj, Mapping) else None
+    return [{**s, "source": source} for s in sigs or [] if isinstance(s, Mapping)]
+
+
+def stored_signals(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Signals the monitor recorded as evidence of its proposals and automatic adjustments."""
+    out: list[dict[str, Any]] = []
+    for pid, ev in con.execute("SELECT proposal_id, evidence FROM proposals WHERE evidence IS NOT NULL").fetchall():
+        out += _evidence_signals(ev, f"proposal:{pid}")
+    for v, prov in con.execute(
+            "SELECT version, provenance FROM parameter_sets WHERE source = 'auto-adjust'").fetchall():
+        out += _evidence_signals(prov, f"parameter_set:{v}")
+    return out
+
+
 def signals(con: duckdb.DuckDBPyConnection, limit: int = 100, instrument: str | None = None,
             severity: str | None = None) -> list[dict[str, Any]]:
-    """Latest signals (newest first) from the store's ``signals`` table; [] when the store has none."""
+    """Latest signals, newest first: the store's ``signals`` table when it has one, else the signals the
+    monitor recorded as evidence of its proposals and automatic adjustments."""
     if not _has_table(con, "signals"):
-        return []
+        rows = [r for r in stored_signals(con)
+                if (instrument is None or r.get("instrument") == instrument)
+                and (severity is None or r.get("severity") == severity)]
+        rows.sort(key=lambda r: str(r.get("ts", "")), reverse=True)
+        return jsonable(rows[:limit])
     cols = [r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'signals' ORDER BY ordinal_position"
     ).fetchall()]
@@ -560,20 +588,37 @@ def signals(con: duckdb.DuckDBPyConnection, limit: int = 100, instrument: str | 
     return out
 
 
+def _audit_signals(con: duckdb.DuckDBPyConnection, action: str, subject: str | None,
+                   details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Signals behind a ``propose`` or ``auto_adjust`` audit entry (from the proposal's evidence or the
+    published version's provenance)."""
+    if action == "propose" and subject and subject.startswith("proposal:"):
+        row = con.execute("SELECT evidence FROM proposals WHERE proposal_id = ?", [subject[9:]]).fetchone()
+        return _evidence_signals(row[0], subject) if row and row[0] else []
+    if action == "auto_adjust" and isinstance(details.get("version"), int):
+        row = con.execute("SELECT provenance FROM parameter_sets WHERE version = ?", [details["version"]]).fetchone()
+        return _evidence_signals(row[0], f"parameter_set:{details['version']}") if row and row[0] else []
+    return []
+
+
 def events_after(con: duckdb.DuckDBPyConnection, after_seq: int, signal_after: str | None,
                  limit: int = 200) -> tuple[list[dict[str, Any]], int, str | None]:
     """New audit entries (seq > after_seq) and new signals (ts > signal_after), oldest first.
 
     Returns (events, last audit seq, last signal ts) for the next poll."""
     ev: list[dict[str, Any]] = []
+    has_signal_table = _has_table(con, "signals")
     rows = con.execute("SELECT seq, ts, actor, action, subject, details FROM audit_log WHERE seq > ? "
                        "ORDER BY seq LIMIT ?", [after_seq, limit]).fetchall()
     for seq, ts, actor, action, subject, details in rows:
         after_seq = int(seq)
-        ev.append({"type": "audit", "cursor": f"{after_seq}~{signal_after or ''}", "seq": seq,
-                   "ts": pd.Timestamp(ts).isoformat() + "Z", "actor": actor, "action": action, "subject": subject,
-                   "details": json.loads(details) if details else {}})
-    if _has_table(con, "signals"):
+        det = json.loads(details) if details else {}
+        cursor = f"{after_seq}~{signal_after or ''}"
+        ev.append({"type": "audit", "cursor": cursor, "seq": seq, "ts": pd.Timestamp(ts).isoformat() + "Z",
+                   "actor": actor, "action": action, "subject": subject, "details": det})
+        if not has_signal_table:
+            ev += [{**sg, "type": "signal", "cursor": cursor} for sg in _audit_signals(con, action, subject, det)]
+    if has_signal_table:
         cols = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'signals'").fetchall()}
         if "ts" in cols:

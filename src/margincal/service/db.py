@@ -60,8 +60,11 @@ class StoreManager:
         return self._con
 
     @contextlib.contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the shared connection, lent to one request at a time (pooled afterwards)."""
+    def cursor(self, touch: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the shared connection, lent to one request at a time (pooled afterwards).
+
+        ``touch=False`` (the event stream's polls) does not count as activity for ``release_after``,
+        so an open dashboard does not keep the store from other writers."""
         with self._lock:
             con = self._ensure_open()
             self._inflight += 1
@@ -83,7 +86,8 @@ class StoreManager:
         finally:
             with self._lock:
                 self._inflight -= 1
-                self._last_used = time.monotonic()
+                if touch:
+                    self._last_used = time.monotonic()
                 keep = ok and gen == self.generation and self._con is not None and len(self._idle) < 64
                 if keep:
                     self._idle.append(cur)

@@ -73,13 +73,13 @@ async def stream(
         cur = _parse_cursor(last_event_id)
         if cur is not None:
             return cur
-        with store.cursor() as con:
+        with store.cursor(touch=False) as con:
             seq = max(backends.audit_tail(con) - backlog, 0)
             sig = backends.signal_tail(con, skip=backlog)
         return seq, sig
 
     def fetch(seq: int, sig: str | None) -> tuple[list[dict[str, Any]], int, str | None]:
-        with store.cursor() as con:
+        with store.cursor(touch=False) as con:
             return backends.events_after(con, seq, sig)
 
     seq, sig = await anyio.to_thread.run_sync(start)
