@@ -250,7 +250,11 @@ class BacktestResult:
         return [p.row() for p in self.paths]
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per model x policy x level x horizon, pooled over instruments (see module doc)."""
+        """One row per model x policy x level x horizon, pooled over instruments (see module doc).
+
+        ``passed`` counts the instruments whose own Kupiec and Christoffersen (conditional coverage)
+        p-values are both >= 0.05; ``zones`` counts them per traffic-light zone (green/yellow/red).
+        """
         groups: dict[tuple[str, str, float, float], list[PathResult]] = {}
         for p in self.paths:
             groups.setdefault((p.model, p.policy, p.level, p.horizon_hours), []).append(p)
@@ -267,6 +271,8 @@ class BacktestResult:
             cd = sum(p.stats.crash_days for p in ps)
             cv = sum(p.stats.crash_covered for p in ps)
             pro = [p.stats.procyclicality for p in ps]
+            passed = sum(1 for p in ps if p.stats.kupiec.pvalue >= 0.05
+                         and p.stats.christoffersen.conditional_coverage.pvalue >= 0.05)
             out.append({
                 "model": model,
                 "policy": policy,
@@ -280,6 +286,7 @@ class BacktestResult:
                 "kupiec_p": kupiec_pof(nt, xt, level).pvalue,
                 "christoffersen_p": cc.conditional_coverage.pvalue,
                 "zones": f"{zones.count('green')}/{zones.count('yellow')}/{zones.count('red')}",
+                "passed": passed,
                 "avg_margin": float(np.mean([q.avg_margin for q in pro])),
                 "peak_to_trough": float(np.median([q.peak_to_trough for q in pro])),
                 "max_30d_increase": float(np.median([q.max_30d_increase for q in pro])),

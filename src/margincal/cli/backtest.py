@@ -38,6 +38,8 @@ def _display(rows: list[dict[str, Any]], first: tuple[str, ...], multi: bool) ->
         d["kupiec p"] = _p(r["kupiec_p"])
         d["christ. p"] = _p(r["christoffersen_p"])
         d["zone" if "zone" in r else "g/y/r"] = r.get("zone", r.get("zones"))
+        if "passed" in r:
+            d["tests ok"] = f"{r['passed']}/{r['instruments']}"
         d["avg margin"] = _pct(r["avg_margin"])
         d["peak/trough"] = f"{r['peak_to_trough']:.1f}x"
         d["max 30d rise"] = _pct(r["max_30d_increase"], 0)
@@ -138,7 +140,8 @@ def backtest(
     what = "" if multi else f" coverage {levels[0]:g}, {hours[0]:g}h horizon;"
     print_table(_display(res.summary(), ("model", "policy"), multi),
                 title=f"margin backtest {res.run_id}:{what} pooled over {len(res.instruments)} instrument(s); "
-                      "g/y/r = instruments in the green/yellow/red zone")
+                      "g/y/r = instruments in the green/yellow/red zone; tests ok = instruments with Kupiec and "
+                      "Christoffersen p >= 0.05")
     if per_instrument:
         print_table(_display(res.rows(), ("instrument", "model", "policy"), multi), title="per instrument")
     if crash:
