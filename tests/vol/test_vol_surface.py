@@ -262,3 +262,28 @@ def test_loader_errors(tmp_path):
         load_deribit_snapshot(p)
     with pytest.raises(DataError, match="at least 5"):
         fit_svi([0.0, 0.1], [0.01, 0.02])
+
+
+def test_parity_forward_recovers_a_known_forward(tmp_path):
+    # synthetic mark-IV snapshot: index S = 100, true forward F = 103 for the one expiry, flat 60 % vol.
+    # Deribit-style coin prices: USD Black-76 price / S. Parity: F = K + (C - P) * S.
+    S, F, vol = 100.0, 103.0, 0.6
+    t0 = pd.Timestamp("2024-05-24 12:00", tz="UTC")
+    expiry = pd.Timestamp("2024-08-23 08:00", tz="UTC")
+    T = (expiry - t0) / pd.Timedelta(days=365)
+    rows = []
+    for K in (90.0, 95.0, 100.0, 105.0, 110.0, 120.0):
+        call = _black_call(F, K, vol**2 * T)
+        for typ, usd in (("call", call), ("put", call - (F - K))):
+            rows.append({"option_type": typ, "strike": K, "instrument_creation_utc": "2024-05-24 12:00:00",
+                         "expiry_utc": "2024-08-23 08:00:00", "mark_price": usd / S, "last_price": 0.0,
+                         "mark_iv": 60.0, "index_price": S})
+    path = tmp_path / "snap.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    q_idx = load_deribit_mark_iv_snapshot(path)
+    q_par = load_deribit_mark_iv_snapshot(path, forward="parity")
+    assert (q_idx["forward"] == S).all()
+    np.testing.assert_allclose(q_par["forward"], F, rtol=1e-12)
+    np.testing.assert_allclose(q_par["T"], T, rtol=1e-12)
+    # OTM selection follows the forward: puts below 103, calls at or above
+    assert set(q_par.loc[q_par["option_type"] == "put", "strike"]) == {90.0, 95.0, 100.0}

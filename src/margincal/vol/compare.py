@@ -329,6 +329,7 @@ def run_comparison(
     models: Sequence[str] = ALL_MODELS,
     data_dir: str | Path | None = None,
     dm_lags: int | str | None = "auto",
+    ml_params: dict | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ComparisonResult:
     """Walk-forward comparison on the bundled real data (see the module docstring)."""
@@ -337,7 +338,8 @@ def run_comparison(
     for a in assets:
         panel = load_asset_panel(a, data_dir)
         cb = (lambda i, n, _a=a: progress(_a, i, n)) if progress is not None else None
-        f = walk_forward(panel, start=start, end=end, refit_every=refit_every, window=window, models=models, progress=cb)
+        f = walk_forward(panel, start=start, end=end, refit_every=refit_every, window=window, models=models,
+                         ml_params=ml_params, progress=cb)
         if f.attrs.get("garch_warnings"):
             notes.append(f"{a}: {f.attrs['garch_warnings']} warning(s) from GARCH refits")
         t = evaluate(f, dm_lags=dm_lags)
@@ -349,7 +351,7 @@ def run_comparison(
     params = {
         "assets": list(assets), "start": start, "end": end, "refit_every": refit_every, "window": window,
         "models": list(models), "dm_lags": dm_lags, "ewma_lambda": 0.94, "garch": "GARCH(1,1), Student-t, constant mean, arch",
-        "har_lags": [1, 5, 22], "ml": "HistGradientBoostingRegressor on log RV (MLVarianceForecaster defaults)",
+        "har_lags": [1, 5, 22], "ml": "HistGradientBoostingRegressor (MLVarianceForecaster)", "ml_params": ml_params or {},
     }
     return ComparisonResult(
         table=pd.concat(tables, ignore_index=True),
@@ -386,17 +388,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--end", default=None, help="last target day (default: last complete day of the data)")
     p.add_argument("--refit-every", type=int, default=30, help="days between refits (default 30)")
     p.add_argument("--window", default="expanding", help="'expanding' or a rolling window in days")
+    p.add_argument("--ml-objective", default="log", choices=["log", "gamma"], help="ML objective (default log)")
     p.add_argument("--csv", default=None, help="also write the per-day forecasts to this CSV")
     args = p.parse_args(argv)
     window: int | str = args.window if args.window == "expanding" else int(args.window)
     res = run_comparison(
         [a.strip() for a in args.assets.split(",") if a.strip()],
         start=args.start, end=args.end, refit_every=args.refit_every, window=window,
+        ml_params={"objective": args.ml_objective},
     )
     print(to_markdown(res.table))
     first = res.table.iloc[0]
     print(f"\nout-of-sample {first['first_day']} .. {first['last_day']} ({int(first['n'])} days); "
-          f"refit every {args.refit_every} days, {args.window} window; DM: Newey-West lags "
+          f"refit every {args.refit_every} days, {args.window} window, ML objective {args.ml_objective}; "
+          f"DM: Newey-West lags "
           f"{newey_west_lags(int(first['n']))}, HLN correction; runtime {res.runtime_s:.0f} s")
     for n in res.notes:
         print(f"note: {n}")
