@@ -247,3 +247,35 @@ def test_crash_table_on_bundled_btc_matches_the_file_and_the_risk_model() -> Non
     assert rows["2020-03-12"]["covered"] is False
     named = {e.day for e in STRESS_EVENTS}
     assert named <= set(rows)  # every named day is inside the BTC sample
+
+
+def test_figures_mark_every_breach() -> None:
+    from margincal.backtest import backtest_figures
+
+    r = np.random.default_rng(7).standard_t(3, 400) * 0.04
+    res = run_backtest({"X": daily(r)}, models=["fhs", "normal"], policies=["raw", "static"], min_history=60)
+    figs = backtest_figures(res)
+    assert len(figs) == 1
+    traces = {t.name: t for t in figs[0].data}
+    for p in res.paths:
+        lab = p.model if p.policy == "raw" else p.policy
+        marks = traces[f"breaches {lab} ({p.stats.n_breaches})"]
+        assert len(marks.x) == p.stats.n_breaches
+        np.testing.assert_allclose(np.asarray(marks.y, dtype=float), p.loss[p.breach])
+    # the stored payload gives the same figure
+    again = backtest_figures(res.to_payload(include_series=True))
+    assert [t.name for t in again[0].data] == [t.name for t in figs[0].data]
+
+
+def test_published_model_is_the_pipeline_margin_history() -> None:
+    from margincal.backtest import PublishedPath
+    from margincal.config import CalibrationSettings
+    from margincal.pipeline import margin_path
+
+    bars = pd.read_csv(sample_data_dir() / "eth_daily.csv", parse_dates=["date"]).set_index("date")
+    bars.index = bars.index.tz_localize("UTC")
+    expected = margin_path(bars, "1d", CalibrationSettings(horizon_hours=24.0))["im_rate"].to_numpy()
+    r = np.log(bars["close"]).diff().iloc[1:].to_numpy()
+    vl, vs = PublishedPath().var_paths(r, side_level=0.995, horizon_bars=1.0, bar_hours=24.0)
+    np.testing.assert_allclose(vl, expected, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(vl, vs)

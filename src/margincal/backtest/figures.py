@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from margincal.errors import DataError
 
+_SYMBOLS = ("x", "circle-open", "diamond-open", "triangle-up-open", "square-open", "star-open")
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
@@ -76,7 +77,7 @@ def backtest_figures(result: Any, *, policies: Sequence[str] = ("raw", "static")
                                      line={"color": color, "width": 1.3, "dash": dash}))
             b = np.flatnonzero(loss > m)
             fig.add_trace(go.Scatter(x=idx[b], y=loss[b], mode="markers", name=f"breaches {lab} ({b.size})",
-                                     marker={"color": color, "symbol": "x", "size": 7}))
+                                     marker={"color": color, "symbol": _SYMBOLS[k % len(_SYMBOLS)], "size": 8}))
         fig.update_layout(
             title=(f"{g['instrument']}: margin in force vs realised {g['horizon_hours']:g}h loss "
                    f"(coverage {g['level']:.2%}, breach = loss of the losing side above the margin)"),
