@@ -144,3 +144,13 @@ def test_every_api_route_is_in_the_matrix(module_client: Any) -> None:
                for _, m, p, _, _ in ROUTES}
     covered.add(("GET", "/health"))
     assert documented - covered == set()
+
+
+def test_openapi_states_each_routes_permission(module_client: Any) -> None:
+    spec = module_client.get("/openapi.json").json()
+    want = {"read": READ, "margin": MARGIN, "decide": DECIDE, "keys": ADMIN, "policy": ADMIN, "none": ALL}
+    for rid, method, path, _, allowed in ROUTES:
+        key = (path.split("?")[0].replace("{proposal}", "{proposal_id}").replace("BTC-USDT", "{instrument}")
+               .replace("/1", "/{version}").replace("/backtest", "/{kind}"))
+        perm = spec["paths"][key][method.lower()]["x-permission"]
+        assert want[perm] == allowed, rid

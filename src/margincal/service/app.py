@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -266,6 +266,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_handlers(app)
     for r in (health, instruments, parameters, margin, signals, proposals, results, admin):
+        _annotate_permissions(r.router.routes)
         app.include_router(r.router)
 
     docs_deps = [] if settings.docs_public else [Depends(require("read"))]
@@ -291,8 +292,32 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
         return FileResponse(plotly_js_path(), media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _annotate_permissions(routes: list[Any]) -> None:
+    """Write each route's required permission into the OpenAPI schema as ``x-permission``."""
+    from fastapi.routing import APIRoute
+
+    def find(dep: Any) -> str | None:
+        perm = getattr(dep.call, "permission", None)
+        if perm:
+            return str(perm)
+        for sub in dep.dependencies:
+            found = find(sub)
+            if found:
+                return found
+        return None
+
+    for route in routes:
+        if isinstance(route, APIRoute):
+            perm = find(route.dependant) or "none"
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": perm}
 
 
 def _page_headers() -> dict[str, str]:

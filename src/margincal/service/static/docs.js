@@ -33,8 +33,9 @@ async function load() {
   if (res.status === 401 || res.status === 403) { document.getElementById("docs-key").hidden = false; return; }
   const spec = await res.json();
   document.getElementById("docs-meta").textContent = `${spec.info.title} ${spec.info.version}`;
-  const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "method"), el("th", {}, "path"),
-    el("th", {class: "text"}, "summary"), el("th", {class: "text"}, "parameters"), el("th", {class: "text"}, "body"))));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "method"), el("th", {class: "text"}, "path"),
+    el("th", {class: "text"}, "needs"), el("th", {class: "text"}, "summary"), el("th", {class: "text"}, "parameters"),
+    el("th", {class: "text"}, "body"))));
   const body = el("tbody");
   for (const [path, ops] of Object.entries(spec.paths)) {
     for (const [method, op] of Object.entries(ops)) {
@@ -42,7 +43,7 @@ async function load() {
         .map((p) => `${p.name} (${p.in}${p.required ? ", required" : ""}): ${schemaText(spec, p.schema)}`).join("; ");
       const rb = op.requestBody ? schemaText(spec, op.requestBody.content["application/json"].schema) : "";
       body.append(el("tr", {}, el("td", {}, method.toUpperCase()), el("td", {class: "text"}, path),
-        el("td", {class: "text"}, op.summary || ""), el("td", {class: "text"}, params), el("td", {class: "text"}, rb)));
+        el("td", {class: "text"}, op["x-permission"] || ""), el("td", {class: "text"}, op.summary || ""), el("td", {class: "text"}, params), el("td", {class: "text"}, rb)));
     }
   }
   table.append(body);
