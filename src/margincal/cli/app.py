@@ -89,6 +89,9 @@ from margincal.cli import stress as _stress  # noqa: E402
 
 app.command("stress")(_stress.stress)
 app.command("cascade")(_cascade.cascade)
+from margincal.cli import book as _book  # noqa: E402
+
+app.add_typer(_book.app, name="book")
 
 
 def main() -> None:

@@ -73,7 +73,8 @@ def _history(con, underlyings: list[str]) -> pd.DataFrame:  # type: ignore[no-un
 
 def portfolio(
     file: Annotated[Path | None, typer.Argument(help="Positions CSV: account, instrument, quantity.")] = None,
-    book: Annotated[Path | None, typer.Option("--book", help="Positions file (CSV or Parquet), instead of FILE.")] = None,
+    book: Annotated[Path | None, typer.Option("--book", help="Positions file (CSV or Parquet), or a folder of "
+                                              "Parquet partitions, instead of FILE.")] = None,
     spot: Annotated[list[str] | None, typer.Option("--spot", help="Spot override, e.g. BTC=65000 (repeatable).")] = None,
     vol: Annotated[float | None, typer.Option("--vol", help="Flat implied vol for options without a quote "
                                               "(0.6 = 60%).")] = None,
@@ -87,9 +88,13 @@ def portfolio(
     no_contingency: Annotated[bool, typer.Option("--no-contingency", help="Leave out contingency add-ons.")] = False,
     block_size: Annotated[int, typer.Option("--block-size", help="Accounts per block.")] = 100_000,
     top: Annotated[int | None, typer.Option("--top", help="Show only the N accounts with the largest IM.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write every account's result (CSV or Parquet).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write every account's result (CSV or Parquet; "
+                                             "a folder for a partitioned --book).")] = None,
     store: StoreOption = None,
     json_out: JsonOption = False,
+    engine: Annotated[str, typer.Option("--engine", help="Partitioned --book DIR: local or dask.")] = "local",
+    workers: Annotated[int | None, typer.Option("--workers", help="Dask workers (--engine dask).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler tcp://HOST:PORT.")] = None,
 ) -> None:
     """Portfolio initial and maintenance margin per account, with the scenario that drives it."""
     if (file is None) == (book is None):
@@ -98,6 +103,16 @@ def portfolio(
         raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}")
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(sorted(PRESETS))}")
+    from margincal.cli import book as _book  # partitioned books (folder of Parquet files): docs/scaling.md
+
+    if _book.is_partitioned(book):
+        return _book.portfolio_book(book, engine=engine, workers=workers, scheduler=scheduler,  # type: ignore[arg-type]
+                                    spot=_parse_spots(spot), vol=vol, asof=asof, method=method, preset=preset,
+                                    level=level, horizon_hours=horizon_hours, offset=offset,
+                                    no_contingency=no_contingency, top=top, out=out, store=store, json_out=json_out)
+    if engine != "local" or workers is not None or scheduler is not None:
+        raise ConfigError("--engine dask, --workers and --scheduler need a partitioned --book DIR "
+                          "(see `margincal book partition`)")
     if block_size < 1:
         raise ConfigError(f"--block-size is {block_size}; it must be >= 1")
     bk = read_book(file if file is not None else book, inverse=inverse)  # type: ignore[arg-type]
