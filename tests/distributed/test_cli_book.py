@@ -117,3 +117,17 @@ def test_errors_are_one_line(tmp_path, generated):
     assert r.exit_code == 2 and "--engine dask" in r.output
     r = runner.invoke(app, ["book", "generate", "--accounts", "5", "--out", str(d)])
     assert r.exit_code == 2 and "already holds a book" in r.output
+
+
+def test_load_into_the_store_and_margin_from_there(generated, tmp_path):
+    d, _ = generated
+    store = tmp_path / "m.duckdb"
+    r = runner.invoke(app, ["book", "load", str(d), "--name", "syn", "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    a = runner.invoke(app, ["portfolio", "--book", "store:syn", "--store", str(store), "--out", str(tmp_path / "o1"),
+                            "--json"])
+    b = runner.invoke(app, ["portfolio", "--book", str(d), "--out", str(tmp_path / "o2"), "--json"])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert json.loads(a.stdout)["total_im"] == pytest.approx(json.loads(b.stdout)["total_im"], rel=1e-12)
+    r = runner.invoke(app, ["portfolio", "--book", "store:nope", "--store", str(store)])
+    assert r.exit_code == 2 and "has no book 'nope'" in r.output

@@ -251,3 +251,22 @@ def test_engine_choice_and_scheduler_address():
         with DaskEngine(scheduler=addr) as eng:
             assert eng.map(math.sqrt, [4.0, 9.0]) == [2.0, 3.0]
             assert eng.describe()["scheduler"] == addr
+
+
+def test_book_from_the_duckdb_store_gives_the_same_margin(book, dask_engine, pnl, tmp_path):
+    from margincal.data.book import load_book_to_store, open_store_book
+    from margincal.data.store import open_store
+
+    store = tmp_path / "s.duckdb"
+    with open_store(store) as con:
+        assert load_book_to_store(book, con, "synthetic") == book.n_rows
+        with pytest.raises(DataError, match="already has a book"):
+            load_book_to_store(book, con, "synthetic")
+    sb = open_store_book(store, "synthetic")
+    assert sb.n_partitions == book.n_partitions and sb.instruments == book.instruments
+    a = dask_engine.portfolio_margin(sb, pnl=pnl, collect=True)
+    b = dask_engine.portfolio_margin(book, pnl=pnl, collect=True)
+    assert a.frame["account"].tolist() == [str(x) for x in b.frame["account"]]  # accounts are text in the store
+    np.testing.assert_allclose(a.frame["im"], b.frame["im"], rtol=RTOL)
+    with pytest.raises(DataError, match="has no book 'other'"):
+        open_store_book(store, "other")

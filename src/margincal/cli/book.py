@@ -4,7 +4,9 @@ portfolio-margin path used by `margincal portfolio --book DIR`.
 * ``margincal book generate --accounts N --out DIR`` writes a synthetic book
   (distributions in :func:`margincal.data.book.generate_book`) as Parquet partitions;
 * ``margincal book partition FILE --out DIR`` turns a CSV/Parquet book file into partitions;
-* ``margincal book info DIR`` prints what ``_book.json`` records.
+* ``margincal book info DIR`` prints what ``_book.json`` records;
+* ``margincal book load DIR --name NAME`` copies a partitioned book into the DuckDB store,
+  after which ``--book store:NAME`` reads it from there (one partition per task).
 
 Thin shells over :mod:`margincal.data.book` and :mod:`margincal.distributed`.
 """
@@ -17,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from margincal.cli.common import JsonOption, console, print_json, print_table, progress
+from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
 from margincal.errors import ConfigError, DataError
 
 app = typer.Typer(help="Large position books: generate, partition, inspect.", no_args_is_help=True)
@@ -128,11 +130,42 @@ def info(
                  for k, v in d.items()], title=f"book {path}")
 
 
+@app.command("load")
+def load(
+    path: Annotated[Path, typer.Argument(help="Folder of a partitioned book.")],
+    name: Annotated[str, typer.Option("--name", help="Name of the book in the store.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a book of the same name.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Copy a partitioned book into the DuckDB store (one transaction); then use --book store:NAME."""
+    from margincal.data.book import load_book_to_store, open_book
+    from margincal.data.store import open_store
+
+    bk = open_book(path)
+    with open_store(store) as con:
+        n = load_book_to_store(bk, con, name, replace=replace)
+    console.print(f"loaded {n:,} positions of {bk.n_accounts or 0:,} accounts in {bk.n_partitions} partition(s) "
+                  f"as store book {name!r}; use --book store:{name}")
+
+
 # ---------------------------------------------------------------- `margincal portfolio --book DIR`
+
+STORE_PREFIX = "store:"
 
 
 def is_partitioned(path: Path | None) -> bool:
-    return path is not None and ("://" in str(path) or Path(path).is_dir())
+    s = str(path) if path is not None else ""
+    return path is not None and (s.startswith(STORE_PREFIX) or "://" in s or Path(path).is_dir())
+
+
+def resolve_book(path: Path, store: Path | None) -> Any:
+    """A folder of Parquet partitions, a URI, or ``store:NAME`` (a book loaded into the store)."""
+    from margincal.data.book import open_book, open_store_book
+
+    s = str(path)
+    if s.startswith(STORE_PREFIX):
+        return open_store_book(store, s[len(STORE_PREFIX):])
+    return open_book(path)
 
 
 def portfolio_book(
@@ -158,12 +191,11 @@ def portfolio_book(
 ) -> None:
     """Partitioned-book portfolio margin (`margincal portfolio --book DIR`): streams partitions through the
     engine, writes per-account results as Parquet partitions, prints a summary and the top accounts."""
-    from margincal.data.book import open_book
     from margincal.distributed import book_market, book_specs
     from margincal.margin.portfolio import PRESETS, HistoricalPortfolioMargin, RiskMatrixMargin, build_market
     from margincal.margin.portfolio.market import open_store_if_present
 
-    bk = open_book(book)
+    bk = resolve_book(book, store)
     specs = book_specs(bk)
     ref = bk.meta.get("reference_market")
     con = open_store_if_present(store)
@@ -185,7 +217,9 @@ def portfolio_book(
     finally:
         if con is not None:
             con.close()
-    out_dir = out if out is not None else Path(str(book).rstrip("/") + "-margin")
+    default_out = (f"{str(book)[len(STORE_PREFIX):]}-margin" if str(book).startswith(STORE_PREFIX)
+                   else str(book).rstrip("/") + "-margin")
+    out_dir = out if out is not None else Path(default_out)
     n_top = 10 if top is None else top
     with _engine(engine, workers, scheduler, memory_limit) as eng, progress(transient=True) as prog:
         task = prog.add_task(f"portfolio margin [{eng.name}, {eng.n_workers} worker(s)]", total=bk.n_accounts)

@@ -273,6 +273,120 @@ def _account_range(meta: Any) -> tuple[Any, Any]:
     return lo, hi
 
 
+# ---------------------------------------------------------------- the DuckDB store
+
+
+@dataclass(frozen=True)
+class StoreBook:
+    """A book kept in the DuckDB store (tables ``books`` and ``book_positions``); same interface as
+    :class:`PartitionedBook`. Each task opens the store read-only and reads one partition (``part``).
+
+    Accounts are stored as text. Load a partitioned book with :func:`load_book_to_store`.
+    """
+
+    store: str
+    name: str
+    instruments: tuple[str, ...]
+    partitions: tuple[BookPartition, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> str:
+        return f"store:{self.name} ({self.store})"
+
+    @property
+    def n_partitions(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def n_rows(self) -> int:
+        return int(sum(p.n_rows for p in self.partitions))
+
+    @property
+    def n_accounts(self) -> int | None:
+        if any(p.n_accounts is None for p in self.partitions):
+            return None
+        return int(sum(p.n_accounts for p in self.partitions))  # type: ignore[misc]
+
+    def read_partition(self, k: int, columns: Sequence[str] = COLUMNS) -> pa.Table:
+        from margincal.data.store import connect
+
+        if not 0 <= k < len(self.partitions):
+            raise DataError(f"book {self.root}: partition {k} does not exist ({len(self.partitions)} partitions)")
+        con = connect(self.store, read_only=True)
+        try:
+            cols = ", ".join(c for c in columns if c in COLUMNS)
+            return con.sql(f"SELECT {cols} FROM book_positions WHERE book = $1 AND part = $2",
+                           params=[self.name, k]).to_arrow_table()
+        finally:
+            con.close()
+
+    def block(self, k: int, instruments: Sequence[str] | None = None) -> tuple[np.ndarray, sparse.csr_matrix]:
+        names = self.instruments if instruments is None else tuple(instruments)
+        return table_block(self.read_partition(k), names, source=f"{self.root} partition {k}")
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.concat([self.read_partition(k).to_pandas() for k in range(self.n_partitions)],
+                         ignore_index=True)
+
+
+def open_store_book(store: str | Path | None, name: str) -> StoreBook:
+    """The book ``name`` of the store (see :func:`load_book_to_store`)."""
+    from margincal.config import resolve_store_path
+    from margincal.data.store import connect
+
+    path = str(resolve_store_path(store))
+    con = connect(path, read_only=True)
+    try:
+        row = con.execute("SELECT instruments, partitions, meta FROM books WHERE book = ?", [name]).fetchone()
+        names = [r[0] for r in con.execute("SELECT book FROM books ORDER BY book").fetchall()]
+    finally:
+        con.close()
+    if row is None:
+        raise DataError(f"store {path} has no book {name!r}; it has: {', '.join(names) or 'none'} "
+                        "(load one with `margincal book load`)")
+    return StoreBook(path, name, tuple(json.loads(row[0])), tuple(BookPartition(**p) for p in json.loads(row[1])),
+                     json.loads(row[2]) if row[2] else {})
+
+
+def load_book_to_store(book: PartitionedBook, con: Any, name: str, *, replace: bool = False) -> int:
+    """Copy a partitioned book into the store as ``name`` (one transaction); returns the rows written.
+
+    Each Parquet partition becomes ``part = k`` of ``book_positions``, inserted
+    through Arrow one partition at a time (memory: one partition).
+    """
+    from margincal.data.store import transaction, utcnow
+
+    if not name or not str(name).strip():
+        raise ConfigError("a store book needs a name")
+    exists = con.execute("SELECT count(*) FROM books WHERE book = ?", [name]).fetchone()[0]
+    if exists and not replace:
+        raise DataError(f"the store already has a book {name!r}; choose another name or replace it")
+    fs, _ = _fs_and_path(book.root)
+    total = 0
+    with transaction(con):
+        if exists:
+            con.execute("DELETE FROM book_positions WHERE book = ?", [name])
+            con.execute("DELETE FROM books WHERE book = ?", [name])
+        for k in range(book.n_partitions):
+            t = book.read_partition(k)
+            t = pa.table({"account": pc.cast(t.column("account"), pa.string()),
+                          "instrument": pc.cast(t.column("instrument"), pa.string()),
+                          "quantity": pc.cast(t.column("quantity"), pa.float64())})
+            con.register("_book_part", t)
+            con.execute("INSERT INTO book_positions SELECT ?, ?, account, instrument, quantity FROM _book_part",
+                        [name, k])
+            con.unregister("_book_part")
+            total += t.num_rows
+        parts = [{**asdict(p), "first_account": None if p.first_account is None else str(p.first_account),
+                  "last_account": None if p.last_account is None else str(p.last_account)}
+                 for p in book.partitions]
+        con.execute("INSERT INTO books VALUES (?, ?, ?, ?, ?)",
+                    [name, json.dumps(list(book.instruments)), json.dumps(parts),
+                     json.dumps({**book.meta, "source": str(book.root)}, default=_json_default), utcnow()])
+    return total
+
+
 # ---------------------------------------------------------------- writing partitions
 
 
@@ -742,11 +856,14 @@ __all__ = [
     "BookGenerator",
     "BookPartition",
     "PartitionedBook",
+    "StoreBook",
     "default_instruments",
     "generate_block",
     "generate_book",
+    "load_book_to_store",
     "make_generator",
     "open_book",
+    "open_store_book",
     "partition_frame",
     "reference_market",
     "table_block",

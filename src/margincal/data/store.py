@@ -167,6 +167,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0100_book_positions",
+        # large position books (margincal.data.book.StoreBook): one row per position, ``part`` = the
+        # partition (block of accounts) a task reads; ``books`` holds the instrument order and metadata
+        """
+        CREATE TABLE IF NOT EXISTS books (
+            book VARCHAR PRIMARY KEY,
+            instruments JSON NOT NULL,
+            partitions JSON NOT NULL,
+            meta JSON,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS book_positions (
+            book VARCHAR NOT NULL,
+            part INTEGER NOT NULL,
+            account VARCHAR NOT NULL,
+            instrument VARCHAR NOT NULL,
+            quantity DOUBLE NOT NULL
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
