@@ -12,6 +12,7 @@ from scipy import stats
 
 from margincal.backtest.models import (
     CornishFisherPath,
+    EVTPath,
     FHSPath,
     HSPath,
     NormalPath,
@@ -183,6 +184,7 @@ def test_fhs_refit_every_k_holds_the_residual_quantile() -> None:
 MODELS_FOR_LOOKAHEAD = [
     FHSPath(), FHSPath(window=50), HSPath(window=40), NormalPath(), NormalPath(sigma="sample"),
     CornishFisherPath(window=60), StudentTPath(df_method="moments"), StudentTPath(refit_every=30),
+    EVTPath(refit_every=30),
 ]
 
 
@@ -214,3 +216,38 @@ def test_make_path_model_parses_specs() -> None:
         make_path_model("nope")
     with pytest.raises(ConfigError, match="whole number"):
         make_path_model("fhs@x")
+
+
+@pytest.mark.parametrize("sigma", ["ewma", "sample"])
+def test_evt_path_equals_refit_at_refit_dates(sigma: str) -> None:
+    from margincal.risk.evt import EVTModel
+
+    r = fat_returns(400, seed=11)
+    k = 50
+    t_min = 41 if sigma == "ewma" else 20
+    fast = EVTPath(sigma=sigma, refit_every=k).var_paths(r, side_level=0.995, horizon_bars=1.0, bar_hours=24.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        naive = RefitModel(EVTModel, refit_every=k, t_min=t_min, filter="ewma" if sigma == "ewma" else "none"
+                           ).var_paths(r, side_level=0.995, horizon_bars=1.0, bar_hours=24.0)
+    dates = np.arange(t_min, r.size, k)
+    ok = ~np.isnan(naive[0][dates])  # the risk model cannot fit a tail on fewer than 100 residuals
+    assert ok.sum() >= 5
+    for a, b in zip(fast, naive, strict=True):
+        np.testing.assert_allclose(a[dates][ok], b[dates][ok], rtol=1e-12)
+    # the fast path starts as soon as a tail can be fitted: k = round(n (1 - 0.9)) >= 10 exceedances
+    # needs n = 96 residuals (95 * (1 - 0.9) is 9.4999... in floating point)
+    assert round(95 * (1 - 0.9)) == 9 and round(96 * (1 - 0.9)) == 10
+    first = int(np.flatnonzero(~np.isnan(fast[1]))[0])
+    assert first == (96 + 30 if sigma == "ewma" else 96)
+
+
+def test_gpd_var_matches_risk_module_and_exponential_limit() -> None:
+    from margincal.backtest.models import gpd_var
+    from margincal.risk.evt import gpd_var_es
+
+    for xi in (-0.2, 0.1, 0.4, 0.9):
+        assert gpd_var(0.995, 1.3, xi, 0.6, 1000, 100) == gpd_var_es(0.995, 1.3, xi, 0.6, 1000, 100)[0]
+    # xi -> 0: u - beta ln(n/N_u (1-p)) = 1.3 - 0.6 ln(0.05)
+    assert gpd_var(0.995, 1.3, 0.0, 0.6, 1000, 100) == pytest.approx(1.3 - 0.6 * np.log(0.05))
+    assert np.isfinite(gpd_var(0.995, 1.3, 1.2, 0.6, 1000, 100))  # infinite ES, finite VaR

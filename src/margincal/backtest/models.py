@@ -19,6 +19,9 @@ Fast models (no per-day refit where a recursive update exists):
     refit frequency to tune).
 ``hs``
     Historical simulation on the raw returns, same sorted window.
+``evt``
+    Conditional EVT (generalised Pareto tail of the residuals above their 90%
+    quantile), the tail refitted every 90 days, the volatility every bar.
 ``normal``, ``t``, ``cf``
     Parametric on EWMA-standardised residuals (``sigma="ewma"``, default) or on
     the rolling sample volatility (``sigma="sample"``): zero location, scale the
@@ -439,6 +442,72 @@ class CornishFisherPath(_ParametricPath):
         return scale_h * cornish_fisher_z(zq, -skew, kurt), scale_h * cornish_fisher_z(zq, skew, kurt)
 
 
+def gpd_var(level: float, u: float, xi: float, beta: float, n: int, n_u: int) -> float:
+    """Peaks-over-threshold VaR ``u + beta/xi ((n/N_u (1-p))^-xi - 1)`` (``-beta ln(.)`` as xi -> 0).
+
+    The VaR half of :func:`margincal.risk.evt.gpd_var_es`, the same arithmetic; finite for any
+    ``xi`` (the ES needs ``xi < 1``, a VaR margin does not).
+    """
+    ratio = n / n_u * (1.0 - level)
+    return u - beta * math.log(ratio) if abs(xi) < 1e-9 else u + beta / xi * (ratio ** (-xi) - 1.0)
+
+
+class EVTPath(_ParametricPath):
+    """Conditional EVT (McNeil-Frey) as :class:`margincal.risk.evt.EVTModel`, volatility every bar.
+
+    Per side, a generalised Pareto tail (``scipy.stats.genpareto`` by maximum
+    likelihood) above the ``threshold`` quantile of the residual losses is
+    refitted every ``refit_hours`` (default 2160 h = 90 days; ``refit_every``
+    bars overrides it) and held in between, while the EWMA volatility scales it
+    every bar. On refit days it equals the risk model fitted on all data before
+    that day. Where the level is not beyond the threshold the empirical residual
+    quantile is used, as the risk model does. A fitted shape ``xi >= 1`` (infinite
+    ES: the risk model refuses the fit) still has a finite VaR, which is used.
+    """
+
+    name = "evt"
+
+    def __init__(self, *, threshold: float = 0.90, refit_hours: float = 2160.0, refit_every: int | None = None,
+                 sigma: str = "ewma", lam: float = 0.94, seed: int = 30, window: int | None = None) -> None:
+        super().__init__(sigma=sigma, lam=lam, seed=seed, window=window)
+        self.threshold = threshold
+        self.refit_hours = refit_hours
+        self.refit_every = refit_every
+
+    @property
+    def label(self) -> str:
+        return self.name if self.refit_every is None else f"{self.name}@{self.refit_every}"
+
+    def _log_var(self, z: np.ndarray, first: int, t_min: int, scale: np.ndarray, scale_h: np.ndarray,
+                 q: float, bar_hours: float) -> tuple[np.ndarray, np.ndarray]:
+        from margincal.risk.evt import pot_tail
+        from margincal.risk.measures import value_at_risk
+
+        n = z.size
+        step = self.refit_every or max(1, int(round(self.refit_hours / bar_hours)))
+        unit = {"long": np.full(n, np.nan), "short": np.full(n, np.nan)}
+        last = {"long": np.nan, "short": np.nan}
+        for t in range(t_min, n):
+            # refit on schedule, and every bar while a fit has not succeeded yet (too few exceedances)
+            if (t - t_min) % step == 0 or np.isnan(last["long"]) or np.isnan(last["short"]):
+                lo = first if self.window is None else max(first, t - int(self.window))
+                x = z[lo:t] if self.sigma == "ewma" else z[lo:t] / scale[t]
+                for side, losses in (("long", -x), ("short", x)):
+                    try:
+                        tail = pot_tail(losses, self.threshold)
+                    except CalibrationError:
+                        last[side] = np.nan
+                        continue
+                    if 1.0 - q >= tail["k"] / tail["n"]:
+                        last[side] = value_at_risk(losses, q)
+                    else:
+                        last[side] = gpd_var(q, tail["u"], tail["xi"], tail["beta"], int(tail["n"]),
+                                             int(tail["k"]))
+            unit["long"][t] = last["long"]
+            unit["short"][t] = last["short"]
+        return scale_h * unit["long"], scale_h * unit["short"]
+
+
 class RefitModel(PathModel):
     """Any tail model of :mod:`margincal.risk`, refitted every ``refit_every`` bars.
 
@@ -553,6 +622,7 @@ PATH_MODELS: dict[str, type[PathModel]] = {
     "normal": NormalPath,
     "t": StudentTPath,
     "cf": CornishFisherPath,
+    "evt": EVTPath,
     "published": PublishedPath,
 }
 
@@ -607,6 +677,8 @@ __all__ = [
     "DEFAULT_MODELS",
     "PATH_MODELS",
     "CornishFisherPath",
+    "EVTPath",
+    "gpd_var",
     "FHSPath",
     "HSPath",
     "NormalPath",

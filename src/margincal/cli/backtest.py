@@ -73,7 +73,7 @@ def backtest(
     instrument: Annotated[list[str] | None, typer.Option(
         "--instrument", "-i", help="Instrument (repeatable; BTC-USDT, btc, btc_daily...). Default: all.")] = None,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", help="Model (repeatable): fhs, hs, normal, t, cf, published; name@k refits every k bars; "
+        "--model", "-m", help="Model (repeatable): fhs, hs, normal, t, cf, evt, published; name@k refits every k bars; "
         "risk:<name> runs any margincal.risk model. Default: fhs hs normal t cf.")] = None,
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Policy (repeatable): raw, static, apc:<name>, preset:<name>. Default: all.")] = None,
