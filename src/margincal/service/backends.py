@@ -1,15 +1,13 @@
-"""What the routes call: thin adapters over the Python API (and the store where no API exists yet).
+"""What the routes call: thin adapters over the Python API, plus the service's caches.
 
-Each adapter prefers the library module that owns the area and falls back to
-reading the store tables directly when that module is not installed, so the
-service works on any store a margincal version wrote:
-
-* portfolio margin and what-if: :mod:`margincal.margin.portfolio`; fallback:
-  the sum of stand-alone margins (|notional| x IM rate per position, no
-  offsets: an upper bound of any offsetting portfolio margin);
-* proposals and decisions: :mod:`margincal.adjust.approval`; fallback: the
-  ``proposals`` / ``proposal_decisions`` tables with the same four-eyes rule;
-* signals: a ``signals`` table when the store has one, and the audit log;
+* instruments, parameter sets, diffs: :mod:`margincal.margin.params`; per-instrument history:
+  :func:`margincal.pipeline.margin_path` (cached per instrument, timeframe and last bar);
+* portfolio margin and what-if: :mod:`margincal.margin.portfolio` (risk matrix), or the published
+  rates (stand-alone sum, no offsets) with ``method="standalone"``; see :class:`MarginEngine`;
+* proposals: :mod:`margincal.adjust.approval` (list, approve, reject: role and four-eyes checks,
+  one transaction per decision);
+* signals: a ``signals`` table when the store has one, else the signals the monitor recorded as
+  evidence of its proposals and automatic adjustments; events: the audit log;
 * backtest / stress / cascade results: :func:`margincal.data.store.latest_result`.
 """
 
