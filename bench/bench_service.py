@@ -211,6 +211,15 @@ async def _open_loop(base: str, key: str, bodies: list[dict[str, Any]], rate: fl
     return lat, wall, int((~ok).sum()), n
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def _pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a, q)) if a.size else float("nan")
 
@@ -227,15 +236,19 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         inproc = _in_process(store, bodies, 100 if quick else 400)
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        with _server(store, port):
+        with _server(store, port) as proc:
             # warm-up: every portfolio once (builds the cached market for the instrument universe)
             asyncio.run(_closed_loop(base, key, bodies, 4, len(bodies)))
             asyncio.run(_closed_loop(base, key, None, 4, 50))
             http1 = None
             for c in levels:
                 print(f"closed loop, {c} client(s)...", file=sys.stderr)
+                cpu0 = _cpu_seconds(proc.pid)
                 lat, wall, err = asyncio.run(_closed_loop(base, key, bodies, c, n_per_level))
+                cpu1 = _cpu_seconds(proc.pid)
                 hl, hwall, herr = asyncio.run(_closed_loop(base, key, None, c, n_per_level))
+                cpu2 = _cpu_seconds(proc.pid)
+                cpu_w, cpu_h = (cpu1 - cpu0) / max(lat.size, 1), (cpu2 - cpu1) / max(hl.size, 1)
                 if c == 1:
                     http1 = lat
                 rows.append({
@@ -243,8 +256,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                     "name": f"what-if 50 positions, {c} client(s): p50",
                     "ours_s": _pct(lat, 50), "baseline_name": f"GET /health, {c} client(s): p50",
                     "baseline_s": _pct(hl, 50), "ratio": _pct(hl, 50) / _pct(lat, 50),
-                    "notes": (f"{lat.size / wall:.0f} req/s, p99 {1e3 * _pct(lat, 99):.1f} ms, errors {err}; "
-                              f"health {hl.size / hwall:.0f} req/s, p99 {1e3 * _pct(hl, 99):.1f} ms, errors {herr}"),
+                    "notes": (f"{lat.size / wall:.0f} req/s, p99 {1e3 * _pct(lat, 99):.1f} ms, errors {err}, "
+                              f"server CPU {1e3 * cpu_w:.2f} ms/request; health {hl.size / hwall:.0f} req/s, "
+                              f"p99 {1e3 * _pct(hl, 99):.1f} ms, errors {herr}, server CPU {1e3 * cpu_h:.2f} ms/request"),
                 })
             print(f"open loop at {TARGET_RATE:.0f} req/s...", file=sys.stderr)
             ol, owall, oerr, on = asyncio.run(_open_loop(base, key, bodies, TARGET_RATE, open_seconds))
