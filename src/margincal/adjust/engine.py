@@ -1,0 +1,715 @@
+"""The adjustment engine: events in, signals and margin adjustments out (no I/O).
+
+:class:`MonitorEngine` keeps one small state object per instrument (online
+estimators, signal triggers, the IM/MM rates in force) and processes one event
+at a time in O(1). It never touches the store: :class:`margincal.adjust.monitor.Monitor`
+persists what it returns. Per event:
+
+1. update the instrument's estimators (:mod:`margincal.adjust.online`);
+2. evaluate signals (:mod:`margincal.adjust.signals`) - only once the event is
+   at or after ``live_from`` and the instrument has ``warmup_hours`` of bars;
+3. on bars, compute the target IM and apply the policy
+   (:func:`margincal.adjust.policy.bound_target` / :func:`~margincal.adjust.policy.route`).
+
+Target margin (FHS scaling). The first-line calibration is filtered
+historical simulation: IM = ES of ``sigma_t * z`` with ``z`` the standardised
+residuals, so IM is proportional to the current volatility with a multiplier
+``k = IM_base / sigma_at_calibration`` fixed by the calibration. Between two
+calibrations the monitor keeps ``k`` and moves sigma::
+
+    IM_target = IM_base * sigma_now / sigma_anchor
+    MM_target = IM_target * MM_base / IM_base
+
+``sigma_now`` is an EWMA volatility of the bar returns with a half-life of
+``target_halflife_hours`` (annualised with 8,760 hours a year); ``sigma_anchor``
+is the calibration's sigma (``details["sigma"]``, a horizon sigma, annualised
+with the horizon) when the published row carries it and the policy says
+``anchor = "calibration"``, otherwise the monitor's own ``sigma_now`` at the
+first bar it may act on. ``IM_base``, ``MM_base`` and ``sigma_anchor`` travel
+in the details of every auto-adjusted row, so targets never compound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from margincal.adjust import signals as sg
+from margincal.adjust.online import (
+    BreachCounter,
+    EWMAVariance,
+    EWMStats,
+    corwin_schultz_spread,
+    halflife_to_lambda,
+)
+from margincal.adjust.policy import Bounds, Policy, route
+from margincal.data.feeds import (
+    KIND_RANK,
+    BarEvent,
+    DepthEvent,
+    FundingEvent,
+    OpenInterestEvent,
+    timeframe_ns,
+)
+from margincal.data.store import to_utc
+from margincal.errors import ConfigError
+from margincal.margin.params import ParameterSet
+
+__all__ = ["HOURS_PER_YEAR", "Adjustment", "MonitorEngine", "sigma_anchor_from_details"]
+
+HOURS_PER_YEAR = 8760.0
+_EMPTY: list[Any] = []  # shared "nothing happened" result (never mutated)
+_NS_PER_HOUR = 3_600_000_000_000
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A margin change decided by the engine: applied automatically or proposed to a risk officer."""
+
+    instrument: str
+    ts: pd.Timestamp
+    route: str  # "auto" | "proposal"
+    im_before: float
+    im_after: float
+    mm_before: float
+    mm_after: float
+    target_im: float
+    sigma_now: float
+    sigma_anchor: float
+    im_base: float
+    mm_base: float
+    rule: str
+    reason: str
+    signals: tuple[sg.Signal, ...] = ()
+    estimators: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def change_pct(self) -> float:
+        return 100.0 * (self.im_after / self.im_before - 1.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "instrument": self.instrument, "ts": self.ts.isoformat(), "route": self.route,
+            "im_before": self.im_before, "im_after": self.im_after, "mm_before": self.mm_before,
+            "mm_after": self.mm_after, "change_pct": round(self.change_pct, 4), "target_im": self.target_im,
+            "sigma_now_annual": self.sigma_now, "sigma_anchor_annual": self.sigma_anchor, "im_base": self.im_base,
+            "mm_base": self.mm_base, "rule": self.rule, "reason": self.reason,
+            "signals": [s.as_dict() for s in self.signals],
+            "estimators": {k: (None if not math.isfinite(v) else v) for k, v in self.estimators.items()},
+        }
+
+
+def sigma_anchor_from_details(details: Mapping[str, Any], provenance: Mapping[str, Any] | None = None
+                              ) -> float | None:
+    """Annualised sigma at calibration from a published row, or None when it is not recorded.
+
+    ``details["sigma_anchor_annual"]`` (written by earlier automatic changes)
+    wins; otherwise ``details["sigma"]`` is the calibration's horizon sigma
+    (``sigma_bar * sqrt(h / bar_hours)``) and is annualised as
+    ``sigma * sqrt(8760 / horizon_hours)``.
+    """
+    a = details.get("sigma_anchor_annual")
+    if isinstance(a, (int, float)) and a > 0:
+        return float(a)
+    s = details.get("sigma")
+    h = details.get("horizon_hours") or (provenance or {}).get("horizon_hours")
+    if isinstance(s, (int, float)) and s > 0 and isinstance(h, (int, float)) and h > 0:
+        return float(s) * math.sqrt(HOURS_PER_YEAR / float(h))
+    return None
+
+
+class _Inst:
+    """Per-instrument state (plain floats and small estimator objects)."""
+
+    __slots__ = (
+        "bar_hours", "bars_per_year", "breach", "cs_l", "cs_s", "depth_first", "depth_seen", "depth_stats", "depth_t",
+        "fund_first", "fund_stats", "fund_t",
+        "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
+        "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
+        "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.tf = None
+        self.tf_ns = 0
+        self.bar_hours = math.nan
+        self.bars_per_year = math.nan
+        self.n_bars = 0
+        self.prev_close = math.nan
+        self.prev_high = math.nan
+        self.prev_low = math.nan
+        self.prev_open_ns = 0
+        self.vs = self.vl = self.vt = None  # EWMAVariance, created at the first bar (needs the bar spacing)
+        self.volu = self.cs_s = self.cs_l = None
+        self.breach = None
+        self.oi_prev = math.nan
+        self.oi_t = 0
+        self.fund_t = 0
+        self.fund_first = math.nan
+        self.depth_t = 0
+        self.depth_first = (math.nan, math.nan)
+        self.oi_stats = self.fund_stats = self.depth_stats = self.spread_stats = None
+        self.depth_seen = False
+        # triggers: vol, volume, oi, depth, spread, proxy, funding, breach
+        self.trig = [sg.Trigger() for _ in range(8)]
+        self.listing_done = False
+        self.recent: list[sg.Signal] = []
+        self.im = self.mm = self.im_base = self.mm_base = math.nan
+        self.sigma_anchor = math.nan
+        self.last_change_ns = -(1 << 62)
+        self.last_increase_ns = -(1 << 62)
+        self.last_proposal_ns = -(1 << 62)
+        self.pending_im = math.nan
+
+    def critical(self) -> bool:
+        return any(t.level == 2 for t in self.trig)
+
+
+def _halflife_lam(hours: float, bar_hours: float) -> float:
+    return halflife_to_lambda(hours / bar_hours)
+
+
+class MonitorEngine:
+    """Online estimators + signals + policy over an event stream (pure; no store access).
+
+    Parameters
+    ----------
+    policy : a validated :class:`~margincal.adjust.policy.Policy`.
+    params : the parameter set in force (None: signals only, no adjustments).
+    live_from : events before this time only warm the estimators up (no
+        signal, no adjustment); None = live from the first event.
+
+    ``process(event)`` returns None (nothing happened) or a list of
+    :class:`~margincal.adjust.signals.Signal` and :class:`Adjustment` objects.
+    ``state()`` / ``from_state()`` save and restore everything (JSON-able).
+    """
+
+    def __init__(self, policy: Policy, params: ParameterSet | None = None, *, live_from: Any = None) -> None:
+        self.policy = policy
+        self.live_from_ns = -(1 << 62) if live_from is None else int(to_utc(live_from).value)
+        self._insts: dict[str, _Inst] = {}
+        self.events_processed = 0
+        self.last_key: tuple[int, int, str] | None = None
+        self.params: ParameterSet | None = None
+        e = policy["estimators"]
+        self._short_h = e["short_halflife_hours"]
+        self._long_h = e["long_halflife_hours"]
+        self._target_h = e["target_halflife_hours"]
+        self._stats_h = e["stats_halflife_hours"]
+        self._seed = e["vol_seed_bars"]
+        self._band_bps = e["depth_band_bps"]
+        self._warmup_h = e["warmup_hours"]
+        s = policy
+        self._vr = s["signals.vol_regime"]
+        self._vu = s["signals.volume_surge"]
+        self._oi = s["signals.oi_surge"]
+        self._lq = s["signals.liquidity_drop"]
+        self._fu = s["signals.funding_extreme"]
+        self._br = s["signals.breach_cluster"]
+        self._nl = s["signals.new_listing"]
+        self._vr_on, self._vr_w, self._vr_c, self._vr_r = (self._vr["enabled"], self._vr["warning"],
+                                                           self._vr["critical"], self._vr["rearm"])
+        self._vu_on, self._vu_w, self._vu_c, self._vu_r = (self._vu["enabled"], self._vu["warning"],
+                                                           self._vu["critical"], self._vu["rearm"])
+        self._px_on = self._lq["enabled"] and self._lq["bar_spread_proxy"]
+        self._px_w, self._px_c = self._lq["proxy_warning"], self._lq["proxy_critical"]
+        self._px_r = self._px_w * self._lq["rearm_fraction"]
+        self._br_on, self._br_w, self._br_c = self._br["enabled"], self._br["warning"], self._br["critical"]
+        self._nl_on = self._nl["enabled"]
+        self._band = policy["auto"]["hysteresis"]
+        self._floor = policy["target"]["im_floor"]
+        self._floor_frac = policy["target"]["floor_fraction_of_base"]
+        self._cap = policy["target"]["im_cap"]
+        self._anchor_cal = policy["target"]["anchor"] == "calibration"
+        self._bounds = Bounds(policy)
+        self._dec_needs_officer = bool(policy["approval"]["decrease"])
+        self._prop_cool_ns = int(policy["approval"]["proposal_cooldown_hours"] * _NS_PER_HOUR)
+        if params is not None:
+            self.set_params(params)
+
+    # ------------------------------------------------------------------ params
+    def _inst(self, name: str) -> _Inst:
+        st = self._insts.get(name)
+        if st is None:
+            st = _Inst(name)
+            self._insts[name] = st
+            if self.params is not None and name in self.params.params:
+                self._apply_row(st, self.params, name, now_ns=None)
+        return st
+
+    def _apply_row(self, st: _Inst, pset: ParameterSet, name: str, now_ns: int | None) -> None:
+        p = pset.params[name]
+        d = p.details or {}
+        changed = math.isfinite(st.im) and (st.im != p.im_rate)
+        if changed and now_ns is not None:
+            if p.im_rate > st.im:
+                st.last_increase_ns = now_ns
+            st.last_change_ns = now_ns
+        st.im, st.mm = float(p.im_rate), float(p.mm_rate)
+        st.im_base = float(d.get("im_base", p.im_rate))
+        st.mm_base = float(d.get("mm_base", p.mm_rate))
+        anchor = sigma_anchor_from_details(d, pset.provenance) if self._anchor_cal else (
+            float(d["sigma_anchor_annual"]) if isinstance(d.get("sigma_anchor_annual"), (int, float)) else None)
+        if anchor is not None:
+            st.sigma_anchor = anchor
+        if math.isfinite(st.pending_im) and abs(st.pending_im / st.im - 1.0) <= 1e-12:
+            st.pending_im = math.nan
+
+    def set_params(self, pset: ParameterSet, *, now_ns: int | None = None,
+                   pending: Mapping[str, float] | None = None) -> None:
+        """Take the rates in force from ``pset`` (e.g. after an officer approved a proposal).
+
+        ``pending`` (instrument -> proposed IM of the open proposal) replaces
+        the engine's idea of what is awaiting a decision.
+        """
+        self.params = pset
+        for name in pset.params:
+            st = self._insts.get(name)
+            if st is None:
+                self._inst(name)
+            else:
+                self._apply_row(st, pset, name, now_ns)
+        if pending is not None:
+            for name, st in self._insts.items():
+                st.pending_im = float(pending[name]) if name in pending else math.nan
+
+    def rates(self) -> dict[str, tuple[float, float]]:
+        return {n: (s.im, s.mm) for n, s in self._insts.items() if math.isfinite(s.im)}
+
+    # ------------------------------------------------------------------ events
+    def process(self, ev: Any) -> list[Any] | None:
+        """Process one event; returns None or a list of signals and adjustments."""
+        k = ev.kind
+        if k == "bar":
+            out = self._on_bar(ev)
+        elif k == "funding":
+            out = self._on_funding(ev)
+        elif k == "oi":
+            out = self._on_oi(ev)
+        elif k == "depth":
+            out = self._on_depth(ev)
+        else:  # pragma: no cover - feeds only produce the four kinds
+            raise ConfigError(f"unknown event kind {k!r}")
+        self.events_processed += 1
+        self.last_key = (ev.t_ns, KIND_RANK[k], ev.instrument)
+        return out
+
+    def _first_bar(self, st: _Inst, ev: BarEvent) -> None:
+        st.tf = ev.timeframe
+        st.tf_ns = timeframe_ns(ev.timeframe)
+        bh = st.tf_ns / _NS_PER_HOUR
+        st.bar_hours = bh
+        st.bars_per_year = HOURS_PER_YEAR / bh
+        seed = self._seed
+        st.vs = EWMAVariance(_halflife_lam(self._short_h, bh), seed)
+        st.vl = EWMAVariance(_halflife_lam(self._long_h, bh), seed)
+        st.vt = EWMAVariance(_halflife_lam(self._target_h, bh), seed)
+        lam_stats = _halflife_lam(self._stats_h, bh)
+        st.volu = EWMStats(lam_stats)
+        st.cs_s = EWMStats(_halflife_lam(self._short_h, bh))
+        st.cs_l = EWMStats(_halflife_lam(self._long_h, bh))
+        h = max(1, int(round(self._br["horizon_hours"] / bh)))
+        w = max(1, int(round(self._br["window_hours"] / bh)))
+        st.breach = BreachCounter(h, w)
+
+    def _remember(self, st: _Inst, sig: sg.Signal, out: list[Any]) -> None:
+        out.append(sig)
+        rec = st.recent
+        rec.append(sig)
+        if len(rec) > 8:
+            del rec[0]
+
+    def _on_bar(self, ev: BarEvent) -> list[Any] | None:
+        st = self._insts.get(ev.instrument)
+        if st is None:
+            st = self._inst(ev.instrument)
+        if st.vs is None:
+            self._first_bar(st, ev)
+        c = ev.close
+        h = ev.high
+        lo = ev.low
+        pc = st.prev_close
+        open_ns = ev.t_ns - st.tf_ns
+        if pc > 0.0 and c > 0.0:
+            r = math.log(c / pc)
+            gap = (open_ns - st.prev_open_ns) // st.tf_ns
+            x2 = r * r if gap <= 1 else r * r / gap
+            st.vs.update_scaled(x2)
+            st.vl.update_scaled(x2)
+            st.vt.update_scaled(x2)
+            if gap == 1 and lo > 0.0 and st.prev_low > 0.0:
+                s = corwin_schultz_spread(st.prev_high, st.prev_low, h, lo)
+                st.cs_s.update(s)
+                st.cs_l.update(s)
+        volu = st.volu
+        lv = math.log1p(ev.volume) if ev.volume > 0.0 else 0.0
+        z_vol = volu.zscore(lv)
+        volu.update(lv)
+        im_now = st.im
+        st.breach.update(c, im_now if im_now == im_now else math.inf)
+        st.prev_close, st.prev_high, st.prev_low, st.prev_open_ns = c, h, lo, open_ns
+        st.n_bars += 1
+        t = ev.t_ns
+        if t < self.live_from_ns:
+            return None
+        out: list[Any] | None = None
+        if not st.listing_done:
+            st.listing_done = True
+            min_bars = int(round(self._nl["min_history_hours"] / st.bar_hours))
+            if self._nl_on and st.n_bars < min_bars:
+                out = []
+                self._remember(st, sg.new_listing(st.name, ev.available_at, st.n_bars, min_bars, st.bar_hours), out)
+        if st.n_bars * st.bar_hours < self._warmup_h:
+            return out
+        if st.last_change_ns < 0:
+            # speed limits count from the first bar the monitor may act on (not from an unknown past change)
+            st.last_change_ns = t
+        bpy = st.bars_per_year
+        trig = st.trig
+        # ---- volatility regime
+        if self._vr_on and st.vl.var > 0.0:
+            ratio = math.sqrt(st.vs.var / st.vl.var)
+            lvl = trig[0].check(ratio, self._vr_w, self._vr_c, self._vr_r)
+            if lvl:
+                if out is None:
+                    out = []
+                self._remember(st, sg.vol_regime(st.name, ev.available_at, lvl, math.sqrt(st.vs.var * bpy),
+                                                 math.sqrt(st.vl.var * bpy), self._vr_c if lvl == 2 else self._vr_w,
+                                                 self._short_h, self._long_h), out)
+        # ---- volume surge
+        if self._vu_on and z_vol == z_vol:
+            lvl = trig[1].check(z_vol, self._vu_w, self._vu_c, self._vu_r)
+            if lvl:
+                if out is None:
+                    out = []
+                self._remember(st, sg.volume_surge(st.name, ev.available_at, lvl, ev.volume,
+                                                   math.expm1(volu.mean), z_vol,
+                                                   self._vu_c if lvl == 2 else self._vu_w), out)
+        # ---- bar spread proxy (only while no order-book data has been seen)
+        if self._px_on and not st.depth_seen and st.cs_l.n > 1 and st.cs_l.mean > 0.0:
+            pr = st.cs_s.mean / st.cs_l.mean
+            lvl = trig[5].check(pr, self._px_w, self._px_c, self._px_r)
+            if lvl:
+                if out is None:
+                    out = []
+                self._remember(st, sg.spread_widening(st.name, ev.available_at, lvl, 1e4 * st.cs_s.mean,
+                                                      1e4 * st.cs_l.mean, self._px_c if lvl == 2 else self._px_w,
+                                                      proxy=True), out)
+        # ---- breach cluster
+        if self._br_on:
+            cnt = st.breach.counts.count
+            lvl = trig[7].check(cnt, self._br_w, self._br_c, self._br_w)
+            if lvl:
+                if out is None:
+                    out = []
+                self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt,
+                                                     self._br["window_hours"],
+                                                     self._br_c if lvl == 2 else self._br_w, im_now), out)
+        # ---- margin target and policy
+        if im_now == im_now:
+            var_t = st.vt.var
+            if var_t > 0.0:
+                sig_now = math.sqrt(var_t * bpy)
+                if st.sigma_anchor != st.sigma_anchor:
+                    st.sigma_anchor = sig_now
+                target = st.im_base * sig_now / st.sigma_anchor
+                if abs(target / im_now - 1.0) > self._band or not (
+                        self._floor <= im_now <= self._cap and im_now >= self._floor_frac * st.im_base):
+                    adj = self._adjust(st, ev, t, target, sig_now)
+                    if adj:
+                        if out is None:
+                            out = adj
+                        else:
+                            out.extend(adj)
+        return out
+
+    def _adjust(self, st: _Inst, ev: BarEvent, t: int, target: float, sig_now: float) -> list[Adjustment]:
+        cur = st.im
+        new = self._bounds.bound(cur, target, st.im_base, (t - st.last_change_ns) / _NS_PER_HOUR,
+                                 (t - st.last_increase_ns) / _NS_PER_HOUR)
+        if new is None:
+            return _EMPTY
+        if new < cur and self._dec_needs_officer:
+            # a decrease waiting for an officer is the common steady state: skip it cheaply while an open
+            # proposal already asks for about the same, or was made less than the cooldown ago
+            pend = st.pending_im
+            if pend == pend and pend < cur and (abs(new / pend - 1.0) <= self._band
+                                                or t - st.last_proposal_ns < self._prop_cool_ns):
+                return _EMPTY
+        steps = route(self.policy, current=cur, new=new, critical=st.critical())
+        ts = ev.available_at
+        horizon = 24 * 3600 * 10**9
+        evidence = tuple(s for s in st.recent if t - s.ts.value <= horizon)
+        est = self.snapshot(st.name)
+        ratio = st.mm_base / st.im_base
+        out = []
+        before = cur
+        for kind, rate in steps:
+            if kind == "proposal":
+                pend = st.pending_im
+                if pend == pend:
+                    if abs(rate / pend - 1.0) <= self._band:
+                        continue  # an open proposal already asks for (about) this
+                    same_way = (rate > before) == (pend > before)
+                    if same_way and t - st.last_proposal_ns < self._prop_cool_ns:
+                        continue  # do not replace an open proposal more often than the cooldown
+                rule = self._rule(kind, before, rate, st)
+                out.append(Adjustment(st.name, ts, "proposal", before, rate, before * ratio, rate * ratio, target,
+                                      sig_now, st.sigma_anchor, st.im_base, st.mm_base, rule,
+                                      self._reason(st, before, rate, target, sig_now, rule), evidence, est))
+                st.pending_im = rate
+                st.last_proposal_ns = t
+            else:
+                rule = self._rule(kind, before, rate, st)
+                out.append(Adjustment(st.name, ts, "auto", before, rate, st.mm, rate * ratio, target, sig_now,
+                                      st.sigma_anchor, st.im_base, st.mm_base, rule,
+                                      self._reason(st, before, rate, target, sig_now, rule), evidence, est))
+                if rate > before:
+                    st.last_increase_ns = t
+                st.last_change_ns = t
+                st.im, st.mm = rate, rate * ratio
+                st.pending_im = math.nan  # an open proposal was computed from the old rate: it is now stale
+                before = rate
+        return out
+
+    def _rule(self, kind: str, before: float, rate: float, st: _Inst) -> str:
+        ap = self.policy["approval"]
+        au = self.policy["auto"]
+        if kind == "auto":
+            if rate > before:
+                return (f"automatic increase (<= +{100 * ap['increase_above']:g}% needs no officer; "
+                        f"speed limit +{100 * au['max_increase']:g}% per step)")
+            return f"automatic decrease (speed limit -{100 * au['max_decrease_per_day']:g}%/day)"
+        if st.critical() and ap["critical_signals"]:
+            return "needs a risk officer: a critical signal is active"
+        if rate < before:
+            return (f"needs a risk officer: decreases are approved by an officer (speed limit "
+                    f"-{100 * au['max_decrease_per_day']:g}%/day)")
+        return f"needs a risk officer: increase above +{100 * ap['increase_above']:g}%"
+
+    def _reason(self, st: _Inst, before: float, rate: float, target: float, sig_now: float, rule: str) -> str:
+        return (f"{st.name} IM {100 * before:.2f}% -> {100 * rate:.2f}% ({100 * (rate / before - 1):+.1f}%): "
+                f"{self._target_h:g}h EWMA vol {100 * sig_now:.0f}% annualised vs {100 * st.sigma_anchor:.0f}% "
+                f"at calibration gives target {100 * target:.2f}% (IM_base {100 * st.im_base:.2f}%); {rule}")
+
+    def _spacing_hours(self, prev_ns: int, t_ns: int, default: float) -> float:
+        h = (t_ns - prev_ns) / _NS_PER_HOUR
+        return h if h > 0 else default
+
+    def _on_funding(self, ev: FundingEvent) -> list[Any] | None:
+        st = self._inst(ev.instrument)
+        x = ev.rate
+        fs = st.fund_stats
+        if fs is None:
+            # the EWMA decay per observation follows the spacing of the first two funding events
+            if st.fund_t == 0:
+                st.fund_t = ev.t_ns
+                st.fund_first = x
+                return None
+            fs = st.fund_stats = EWMStats(_halflife_lam(self._stats_h, self._spacing_hours(st.fund_t, ev.t_ns, 8.0)))
+            fs.update(st.fund_first)
+        z = fs.zscore(x)
+        fs.update(x)
+        if ev.t_ns < self.live_from_ns or not self._fu["enabled"] or fs.n < 10:
+            return None
+        a = abs(x)
+        za = abs(z) if z == z else 0.0
+        w, c, zw = self._fu["warning"], self._fu["critical"], self._fu["z_warning"]
+        now = 2 if a >= c else (1 if (a >= w or za >= zw) else 0)
+        rf = self._fu["rearm_fraction"]
+        lvl = st.trig[6].observe(now, a < w * rf and za < zw * rf)
+        if not lvl:
+            return None
+        out: list[Any] = []
+        self._remember(st, sg.funding_extreme(st.name, ev.ts, lvl, x, z, c if lvl == 2 else w), out)
+        return out
+
+    def _on_oi(self, ev: OpenInterestEvent) -> list[Any] | None:
+        st = self._inst(ev.instrument)
+        v = ev.oi_notional
+        if v is None:
+            if ev.oi_contracts is None or not st.prev_close > 0:
+                return None
+            v = ev.oi_contracts * st.prev_close
+        if not v > 0:
+            return None
+        lv = math.log(v)
+        prev = st.oi_prev
+        prev_t = st.oi_t
+        st.oi_prev = lv
+        st.oi_t = ev.t_ns
+        if prev != prev:
+            return None
+        ch = lv - prev
+        if st.oi_stats is None:
+            st.oi_stats = EWMStats(_halflife_lam(self._stats_h, self._spacing_hours(prev_t, ev.t_ns, 24.0)))
+        os_ = st.oi_stats
+        z = os_.zscore(ch)
+        os_.update(ch)
+        if ev.t_ns < self.live_from_ns or not self._oi["enabled"] or os_.n < 10 or z != z:
+            return None
+        lvl = st.trig[2].check(abs(z), self._oi["warning"], self._oi["critical"], self._oi["rearm"])
+        if not lvl:
+            return None
+        out: list[Any] = []
+        self._remember(st, sg.oi_surge(st.name, ev.ts, lvl, v, ch, z,
+                                       self._oi["critical"] if lvl == 2 else self._oi["warning"]), out)
+        return out
+
+    def _on_depth(self, ev: DepthEvent) -> list[Any] | None:
+        st = self._inst(ev.instrument)
+        st.depth_seen = True
+        d = ev.depth_notional(self._band_bps)
+        sp = ev.spread_bps
+        if st.depth_stats is None:
+            if st.depth_t == 0:
+                st.depth_t = ev.t_ns
+                st.depth_first = (d, sp)
+                return None
+            lam = _halflife_lam(self._stats_h, self._spacing_hours(st.depth_t, ev.t_ns, 1.0))
+            st.depth_stats, st.spread_stats = EWMStats(lam), EWMStats(lam)
+            st.depth_stats.update(st.depth_first[0])
+            st.spread_stats.update(st.depth_first[1])
+        ds, ss = st.depth_stats, st.spread_stats
+        typical_d, typical_s = ds.mean, ss.mean
+        n = ds.n
+        ds.update(d)
+        ss.update(sp)
+        if ev.t_ns < self.live_from_ns or not self._lq["enabled"] or n < 10:
+            return None
+        out: list[Any] = []
+        rf = self._lq["rearm_fraction"]
+        if typical_d > 0:
+            drop = 1.0 - d / typical_d
+            w, c = self._lq["depth_drop_warning"], self._lq["depth_drop_critical"]
+            lvl = st.trig[3].check(drop, w, c, w * rf)
+            if lvl:
+                self._remember(st, sg.depth_drop(st.name, ev.ts, lvl, d, typical_d, c if lvl == 2 else w,
+                                                 self._band_bps), out)
+        if typical_s > 0:
+            ratio = sp / typical_s
+            w, c = self._lq["spread_warning"], self._lq["spread_critical"]
+            lvl = st.trig[4].check(ratio, w, c, w * rf)
+            if lvl:
+                self._remember(st, sg.spread_widening(st.name, ev.ts, lvl, sp, typical_s, c if lvl == 2 else w),
+                               out)
+        return out or None
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self, instrument: str) -> dict[str, float]:
+        """Current estimator values of one instrument (annualised vols, z inputs, breach count, rates)."""
+        st = self._insts[instrument]
+        bpy = st.bars_per_year
+        nan = math.nan
+
+        def vol(v: EWMAVariance | None) -> float:
+            return math.sqrt(v.var * bpy) if v is not None and v.n else nan
+
+        return {
+            "close": st.prev_close, "bars": float(st.n_bars), "sigma_short_annual": vol(st.vs),
+            "sigma_long_annual": vol(st.vl), "sigma_target_annual": vol(st.vt),
+            "vol_ratio": (math.sqrt(st.vs.var / st.vl.var) if st.vl is not None and st.vl.n and st.vl.var > 0
+                          else nan),
+            "bar_spread_bps": 1e4 * st.cs_s.mean if st.cs_s is not None and st.cs_s.n else nan,
+            "breaches": float(st.breach.count) if st.breach is not None else nan,
+            "funding_rate_ewma": st.fund_stats.mean if st.fund_stats is not None and st.fund_stats.n else nan,
+            "im_rate": st.im, "mm_rate": st.mm, "im_base": st.im_base, "sigma_anchor_annual": st.sigma_anchor,
+            "pending_im": st.pending_im,
+        }
+
+    def instruments(self) -> list[str]:
+        return sorted(self._insts)
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (JSON-able; floats round-trip exactly through JSON)."""
+
+        def f(x: float) -> float | None:
+            return None if x != x else x
+
+        def est(o: Any) -> Any:
+            return None if o is None else o.state()
+
+        insts = {}
+        for name, st in self._insts.items():
+            insts[name] = {
+                "tf": st.tf, "n_bars": st.n_bars, "prev_close": f(st.prev_close), "prev_high": f(st.prev_high),
+                "prev_low": f(st.prev_low), "prev_open_ns": st.prev_open_ns,
+                "vs": est(st.vs), "vl": est(st.vl), "vt": est(st.vt), "volu": est(st.volu), "cs_s": est(st.cs_s),
+                "cs_l": est(st.cs_l), "breach": est(st.breach), "oi_prev": f(st.oi_prev), "oi_t": st.oi_t,
+                "fund_t": st.fund_t, "fund_first": f(st.fund_first), "depth_t": st.depth_t,
+                "depth_first": [f(st.depth_first[0]), f(st.depth_first[1])],
+                "oi_stats": est(st.oi_stats), "fund_stats": est(st.fund_stats), "depth_stats": est(st.depth_stats),
+                "spread_stats": est(st.spread_stats), "depth_seen": st.depth_seen,
+                "trig": [t.level for t in st.trig], "listing_done": st.listing_done,
+                "recent": [s.as_dict() for s in st.recent],
+                "im": f(st.im), "mm": f(st.mm), "im_base": f(st.im_base), "mm_base": f(st.mm_base),
+                "sigma_anchor": f(st.sigma_anchor), "last_change_ns": st.last_change_ns,
+                "last_increase_ns": st.last_increase_ns, "last_proposal_ns": st.last_proposal_ns,
+                "pending_im": f(st.pending_im),
+            }
+        return {
+            "format": 1, "policy_sha256": self.policy.sha256, "live_from_ns": self.live_from_ns,
+            "events_processed": self.events_processed,
+            "last_key": None if self.last_key is None else list(self.last_key), "instruments": insts,
+        }
+
+    @classmethod
+    def from_state(cls, policy: Policy, state: Mapping[str, Any], params: ParameterSet | None = None
+                   ) -> MonitorEngine:
+        """Rebuild an engine saved with :meth:`state` (the policy must be the same one)."""
+        if state.get("policy_sha256") != policy.sha256:
+            raise ConfigError("the saved monitor state was produced with a different policy "
+                              f"(sha256 {str(state.get('policy_sha256'))[:12]}..., now {policy.sha256[:12]}...); "
+                              "start a fresh run (--fresh) or use the same policy file")
+        eng = cls(policy, None)
+        eng.live_from_ns = int(state["live_from_ns"])
+        eng.events_processed = int(state["events_processed"])
+        lk = state.get("last_key")
+        eng.last_key = None if lk is None else (int(lk[0]), int(lk[1]), str(lk[2]))
+
+        def nf(x: Any) -> float:
+            return math.nan if x is None else float(x)
+
+        for name, s in state["instruments"].items():
+            st = _Inst(name)
+            if s["tf"] is not None:
+                st.tf = s["tf"]
+                st.tf_ns = timeframe_ns(st.tf)
+                st.bar_hours = st.tf_ns / _NS_PER_HOUR
+                st.bars_per_year = HOURS_PER_YEAR / st.bar_hours
+            st.n_bars = int(s["n_bars"])
+            st.prev_close, st.prev_high, st.prev_low = nf(s["prev_close"]), nf(s["prev_high"]), nf(s["prev_low"])
+            st.prev_open_ns = int(s["prev_open_ns"])
+            for key in ("vs", "vl", "vt"):
+                if s[key] is not None:
+                    setattr(st, key, EWMAVariance.from_state(s[key]))
+            for key in ("volu", "cs_s", "cs_l", "oi_stats", "fund_stats", "depth_stats", "spread_stats"):
+                if s[key] is not None:
+                    setattr(st, key, EWMStats.from_state(s[key]))
+            if s["breach"] is not None:
+                st.breach = BreachCounter.from_state(s["breach"])
+            st.oi_prev = nf(s["oi_prev"])
+            st.oi_t, st.fund_t, st.depth_t = int(s["oi_t"]), int(s["fund_t"]), int(s["depth_t"])
+            st.fund_first = nf(s["fund_first"])
+            st.depth_first = (nf(s["depth_first"][0]), nf(s["depth_first"][1]))
+            st.depth_seen = bool(s["depth_seen"])
+            st.trig = [sg.Trigger(int(v)) for v in s["trig"]]
+            st.listing_done = bool(s["listing_done"])
+            st.recent = [sg.Signal(r["instrument"], pd.Timestamp(r["ts"]), r["kind"], r["severity"],
+                                   {k: nf(v) for k, v in r["values"].items()}, nf(r["threshold"]), r["reason"])
+                         for r in s["recent"]]
+            st.im, st.mm, st.im_base, st.mm_base = nf(s["im"]), nf(s["mm"]), nf(s["im_base"]), nf(s["mm_base"])
+            st.sigma_anchor = nf(s["sigma_anchor"])
+            st.last_change_ns, st.last_increase_ns = int(s["last_change_ns"]), int(s["last_increase_ns"])
+            st.last_proposal_ns = int(s["last_proposal_ns"])
+            st.pending_im = nf(s["pending_im"])
+            eng._insts[name] = st
+        if params is not None:
+            eng.params = params
+        return eng
