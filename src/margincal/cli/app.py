@@ -74,6 +74,15 @@ from margincal.cli import params as _params  # noqa: E402
 
 app.add_typer(_params.app, name="params")
 
+from margincal.cli import monitor as _monitor  # noqa: E402
+
+app.command("monitor")(_monitor.monitor)
+from margincal.cli import audit as _audit  # noqa: E402
+
+app.add_typer(_audit.app, name="audit")
+from margincal.cli import proposals as _proposals  # noqa: E402
+
+app.add_typer(_proposals.app, name="proposals")
 from margincal.cli import backtest as _backtest  # noqa: E402
 
 app.command("backtest")(_backtest.backtest)
