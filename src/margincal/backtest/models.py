@@ -627,7 +627,7 @@ PATH_MODELS: dict[str, type[PathModel]] = {
 }
 
 #: models of the default comparison (all fast paths)
-DEFAULT_MODELS: tuple[str, ...] = ("fhs", "hs", "normal", "t", "cf")
+DEFAULT_MODELS: tuple[str, ...] = ("fhs", "hs", "normal", "t", "cf", "evt")
 
 
 def make_path_model(spec: str | PathModel, **params: Any) -> PathModel:

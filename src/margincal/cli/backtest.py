@@ -74,7 +74,7 @@ def backtest(
         "--instrument", "-i", help="Instrument (repeatable; BTC-USDT, btc, btc_daily...). Default: all.")] = None,
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="Model (repeatable): fhs, hs, normal, t, cf, evt, published; name@k refits every k bars; "
-        "risk:<name> runs any margincal.risk model. Default: fhs hs normal t cf.")] = None,
+        "risk:<name> runs any margincal.risk model. Default: fhs hs normal t cf evt.")] = None,
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Policy (repeatable): raw, static, apc:<name>, preset:<name>. Default: all.")] = None,
     level: Annotated[list[float] | None, typer.Option(
