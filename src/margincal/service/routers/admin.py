@@ -18,17 +18,19 @@ router = APIRouter(prefix="/api", tags=["admin"])
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 
 
-@router.get("/whoami", summary="The calling key's id, role, name and permissions")
+@router.get("/whoami", summary="The calling key's id, role, name and permissions", response_model=None)
 def whoami(who: Reader) -> dict[str, Any]:
     return {"key_id": who.key_id, "role": who.role, "name": who.name, "permissions": sorted(who.permissions)}
 
 
-@router.get("/keys", summary="Every API key (id, role, name, created, revoked; never the secret)")
+@router.get("/keys", summary="Every API key (id, role, name, created, revoked; never the secret)",
+            response_model=None)
 def list_keys(_: KeyAdmin, con: Con) -> list[dict[str, Any]]:
     return auth.list_keys(con)
 
 
-@router.post("/keys", status_code=201, summary="Create a key; the response holds the secret, shown only once")
+@router.post("/keys", status_code=201, summary="Create a key; the response holds the secret, shown only once",
+             response_model=None)
 def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, Any]:
     with request.app.state.store.writer() as cur:
         new = auth.create_key(cur, body.role, body.name, actor=who.name)
@@ -36,7 +38,7 @@ def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, An
     return {"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke a key (kept for the record)")
+@router.delete("/keys/{key_id}", summary="Revoke a key (kept for the record)", response_model=None)
 def revoke_key(key_id: KeyId, request: Request, who: KeyAdmin) -> dict[str, Any]:
     with request.app.state.store.writer() as cur:
         exists = cur.execute("SELECT count(*) FROM api_keys WHERE key_id = ?", [key_id]).fetchone()[0]  # type: ignore[index]
@@ -54,7 +56,8 @@ def _policy_module() -> Any:
     return mod
 
 
-@router.get("/policy", summary="The adjustment policy in force (the service's --policy file or the default)")
+@router.get("/policy", summary="The adjustment policy in force (the service's --policy file or the default)",
+            response_model=None)
 def get_policy(request: Request, _: Reader) -> dict[str, Any]:
     mod = _policy_module()
     path = request.app.state.settings.policy_path
@@ -63,7 +66,7 @@ def get_policy(request: Request, _: Reader) -> dict[str, Any]:
             "sha256": pol.sha256, "policy": backends.jsonable(pol.as_dict())}
 
 
-@router.put("/policy", summary="Replace the policy file (validated first; audited)")
+@router.put("/policy", summary="Replace the policy file (validated first; audited)", response_model=None)
 def put_policy(body: PolicyUpdate, request: Request, who: PolicyAdmin) -> dict[str, Any]:
     mod = _policy_module()
     path = request.app.state.settings.policy_path

@@ -13,7 +13,7 @@ from margincal.errors import MargincalError
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Liveness and store check (no key needed)")
+@router.get("/health", summary="Liveness and store check (no key needed)", response_model=None)
 def health(request: Request) -> Any:
     store = request.app.state.store
     try:

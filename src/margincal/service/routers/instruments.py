@@ -15,12 +15,13 @@ router = APIRouter(prefix="/api/instruments", tags=["instruments"])
 InstrumentPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
 
 
-@router.get("", summary="Instruments with their current IM/MM rates")
+@router.get("", summary="Instruments with their current IM/MM rates", response_model=None)
 def list_instruments(_: Reader, con: Con) -> list[dict[str, Any]]:
     return backends.instruments(con)
 
 
-@router.get("/{instrument}", summary="One instrument: reference data, current parameters, rate changes by version")
+@router.get("/{instrument}", summary="One instrument: reference data, current parameters, rate changes by version",
+            response_model=None)
 def get_instrument(instrument: InstrumentPath, _: Reader, con: Con) -> dict[str, Any]:
     try:
         return backends.instrument_detail(con, instrument)
@@ -29,7 +30,8 @@ def get_instrument(instrument: InstrumentPath, _: Reader, con: Con) -> dict[str,
 
 
 @router.get("/{instrument}/history",
-            summary="Causal price, forecast volatility and IM/MM rate paths, and published rates by version")
+            summary="Causal price, forecast volatility and IM/MM rate paths, and published rates by version",
+            response_model=None)
 def instrument_history(
     request: Request, instrument: InstrumentPath, _: Reader, con: Con,
     timeframe: Annotated[str | None, Query(pattern=r"^\d+[mhdw]$", description="bars: 1d, 1h...")] = None,

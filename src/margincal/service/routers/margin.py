@@ -12,14 +12,16 @@ from margincal.service.schemas import Portfolio, WhatIfRequest
 router = APIRouter(prefix="/api/margin", tags=["margin"])
 
 
-@router.post("/portfolio", summary="IM and MM of a portfolio, per position, and the driving scenario")
+@router.post("/portfolio", summary="IM and MM of a portfolio, per position, and the driving scenario",
+             response_model=None)
 def portfolio_margin(body: Portfolio, request: Request, _: Trader, con: Con) -> dict[str, Any]:
     positions = [p.model_dump() for p in body.positions]
     return request.app.state.engine.portfolio(con, positions, method=body.method, flat_vol=body.flat_vol,
                                               spot=body.spot, generation=request.app.state.store.generation)
 
 
-@router.post("/what-if", summary="Pre-trade check: IM/MM before and after an order, marginal IM, driving scenario")
+@router.post("/what-if", summary="Pre-trade check: IM/MM before and after an order, marginal IM, driving scenario",
+             response_model=None)
 def what_if(body: WhatIfRequest, request: Request, _: Trader, con: Con) -> dict[str, Any]:
     positions = [p.model_dump() for p in body.positions]
     order = {**body.order.model_dump(), "signed_quantity": body.order.signed_quantity}

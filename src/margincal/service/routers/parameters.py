@@ -25,17 +25,17 @@ def _load(con: Any, version: int | None = None) -> mparams.ParameterSet:
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.get("", summary="Every published version (newest last)")
+@router.get("", summary="Every published version (newest last)", response_model=None)
 def list_versions(_: Reader, con: Con) -> list[dict[str, Any]]:
     return backends.versions(con)
 
 
-@router.get("/latest", summary="The latest published parameter set")
+@router.get("/latest", summary="The latest published parameter set", response_model=None)
 def latest(_: Reader, con: Con) -> dict[str, Any]:
     return backends.pset_dict(_load(con))
 
 
-@router.get("/{version}", summary="One published parameter set")
+@router.get("/{version}", summary="One published parameter set", response_model=None)
 def get_version(version: Version, _: Reader, con: Con) -> dict[str, Any]:
     return backends.pset_dict(_load(con, version))
 
@@ -45,7 +45,8 @@ def get_csv(version: Version, _: Reader, con: Con) -> PlainTextResponse:
     return PlainTextResponse(_load(con, version).to_csv(), media_type="text/csv")
 
 
-@router.get("/{version}/diff", summary="Per-instrument changes from another version (default: the parent)")
+@router.get("/{version}/diff", summary="Per-instrument changes from another version (default: the parent)",
+            response_model=None)
 def get_diff(version: Version, _: Reader, con: Con,
              against: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> dict[str, Any]:
     b = _load(con, version)

@@ -15,7 +15,8 @@ router = APIRouter(prefix="/api/proposals", tags=["proposals"])
 ProposalId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
-@router.get("", summary="Proposals with their status (pending, approved, rejected), newest first")
+@router.get("", summary="Proposals with their status (pending, approved, rejected), newest first",
+            response_model=None)
 def list_proposals(_: Reader, con: Con,
                    status: Annotated[Literal["pending", "approved", "rejected", "superseded", "stale"] | None,
                                      Query()] = None,
@@ -29,12 +30,13 @@ def _decide(request: Request, proposal_id: str, who: Principal, decision: str, c
         return backends.decide(cur, proposal_id, actor=who.name, role=who.role, decision=decision, comment=comment)
 
 
-@router.post("/{proposal_id}/approve", summary="Approve a proposal (publishes a new parameter-set version)")
+@router.post("/{proposal_id}/approve", summary="Approve a proposal (publishes a new parameter-set version)",
+             response_model=None)
 def approve(proposal_id: ProposalId, request: Request, who: Decider,
             body: Decision | None = None) -> dict[str, Any]:
     return _decide(request, proposal_id, who, "approved", body.comment if body else None)
 
 
-@router.post("/{proposal_id}/reject", summary="Reject a proposal")
+@router.post("/{proposal_id}/reject", summary="Reject a proposal", response_model=None)
 def reject(proposal_id: ProposalId, request: Request, who: Decider, body: Decision | None = None) -> dict[str, Any]:
     return _decide(request, proposal_id, who, "rejected", body.comment if body else None)

@@ -12,7 +12,8 @@ from margincal.service.deps import Con, Reader
 router = APIRouter(prefix="/api/results", tags=["results"])
 
 
-@router.get("", summary="Which result kinds the store holds (latest run id and time of each)")
+@router.get("", summary="Which result kinds the store holds (latest run id and time of each)",
+            response_model=None)
 def list_results(_: Reader, con: Con) -> list[dict[str, Any]]:
     out = []
     for kind in backends.RESULT_KINDS:
@@ -23,7 +24,7 @@ def list_results(_: Reader, con: Con) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/{kind}", summary="The latest result of a kind, with its parameters")
+@router.get("/{kind}", summary="The latest result of a kind, with its parameters", response_model=None)
 def get_result(kind: Literal["backtest", "stress", "cascade"], _: Reader, con: Con,
                full: Annotated[bool, Query(description="include per-bar series and paths (large)")] = False,
                ) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from margincal.service.deps import Con, Reader
 router = APIRouter(prefix="/api/signals", tags=["signals"])
 
 
-@router.get("", summary="Latest signals, newest first")
+@router.get("", summary="Latest signals, newest first", response_model=None)
 def list_signals(
     _: Reader, con: Con,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
