@@ -54,4 +54,5 @@ def serve(
                                docs_public=not private_docs)
     err_console.print(f"margincal service on http://{host}:{port}  (dashboard /dashboard, API docs /docs, "
                       f"store {path})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log,
+                timeout_graceful_shutdown=5)
