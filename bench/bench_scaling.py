@@ -19,13 +19,16 @@ Parquet partitions. Measured in ONE run:
 Notes give the peak RSS of each Dask worker (``resource.getrusage`` in the
 worker: its maximum since the worker started) and the bytes dask spilled.
 Ratios are baseline / ours: above 1 means the distributed path is faster.
-The machine has 2 cores, shared: figures are only comparable within one run.
+The machine has 2 cores, shared with other jobs: each row's notes give the
+1-minute load average when it finished (above 2 means processes waited for a
+core, and 2 workers cannot run 2x faster than 1).
 
 ``python bench/bench_scaling.py [--quick]`` prints the rows.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import sys
@@ -57,6 +60,10 @@ def _worker_peaks(eng: DaskEngine) -> str:
     sp = sum(float(getattr(v, "disk", v) if not isinstance(v, (int, float)) else v) for v in spilled.values())
     return (f"peak RSS per worker {', '.join(f'{v:,.0f}' for v in vals.values())} MiB; spilled {sp / 2**20:.0f} "
             "MiB")
+
+
+def _load() -> str:
+    return f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def _time_engine(eng, book, pnl, out: Path) -> float:
@@ -108,7 +115,7 @@ def run(quick: bool = False) -> list[dict]:
                                  "baseline_s": base, "ratio": base / ours,
                                  "notes": f"{ours / n * 1e6:.1f} s per 1M accounts; {books[n].n_rows:,} positions in "
                                           f"{books[n].n_partitions} partition(s), generated in {gen_s[n]:.1f} s "
-                                          f"(local); cluster start {start2:.1f} s not included"})
+                                          f"(local); cluster start {start2:.1f} s not included; {_load()}"})
                 else:
                     base = dask_t[1_000_000] * n / 1_000_000
                     rows.append({"section": SECTION, "name": f"portfolio margin, {n:,} accounts, dask 2 workers",
@@ -126,13 +133,14 @@ def run(quick: bool = False) -> list[dict]:
         rows.append({"section": SECTION, "name": "portfolio margin, 1,000,000 accounts: 2 workers vs 1",
                      "ours_s": dask_t[n6], "baseline_name": "dask 1 worker", "baseline_s": one,
                      "ratio": one / dask_t[n6],
-                     "notes": f"2 workers: {peaks2}; 1 worker: {peaks1}; 2 cores shared with other jobs"})
+                     "notes": f"2 workers: {peaks2}; 1 worker: {peaks1}; {_load()}"})
         single, _ = _single_process(books[n6], pnl)
         rows.append({"section": SECTION, "name": "portfolio margin, 1,000,000 accounts: dask vs single process",
                      "ours_s": dask_t[n6],
                      "baseline_name": "whole book in one CSR + portfolio_margin (1 process)",
                      "baseline_s": single, "ratio": single / dask_t[n6],
-                     "notes": "both include reading the Parquet partitions; dask also writes per-account Parquet"})
+                     "notes": "both include reading the Parquet partitions; dask also writes per-account Parquet; "
+                              + _load()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

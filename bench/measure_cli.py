@@ -3,8 +3,11 @@
 Samples every ``--interval`` seconds (psutil) the resident set size (RSS) of the
 command and of every descendant (Dask nanny and worker processes), and prints
 one JSON object: wall seconds, peak RSS of the whole tree (sum at one sample),
-peak RSS per process (by command line), and the bytes Dask spilled to disk
-(size of the ``margincal-dask-*`` spill folders under the temp dir, sampled).
+peak RSS per process (by command line), the bytes Dask spilled to disk
+(size of the ``margincal-dask-*`` spill folders under the temp dir, sampled),
+the CPU seconds (user + system) of the tree (last sample of each process, so
+a little is missed at exit) and the mean 1-minute load average of the machine
+while it ran (the machine is shared: a load above 2 on 2 cores means waiting).
 
     python bench/measure_cli.py -- margincal portfolio --book book10m --engine dask --workers 2
 
@@ -61,6 +64,8 @@ def main() -> int:
     peak_total = 0
     peak: dict[int, tuple[int, str]] = {}
     peak_spill = 0
+    cpu: dict[int, float] = {}  # last seen user + system CPU seconds per process
+    loads = []
     i = 0
     while proc.poll() is None:
         try:
@@ -74,11 +79,17 @@ def main() -> int:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             total += rss
+            try:
+                ct = p.cpu_times()
+                cpu[p.pid] = ct.user + ct.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
             if rss > peak.get(p.pid, (0, ""))[0]:
                 peak[p.pid] = (rss, _label(p))
         peak_total = max(peak_total, total)
         if i % max(args.spill_every, 1) == 0:
             peak_spill = max(peak_spill, _spill_bytes())
+            loads.append(psutil.getloadavg()[0])
         i += 1
         time.sleep(args.interval)
     rc = proc.wait()
@@ -87,7 +98,9 @@ def main() -> int:
     out = {"cmd": " ".join(cmd), "returncode": rc, "wall_s": round(wall, 2),
            "peak_tree_rss_mib": round(peak_total / 2**20, 1),
            "peak_rss_per_process_mib": [{"process": lab, "rss_mib": round(r / 2**20, 1)} for r, lab in rows[:6]],
-           "peak_spill_mib": round(peak_spill / 2**20, 1)}
+           "peak_spill_mib": round(peak_spill / 2**20, 1),
+           "cpu_s_tree": round(sum(cpu.values()), 1),
+           "load_avg_1min_mean": round(sum(loads) / len(loads), 2) if loads else None}
     print(json.dumps(out, indent=1), file=sys.stderr)
     return rc
 

@@ -39,6 +39,13 @@ def _apply(fn: Callable[..., Any], item: Any, args: tuple[Any, ...]) -> Any:
     return fn(item, *args)
 
 
+def _preload() -> None:
+    import margincal.distributed.backtest
+    import margincal.distributed.montecarlo
+    import margincal.distributed.portfolio
+    import margincal.distributed.stress  # noqa: F401
+
+
 class Engine:
     """Base class: the kernel methods, written once on top of :meth:`map`."""
 
@@ -161,11 +168,13 @@ class DaskEngine(Engine):
     ``workers``: worker processes of the local cluster (ignored with ``scheduler``).
     ``scheduler``: address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
     ``memory_limit``: per local worker (bytes or ``"6GiB"``; default 80% of the
-    available memory divided by ``workers``); dask spills task results to
-    ``local_directory`` above 60% of it, pauses the worker at 80% and restarts it
-    at 95% (dask's defaults, ``distributed.worker.memory.*``).
+    available memory divided by ``workers``); dask starts spilling stored task
+    results to ``local_directory`` at 60% of it (managed memory) or 70% (process
+    memory), pauses the worker at 80% and restarts it at 95% (dask's defaults,
+    ``distributed.worker.memory.target/spill/pause/terminate``).
     ``processes=False`` runs the workers as threads of this process (quick to
-    start; for tests and small runs). ``dashboard=True`` serves dask's dashboard
+    start; for tests and small runs). ``preload`` imports margincal's kernels on
+    every worker at start (so the first task does not pay for it). ``dashboard=True`` serves dask's dashboard
     on port 8787 (needs bokeh, not a margincal dependency); otherwise the
     scheduler's small HTTP endpoint takes a free port. ``client``: use an existing
     ``distributed.Client`` (not closed on exit).
@@ -175,7 +184,9 @@ class DaskEngine(Engine):
 
     def __init__(self, *, workers: int = 2, scheduler: str | None = None, threads_per_worker: int = 1,
                  memory_limit: int | str | None = None, processes: bool = True,
-                 local_directory: str | None = None, dashboard: bool = False, client: Any = None) -> None:
+                 local_directory: str | None = None, dashboard: bool = False, client: Any = None,
+                 preload: bool = True) -> None:
+        import distributed  # noqa: F401 - registers the distributed.* config defaults
         from distributed import Client, LocalCluster
 
         if workers < 1:
@@ -202,13 +213,25 @@ class DaskEngine(Engine):
             if local_directory is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="margincal-dask-")
                 local_directory = self._tmp.name
-            self._own_cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
-                memory_limit=self.memory_limit, local_directory=local_directory,
-                dashboard_address=":8787" if dashboard else ":0", silence_logs=40,
-            )
+            import dask
+
+            # dask starts worker processes with MALLOC_TRIM_THRESHOLD_=65536 so that glibc returns freed
+            # memory at once; every large temporary of the margin kernel then comes back as fresh pages,
+            # which cost ~1.5x the kernel's CPU here (docs/scaling.md). Our tasks free everything they
+            # allocate, so the workers keep glibc's default (RSS stays near its peak instead).
+            env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+            env.pop("MALLOC_TRIM_THRESHOLD_", None)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+                self._own_cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
+                    memory_limit=self.memory_limit, local_directory=local_directory,
+                    dashboard_address=":8787" if dashboard else ":0", silence_logs=40,
+                )
             self.client = Client(self._own_cluster)
         self._closed = False
+        if preload:
+            # import the kernels on every worker now, so the first task does not pay for it
+            self.client.run(_preload)
 
     @property
     def n_workers(self) -> int:
