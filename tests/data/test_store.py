@@ -18,7 +18,7 @@ TABLES = {"instruments", "bars", "funding", "open_interest", "option_quotes", "d
 
 def test_schema_created_and_versioned(con):
     names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert TABLES <= names
+    assert names >= TABLES
     assert schema_version(con) == len(MIGRATIONS)
     ids = [r[0] for r in con.execute("SELECT id FROM schema_migrations ORDER BY id").fetchall()]
     assert ids == sorted(m[0] for m in MIGRATIONS)
