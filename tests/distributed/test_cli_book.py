@@ -117,6 +117,19 @@ def test_errors_are_one_line(tmp_path, generated):
     assert r.exit_code == 2 and "--engine dask" in r.output
     r = runner.invoke(app, ["book", "generate", "--accounts", "5", "--out", str(d)])
     assert r.exit_code == 2 and "already holds a book" in r.output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.parquet").write_bytes(b"")
+    r = runner.invoke(app, ["portfolio", "--book", str(d), "--out", str(other)])
+    assert r.exit_code == 2 and "already holds results" in r.output
+
+
+def test_a_second_run_replaces_its_own_results(generated, tmp_path):
+    d, _ = generated
+    for _ in range(2):
+        r = runner.invoke(app, ["portfolio", "--book", str(d), "--out", str(tmp_path / "o"), "--json"])
+        assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "o").glob("*.parquet"))) == 3
 
 
 def test_load_into_the_store_and_margin_from_there(generated, tmp_path):

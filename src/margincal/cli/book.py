@@ -38,6 +38,8 @@ def _engine(engine: str, workers: int | None, scheduler: str | None, memory_limi
 
     if engine not in ("local", "dask"):
         raise ConfigError(f"--engine {engine!r} is not one of local, dask")
+    if scheduler is not None:
+        engine = "dask"  # a scheduler address means a Dask cluster
     if engine == "local" and (workers is not None or memory_limit is not None):
         raise ConfigError("--workers and --memory-limit need --engine dask")
     if workers is not None and workers < 1:
@@ -221,10 +223,12 @@ def portfolio_book(
                    else str(book).rstrip("/") + "-margin")
     out_dir = out if out is not None else Path(default_out)
     n_top = 10 if top is None else top
+    # a folder holding a previous run's results (our _result.json) is replaced; anything else is refused
+    replace = "://" not in str(out_dir) and (Path(out_dir) / "_result.json").exists()
     with _engine(engine, workers, scheduler, memory_limit) as eng, progress(transient=True) as prog:
-        task = prog.add_task(f"portfolio margin [{eng.name}, {eng.n_workers} worker(s)]", total=bk.n_accounts)
+        task = prog.add_task(f"portfolio margin ({eng.name}, {eng.n_workers} worker(s))", total=bk.n_accounts)
         res = eng.portfolio_margin(bk, pnl=pnl, include_contingency=not no_contingency, out=out_dir, top=n_top,
-                                   progress=lambda n: prog.update(task, advance=n))
+                                   overwrite=replace, progress=lambda n: prog.update(task, advance=n))
     label = method if method == "historical" else f"risk matrix ({preset})"
     summary = res.summary()
     if json_out:
