@@ -407,9 +407,10 @@ class MonitorEngine:
             if lvl:
                 if out is None:
                     out = []
-                self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt,
-                                                     self._br["window_hours"],
-                                                     self._br_c if lvl == 2 else self._br_w, im_now), out)
+                bc = st.breach
+                self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt, self._br["window_hours"],
+                                                     self._br_c if lvl == 2 else self._br_w, bc.last_move,
+                                                     bc.last_margin, self._br["horizon_hours"]), out)
         # ---- margin target and policy
         if im_now == im_now:
             var_t = st.vt.var

@@ -29,6 +29,7 @@ verify``) can open the file between writes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -106,6 +107,7 @@ class Monitor:
         self.sync_seconds = float(sync_seconds)
         self.engine: MonitorEngine | None = None
         self._version: int | None = None
+        self._current: ParameterSet | None = None
         self.report = MonitorReport(name)
 
     # ---------------------------------------------------------------- store
@@ -178,7 +180,13 @@ class Monitor:
         records: list[dict[str, Any]] = []
         resync = False
         with self._con() as con, transaction(con):
-            current: ParameterSet | None = load(con) if latest_version(con) is not None else None
+            v = latest_version(con)
+            if v is None:
+                current: ParameterSet | None = None
+            elif self._current is not None and self._current.version == v:
+                current = self._current  # unchanged since our last write: no need to read it again
+            else:
+                current = load(con, v)
             for adj in adjustments:
                 rec = {"type": "adjustment" if adj.route == "auto" else "proposal", **adj.as_dict()}
                 if current is None or adj.instrument not in current.params:
@@ -209,7 +217,7 @@ class Monitor:
                                  {"version": version, "im_before": adj.im_before, "im_after": adj.im_after,
                                   "mm_before": adj.mm_before, "mm_after": adj.mm_after, "event_ts": adj.ts.isoformat(),
                                   "rule": adj.rule, "signals": [s.kind + ":" + s.severity for s in adj.signals]})
-                    current = load(con, version)
+                    current = dataclasses.replace(new, version=version)
                     rec["version"] = version
                     self.report.versions.append(version)
                     self.report.auto_adjustments += 1
@@ -224,7 +232,9 @@ class Monitor:
                     self.report.proposals += 1
                 records.append(rec)
             self._save_state(con)
-            self._version = None if current is None else current.version
+        # only after the commit succeeded
+        self._version = None if current is None else current.version
+        self._current = current
         if resync:
             self._version = -1
             self._sync()

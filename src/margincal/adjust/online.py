@@ -217,7 +217,7 @@ def corwin_schultz_spread(h1: float, l1: float, h2: float, l2: float) -> float:
 class BreachCounter:
     """Margin-breach episodes over a horizon of ``h`` bars, counted over the last ``window`` bars."""
 
-    __slots__ = ("cooldown", "counts", "h", "i", "margins", "n", "prices")
+    __slots__ = ("cooldown", "counts", "h", "i", "last_margin", "last_move", "margins", "n", "prices")
 
     def __init__(self, horizon_bars: int, window_bars: int) -> None:
         if int(horizon_bars) < 1:
@@ -229,6 +229,8 @@ class BreachCounter:
         self.n = 0
         self.cooldown = 0
         self.counts = RollingCount(window_bars)
+        self.last_move = math.nan  # |move| and IM rate of the latest breach
+        self.last_margin = math.nan
 
     def update(self, close: float, im_rate: float) -> bool:
         """Add a bar close and the IM rate in effect from now on; returns True when this bar is a breach."""
@@ -250,6 +252,8 @@ class BreachCounter:
             elif loss > m0:
                 breach = True
                 self.cooldown = self.h - 1
+                self.last_move = loss
+                self.last_margin = m0
         self.counts.update(breach)
         return breach
 
@@ -260,7 +264,9 @@ class BreachCounter:
     def state(self) -> dict[str, Any]:
         return {"h": self.h, "prices": [p if math.isfinite(p) else None for p in self.prices],
                 "margins": [m if math.isfinite(m) else None for m in self.margins], "i": self.i, "n": self.n,
-                "cooldown": self.cooldown, "counts": self.counts.state()}
+                "cooldown": self.cooldown, "counts": self.counts.state(),
+                "last_move": self.last_move if math.isfinite(self.last_move) else None,
+                "last_margin": self.last_margin if math.isfinite(self.last_margin) else None}
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> BreachCounter:
@@ -269,4 +275,6 @@ class BreachCounter:
         obj.margins = [math.nan if m is None else float(m) for m in s["margins"]]
         obj.i, obj.n, obj.cooldown = int(s["i"]), int(s["n"]), int(s["cooldown"])
         obj.counts = RollingCount.from_state(s["counts"])
+        obj.last_move = math.nan if s.get("last_move") is None else float(s["last_move"])
+        obj.last_margin = math.nan if s.get("last_margin") is None else float(s["last_margin"])
         return obj

@@ -25,6 +25,7 @@ they can be read and tested on their own:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -152,7 +153,7 @@ class Policy:
     def name(self) -> str:
         return str(self.values[""]["name"])
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
@@ -294,7 +295,6 @@ class Bounds:
             new = t if t > lowest else lowest
             if new >= current * (1.0 - band):  # the step allowed so far is inside the band: wait
                 return None
-        new = round(new, 10)
         return None if new == current else new
 
 
@@ -324,6 +324,6 @@ def route(policy: Policy, *, current: float, new: float, critical: bool) -> list
     if step <= limit + 1e-12:
         return [("auto", new)]
     if ap["split_large_increases"] and limit > 0:
-        part = round(current * (1.0 + limit), 10)
+        part = math.floor(current * (1.0 + limit) * 1e10) / 1e10  # tidy, never above the automatic limit
         return [("auto", part), ("proposal", new)]
     return [("proposal", new)]

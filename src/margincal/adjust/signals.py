@@ -173,16 +173,19 @@ def spread_widening(instrument: str, ts: pd.Timestamp, level: int, spread_bps: f
 def funding_extreme(instrument: str, ts: pd.Timestamp, level: int, rate: float, z: float,
                     threshold: float) -> Signal:
     return Signal(instrument, ts, "funding_extreme", SEVERITIES[level], {"rate": rate, "z": z}, threshold,
-                  f"{instrument} funding {100.0 * rate:+.4f}% per period (|rate| threshold "
-                  f"{100.0 * threshold:.4f}%, z-score {z:+.1f})")
+                  f"{instrument} funding {100.0 * rate:+.4f}% per period (threshold +/-{100.0 * threshold:.4f}%, "
+                  f"z-score {z:+.1f})")
 
 
 def breach_cluster(instrument: str, ts: pd.Timestamp, level: int, count: int, window_hours: float,
-                   threshold: int, im_rate: float) -> Signal:
+                   threshold: int, last_move: float, last_margin: float, horizon_hours: float) -> Signal:
+    days = window_hours / 24.0
     return Signal(instrument, ts, "breach_cluster", SEVERITIES[level],
-                  {"breaches": float(count), "window_hours": window_hours, "im_rate": im_rate}, float(threshold),
-                  f"{instrument} {count} moves beyond the IM rate ({_pct(im_rate)}) in the last "
-                  f"{_hours(window_hours)} (threshold {threshold})")
+                  {"breaches": float(count), "window_hours": window_hours, "last_move": last_move,
+                   "last_im_rate": last_margin}, float(threshold),
+                  f"{instrument} {count} moves beyond the IM rate in force in the last {days:g} days "
+                  f"(latest: a {_hours(horizon_hours)} move of {100 * last_move:.1f}% against IM "
+                  f"{100 * last_margin:.2f}%; threshold {threshold})")
 
 
 def new_listing(instrument: str, ts: pd.Timestamp, bars: int, min_bars: int, bar_hours: float) -> Signal:
