@@ -221,7 +221,11 @@ class DaskEngine(Engine):
             # allocate, so the workers keep glibc's default (RSS stays near its peak instead).
             env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
             env.pop("MALLOC_TRIM_THRESHOLD_", None)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            # without the dashboard nobody reads the workers' statistical profiler (10 ms samples): off
+            cfg: dict[str, Any] = {"distributed.nanny.pre-spawn-environ": env}
+            if not dashboard:
+                cfg["distributed.worker.profile.enabled"] = False
+            with dask.config.set(cfg):
                 self._own_cluster = LocalCluster(
                     n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
                     memory_limit=self.memory_limit, local_directory=local_directory,
