@@ -99,6 +99,16 @@ def test_notional_is_the_lognormal_pareto_mixture(rows, gen):
     assert 4_500 < np.median(notional) < 6_000
 
 
+def test_every_position_respects_the_notional_cap():
+    # a cap that binds often: no position, hedges and reshuffled rows included, may exceed it in USD
+    g, _ = make_generator(seed=3, notional_cap=60_000.0)
+    f = generate_block(g, 0, GEN_BLOCK)
+    spot = np.array([g.spot[underlying_of(n)] for n in g.instruments])
+    usd = np.abs(f["quantity"].to_numpy()) * spot[f["instrument"].to_numpy()]
+    assert usd.max() <= 60_000.0 * (1 + 1e-12)
+    assert (usd > 59_999.0).sum() > 100  # the 3% Pareto tail (minimum 50,000) hits the cap
+
+
 def test_long_share_of_delta_one_positions(rows, gen):
     first = rows[_slot(rows) == 0]
     d1 = ~np.array([len(n.split("-")) == 4 for n in gen.instruments])

@@ -689,9 +689,8 @@ def generate_block(gen: BookGenerator, b: int, n_accounts: int) -> pd.DataFrame:
     notional[tail] = gen.tail_scale * (1.0 + rng.pareto(gen.tail_alpha, int(tail.sum())))
     np.minimum(notional, gen.notional_cap, out=notional)
     opt = np.array([_is_option(x) for x in gen.instruments])
-    side = np.where(rng.random(n) < np.where(opt[inst], gen.long_prob_options, gen.long_prob), 1.0, -1.0)
+    u_side = rng.random(n)
     spot = np.array([gen.spot[underlying_of(x)] for x in gen.instruments])
-    qty = side * notional / spot[inst]
     # hedged accounts: the second position offsets 90-100% of a delta-one first position with another
     # delta-one contract on the same underlying (perp vs future: a basis / calendar trade)
     hedged = rng.random(m) < gen.hedged_share
@@ -721,7 +720,10 @@ def generate_block(gen: BookGenerator, b: int, n_accounts: int) -> pd.DataFrame:
     clash = (j_of[acc] == inst) & (slot != 1)
     inst[clash] = old_of[acc[clash]]
     inst[row2] = j
-    qty[row2] = -qty[row1] * r_hedge
+    # sides and contract counts from the final instruments (a swapped row keeps its USD notional)
+    side = np.where(u_side < np.where(opt[inst], gen.long_prob_options, gen.long_prob), 1.0, -1.0)
+    qty = side * notional / spot[inst]
+    qty[row2] = -qty[row1] * r_hedge  # same underlying, one coin per contract: same notional scale
     out = pd.DataFrame({"account": acc + a0, "instrument": inst.astype(np.int32), "quantity": qty})
     return out
 
