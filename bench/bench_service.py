@@ -118,14 +118,17 @@ def _server(store: Path, port: int):  # type: ignore[no-untyped-def]
     cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "margincal.cli.app"]),
            "serve", "--host", "127.0.0.1", "--port", str(port), "--store", str(store), "--log-level", "warning",
            "--no-access-log"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    log = store.with_suffix(".log")
+    with open(log, "wb") as errf:  # a file, not a pipe: a full pipe would block the server
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, env={**os.environ})
+    proc.log = log  # type: ignore[attr-defined]
     try:
         import httpx
 
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                raise RuntimeError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
                     break
@@ -262,6 +265,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 })
             print(f"open loop at {TARGET_RATE:.0f} req/s...", file=sys.stderr)
             ol, owall, oerr, on = asyncio.run(_open_loop(base, key, bodies, TARGET_RATE, open_seconds))
+            server_log = Path(proc.log).read_text(errors="replace")
+            if oerr:
+                print(f"open loop: {oerr} errors; server log tail:\n{server_log[-3000:]}", file=sys.stderr)
         p99 = _pct(ol, 99)
         rows.append({
             "section": "service: what-if over HTTP (open loop)",
