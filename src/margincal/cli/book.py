@@ -128,8 +128,15 @@ def info(
     if json_out:
         print_json(d)
         return
-    print_table([{"field": k, "value": v if not isinstance(v, dict) else ", ".join(f"{a}: {b}" for a, b in v.items())}
-                 for k, v in d.items()], title=f"book {path}")
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            rows += [{"field": f"{k}.{a}", "value": b if not isinstance(b, dict) else
+                      ", ".join(f"{x}={y:.6g}" if isinstance(y, float) else f"{x}={y}" for x, y in b.items())}
+                     for a, b in v.items()]
+        else:
+            rows.append({"field": k, "value": v})
+    print_table(rows, title=f"book {path}")
 
 
 @app.command("load")
