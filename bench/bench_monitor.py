@@ -37,7 +37,7 @@ WINDOW = 720
 def load_events(quick: bool) -> list[Any]:
     d = sample_data_dir()
     evs: list[Any] = []
-    lo = "2021-01-01" if quick else "2000-01-01"
+    lo = "2022-06-01" if quick else "2000-01-01"
     for f, inst in [("btcusdt_perp_1h.csv.gz", "BTC-PERP"), ("ethusdt_perp_1h.csv.gz", "ETH-PERP")]:
         df = pd.read_csv(d / f)
         df["ts"] = pd.to_datetime(df["timestamp"], utc=True)

@@ -151,7 +151,11 @@ def test_breach_cluster_counts_moves_beyond_the_margin():
     sigs = [s for s in _signals(MonitorEngine(pol, p), evs) if s.kind == "breach_cluster"]
     assert [(s.severity, s.values["breaches"]) for s in sigs] == [("warning", 2.0), ("critical", 3.0)]
     assert sigs[0].ts == evs[24 * 13].available_at and sigs[1].ts == evs[24 * 17].available_at
-    assert "2 moves beyond the IM rate (5%) in the last 10-day" in sigs[0].reason
+    # the second breach is the -8% log move: a simple move of 1 - e^-0.08 = 7.69%
+    assert sigs[0].values["last_move"] == pytest.approx(1.0 - math.exp(-0.08), rel=1e-12)
+    assert sigs[0].values["last_im_rate"] == 0.05
+    assert sigs[0].reason == ("X-PERP 2 moves beyond the IM rate in force in the last 10 days (latest: a 24h move "
+                              "of 7.7% against IM 5.00%; threshold 2)")
 
 
 def test_new_listing_fires_once_for_thin_history():
