@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from margincal.errors import CalibrationError, DataError
-from margincal.risk.montecarlo import MonteCarloModel, TCopulaMonteCarlo, kendall_correlation, t_copula_loglik
 from margincal.risk.measures import expected_shortfall
+from margincal.risk.montecarlo import MonteCarloModel, TCopulaMonteCarlo, kendall_correlation, t_copula_loglik
 from margincal.risk.parametric import StudentTModel, student_t_var_es
 
 
