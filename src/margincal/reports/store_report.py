@@ -69,6 +69,16 @@ def _figure_fn(spec: str) -> Callable[..., Any] | None:
     return f if callable(f) else None
 
 
+_FIRST = ("instrument", "scenario", "event", "search", "model", "policy", "level", "horizon_hours")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """A scrollable table with the identifying columns first (stored payloads have sorted keys)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = [c for c in _FIRST if c in cols] + [c for c in cols if c not in _FIRST]
+    return f"<div style='overflow-x:auto'>{table_html(rows, cols)}</div>"
+
+
 def _rows_of(obj: Any) -> list[dict[str, Any]] | None:
     if isinstance(obj, list) and obj and all(isinstance(r, Mapping) for r in obj):
         return [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in obj]
@@ -88,7 +98,7 @@ def parameters_section(con: duckdb.DuckDBPyConnection) -> tuple[Section, mparams
             f"{html.escape(str(p.created_by))} &middot; source {html.escape(str(p.source))} &middot; "
             f"model {html.escape(str(prov.get('model', '-')))} &middot; ES level {prov.get('level', '-')} &middot; "
             f"horizon {prov.get('horizon_hours', '-')} h &middot; MM = {prov.get('mm_fraction', '-')} x IM</p>")
-    return Section("Published margin parameters", meta + table_html(p.rows())), p
+    return Section("Published margin parameters", meta + _table(p.rows())), p
 
 
 def history_figures(con: duckdb.DuckDBPyConnection, pset: mparams.ParameterSet | None,
@@ -148,11 +158,12 @@ def result_section(con: duckdb.DuckDBPyConnection, kind: str, title: str, comman
         for key in ("summary", "rows", "crash", "scenarios", "accounts", "results"):
             rows = _rows_of(payload.get(key))
             if rows:
-                parts.append(f"<h3>{html.escape(key)}</h3>" + table_html(rows[:200]))
+                more = f" (first 200 of {len(rows)})" if len(rows) > 200 else ""
+                parts.append(f"<h3>{html.escape(key)}{more}</h3>" + _table(rows[:200]))
     else:
         rows = _rows_of(payload)
         if rows:
-            parts.append(table_html(rows[:200]))
+            parts.append(_table(rows[:200]))
     figs: list[Any] = []
     fn = _figure_fn(fig_spec)
     if fn is not None:
@@ -214,6 +225,6 @@ def write_store_report(con: duckdb.DuckDBPyConnection, out: str | Path, *, store
 
 
 def section_status(sections: Sequence[Section]) -> list[dict[str, Any]]:
-    """Which sections hold results (no 'note' box) and how many figures each has."""
+    """Which sections hold results (not just a note saying how to produce them) and how many figures."""
     return [{"section": s.title, "figures": len(s.figures),
-             "has_results": "class='note'>No" not in s.html} for s in sections]
+             "has_results": bool(s.figures) or not s.html.startswith("<p class='note'>")} for s in sections]
