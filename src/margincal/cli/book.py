@@ -13,6 +13,7 @@ Thin shells over :mod:`margincal.data.book` and :mod:`margincal.distributed`.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,7 +72,7 @@ def generate(
     t0 = time.perf_counter()
     with _engine(engine, workers, scheduler, memory_limit) as eng, progress(transient=True) as prog:
         task = prog.add_task("generating book", total=accounts)
-        bk = eng.generate_book(accounts, out_dir=out, seed=seed, accounts_per_partition=per_partition,
+        bk = eng.generate_book(accounts, out_dir=location(out), seed=seed, accounts_per_partition=per_partition,
                                progress=lambda n: prog.update(task, advance=n))
         desc = eng.describe()
     el = time.perf_counter() - t0
@@ -121,8 +122,8 @@ def info(
     """What a partitioned book holds (from _book.json, or discovered)."""
     from margincal.data.book import open_book
 
-    bk = open_book(path)
-    d = {"path": str(path), "accounts": bk.n_accounts, "positions": bk.n_rows, "partitions": bk.n_partitions,
+    bk = open_book(location(path))
+    d = {"path": location(path), "accounts": bk.n_accounts, "positions": bk.n_rows, "partitions": bk.n_partitions,
          "instruments": len(bk.instruments), "reference_market": bk.meta.get("reference_market"),
          "generator": (bk.meta.get("generator") or {}).get("distributions")}
     if json_out:
@@ -160,21 +161,33 @@ def load(
 # ---------------------------------------------------------------- `margincal portfolio --book DIR`
 
 STORE_PREFIX = "store:"
+_URI = re.compile(r"^([a-z][a-z0-9+.-]*):/+(?=[^/])", re.I)
+
+
+def location(path: Path | str) -> str:
+    """The path as the user typed it: ``Path("s3://b/k")`` prints ``s3:/b/k``; put the ``//`` back."""
+    s = str(path)
+    m = _URI.match(s)
+    if m and len(m.group(1)) > 1:
+        return f"{m.group(1)}:///{s[m.end():]}" if m.group(1).lower() == "file" else f"{m.group(1)}://{s[m.end():]}"
+    return s
 
 
 def is_partitioned(path: Path | None) -> bool:
-    s = str(path) if path is not None else ""
-    return path is not None and (s.startswith(STORE_PREFIX) or "://" in s or Path(path).is_dir())
+    if path is None:
+        return False
+    s = location(path)
+    return s.startswith(STORE_PREFIX) or "://" in s or Path(path).is_dir()
 
 
 def resolve_book(path: Path, store: Path | None) -> Any:
-    """A folder of Parquet partitions, a URI, or ``store:NAME`` (a book loaded into the store)."""
+    """A folder of Parquet partitions, a URI (``s3://bucket/book``), or ``store:NAME`` (a book in the store)."""
     from margincal.data.book import open_book, open_store_book
 
-    s = str(path)
+    s = location(path)
     if s.startswith(STORE_PREFIX):
         return open_store_book(store, s[len(STORE_PREFIX):])
-    return open_book(path)
+    return open_book(s)
 
 
 def portfolio_book(
@@ -226,9 +239,9 @@ def portfolio_book(
     finally:
         if con is not None:
             con.close()
-    default_out = (f"{str(book)[len(STORE_PREFIX):]}-margin" if str(book).startswith(STORE_PREFIX)
-                   else str(book).rstrip("/") + "-margin")
-    out_dir = out if out is not None else Path(default_out)
+    b = location(book)
+    default_out = f"{b[len(STORE_PREFIX):]}-margin" if b.startswith(STORE_PREFIX) else b.rstrip("/") + "-margin"
+    out_dir = location(out) if out is not None else default_out
     n_top = 10 if top is None else top
     # a folder holding a previous run's results (our _result.json) is replaced; anything else is refused
     replace = "://" not in str(out_dir) and (Path(out_dir) / "_result.json").exists()

@@ -141,10 +141,10 @@ class PartitionedBook:
         """The rows of partition ``k`` (only that file is read)."""
         if not 0 <= k < len(self.partitions):
             raise DataError(f"book {self.root}: partition {k} does not exist ({len(self.partitions)} partitions)")
-        fs, _ = _fs_and_path(self.root)
         path = self.path_of(k)
+        fs, inner = _fs_and_path(path)
         try:
-            return pq.read_table(path, columns=list(columns), filesystem=fs)
+            return pq.read_table(inner, columns=list(columns), filesystem=fs)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"book partition {path}: cannot read ({exc})") from None
 
@@ -362,7 +362,6 @@ def load_book_to_store(book: PartitionedBook, con: Any, name: str, *, replace: b
     exists = con.execute("SELECT count(*) FROM books WHERE book = ?", [name]).fetchone()[0]
     if exists and not replace:
         raise DataError(f"the store already has a book {name!r}; choose another name or replace it")
-    fs, _ = _fs_and_path(book.root)
     total = 0
     with transaction(con):
         if exists:
