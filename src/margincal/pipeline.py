@@ -87,12 +87,11 @@ def calibrate_bars(bars: pd.DataFrame, instrument: str, timeframe: str,
         )
     bh = timeframe_hours(timeframe)
     r = log_returns(bars, instrument)
-    params: dict[str, Any] = {}
-    if settings.model == "fhs":
-        params = {"lam": bar_lambda(settings.ewma_lambda, bh)}
-        scaling = "direct" if settings.horizon_hours / bh > 1.5 and abs(
-            settings.horizon_hours / bh - round(settings.horizon_hours / bh)) < 1e-9 else "sqrt"
-        params["scaling"] = scaling
+    h_bars = settings.horizon_hours / bh
+    # whole multi-bar horizons use overlapping h-bar returns; otherwise square-root-of-time
+    params: dict[str, Any] = {"scaling": "direct" if h_bars > 1.5 and abs(h_bars - round(h_bars)) < 1e-9 else "sqrt"}
+    if settings.model != "hs":  # every filtered / parametric model takes the EWMA decay, per bar
+        params["lam"] = bar_lambda(settings.ewma_lambda, bh)
     liq = LiquidityModel.from_bars(bars, half_spread=settings.half_spread, reference_size=settings.reference_size)
     cal = calibrate_instrument(
         r, model=settings.model, model_params=params, level=settings.level, horizon_hours=settings.horizon_hours,
