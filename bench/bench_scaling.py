@@ -66,12 +66,33 @@ def _load() -> str:
     return f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
+def _cpu(eng) -> float:
+    """CPU seconds (user + system) used so far by this process and, for Dask, by every worker process."""
+    import psutil
+
+    def mine() -> float:
+        c = psutil.Process().cpu_times()
+        return c.user + c.system
+
+    total = mine()
+    if isinstance(eng, DaskEngine):
+        total += sum(eng.client.run(mine).values())
+    return total
+
+
+CPU: dict[int, float] = {}
+
+
 def _time_engine(eng, book, pnl, out: Path) -> float:
+    """Wall seconds of one run; its CPU seconds (client + workers) are left in CPU[id(eng)]."""
     if out.exists():
         shutil.rmtree(out)
+    c = _cpu(eng)
     t = time.perf_counter()
     eng.portfolio_margin(book, pnl=pnl, out=out, top=10)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    CPU[id(eng)] = _cpu(eng) - c
+    return wall
 
 
 def _single_process(book, pnl) -> tuple[float, float]:
@@ -104,16 +125,21 @@ def run(quick: bool = False) -> list[dict]:
         eng2 = DaskEngine(workers=2)
         start2 = time.perf_counter() - t
         dask_t: dict[int, float] = {}
+        cpu_dask: dict[int, float] = {}
         try:
             for n in sizes:
                 ours = _time_engine(eng2, books[n], pnl, tmp / f"out-d{n}")
+                cpu_d = CPU[id(eng2)]
                 dask_t[n] = ours
+                cpu_dask[n] = cpu_d
                 if n <= 1_000_000:
                     base = _time_engine(local, books[n], pnl, tmp / f"out-l{n}")
+                    cpu_l = CPU[id(local)]
                     rows.append({"section": SECTION, "name": f"portfolio margin, {n:,} accounts, dask 2 workers",
                                  "ours_s": ours, "baseline_name": "local engine (same partitions, 1 process)",
                                  "baseline_s": base, "ratio": base / ours,
-                                 "notes": f"{ours / n * 1e6:.1f} s per 1M accounts; {books[n].n_rows:,} positions in "
+                                 "notes": f"{ours / n * 1e6:.1f} s per 1M accounts; CPU {cpu_d:.1f} s (dask: client "
+                                          f"+ workers) vs {cpu_l:.1f} s (local); {books[n].n_rows:,} positions in "
                                           f"{books[n].n_partitions} partition(s), generated in {gen_s[n]:.1f} s "
                                           f"(local); cluster start {start2:.1f} s not included; {_load()}"})
                 else:
@@ -121,19 +147,23 @@ def run(quick: bool = False) -> list[dict]:
                     rows.append({"section": SECTION, "name": f"portfolio margin, {n:,} accounts, dask 2 workers",
                                  "ours_s": ours, "baseline_name": "1e6 dask time x 10 (linear)",
                                  "baseline_s": base, "ratio": base / ours,
-                                 "notes": f"{ours / n * 1e6:.1f} s per 1M accounts; ratio = scaling efficiency; "
-                                          f"book generated in {gen_s[n]:.1f} s (local); " + _worker_peaks(eng2)})
+                                 "notes": f"{ours / n * 1e6:.1f} s per 1M accounts; CPU {cpu_d:.1f} s; ratio = "
+                                          "scaling efficiency; "
+                                          f"book generated in {gen_s[n]:.1f} s (local); " + _worker_peaks(eng2)
+                                          + f"; {_load()}"})
             peaks2 = _worker_peaks(eng2)
         finally:
             eng2.close()
         n6 = 1_000_000
         with DaskEngine(workers=1) as eng1:
             one = _time_engine(eng1, books[n6], pnl, tmp / "out-w1")
+            cpu1 = CPU[id(eng1)]
             peaks1 = _worker_peaks(eng1)
         rows.append({"section": SECTION, "name": "portfolio margin, 1,000,000 accounts: 2 workers vs 1",
                      "ours_s": dask_t[n6], "baseline_name": "dask 1 worker", "baseline_s": one,
                      "ratio": one / dask_t[n6],
-                     "notes": f"2 workers: {peaks2}; 1 worker: {peaks1}; {_load()}"})
+                     "notes": f"CPU {cpu_dask[n6]:.1f} s (2 workers) vs {cpu1:.1f} s (1 worker); 2 workers: {peaks2}; "
+                              f"1 worker: {peaks1}; {_load()}"})
         single, _ = _single_process(books[n6], pnl)
         rows.append({"section": SECTION, "name": "portfolio margin, 1,000,000 accounts: dask vs single process",
                      "ours_s": dask_t[n6],
