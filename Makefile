@@ -28,8 +28,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 ; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 
+# risk_models in quick mode: its full run refits every ML-fitted model on every day (about 25 min of CPU)
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py --quick-for risk_models
 
 serve: $(STAMP)
 	$(VENV)/bin/margincal serve

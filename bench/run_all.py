@@ -72,6 +72,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--only", action="append", default=[], help="run only bench_<NAME>.py (repeatable)")
+    ap.add_argument("--quick-for", action="append", default=[],
+                    help="run bench_<NAME>.py in quick mode even in a full run (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = ap.parse_args()
     files = sorted(HERE.glob("bench_*.py"))
@@ -82,7 +84,7 @@ def main() -> int:
         print(f"== {f.stem}", flush=True)
         t0 = time.perf_counter()
         try:
-            rows = load(f).run(quick=args.quick)
+            rows = load(f).run(quick=args.quick or f.stem.removeprefix("bench_") in args.quick_for)
             err = None
         except Exception:  # a failing benchmark is reported, the others still run
             rows, err = [], traceback.format_exc(limit=3)
@@ -95,11 +97,12 @@ def main() -> int:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Benchmarks", "",
              f"Measured {now} on: {machine()}.", "",
-             f"Produced by `make bench` (`python bench/run_all.py{' --quick' if args.quick else ''}`). Each row "
+             f"Produced by `make bench` (`python bench/run_all.py {' '.join(sys.argv[1:])}`). Each row "
              "times our code and a baseline in the same run; ratio = baseline time / our time (above 1: we are "
              "faster). Where a baseline was timed on a subsample and extrapolated, the notes say so.", ""]
     for stem, rows, el, err in results:
-        lines += [f"## {stem.removeprefix('bench_')}", "", f"Run time of this benchmark: {el:.1f} s.", ""]
+        mode = "quick" if args.quick or stem.removeprefix("bench_") in args.quick_for else "full"
+        lines += [f"## {stem.removeprefix('bench_')}", "", f"Run time of this benchmark: {el:.1f} s ({mode} mode).", ""]
         if err:
             lines += ["FAILED:", "", "```", err.strip(), "```", ""]
             continue

@@ -181,7 +181,7 @@ def margin_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSetting
         mult[t] = last
     # margin for bar t: sigma_t (data < t) x residual ES x sqrt(h) in log terms, then to a simple-return
     # loss of the worse side: expm1 (the short side's loss exp(x)-1 exceeds the long side's 1-exp(-x)).
-    im = np.expm1(sig * mult * math.sqrt(h)) * (1 + settings.buffer)
+    im = np.minimum(np.expm1(sig * mult * math.sqrt(h)) * (1 + settings.buffer), 1.0)  # capped like the published IM
     out = pd.DataFrame({"close": bars["close"].iloc[1:].to_numpy(), "sigma_ann": sig * math.sqrt(24 * 365 / bh),
                         "im_rate": im, "mm_rate": im * settings.mm_fraction,
                         "ret": r}, index=bars.index[1:])
