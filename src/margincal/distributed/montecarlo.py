@@ -45,6 +45,7 @@ from margincal.risk.rare_event import (
     _default_shift,
     _draw,
     _is_scipy_dist,
+    batch_std_error,
     default_scale_factor,
     design_point,
     weighted_tail_var_es,
@@ -323,26 +324,7 @@ def es_chunk(blocks: Sequence[tuple[int, int]], target: Any, level: float, shift
 
 def weighted_var_es_total(x: np.ndarray, w: np.ndarray, n_total: int, level: float) -> tuple[float, float]:
     """:func:`margincal.risk.rare_event.weighted_tail_var_es` on a kept tail of a sample of ``n_total`` draws."""
-    tail = 1.0 - level
-    order = np.argsort(x)[::-1]
-    xs, ws = x[order], w[order] / n_total
-    cw = np.cumsum(ws)
-    k = int(np.searchsorted(cw, tail * (1.0 + 1e-9), side="right"))
-    if k >= xs.size:
-        raise CalibrationError(
-            f"the IS sample puts only {cw[-1]:.3g} probability in the tail, less than 1 - level = {tail:.3g}; "
-            "shift the proposal less far"
-        )
-    var = float(xs[k])
-    above = float(cw[k - 1]) if k > 0 else 0.0
-    es = (float(np.dot(xs[:k], ws[:k])) + var * (tail - above)) / tail
-    return var, max(es, var)
-
-
-def _batch_se(values: Sequence[float]) -> float:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+    return weighted_tail_var_es(x, w, level, n_total=n_total)
 
 
 def expected_shortfall_is(engine: Any, target: Any, level: float, n: int, chunks: int | None = None, *,
@@ -385,9 +367,9 @@ def expected_shortfall_is(engine: Any, target: Any, level: float, n: int, chunks
     keep_c = tail_keep(n, level)
     cvar, ces = var_es_from_top(_top(np.concatenate([p["crude_top"] for p in parts]), keep_c), n, level)
     pb = [t for p in parts for t in p["per_block"]]
-    es_se, ces_se = _batch_se([t[1] for t in pb]), _batch_se([t[2] for t in pb])
+    es_se, ces_se = batch_std_error([t[1] for t in pb]), batch_std_error([t[2] for t in pb])
     return ExpectedShortfallResult(
-        level=float(level), var=var, es=es, var_std_error=_batch_se([t[0] for t in pb]), es_std_error=es_se,
+        level=float(level), var=var, es=es, var_std_error=batch_std_error([t[0] for t in pb]), es_std_error=es_se,
         relative_error=es_se / abs(es) if es else math.inf, crude_var=cvar, crude_es=ces,
         crude_es_std_error=ces_se, crude_relative_error=ces_se / abs(ces) if ces else math.inf,
         crude_expected_tail_count=n * (1.0 - level), n=n, shift=np.asarray(shift).tolist(),

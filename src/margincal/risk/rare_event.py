@@ -46,6 +46,7 @@ crude estimator at the same sample count is reported beside each IS estimate.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,17 +275,23 @@ def tail_probability_is(target: Any, threshold: float, n: int = 100_000, *, shif
     )
 
 
-def weighted_tail_var_es(losses: np.ndarray, weights: np.ndarray, level: float) -> tuple[float, float]:
-    """VaR/ES from IS draws with unnormalised likelihood-ratio weights (module doc)."""
+def weighted_tail_var_es(losses: np.ndarray, weights: np.ndarray, level: float,
+                         n_total: int | None = None) -> tuple[float, float]:
+    """VaR/ES from IS draws with unnormalised likelihood-ratio weights (module doc).
+
+    ``n_total`` is the number of draws the weights are averaged over when
+    ``losses`` holds only a kept tail of a larger sample (distributed runs);
+    by default all draws are given.
+    """
     tail = 1.0 - level
-    n = losses.size
+    n = losses.size if n_total is None else int(n_total)
     order = np.argsort(losses)[::-1]
     xs, ws = losses[order], weights[order] / n
     cw = np.cumsum(ws)  # cw[i] = estimated P(L >= xs[i]); P(L > xs[i]) = cw[i - 1]
     # VaR = smallest x with P(L > x) <= 1 - level (the lower quantile, as value_at_risk):
     # the k losses with cw <= 1 - level lie strictly above it and carry full weight
     k = int(np.searchsorted(cw, tail * (1.0 + 1e-9), side="right"))
-    if k >= n:
+    if k >= xs.size:
         raise CalibrationError(
             f"the IS sample puts only {cw[-1]:.3g} probability in the tail, less than 1 - level = {tail:.3g}; "
             "shift the proposal less far"
@@ -295,7 +302,8 @@ def weighted_tail_var_es(losses: np.ndarray, weights: np.ndarray, level: float) 
     return var, max(es, var)
 
 
-def _batch_se(values: list[float]) -> float:
+def batch_std_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of per-batch estimates (non-finite batches ignored)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
@@ -353,9 +361,9 @@ def expected_shortfall_is(target: Any, level: float, n: int = 100_000, *, shift:
         bv.append(v_i)
         be.append(e_i)
         bce.append(expected_shortfall(crude[sl], level))
-    es_se, ces_se = _batch_se(be), _batch_se(bce)
+    es_se, ces_se = batch_std_error(be), batch_std_error(bce)
     return ExpectedShortfallResult(
-        level=float(level), var=var, es=es, var_std_error=_batch_se(bv), es_std_error=es_se,
+        level=float(level), var=var, es=es, var_std_error=batch_std_error(bv), es_std_error=es_se,
         relative_error=es_se / abs(es) if es else math.inf, crude_var=cvar, crude_es=ces,
         crude_es_std_error=ces_se, crude_relative_error=ces_se / abs(ces) if ces else math.inf,
         crude_expected_tail_count=n * (1.0 - level), n=n, shift=np.asarray(shift).tolist(), method=method,
