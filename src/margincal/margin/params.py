@@ -138,11 +138,11 @@ def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: s
             "INSERT INTO parameter_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [version, utcnow(), created_by, source, run_id, parent, note, dumps(pset.provenance)],
         )
-        con.executemany(
-            "INSERT INTO parameter_rows VALUES (?, ?, ?, ?, ?)",
-            [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
-             for p in pset.params.values()],
-        )
+        rows = [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
+                for p in pset.params.values()]
+        # one multi-row statement: duckdb's executemany runs one statement per row (about 0.6 ms each)
+        con.execute("INSERT INTO parameter_rows VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)),
+                    [v for r in rows for v in r])
         audit.append(con, created_by, "publish", f"parameter_set:{version}",
                      {"source": source, "run_id": run_id, "parent_version": parent,
                       "instruments": sorted(pset.params), "note": note})
