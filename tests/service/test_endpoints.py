@@ -261,14 +261,13 @@ def test_event_stream_backlog_and_resume(client: Any) -> None:
 
 
 def test_signals_from_a_signals_table(client: Any) -> None:
-    """A store whose monitor wrote a ``signals`` table: listed newest first and streamed."""
+    """Signals the monitor wrote to the ``signals`` table: listed newest first and streamed."""
     assert client.get("/api/signals", headers=_h(client, "viewer")).json() == []
     with client.app.state.store.writer() as cur:
-        cur.execute("CREATE TABLE signals (ts TIMESTAMP, instrument VARCHAR, kind VARCHAR, severity VARCHAR, "
-                    "reason VARCHAR, \"values\" JSON)")
-        cur.execute("INSERT INTO signals VALUES ('2024-03-05 10:00', 'BTC-USDT', 'vol_regime', 'warning', 'vol up', "
-                    "'{\"ratio\": 1.9}'), ('2024-03-05 11:00', 'ETH-USDT', 'volume_surge', 'critical', 'volume', "
-                    "'{\"z\": 7}')")
+        cur.execute("INSERT INTO signals (monitor, ts, instrument, kind, severity, reason, \"values\", recorded_at) "
+                    "VALUES ('m', '2024-03-05 10:00', 'BTC-USDT', 'vol_regime', 'warning', 'vol up', "
+                    "'{\"ratio\": 1.9}', now()::TIMESTAMP), ('m', '2024-03-05 11:00', 'ETH-USDT', 'volume_surge', "
+                    "'critical', 'volume', '{\"z\": 7}', now()::TIMESTAMP)")
     rows = client.get("/api/signals", headers=_h(client, "viewer")).json()
     assert [(r["instrument"], r["severity"]) for r in rows] == [("ETH-USDT", "critical"), ("BTC-USDT", "warning")]
     assert rows[0]["values"] == {"z": 7}

@@ -108,6 +108,7 @@ class Monitor:
         self.engine: MonitorEngine | None = None
         self._version: int | None = None
         self._current: ParameterSet | None = None
+        self._pending_signals: list[Signal] = []
         self.report = MonitorReport(name)
 
     # ---------------------------------------------------------------- store
@@ -122,7 +123,27 @@ class Monitor:
         finally:
             c.close()
 
+    def _write_signals(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Append the signals raised since the last write (same transaction as the state checkpoint).
+
+        A restart replays the events after the last checkpoint and raises the same
+        signals again; the primary key makes that a no-op (INSERT OR IGNORE).
+        """
+        sigs = self._pending_signals
+        if not sigs:
+            return
+        now = utcnow()
+        rows = []
+        for sg in sigs:
+            d = sg.as_dict()
+            rows += [self.name, pd.Timestamp(sg.ts).tz_convert("UTC").tz_localize(None), d["instrument"], d["kind"],
+                     d["severity"], d["reason"], d["threshold"], json.dumps(d["values"], allow_nan=False, default=str),
+                     now]
+        con.execute('INSERT OR IGNORE INTO signals VALUES ' + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(sigs)),
+                    rows)
+
     def _save_state(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._write_signals(con)
         eng = self.engine
         assert eng is not None
         lk = eng.last_key
@@ -131,9 +152,10 @@ class Monitor:
                     [self.name, last_ts, json.dumps(eng.state(), allow_nan=False), utcnow()])
 
     def checkpoint(self) -> None:
-        """Write the engine state now (one transaction)."""
+        """Write the engine state and the signals raised since the last write (one transaction)."""
         with self._con() as con, transaction(con):
             self._save_state(con)
+        self._pending_signals = []
 
     def start(self) -> MonitorEngine:
         """Load the checkpoint (unless ``fresh``) and the rates in force; returns the engine."""
@@ -233,6 +255,7 @@ class Monitor:
                 records.append(rec)
             self._save_state(con)
         # only after the commit succeeded
+        self._pending_signals = []
         self._version = None if current is None else current.version
         self._current = current
         if resync:
@@ -278,6 +301,7 @@ class Monitor:
                     sigs = [x for x in out if isinstance(x, Signal)]
                     adjs = [x for x in out if isinstance(x, Adjustment)]
                     rep.signals += len(sigs)
+                    self._pending_signals.extend(sigs)
                     records = self._persist(adjs) if adjs else []
                     consistent = True
                     if adjs:

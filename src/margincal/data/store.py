@@ -188,6 +188,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0200_signals",
+        """
+        CREATE TABLE IF NOT EXISTS signals (
+            monitor VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            instrument VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            severity VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            threshold DOUBLE,
+            "values" JSON,
+            recorded_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (monitor, ts, instrument, kind, severity)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,7 +6,7 @@
   rates (stand-alone sum, no offsets) with ``method="standalone"``; see :class:`MarginEngine`;
 * proposals: :mod:`margincal.adjust.approval` (list, approve, reject: role and four-eyes checks,
   one transaction per decision);
-* signals: a ``signals`` table when the store has one, else the signals the monitor recorded as
+* signals: the ``signals`` table when the monitor has written to it, else the signals the monitor recorded as
   evidence of its proposals and automatic adjustments; events: the audit log;
 * backtest / stress / cascade results: :func:`margincal.data.store.latest_result`.
 """
@@ -522,6 +522,13 @@ class ProposalConflict(MargincalError):
 # ------------------------------------------------------------------ signals and events
 
 
+def _has_signal_rows(con: duckdb.DuckDBPyConnection) -> bool:
+    """The monitor has written signals (the table exists from schema 0200_signals on, possibly empty)."""
+    if not _has_table(con, "signals"):
+        return False
+    return con.execute("SELECT count(*) FROM (SELECT 1 FROM signals LIMIT 1)").fetchone()[0] > 0
+
+
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
                             [name]).fetchone()[0])  # type: ignore[index]
@@ -554,7 +561,7 @@ def signals(con: duckdb.DuckDBPyConnection, limit: int = 100, instrument: str | 
             severity: str | None = None) -> list[dict[str, Any]]:
     """Latest signals, newest first: the store's ``signals`` table when it has one, else the signals the
     monitor recorded as evidence of its proposals and automatic adjustments."""
-    if not _has_table(con, "signals"):
+    if not _has_signal_rows(con):
         rows = [r for r in stored_signals(con)
                 if (instrument is None or r.get("instrument") == instrument)
                 and (severity is None or r.get("severity") == severity)]
@@ -605,7 +612,7 @@ def events_after(con: duckdb.DuckDBPyConnection, after_seq: int, signal_after: s
 
     Returns (events, last audit seq, last signal ts) for the next poll."""
     ev: list[dict[str, Any]] = []
-    has_signal_table = _has_table(con, "signals")
+    has_signal_table = _has_signal_rows(con)
     rows = con.execute("SELECT seq, ts, actor, action, subject, details FROM audit_log WHERE seq > ? "
                        "ORDER BY seq LIMIT ?", [after_seq, limit]).fetchall()
     for seq, ts, actor, action, subject, details in rows:
@@ -639,7 +646,7 @@ def audit_tail(con: duckdb.DuckDBPyConnection) -> int:
 
 def signal_tail(con: duckdb.DuckDBPyConnection, skip: int = 0) -> str | None:
     """Timestamp after which the newest ``skip`` signals lie (None: from the first signal)."""
-    if not _has_table(con, "signals"):
+    if not _has_signal_rows(con):
         return None
     try:
         row = con.execute("SELECT ts FROM signals ORDER BY ts DESC LIMIT 1 OFFSET ?", [skip]).fetchone()
