@@ -80,10 +80,20 @@ def test_run_end_to_end(ran_store):
     html = report.read_text()
     assert "plotly" in html and "BTC-PERP" in html and "<script" in html
     assert 'src="http' not in html  # plotly.js is inlined: the report opens offline
-    assert html.count("Plotly.newPlot") == 12
+    # 12 instruments' history + one backtest chart per daily instrument (10)
+    assert html.count("Plotly.newPlot") == 22 and "Backtest of the published margin" in html
+    bt = out["backtest"]["summary"]
+    assert bt["model"] == "published" and bt["instruments"] == 10
+    # independent recount of the breach rate from the per-instrument rows
+    rows = out["backtest"]["rows"]
+    assert bt["breaches"] == sum(r["breaches"] for r in rows) and bt["n_obs"] == sum(r["n_obs"] for r in rows)
+    assert bt["breach_rate"] == pytest.approx(bt["breaches"] / bt["n_obs"])
     with open_store(store, read_only=True) as c:
         p = load(c)
         assert p.version == 1 and p.provenance["model"] == "fhs" and p.provenance["level"] == 0.99
+        from margincal.data.store import latest_result
+
+        assert latest_result(c, "backtest")["params"]["source"] == "margincal run"
         for ip in p.params.values():
             assert 0 < ip.mm_rate <= ip.im_rate <= 1
             addon = ip.details["liquidity_addon"]

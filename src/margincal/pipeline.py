@@ -186,3 +186,27 @@ def margin_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSetting
                         "im_rate": im, "mm_rate": im * settings.mm_fraction,
                         "ret": r}, index=bars.index[1:])
     return out
+
+
+def backtest_published(store: Any, settings: CalibrationSettings, timeframe: str = "1d") -> Any:
+    """Out-of-sample backtest of the margin this pipeline publishes, on every instrument of ``timeframe``.
+
+    Uses :class:`margincal.backtest.models.PublishedPath` (the causal
+    :func:`margin_path`) against the realised two-sided loss over the
+    liquidation horizon, and stores the result (kind ``"backtest"``) so that
+    ``margincal report`` and the service show it. Returns the
+    :class:`margincal.backtest.engine.BacktestResult`.
+    """
+    from margincal.backtest import load_returns, run_backtest  # backtest imports this module
+    from margincal.backtest.policies import make_policy
+    from margincal.data.store import open_store, save_result
+
+    data = load_returns(None, timeframe=timeframe, store=store)
+    res = run_backtest(data, models=("published",), policies=[make_policy("raw")], levels=(settings.level,),
+                       horizons=(settings.horizon_hours,))
+    params = {"instruments": [d["instrument"] for d in res.instruments], "models": ["published"],
+              "policies": ["raw"], "levels": [settings.level], "horizons_hours": [settings.horizon_hours],
+              "source": "margincal run"}
+    with open_store(store) as con:
+        save_result(con, res.run_id, "backtest", params, res.to_payload(include_series=True))
+    return res
