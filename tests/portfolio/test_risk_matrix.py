@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import QuantLib as ql  # the independent reference, a test dependency: missing fails, never skips
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
@@ -24,8 +25,6 @@ from margincal.margin.portfolio import (
     portfolio_margin_reference,
     scenario_pnl_matrix,
 )
-
-ql = pytest.importorskip("QuantLib")
 
 
 def _ql_price(is_call: bool, K: float, F: float, T: float, vol: float) -> float:

@@ -156,6 +156,11 @@ def test_evt_model_conditional_default_and_direct() -> None:
 def test_evt_level_below_threshold_falls_back_with_warning() -> None:
     rng = np.random.default_rng(14)
     x = 0.02 * rng.standard_t(5, 1000)
-    m = EVTModel(filter="none", threshold=0.95).fit(_series(x))
+    m = EVTModel(filter="none", threshold=0.95, side="short").fit(_series(x))
     with pytest.warns(ModelFitWarning, match="not beyond"):
-        m.forecast(24, 0.9)
+        f = m.forecast(24, 0.9)
+    # the fallback is the empirical tail of the (unfiltered, one-bar) short losses x: with n = 1000 and
+    # level 0.9 the tail is exactly the 100 largest, VaR the 900th order statistic (inverted cdf)
+    tail = np.sort(x)[900:]
+    assert f.var == pytest.approx(math.expm1(np.sort(x)[899]), rel=1e-12)
+    assert f.es == pytest.approx(math.expm1(tail.mean()), rel=1e-12)

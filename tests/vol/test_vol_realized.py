@@ -30,6 +30,20 @@ BARS = pd.DataFrame(
     {"open": [100.0, 106.0, 101.0], "high": [110.0, 108.0, 104.0], "low": [95.0, 100.0, 96.0], "close": [105.0, 102.0, 97.0]},
     index=pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC"),
 )
+_ROWS = [(100.0, 110.0, 95.0, 105.0), (106.0, 108.0, 100.0, 102.0), (101.0, 104.0, 96.0, 97.0)]
+
+
+# The textbook formulas, written out with math.log on one bar (open, high, low, close).
+def _pk(o: float, h: float, lo: float, c: float) -> float:
+    return math.log(h / lo) ** 2 / (4 * math.log(2))
+
+
+def _gk(o: float, h: float, lo: float, c: float) -> float:
+    return 0.5 * math.log(h / lo) ** 2 - (2 * math.log(2) - 1) * math.log(c / o) ** 2
+
+
+def _rs(o: float, h: float, lo: float, c: float) -> float:
+    return math.log(h / c) * math.log(h / o) + math.log(lo / c) * math.log(lo / o)
 
 
 def test_parkinson_by_hand():
@@ -37,7 +51,8 @@ def test_parkinson_by_hand():
     # bar 1: ln(108/100) = 0.076961041136 -> 0.005922999... / 2.772588722 = 0.002136271350
     # bar 2: ln(104/96)  = 0.080042707674 -> 0.006406835... / 2.772588722 = 0.002310777289
     got = parkinson_variance(BARS).to_numpy()
-    np.testing.assert_allclose(got, [0.00775180915681051, 0.00213627135003711, 0.00231077728922433], rtol=1e-12)
+    np.testing.assert_allclose(got, [0.007751809157, 0.002136271350, 0.002310777289], rtol=1e-9)
+    np.testing.assert_allclose(got, [_pk(*b) for b in _ROWS], rtol=1e-12)
 
 
 def test_garman_klass_by_hand():
@@ -47,7 +62,8 @@ def test_garman_klass_by_hand():
     # bar 1: 0.5 * 0.076961041136^2 - 0.386294361 * (-0.038466280828)^2 = 0.002961500 - 0.000571581 = 0.002389919
     # bar 2: 0.5 * 0.080042707674^2 - 0.386294361 * (-0.040409538338)^2 = 0.003203417 - 0.000630791 = 0.002572626
     got = garman_klass_variance(BARS).to_numpy()
-    np.testing.assert_allclose(got, [0.00982672327557351, 0.00238991863590698, 0.00257262557008933], rtol=1e-12)
+    np.testing.assert_allclose(got, [0.009826723, 0.002389919, 0.002572626], rtol=1e-6)
+    np.testing.assert_allclose(got, [_gk(*b) for b in _ROWS], rtol=1e-12)
 
 
 def test_rogers_satchell_by_hand():
@@ -56,14 +72,16 @@ def test_rogers_satchell_by_hand():
     # bar 1: 0.057158413840 * 0.018692133012 + (-0.019802627296) * (-0.058268908124) = 0.001068413 + 0.001153877 = 0.002222290
     # bar 2: 0.069679920638 * 0.029270382300 + (-0.010362787036) * (-0.050772325373) = 0.002039559 + 0.000526143 = 0.002565701
     got = rogers_satchell_variance(BARS).to_numpy()
-    np.testing.assert_allclose(got, [0.00956744135774917, 0.00222229014479441, 0.00256570071085977], rtol=1e-12)
+    np.testing.assert_allclose(got, [0.009567441, 0.002222290, 0.002565701], rtol=1e-6)
+    np.testing.assert_allclose(got, [_rs(*b) for b in _ROWS], rtol=1e-12)
 
 
 def test_close_to_close_by_hand():
     # ln(102/105) = -0.028987536873 -> 0.000840277294 ; ln(97/102) = -0.050261834781 -> 0.002526252036
     got = close_to_close_variance(BARS).to_numpy()
     assert math.isnan(got[0])
-    np.testing.assert_allclose(got[1:], [0.000840277293978162, 0.00252625203554131], rtol=1e-12)
+    np.testing.assert_allclose(got[1:], [0.000840277294, 0.002526252036], rtol=1e-9)
+    np.testing.assert_allclose(got[1:], [math.log(102 / 105) ** 2, math.log(97 / 102) ** 2], rtol=1e-12)
 
 
 def test_yang_zhang_by_hand_window_2():
@@ -76,7 +94,13 @@ def test_yang_zhang_by_hand_window_2():
     # YZ = 0.000186845 + 0.078341014 * 1.888125e-06 + 0.921658986 * 0.002393995 = 0.002393440
     got = yang_zhang_variance(BARS, 2).to_numpy()
     assert np.isnan(got[:2]).all()
-    assert got[2] == pytest.approx(0.0023934398779618927, rel=1e-10)
+    assert got[2] == pytest.approx(0.002393440, rel=1e-6)
+    o = np.log([106 / 105, 101 / 102])
+    c = np.log([102 / 106, 97 / 101])
+    k = 0.34 / 4.34
+    rs_mean = (_rs(*_ROWS[1]) + _rs(*_ROWS[2])) / 2
+    expected = np.var(o, ddof=1) + k * np.var(c, ddof=1) + (1 - k) * rs_mean
+    assert got[2] == pytest.approx(expected, rel=1e-12)
 
 
 def test_yang_zhang_k_formula():
@@ -89,7 +113,8 @@ def test_rolling_mean_of_per_bar():
     # Parkinson over a 2-bar window at bar 2: (0.002136271350 + 0.002310777289) / 2 = 0.002223524320
     got = rolling_variance(BARS, 2, "parkinson").to_numpy()
     assert math.isnan(got[0])
-    assert got[2] == pytest.approx((0.00213627135003711 + 0.00231077728922433) / 2, rel=1e-12)
+    assert got[2] == pytest.approx((_pk(*_ROWS[1]) + _pk(*_ROWS[2])) / 2, rel=1e-12)
+    assert got[2] == pytest.approx(0.002223524320, rel=1e-9)
 
 
 # ---------------------------------------------------------------- closed-form properties
