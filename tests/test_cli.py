@@ -91,14 +91,26 @@ def test_run_end_to_end(ran_store):
     with open_store(store, read_only=True) as c:
         p = load(c)
         assert p.version == 1 and p.provenance["model"] == "fhs" and p.provenance["level"] == 0.99
-        from margincal.data.store import latest_result
+        from margincal.data.store import latest_result, load_bars
 
         assert latest_result(c, "backtest")["params"]["source"] == "margincal run"
+        btc_bars = load_bars(c, "BTC-USDT", "1d")
         for ip in p.params.values():
             assert 0 < ip.mm_rate <= ip.im_rate <= 1
             addon = ip.details["liquidity_addon"]
             assert ip.details["es"] + addon <= ip.im_rate < ip.details["es"] + addon + 0.0005 + 1e-12
             assert len(ip.details["tiers"]) == 5  # tiers from the size curve, caps 1e5..2e8
+    # independent recount for BTC: the causal margin path against the loss of the losing side, bar by bar
+    import numpy as np
+
+    from margincal.config import CalibrationSettings
+    from margincal.pipeline import margin_path
+
+    row = next(r for r in out["backtest"]["rows"] if r["instrument"] == "BTC-USDT")
+    path = margin_path(btc_bars, "1d", CalibrationSettings()).loc[row["start"]:row["end"]]
+    loss = np.maximum(-np.expm1(path["ret"]), np.expm1(path["ret"]))
+    assert path["im_rate"].notna().all() and len(path) == row["n_obs"]
+    assert int((loss > path["im_rate"]).sum()) == row["breaches"]
 
 
 def test_run_again_reuses_store(ran_store):
