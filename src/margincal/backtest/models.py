@@ -160,9 +160,14 @@ class PathModel:
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_") and not k.startswith("_")}
 
+    #: the ``refit_every`` that needs no suffix in the label (``fhs`` refits every bar by default)
+    default_refit: int | None = None
+
     @property
     def label(self) -> str:
-        return self.name
+        """Name, with ``@k`` when the model refits every ``k`` bars instead of its default."""
+        refit = getattr(self, "refit_every", None)
+        return self.name if refit == self.default_refit else f"{self.name}@{refit}"
 
     def var_paths(self, returns: np.ndarray, *, side_level: float, horizon_bars: float,
                   bar_hours: float, index: pd.DatetimeIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +196,7 @@ class FHSPath(PathModel):
     """Filtered historical simulation with EWMA volatility; exact sorted-window quantile every bar."""
 
     name = "fhs"
+    default_refit = 1
 
     def __init__(self, *, lam: float = 0.94, seed: int = 30, window: int | None = None,
                  refit_every: int = 1) -> None:
@@ -199,9 +205,6 @@ class FHSPath(PathModel):
         self.window = window
         self.refit_every = refit_every
 
-    @property
-    def label(self) -> str:
-        return self.name if self.refit_every == 1 else f"{self.name}@{self.refit_every}"
 
     def var_paths(self, returns: np.ndarray, *, side_level: float, horizon_bars: float,
                   bar_hours: float, index: pd.DatetimeIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -223,14 +226,12 @@ class HSPath(PathModel):
     """Historical simulation on the last ``window`` returns (expanding when None); sorted window."""
 
     name = "hs"
+    default_refit = 1
 
     def __init__(self, *, window: int | None = None, refit_every: int = 1) -> None:
         self.window = window
         self.refit_every = refit_every
 
-    @property
-    def label(self) -> str:
-        return self.name if self.refit_every == 1 else f"{self.name}@{self.refit_every}"
 
     def var_paths(self, returns: np.ndarray, *, side_level: float, horizon_bars: float,
                   bar_hours: float, index: pd.DatetimeIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -341,9 +342,6 @@ class StudentTPath(_ParametricPath):
         self.refit_hours = refit_hours
         self.refit_every = refit_every
 
-    @property
-    def label(self) -> str:
-        return self.name if self.refit_every is None else f"{self.name}@{self.refit_every}"
 
     def _nu_path(self, z: np.ndarray, first: int, t_min: int, scale: np.ndarray, bar_hours: float) -> np.ndarray:
         n = z.size
@@ -474,9 +472,6 @@ class EVTPath(_ParametricPath):
         self.refit_hours = refit_hours
         self.refit_every = refit_every
 
-    @property
-    def label(self) -> str:
-        return self.name if self.refit_every is None else f"{self.name}@{self.refit_every}"
 
     def _log_var(self, z: np.ndarray, first: int, t_min: int, scale: np.ndarray, scale_h: np.ndarray,
                  q: float, bar_hours: float) -> tuple[np.ndarray, np.ndarray]:
@@ -520,6 +515,8 @@ class RefitModel(PathModel):
     little data yet) leaves NaN.
     """
 
+    default_refit = 1
+
     def __init__(self, model: str | Callable[..., Any], *, refit_every: int = 1, t_min: int = 20,
                  **params: Any) -> None:
         self.model = model
@@ -536,9 +533,6 @@ class RefitModel(PathModel):
     def name(self) -> str:  # type: ignore[override]
         return f"risk:{self._model_name}"
 
-    @property
-    def label(self) -> str:
-        return self.name if self.refit_every == 1 else f"{self.name}@{self.refit_every}"
 
     def get_params(self) -> dict[str, Any]:
         return {"model": self._model_name, "refit_every": self.refit_every, "t_min": self.t_min, **self.params}

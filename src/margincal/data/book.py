@@ -110,14 +110,10 @@ class BookPartition:
     last_account: Any = None
 
 
-@dataclass(frozen=True)
-class PartitionedBook:
-    """A book stored as Parquet partitions (module doc). Cheap to pickle: holds paths, not data."""
+class _PartitionCounts:
+    """Counts shared by the book kinds, from their ``partitions``."""
 
-    root: str
-    instruments: tuple[str, ...]
     partitions: tuple[BookPartition, ...]
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_partitions(self) -> int:
@@ -133,6 +129,16 @@ class PartitionedBook:
         if any(p.n_accounts is None for p in self.partitions):
             return None
         return int(sum(p.n_accounts for p in self.partitions))  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class PartitionedBook(_PartitionCounts):
+    """A book stored as Parquet partitions (module doc). Cheap to pickle: holds paths, not data."""
+
+    root: str
+    instruments: tuple[str, ...]
+    partitions: tuple[BookPartition, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def path_of(self, k: int) -> str:
         return _join(self.root, self.partitions[k].file)
@@ -277,7 +283,7 @@ def _account_range(meta: Any) -> tuple[Any, Any]:
 
 
 @dataclass(frozen=True)
-class StoreBook:
+class StoreBook(_PartitionCounts):
     """A book kept in the DuckDB store (tables ``books`` and ``book_positions``); same interface as
     :class:`PartitionedBook`. Each task opens the store read-only and reads one partition (``part``).
 
@@ -293,20 +299,6 @@ class StoreBook:
     @property
     def root(self) -> str:
         return f"store:{self.name} ({self.store})"
-
-    @property
-    def n_partitions(self) -> int:
-        return len(self.partitions)
-
-    @property
-    def n_rows(self) -> int:
-        return int(sum(p.n_rows for p in self.partitions))
-
-    @property
-    def n_accounts(self) -> int | None:
-        if any(p.n_accounts is None for p in self.partitions):
-            return None
-        return int(sum(p.n_accounts for p in self.partitions))  # type: ignore[misc]
 
     def read_partition(self, k: int, columns: Sequence[str] = COLUMNS) -> pa.Table:
         from margincal.data.store import connect

@@ -48,6 +48,7 @@ from margincal.risk.rare_event import (
     batch_std_error,
     default_scale_factor,
     design_point,
+    pilot_var,
     weighted_tail_var_es,
 )
 
@@ -349,7 +350,7 @@ def expected_shortfall_is(engine: Any, target: Any, level: float, n: int, chunks
         else:
             loss = _as_loss(target, dim)
             if var_guess is None:
-                var_guess = _pilot_var(loss, level, pilot, np.random.default_rng(
+                var_guess = pilot_var(loss, level, pilot, np.random.default_rng(
                     np.random.SeedSequence(seed_i, spawn_key=(2**32 - 1,))))
             shift = design_point(loss, float(var_guess))
     if scale_factor is None:
@@ -376,22 +377,6 @@ def expected_shortfall_is(engine: Any, target: Any, level: float, n: int, chunks
         method=f"{parts[0]['method']}; {len(sizes)} seeded blocks of {int(block_paths)} (batch SE over blocks)",
         seed=seed_i,
     )
-
-
-def _pilot_var(loss: GaussianLossFunction, level: float, pilot: int, gen: np.random.Generator) -> float:
-    """The pilot rounds of :func:`margincal.risk.rare_event.expected_shortfall_is` (same rule)."""
-    crude = loss(gen.standard_normal((pilot, loss.dim)))
-    t = float(np.quantile(crude, min(level, 1.0 - 50.0 / pilot)))
-    for _ in range(6):
-        mu = design_point(loss, t)
-        z = gen.standard_normal((pilot, loss.dim)) + mu
-        wts = np.exp(-(z @ mu) + 0.5 * float(mu @ mu))
-        t_new, _ = weighted_tail_var_es(loss(z), wts, level)
-        done = abs(t_new - t) <= 0.02 * abs(t)
-        t = t_new
-        if done:
-            break
-    return t
 
 
 __all__ = [

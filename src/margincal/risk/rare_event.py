@@ -309,6 +309,27 @@ def batch_std_error(values: Sequence[float]) -> float:
     return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
 
 
+def pilot_var(loss: Any, level: float, pilot: int, gen: np.random.Generator) -> float:
+    """VaR guess for the IS proposal: a crude pilot quantile, refined by up to 6 shifted pilot rounds.
+
+    Each round shifts the normal mean to the design point of the current guess and
+    re-estimates the VaR with likelihood-ratio weights; it stops when the guess moves
+    by at most 2%.
+    """
+    crude = loss(gen.standard_normal((pilot, loss.dim)))
+    t = float(np.quantile(crude, min(level, 1.0 - 50.0 / pilot)))
+    for _ in range(6):
+        mu = design_point(loss, t)
+        z = gen.standard_normal((pilot, loss.dim)) + mu
+        w = np.exp(-(z @ mu) + 0.5 * float(mu @ mu))
+        t_new, _ = weighted_tail_var_es(loss(z), w, level)
+        done = abs(t_new - t) <= 0.02 * abs(t)
+        t = t_new
+        if done:
+            break
+    return t
+
+
 def expected_shortfall_is(target: Any, level: float, n: int = 100_000, *, shift: Any = None,
                           scale_factor: float | None = None, dim: int | None = None, rng: object = None, var_guess: float | None = None,
                           pilot: int = 20_000) -> ExpectedShortfallResult:
@@ -330,18 +351,7 @@ def expected_shortfall_is(target: Any, level: float, n: int = 100_000, *, shift:
         else:
             loss = _as_loss(target, dim)
             if var_guess is None:
-                crude = loss(gen.standard_normal((pilot, loss.dim)))
-                t = float(np.quantile(crude, min(level, 1.0 - 50.0 / pilot)))
-                for _ in range(6):
-                    mu = design_point(loss, t)
-                    z = gen.standard_normal((pilot, loss.dim)) + mu
-                    w = np.exp(-(z @ mu) + 0.5 * float(mu @ mu))
-                    t_new, _ = weighted_tail_var_es(loss(z), w, level)
-                    done = abs(t_new - t) <= 0.02 * abs(t)
-                    t = t_new
-                    if done:
-                        break
-                var_guess = t
+                var_guess = pilot_var(loss, level, pilot, gen)
             shift = design_point(loss, float(var_guess))
     if scale_factor is None:
         scale_factor = (default_scale_factor(target, float(target.median() + shift))
