@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -390,25 +390,23 @@ def _as_frame(table: Any) -> pd.DataFrame:
     raise ConfigError(f"cannot read a bracket table from {type(table).__name__}")
 
 
-def maintenance_margin_reference(schedule: TierSchedule, notional: float) -> float:
-    """Slice-by-slice (tax bracket) maintenance margin of one notional (for tests)."""
+def _slice_reference(schedule: TierSchedule, notional: float, rate: Callable[[Tier], float]) -> float:
+    """Slice-by-slice (tax bracket) margin of one notional: each tier's slice at that tier's rate."""
     n = abs(float(notional))
     total, lowers = 0.0, [t.lower for t in schedule.tiers] + [math.inf]
     for k, t in enumerate(schedule.tiers):
         lo, hi = lowers[k], lowers[k + 1]
         if n <= lo:
             break
-        total += (min(n, hi) - lo) * t.maintenance_rate
+        total += (min(n, hi) - lo) * rate(t)
     return total
+
+
+def maintenance_margin_reference(schedule: TierSchedule, notional: float) -> float:
+    """Slice-by-slice maintenance margin of one notional (for tests)."""
+    return _slice_reference(schedule, notional, lambda t: t.maintenance_rate)
 
 
 def initial_margin_reference(schedule: TierSchedule, notional: float) -> float:
     """Slice-by-slice continuous initial margin of one notional (for tests)."""
-    n = abs(float(notional))
-    total, lowers = 0.0, [t.lower for t in schedule.tiers] + [math.inf]
-    for k, t in enumerate(schedule.tiers):
-        lo, hi = lowers[k], lowers[k + 1]
-        if n <= lo:
-            break
-        total += (min(n, hi) - lo) * t.im_rate
-    return total
+    return _slice_reference(schedule, notional, lambda t: t.im_rate)
