@@ -81,6 +81,13 @@ def frac(value: object, ctx: Ctx, fld: str, *, low: Fraction | None = None, high
     return out
 
 
+def check_leverage(im: Fraction, lev: Fraction, ctx: Ctx, im_field: str, lev_field: str) -> None:
+    """The IM rate must be 1 / max leverage (to 1%): catches files whose rates are in percent."""
+    if abs(im * lev - 1) > Fraction(1, 100):
+        raise ctx.error(im_field, fmt(im), f"it must be 1/{lev_field} = {float(1 / lev):.6g} (rates are fractions, "
+                        "not percent)")
+
+
 def integer(value: object, ctx: Ctx, fld: str, *, low: int | None = None, high: int | None = None) -> int:
     """An integer field (ppm, quantums, exponents); strings of digits accepted, decimals refused."""
     f = frac(value, ctx, fld)

@@ -27,6 +27,7 @@ from margincal.margin.venues._common import (
     bracket_params,
     brackets_from_params,
     check_brackets,
+    check_leverage,
     deductions,
     fmt,
     frac,
@@ -61,6 +62,7 @@ def parse(doc: Any, ctx: Ctx, *, price: float | None = None) -> dict[str, Instru
             if mm > im:
                 raise c.error("maintenanceMargin", fmt(mm), f"it must not exceed initialMargin {fmt(im)}")
             lev = frac(get(r, c, "maxLeverage"), c, "maxLeverage", low=Fraction(1))
+            check_leverage(im, lev, c, "initialMargin", "maxLeverage")
             ded = get(r, c, "mmDeduction", default=None)
             tiers.append((cap, im, mm, lev, None if ded is None else frac(ded, c, "mmDeduction"), r.get("id")))
         tiers.sort(key=lambda t: t[0])

@@ -30,6 +30,7 @@ from margincal.margin.venues._common import (
     bracket_params,
     brackets_from_params,
     check_brackets,
+    check_leverage,
     floor_frac,
     fmt,
     frac,
@@ -73,6 +74,7 @@ def parse(doc: Any, ctx: Ctx, *, price: float | Mapping[str, float] | None = Non
             if mmr > imr:
                 raise c.error("mmr", fmt(mmr), f"it must not exceed imr {fmt(imr)}")
             lev = frac(get(r, c, "maxLever"), c, "maxLever", low=Fraction(1))
+            check_leverage(imr, lev, c, "imr", "maxLever")
             tiers.append((lo, hi, imr, mmr, lev, r.get("tier")))
         tiers.sort(key=lambda t: t[0])
         # OKX writes the next tier's minSz as maxSz + 1 contract; make the bounds contiguous on the cap.
