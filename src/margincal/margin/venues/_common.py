@@ -122,6 +122,13 @@ def fmt(x: Fraction | int | float) -> str:
     return ("-" if f < 0 else "") + s
 
 
+def exact_str(x: Fraction | int) -> str:
+    """``fmt`` when ``x`` is a finite decimal, else ``"n/d"`` (read back exactly by ``Fraction``)."""
+    f = Fraction(x)
+    s = fmt(f)
+    return s if Fraction(s) == f else f"{f.numerator}/{f.denominator}"
+
+
 def rate(x: float) -> Fraction:
     """A float rate from our side as the decimal it was published on (12 significant decimals)."""
     return Fraction(f"{x:.12g}")
@@ -199,10 +206,19 @@ def check_brackets(brackets: Sequence[Bracket], ctx: Ctx, *, check_deduction: bo
                     f"but the brackets give {fmt(d)}; d_k = d_(k-1) + floor_k * (mmr_k - mmr_(k-1))")
 
 
+def _leverage(b: Bracket) -> float:
+    """1 / IM rate; the published whole leverage when the IM rate is its rounded decimal (0.3333 for 3x)."""
+    inv = 1 / b.im_rate
+    lev = b.max_leverage
+    if lev.denominator == 1 and abs(inv - lev) <= lev * Fraction(1, 10**9):
+        return float(lev)
+    return float(inv)
+
+
 def schedule_of(brackets: Sequence[Bracket], ctx: Ctx, source: dict[str, Any] | None = None) -> TierSchedule:
     """The brackets as a :class:`TierSchedule` (max leverage = 1 / IM rate, so IM = N / leverage exactly)."""
     try:
-        tiers = [Tier(float(b.floor), float(1 / b.im_rate), float(b.mm_rate)) for b in brackets]
+        tiers = [Tier(float(b.floor), _leverage(b), float(b.mm_rate)) for b in brackets]
         last = brackets[-1].cap
         return TierSchedule(tiers, max_notional=None if last is None else float(last), source=source or {})
     except ConfigError as e:
@@ -215,10 +231,11 @@ def bracket_params(instrument: str, brackets: Sequence[Bracket], ctx: Ctx, *, ve
     sched = schedule_of(brackets, ctx, {"venue": venue, "symbol": instrument})
     details: dict[str, Any] = {"venue": venue, "rule": rule, "tiers": sched.to_details(),
                                "venue_brackets": [
-                                   {"floor": fmt(b.floor), "cap": None if b.cap is None else fmt(b.cap),
-                                    "im_rate": fmt(b.im_rate), "mm_rate": fmt(b.mm_rate),
-                                    "max_leverage": fmt(b.max_leverage),
-                                    "deduction": fmt(d), **b.extra}
+                                   {"floor": exact_str(b.floor),
+                                    "cap": None if b.cap is None else exact_str(b.cap),
+                                    "im_rate": exact_str(b.im_rate), "mm_rate": exact_str(b.mm_rate),
+                                    "max_leverage": exact_str(b.max_leverage),
+                                    "deduction": exact_str(d), **b.extra}
                                    for b, d in zip(brackets, deductions(brackets), strict=True)]}
     details.update(extra or {})
     try:
