@@ -12,7 +12,7 @@ decimals, an arithmetic class (``DydxArithmetic``, ``DriftArithmetic``,
   a venue's table can be published and backtested like ours.
 * :func:`export_table` writes a ParameterSet (with its tiers) in a venue's
   format. Venues that cannot express something say so: dYdX has no size
-  brackets (first bracket only), Hyperliquid fixes MM at half the IM at max
+  brackets (the base IM/MM rates only), Hyperliquid fixes MM at half the IM at max
   leverage, Drift and Deribit replace brackets with a fitted square-root /
   linear size rule (needs a reference price).
 """

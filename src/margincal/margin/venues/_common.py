@@ -102,7 +102,7 @@ def integer(value: object, ctx: Ctx, fld: str, *, low: int | None = None, high: 
 
 
 def fmt(x: Fraction | int | float) -> str:
-    """Exact decimal string of ``x`` when it has one (denominator 2^a 5^b), else ``repr(float(x))``."""
+    """Exact decimal string of ``x`` when it has one (denominator 2^a 5^b), else 12 significant digits."""
     if isinstance(x, float):
         return repr(x)
     f = Fraction(x)
@@ -112,7 +112,7 @@ def fmt(x: Fraction | int | float) -> str:
     while d % 5 == 0:
         d, b = d // 5, b + 1
     if d != 1:
-        return repr(float(f))
+        return f"{float(f):.12g}"
     k = max(a, b)
     if k == 0:
         return str(f.numerator)

@@ -206,8 +206,8 @@ def render(pset: ParameterSet, *, instruments: Sequence[str] | None = None, **_:
     for i, name in enumerate(instruments or pset.instruments()):
         p = pset[name]
         if len(p.details.get("tiers") or []) > 1 and "dydx" not in p.details:
-            warnings.warn(f"{name}: dYdX has no size brackets; only the first bracket's IM/MM is exported",
-                          MargincalWarning, stacklevel=2)
+            warnings.warn(f"{name}: dYdX has no size brackets; the instrument's base IM/MM rates are exported, "
+                          "its brackets are not", MargincalWarning, stacklevel=2)
         a = arithmetic(p)
         d = p.details.get("dydx") or {}
         lt = d.get("liquidity_tier") or {}
