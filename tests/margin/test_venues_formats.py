@@ -251,3 +251,24 @@ def test_cli_errors_one_line_exit_2(store, tmp_path):
     bad.write_text(json.dumps(OKX))
     r = runner.invoke(app, ["params", "import", str(bad), "--format", "okx"])
     assert r.exit_code == 2 and "okx.json: BTC-USDT" in r.output and "--price" in r.output
+
+
+def test_env_manifest_replaces_a_bundled_table_and_reaches_backtest_policies(tmp_path, monkeypatch):
+    from margincal.backtest.policies import make_policy
+
+    doc = json.loads((TABLES / "dydx_liquidity_tiers.json").read_text())
+    doc["liquidity_tiers"][0]["initial_margin_ppm"] = 25_000  # a newer Large-Cap IMF
+    (tmp_path / "dydx.json").write_text(json.dumps(doc))
+    manifest = {"tables": [{"file": "dydx.json", "format": "dydx", "as_of": "2026-12-04",
+                            "retrieved": "2026-12-04", "source": "https://example.invalid/dydx",
+                            "presets": {"dydx_large_cap": {"symbol": "DYDX-LARGE_CAP",
+                                                           "instrument": "DYDX-LARGE_CAP"}}}]}
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    (tmp_path / "bad.json").write_text("{")
+    monkeypatch.setenv(presets.ENV_TABLES, f"{tmp_path / 'm.json'}{__import__('os').pathsep}{tmp_path / 'bad.json'}")
+    with pytest.warns(MargincalWarning, match="bad.json skipped"):
+        built = presets._build()
+    assert built["dydx_large_cap"].margin_rate(1e6).im == pytest.approx(0.025)
+    assert built["dydx_large_cap"].as_of == "2026-12-04"
+    monkeypatch.setattr(presets, "PRESETS", built)
+    assert make_policy("preset:dydx_large_cap").value() == pytest.approx(0.025)

@@ -11,7 +11,9 @@ The tables are data, not code: ``margin/venue_tables/`` holds each venue's table
 in the venue's own format with a ``MANIFEST.json`` giving, per file, its source
 and date (``as_of``, ``retrieved``). Venues change these figures without notice;
 to use a newer table, load the venue's current answer with :func:`from_file`
-(or ``margincal params import --format ... FILE``) -- no code change needed.
+(or ``margincal params import --format ... FILE``), or list a manifest of your
+own in ``$MARGINCAL_VENUE_TABLES`` (same layout; its presets replace the bundled
+ones of the same name) -- no code change needed.
 
 * ``deribit_btc_future`` / ``deribit_eth_future``: Deribit standard-margin
   futures, linear size rule in coin (IM 2% + 0.005%/BTC, MM 1% + 0.005%/BTC;
@@ -309,8 +311,29 @@ def load_manifest(path: str | Path) -> dict[str, Preset]:
     return out
 
 
+ENV_TABLES = "MARGINCAL_VENUE_TABLES"
+
+
 def _build() -> dict[str, Preset]:
-    return load_manifest(TABLES_DIR / "MANIFEST.json")
+    """The bundled manifest, then each manifest named in ``$MARGINCAL_VENUE_TABLES`` (os.pathsep-separated).
+
+    A user manifest's presets replace bundled ones of the same name, so a newer
+    venue table is used by ``presets.get`` and by backtest policies
+    ``preset:<name>`` without code changes. A manifest that cannot be read is
+    skipped with a :class:`MargincalWarning` naming it and the reason.
+    """
+    import os
+    import warnings
+
+    from margincal.errors import MargincalWarning
+
+    out = load_manifest(TABLES_DIR / "MANIFEST.json")
+    for extra in filter(None, os.environ.get(ENV_TABLES, "").split(os.pathsep)):
+        try:
+            out.update(load_manifest(extra))
+        except ConfigError as e:
+            warnings.warn(f"${ENV_TABLES}: {extra} skipped: {e}", MargincalWarning, stacklevel=2)
+    return out
 
 
 PRESETS: dict[str, Preset] = _build()
