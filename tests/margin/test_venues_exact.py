@@ -158,3 +158,15 @@ def test_deribit_docs_examples():
     assert e.im_rate(eth["size"]) == Fraction(eth["im_rate"]) and e.mm_rate(eth["size"]) == Fraction(eth["mm_rate"])
     # through the preset: 35,000,000 USD at 100,000 = 350 BTC -> IM 13.125 BTC = 1,312,500 USD
     assert presets.get("deribit_btc_future").margin_exact(35_000_000, price=100_000)[0] == 1_312_500
+
+
+def test_binance_coinm_docs_example_in_coin():
+    ex = DOCS["binance_coinm"][0]
+    row = {k: ex[k] for k in ("bracket", "initialLeverage", "qtyCap", "qtylFloor", "maintMarginRatio", "cum")}
+    p = venues.import_table(json.dumps([{"pair": ex["pair"], "brackets": [row]}]), "binance-coinm",
+                            price=60_000)["BTCUSD"]
+    # 50 BTC at 60,000 USD = 3,000,000 USD of notional cap; rates as published
+    assert p.details["tiers"][0]["upper"] == 3_000_000 and p.mm_rate == 0.004 and p.im_rate == 1 / 125
+    a = venues.binance.arithmetic(p)
+    assert a.maintenance_margin(3_000_000) == 12_000  # 3,000,000 * 0.004 - 0
+    assert p.details["coin_brackets"][0]["cap"] == "50"
