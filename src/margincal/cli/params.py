@@ -112,12 +112,12 @@ def import_(file: Annotated[Path, typer.Argument(help="The venue's file (its own
             by: Annotated[str, typer.Option("--by", help="Author recorded when publishing.")] = "cli",
             store: StoreOption = None, json_out: JsonOption = False) -> None:
     """Read a venue's margin table into a parameter set (provenance: venue, file, sha256, fetched date)."""
-    opts = {k: v for k, v in {"price": price, "ct_val": ct_val}.items() if v is not None}
+    opts: dict[str, float] = {k: v for k, v in {"price": price, "ct_val": ct_val}.items() if v is not None}
     f = venues.get_format(fmt)
     for k in opts:
         if k not in f.options:
             raise ConfigError(f"--{k.replace('_', '-')} does not apply to --format {fmt}")
-    pset = venues.import_table(file, fmt, fetched=fetched, source_note=source, **opts)
+    pset = venues.import_table(file, fmt, fetched=fetched, source_note=source, price=price, ct_val=ct_val)
     version = None
     if publish:
         with open_store(store) as con:

@@ -118,7 +118,7 @@ def _find(doc: Any, key: str) -> Any:
             if k in doc:
                 return doc[k]
         for path in (("app_state", "perpetuals"), ("appState", "perpetuals"), ("perpetuals",)):
-            d = doc
+            d: Any = doc
             for p in path:
                 d = d.get(p) if isinstance(d, dict) else None
             if isinstance(d, dict) and d is not doc:
@@ -131,7 +131,7 @@ def _find(doc: Any, key: str) -> Any:
 def _tier(rec: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
     r = _snake(rec)
     c = ctx.at(f"liquidity tier {r.get('id', '?')} ({r.get('name', '')})")
-    t = {"id": integer(get(r, c, "id", default=0), c, "id", low=0), "name": str(get(r, c, "name", default="")),
+    t: dict[str, Any] = {"id": integer(get(r, c, "id", default=0), c, "id", low=0), "name": str(get(r, c, "name", default="")),
          "initial_margin_ppm": integer(get(r, c, "initial_margin_ppm"), c, "initial_margin_ppm", low=1,
                                        high=ONE_MILLION),
          "maintenance_fraction_ppm": integer(get(r, c, "maintenance_fraction_ppm"), c, "maintenance_fraction_ppm",

@@ -130,16 +130,18 @@ def parse(doc: Any, ctx: Ctx, **_: Any) -> dict[str, InstrumentParams]:
 def render(pset: ParameterSet, *, instruments: Sequence[str] | None = None, **_: Any) -> dict[str, Any]:
     import warnings
 
-    universe, tables = [], []
+    universe: list[dict[str, Any]] = []
+    tables: list[list[Any]] = []
     for i, name in enumerate(instruments or pset.instruments()):
         p = pset[name]
         br = brackets_from_params(p)
-        tiers, dropped_mm = [], False
+        tiers: list[dict[str, Any]] = []
+        dropped_mm = False
         for b in br:
             lev = max(1, floor_frac(1 / b.im_rate))
             if Fraction(1, 2 * lev) != b.mm_rate:
                 dropped_mm = True
-            if tiers and lev >= tiers[-1]["maxLeverage"]:
+            if tiers and lev >= int(tiers[-1]["maxLeverage"]):
                 continue  # a tier must lower the leverage
             lb = fmt(b.floor)
             tiers.append({"lowerBound": lb if "." in lb else lb + ".0",
@@ -148,8 +150,8 @@ def render(pset: ParameterSet, *, instruments: Sequence[str] | None = None, **_:
             warnings.warn(f"{name}: Hyperliquid's maintenance rate is half the initial rate at max leverage; "
                           "our maintenance rates are not carried over", MargincalWarning, stacklevel=2)
         tid = int(p.details.get("marginTableId") or 0)
-        if len(tiers) == 1 and tiers[0]["maxLeverage"] < 50:
-            tid = tiers[0]["maxLeverage"]  # ids below 50 are single tiers at that leverage
+        if len(tiers) == 1 and int(tiers[0]["maxLeverage"]) < 50:
+            tid = int(tiers[0]["maxLeverage"])  # ids below 50 are single tiers at that leverage
         else:
             if tid < 50 or any(t[0] == tid for t in tables):
                 tid = 1000 + i

@@ -55,8 +55,8 @@ def parse(doc: Any, ctx: Ctx, *, price: float | Mapping[str, float] | None = Non
     out: dict[str, InstrumentParams] = {}
     for fam, rs in fams.items():
         c0 = ctx.at(fam)
-        px_raw = price.get(fam) if isinstance(price, Mapping) else price
-        cv_raw = ct_val.get(fam) if isinstance(ct_val, Mapping) else ct_val
+        px_raw: object = price.get(fam) if isinstance(price, Mapping) else price
+        cv_raw: object = ct_val.get(fam) if isinstance(ct_val, Mapping) else ct_val
         if cv_raw is None:
             cv_raw = CT_VAL.get(fam)
         if px_raw is None or cv_raw is None:
