@@ -265,6 +265,12 @@ def brackets_from_params(p: InstrumentParams) -> list[Bracket]:
     return out
 
 
+def base_rates(p: InstrumentParams) -> tuple[Fraction, Fraction]:
+    """IM and MM rates of the smallest position as our brackets publish them (first bracket), exactly."""
+    b = brackets_from_params(p)[0]
+    return b.im_rate, b.mm_rate
+
+
 def provenance(*, venue: str, fmt_name: str, display: str, sha256: str | None, fetched: str | None,
                source: str | None, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"kind": "venue_import", "venue": venue, "format": fmt_name, "source_file": display,

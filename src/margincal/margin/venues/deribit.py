@@ -24,7 +24,7 @@ from typing import Any
 
 from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet
-from margincal.margin.venues._common import Ctx, ceil_frac, fmt, frac, get, rate
+from margincal.margin.venues._common import Ctx, base_rates, ceil_frac, fmt, frac, get, rate
 
 VENUE = "deribit"
 
@@ -116,7 +116,7 @@ def render(pset: ParameterSet, *, price: float | None = None, instruments: Seque
             px = price if price is not None else p.details.get("reference_price")
             if len(p.details.get("tiers") or []) > 1 and px is None:
                 raise ConfigError(f"{name}: fitting Deribit's per-coin slope to our tiers needs --price")
-            ib, mb = rate(p.im_rate), rate(p.mm_rate)
+            ib, mb = (Fraction(ceil_frac(x * 10**8), 10**8) for x in base_rates(p))  # rounded up to 1e-8
             ip = _fit_per_unit(p, "im", ib, float(px)) if px is not None else Fraction(0)
             mp = min(ip, _fit_per_unit(p, "mm", mb, float(px))) if px is not None else Fraction(0)
             cur = name.removesuffix("USDT").removesuffix("-PERP").split("-")[0]

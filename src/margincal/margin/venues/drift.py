@@ -36,7 +36,7 @@ from typing import Any
 
 from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet
-from margincal.margin.venues._common import Ctx, ceil_frac, get, integer, rate
+from margincal.margin.venues._common import Ctx, base_rates, ceil_frac, get, integer, rate
 from margincal.margin.venues.dydx import _snake
 
 VENUE = "drift"
@@ -157,6 +157,8 @@ def fit_imf_factor(p: InstrumentParams, price: float, ratio_initial: int) -> int
     for cap in [t["upper"] for t in tiers if t.get("upper")]:
         avg = rate(float(sched.initial_rate(float(cap))))
         size = Fraction(str(cap)) / Fraction(str(price))
+        if avg * MARGIN_PRECISION <= ratio_initial:
+            continue  # the bounded premium never charges less than the base ratio
         gap = avg * MARGIN_PRECISION - Fraction(ratio_initial) * 4 / 5
         if gap > 0:  # premium ~ sqrt(size * 1e10) * imf / 1e7 in MARGIN_PRECISION units
             need = max(need, ceil_frac(gap * 10**7 / Fraction(math.isqrt(int(size * BASE_PRECISION) * 10 + 1))))
@@ -173,8 +175,9 @@ def render(pset: ParameterSet, *, price: float | None = None, instruments: Seque
             rows.append({"marketIndex": d["market_index"], "name": name, "marginRatioInitial": d["margin_ratio_initial"],
                          "marginRatioMaintenance": d["margin_ratio_maintenance"], "imfFactor": d["imf_factor"]})
             continue
-        ri = ceil_frac(rate(p.im_rate) * MARGIN_PRECISION)
-        rm = min(ri, ceil_frac(rate(p.mm_rate) * MARGIN_PRECISION))
+        im, mm = base_rates(p)
+        ri = ceil_frac(im * MARGIN_PRECISION)
+        rm = min(ri, ceil_frac(mm * MARGIN_PRECISION))
         px = price if price is not None else p.details.get("reference_price")
         if len(p.details.get("tiers") or []) > 1 and px is None:
             raise ConfigError(f"{name}: fitting Drift's IMF factor to our tiers needs the reference price (--price)")

@@ -39,7 +39,7 @@ from typing import Any
 
 from margincal.errors import ConfigError, MargincalWarning
 from margincal.margin.params import InstrumentParams, ParameterSet
-from margincal.margin.venues._common import Ctx, ceil_frac, get, integer, rate
+from margincal.margin.venues._common import Ctx, base_rates, ceil_frac, get, integer
 
 VENUE = "dydx"
 ONE_MILLION = 1_000_000
@@ -195,8 +195,8 @@ def arithmetic(p: InstrumentParams) -> DydxArithmetic:
         t = d["liquidity_tier"]
         return DydxArithmetic(t["initial_margin_ppm"], t["maintenance_fraction_ppm"], t["open_interest_lower_cap"],
                               t["open_interest_upper_cap"], (d.get("perpetual") or {}).get("atomic_resolution"))
-    return DydxArithmetic(ceil_frac(rate(p.im_rate) * ONE_MILLION),
-                          min(ONE_MILLION, ceil_frac(rate(p.mm_rate) / rate(p.im_rate) * ONE_MILLION)),
+    im, mm = base_rates(p)
+    return DydxArithmetic(ceil_frac(im * ONE_MILLION), min(ONE_MILLION, ceil_frac(mm / im * ONE_MILLION)),
                           int(round(float(p.details.get("oi_lower_cap", 0.0)) * ONE_MILLION)),
                           int(round(float(p.details.get("oi_upper_cap", 0.0)) * ONE_MILLION)))
 
