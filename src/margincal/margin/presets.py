@@ -126,13 +126,6 @@ class Preset:
             return a.initial_margin(size) * pxf, a.maintenance_margin(size) * pxf
         return a.initial_margin(n), a.maintenance_margin(n)
 
-    def with_table(self, params: InstrumentParams) -> Preset:
-        """This preset with a newer venue table (same rule), e.g. from :func:`from_file`."""
-        return _preset_from_params(self.name, params, instrument=self.instrument, description=self.description,
-                                   reference_price=self.reference_price, source=params.details.get("source"),
-                                   retrieved=params.details.get("retrieved"),
-                                   as_of=params.details.get("as_of"), table_file=params.details.get("source_file"))
-
     def details(self) -> dict[str, Any]:
         d: dict[str, Any] = {"preset": self.name, "venue": self.venue, "rule": self.rule, "source": self.source,
                              "retrieved": self.retrieved, "description": self.description, **self.params}
