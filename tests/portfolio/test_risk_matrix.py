@@ -247,7 +247,7 @@ def test_inverse_perp_against_linear_perp_is_margined_per_settlement_currency():
     assert res.im[2] == pytest.approx(usd, rel=1e-12)
     assert res.im[0] == pytest.approx(res.im[1] + res.im[2], rel=1e-12)
     # the -16% bucket: 0.1905 BTC, 19% more than the 16% a USD measure shows (the convexity of inverse P&L)
-    assert 1.0 / 0.84 - 1.0 == pytest.approx(0.190476, abs=1e-6)
+    assert pytest.approx(0.190476, abs=1e-6) == 1.0 / 0.84 - 1.0
     # only with cross-collateral settlement (opt-in) do the two net, at the scenario price
     from dataclasses import replace
     cross = scenario_pnl_matrix([inv, parse_instrument("BTC-PERP")], BASE, replace(cfg, settlement_mode="cross"))
