@@ -43,7 +43,7 @@ from margincal.margin.portfolio.standard import (
     compare_margin_modes,
     standard_margin,
 )
-from margincal.margin.portfolio.whatif import Portfolio, WhatIfResult, what_if
+from margincal.margin.portfolio.whatif import Portfolio, WhatIfResult, account_view, what_if
 
 __all__ = [
     "PRESETS",
@@ -64,6 +64,7 @@ __all__ = [
     "RiskMatrixMargin",
     "ScenarioPnL",
     "WhatIfResult",
+    "account_view",
     "as_positions",
     "book_from_frame",
     "build_market",
