@@ -314,3 +314,17 @@ def test_margin_is_positively_homogeneous(a, lam, preset):
     pnl = _pnl(preset)
     res = portfolio_margin(np.array([a, np.multiply(a, lam)]), pnl)
     assert res.im[1] == pytest.approx(lam * res.im[0], rel=1e-9, abs=1e-6)
+
+
+def test_derive_stable_peg_contingency_raises_im_not_mm():
+    # Derive PMRM: IM factor = imFactor + (threshold - USDC) x pegLossFactor below the threshold (PEG_FACTOR 4.0)
+    depeg = MarketState(spot={"BTC": 68800.0, "USDC": 0.95}, valuation_time="2024-05-24T13:00Z", flat_vol=0.6)
+    pnl = scenario_pnl_matrix([parse_instrument("BTC-PERP")], depeg, derive_like())
+    r = portfolio_margin({"BTC-PERP": -1.0}, pnl)
+    base = (0.20 + 0.03) * 68800.0
+    assert r.im[0] == pytest.approx((1.25 + (0.98 - 0.95) * 4.0) * base)
+    assert r.mm[0] == pytest.approx(base)
+    at_peg = MarketState(spot={"BTC": 68800.0, "USDC": 0.99}, valuation_time="2024-05-24T13:00Z", flat_vol=0.6)
+    r2 = portfolio_margin({"BTC-PERP": -1.0}, scenario_pnl_matrix([parse_instrument("BTC-PERP")], at_peg,
+                                                                   derive_like()))
+    assert r2.im[0] == pytest.approx(1.25 * base)

@@ -105,6 +105,9 @@ class RiskMatrixConfig:
     settlement_mode: str = "segregated"
     delta_shock_max: float = 0.0
     delta_shock_threshold: float = math.inf
+    peg_loss_threshold: float = 0.0
+    peg_loss_factor: float = 0.0
+    stablecoin: str = "USDC"
     name: str = "custom"
     sources: tuple[str, ...] = ()
     notes: str = ""
@@ -133,7 +136,8 @@ class RiskMatrixConfig:
         if self.extended_vol not in ("up", "same"):
             raise ConfigError(f"extended_vol is {self.extended_vol!r}; use 'up' or 'same'")
         for f in ("vol_up", "vol_down", "vol_power_short", "vol_power_long", "short_option_contingency",
-                  "futures_contingency", "horizon_hours", "min_vol_shock_up", "delta_shock_max"):
+                  "futures_contingency", "horizon_hours", "min_vol_shock_up", "delta_shock_max",
+                  "peg_loss_threshold", "peg_loss_factor"):
             v = getattr(self, f)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{f} is {v}; it must be finite and >= 0")
@@ -233,8 +237,12 @@ def derive_like() -> RiskMatrixConfig:
     Contingencies: ``optionPercent`` 2% per naked short per strike,
     ``perpPercent`` 3% of |perp| notional. IM = 1.25 x MM (``imFactor``), so
     ``im_multiplier=1.25`` and ``mm_fraction=0.8`` (MM = scenario loss +
-    contingencies, as on Derive). Not modelled: the static MtM discount,
-    forward/basis, oracle-confidence and stable-peg contingencies.
+    contingencies, as on Derive). Stable-peg contingency: when the USDC mark
+    (``MarketState.spot["USDC"]``) is below ``peg_loss_threshold``, IM uses
+    ``imFactor + (threshold - price) * pegLossFactor`` (``PEG_FACTOR`` 4.0 from
+    docs.derive.xyz; the 0.98 threshold is v2-core's deployment-script value,
+    assumed for mainnet). Not modelled: the static MtM discount,
+    forward/basis and oracle-confidence contingencies.
     """
     return RiskMatrixConfig(
         spot_shocks=(-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15),
@@ -251,6 +259,9 @@ def derive_like() -> RiskMatrixConfig:
         futures_contingency=0.03,
         im_multiplier=1.25,
         mm_fraction=0.8,
+        peg_loss_threshold=0.98,
+        peg_loss_factor=4.0,
+        stablecoin="USDC",
         name="derive_like",
         sources=DERIVE_SOURCES,
         notes="from derivexyz/v2-core scripts/config-mainnet.sol (getDefaultScenarios, getPMRMParams)",
@@ -493,6 +504,13 @@ def scenario_pnl_matrix(
             lab = f"{name}: spot {_pct(s)}, {vol_label[d]}"
             labels.append(lab + (f" (extended, weight {w:.3g})" if ext and w != 1.0 else ""))
     delta = _delta_notional(specs, arr)
+    im_mult, mm_frac = cfg.im_multiplier, cfg.mm_fraction
+    peg = market.spot.get(cfg.stablecoin)
+    if cfg.peg_loss_factor > 0 and peg is not None and peg < cfg.peg_loss_threshold:
+        # Derive: the IM factor grows as the stablecoin depegs; MM (= IM / imFactor) is unchanged
+        mm_dollars_per_im = cfg.mm_fraction * cfg.im_multiplier
+        im_mult = cfg.im_multiplier + (cfg.peg_loss_threshold - float(peg)) * cfg.peg_loss_factor
+        mm_frac = mm_dollars_per_im / im_mult
     groups, gcharge, fcharge = _contingency_inputs(specs, market, cfg.short_option_contingency,
                                                    cfg.futures_contingency)
     og, og_names = offset_groups_of(specs)
@@ -513,8 +531,8 @@ def scenario_pnl_matrix(
         futures_charge=fcharge,
         offset_groups=og,
         offset_group_names=og_names,
-        im_multiplier=cfg.im_multiplier,
-        mm_fraction=cfg.mm_fraction,
+        im_multiplier=im_mult,
+        mm_fraction=mm_frac,
         option_contingency_rate=cfg.short_option_contingency,
         futures_contingency_rate=cfg.futures_contingency,
         delta_notional=delta,
