@@ -110,11 +110,11 @@ def close_to_close_loss(bars: pd.DataFrame, horizon_bars: int) -> pd.DataFrame:
 
 def breach_rate(loss: pd.Series | np.ndarray, margin: pd.Series | np.ndarray | float) -> tuple[int, int, float]:
     """``(breaches, observations, rate)`` of ``loss > margin`` over the periods where both are defined."""
-    L = np.asarray(loss, dtype=float)
-    m = np.broadcast_to(np.asarray(margin, dtype=float), L.shape)
-    ok = np.isfinite(L) & np.isfinite(m)
+    x = np.asarray(loss, dtype=float)
+    m = np.broadcast_to(np.asarray(margin, dtype=float), x.shape)
+    ok = np.isfinite(x) & np.isfinite(m)
     n = int(ok.sum())
-    b = int(np.count_nonzero(L[ok] > m[ok]))
+    b = int(np.count_nonzero(x[ok] > m[ok]))
     return b, n, (b / n if n else float("nan"))
 
 

@@ -376,17 +376,17 @@ def acerbi_szekely_z2(losses: object, var: object, es: object, coverage: float =
     the ES is too small (more or larger tail losses than predicted). The
     paper reports 5% critical values near -0.70 across distributions.
     """
-    L, v, e = (np.asarray(x, dtype=float).ravel() for x in (losses, var, es))
-    if not (L.size == v.size == e.size) or L.size == 0:
-        raise DataError(f"losses ({L.size}), var ({v.size}) and es ({e.size}) must have the same non-zero length")
-    if not (np.all(np.isfinite(L)) and np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
+    x, v, e = (np.asarray(x, dtype=float).ravel() for x in (losses, var, es))
+    if not (x.size == v.size == e.size) or x.size == 0:
+        raise DataError(f"losses ({x.size}), var ({v.size}) and es ({e.size}) must have the same non-zero length")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
         raise DataError("losses, var and es must be finite (drop the periods without a forecast)")
     if np.any(e <= 0):
         i = int(np.flatnonzero(e <= 0)[0])
         raise DataError(f"es[{i}] is {e[i]}; Expected Shortfall forecasts must be > 0")
     alpha = 1.0 - _check_coverage(coverage)
-    hit = L > v
-    return float(1.0 - np.sum(np.where(hit, L, 0.0) / e) / (L.size * alpha))
+    hit = x > v
+    return float(1.0 - np.sum(np.where(hit, x, 0.0) / e) / (x.size * alpha))
 
 
 def z2_test(losses: object, var: object, es: object, coverage: float = 0.975, *,
@@ -401,19 +401,19 @@ def z2_test(losses: object, var: object, es: object, coverage: float = 0.975, *,
     an ES that is too small is rejected).
     """
     z = acerbi_szekely_z2(losses, var, es, coverage)
-    L = np.asarray(losses, dtype=float).ravel()
+    x = np.asarray(losses, dtype=float).ravel()
     if n_sims < 100:
         raise DataError(f"n_sims is {n_sims}; use at least 100 simulations for a p-value")
     rng = np.random.default_rng(seed)
     sims = np.empty(n_sims)
     for k in range(n_sims):
         path = np.asarray(simulate(rng), dtype=float).ravel()
-        if path.size != L.size:
-            raise DataError(f"simulate returned {path.size} losses; the sample has {L.size}")
+        if path.size != x.size:
+            raise DataError(f"simulate returned {path.size} losses; the sample has {x.size}")
         sims[k] = acerbi_szekely_z2(path, var, es, coverage)
     p = float((np.count_nonzero(sims <= z) + 1) / (n_sims + 1))
-    return Z2Result(statistic=z, pvalue=p, n_obs=int(L.size),
-                    n_breaches=int(np.count_nonzero(L > np.asarray(var, dtype=float).ravel())), n_sims=int(n_sims))
+    return Z2Result(statistic=z, pvalue=p, n_obs=int(x.size),
+                    n_breaches=int(np.count_nonzero(x > np.asarray(var, dtype=float).ravel())), n_sims=int(n_sims))
 
 
 # ------------------------------------------------------------------ cost of coverage
@@ -445,29 +445,29 @@ def cost_of_coverage(losses: object, margin: object) -> CoverageCost:
     sample, so a dynamic margin that costs more than it has no advantage
     over a fixed rate at equal coverage.
     """
-    L = np.asarray(losses, dtype=float).ravel()
+    x = np.asarray(losses, dtype=float).ravel()
     m = np.asarray(margin, dtype=float).ravel()
-    if L.size != m.size or L.size == 0:
-        raise DataError(f"losses ({L.size}) and margin ({m.size}) must have the same non-zero length")
-    ok = np.isfinite(L) & np.isfinite(m)
+    if x.size != m.size or x.size == 0:
+        raise DataError(f"losses ({x.size}) and margin ({m.size}) must have the same non-zero length")
+    ok = np.isfinite(x) & np.isfinite(m)
     if not ok.all():
         raise DataError("losses and margin must be finite (drop the periods without a margin)")
-    b = int(np.count_nonzero(L > m))
-    srt = np.sort(L)[::-1]
-    s = float(max(srt[b], 0.0)) if b < L.size else 0.0
-    return CoverageCost(n_obs=int(L.size), dynamic_breaches=b, mean_margin=float(m.mean()), static_rate=s,
-                        static_breaches=int(np.count_nonzero(L > s)))
+    b = int(np.count_nonzero(x > m))
+    srt = np.sort(x)[::-1]
+    s = float(max(srt[b], 0.0)) if b < x.size else 0.0
+    return CoverageCost(n_obs=int(x.size), dynamic_breaches=b, mean_margin=float(m.mean()), static_rate=s,
+                        static_breaches=int(np.count_nonzero(x > s)))
 
 
 def cost_of_coverage_reference(losses: object, margin: object) -> float:
     """Brute force: the smallest candidate rate (0 or a loss value) with no more breaches (for tests)."""
-    L = np.asarray(losses, dtype=float).ravel()
+    x = np.asarray(losses, dtype=float).ravel()
     m = np.asarray(margin, dtype=float).ravel()
-    b = int(np.count_nonzero(L > m))
-    for s in sorted(set([0.0] + [float(x) for x in L if x > 0])):
-        if np.count_nonzero(L > s) <= b:
+    b = int(np.count_nonzero(x > m))
+    for s in sorted(set([0.0] + [float(x) for x in x if x > 0])):
+        if np.count_nonzero(x > s) <= b:
             return s
-    return float(L.max())
+    return float(x.max())
 
 
 __all__ = [

@@ -460,7 +460,7 @@ def stressed_liquidity_addon(size: object, *, depth_notional: float, depth_band:
         raise ConfigError(f"collapse is {collapse}; stressed depth must be a fraction in (0, 1] of normal depth")
     q = np.abs(np.asarray(size, dtype=float))
     d = collapse * depth_notional
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.where(q <= d, depth_band * q / (2.0 * d),
                        depth_band * (1.0 - d / (2.0 * np.where(q > 0, q, 1.0))))
     return float(out) if np.ndim(out) == 0 else out

@@ -386,10 +386,10 @@ def brackets_from_curve(boundaries: Sequence[float] | np.ndarray, im_rate: Calla
     * ``convention="average"``: ``r_k = rate(c_k)`` (each tier's step rate
       covers every size in it).
 
-    Then: rates are rounded UP to ``rounding``; ``max_leverage_k =
-    floor(1 / r_im_k)`` on the integer grid (or the largest value of
+    Then: ``max_leverage_k = floor(1 / r_im_k)`` on the integer grid (or the largest value of
     ``leverage_grid`` not above it), bounded to ``[1, max_leverage_cap]`` and
-    made non-increasing; MM rates are made non-decreasing and never above
+    made non-increasing (the IM rate is ``1 / max_leverage_k``); MM rates are
+    rounded UP to ``rounding``, made non-decreasing and never above
     ``1 / max_leverage_k``. Maintenance amounts follow Binance's rule
     ``amount_k = amount_{k-1} + lower_k * (mmr_k - mmr_{k-1})``
     (:attr:`TierSchedule.maintenance_amounts`).
@@ -412,7 +412,8 @@ def brackets_from_curve(boundaries: Sequence[float] | np.ndarray, im_rate: Calla
         r_mm = np.diff(np.concatenate([[0.0], caps * mm])) / (caps - prev)
     else:
         raise ConfigError(f"convention is {convention!r}; use 'marginal' or 'average'")
-    r_im = np.maximum.accumulate(np.minimum(ceil_to_increment(r_im, rounding), 1.0))
+    # leverage from the unrounded IM rate: the published IM rate is 1 / max_leverage >= r_im anyway
+    r_im = np.maximum.accumulate(np.minimum(r_im, 1.0))
     lev = np.clip(np.floor(1.0 / r_im + 1e-9), 1.0, max_leverage_cap)
     if leverage_grid is not None:
         g = np.sort(np.asarray(leverage_grid, dtype=float))
