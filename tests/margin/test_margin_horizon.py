@@ -35,14 +35,18 @@ def test_close_time_volume_and_depth_bounds():
 
 
 def test_cost_model_pieces():
-    c = CostModel(adv=1e9, sigma_daily=0.03, half_spread=0.0001, fee=0.0005, funding_per_event=0.003)
+    c = CostModel(adv=1e9, sigma_daily=0.03, half_spread=0.0001, fee=0.0005, funding_per_event=0.003,
+                  funding_accrual="events")
     # N = 1e7: impact 1 * 0.03 * sqrt(0.01) = 0.003
     assert c.execution(1e7) == pytest.approx(0.0001 + 0.003 + 0.0005)
-    # funding: 0.5 h -> 1 event, 8 h -> 1, 8.5 h -> 2
+    # funding by events: 0.5 h -> 1 event, 8 h -> 1, 8.5 h -> 2
     assert c.funding(0.5) == pytest.approx(0.003)
     assert c.funding(8.0) == pytest.approx(0.003)
     assert c.funding(8.5) == pytest.approx(0.006)
     assert c.cost(1e7, 8.5) == pytest.approx(0.0036 + 0.006)
+    # pro rata (default): 0.003 * h / 8
+    p = CostModel(adv=1e9, sigma_daily=0.03, funding_per_event=0.003)
+    assert p.funding(2.0) == pytest.approx(0.00075)
     # stressed book: depth 89M/1% collapsing to 2M; for N = 8M the book walk costs 0.00875 > sqrt impact
     s = CostModel(adv=1e9, sigma_daily=0.03, stressed_depth=89e6, stressed_depth_band=0.01,
                   stressed_collapse=2 / 89)

@@ -127,14 +127,17 @@ def test_stressed_book_cost_non_decreasing(sizes):
 
 def test_funding_provision_events():
     rates = [0.0001, -0.003, 0.002, 0.0001]
-    # max |rate| = 0.003 per event; 2 minutes -> 1 event; 8 h -> 1; 9 h -> 2; 24 h -> 3
-    assert funding_provision(rates, 2 / 60) == pytest.approx(0.003)
-    assert funding_provision(rates, 8.0) == pytest.approx(0.003)
-    assert funding_provision(rates, 9.0) == pytest.approx(0.006)
+    # max |rate| = 0.003 per 8 h. Pro rata: 2 minutes -> 0.003 / 240; 24 h -> 0.009
+    assert funding_provision(rates, 2 / 60) == pytest.approx(0.003 / 240)
     assert funding_provision(rates, 24.0) == pytest.approx(0.009)
-    assert funding_provision(rates, 24.0, cap=0.00075) == pytest.approx(0.00225)
+    # worst case by events: 2 minutes -> 1 event; 8 h -> 1; 9 h -> 2; 24 h -> 3
+    ev = {"accrual": "events"}
+    assert funding_provision(rates, 2 / 60, **ev) == pytest.approx(0.003)
+    assert funding_provision(rates, 8.0, **ev) == pytest.approx(0.003)
+    assert funding_provision(rates, 9.0, **ev) == pytest.approx(0.006)
+    assert funding_provision(rates, 24.0, cap=0.00075, **ev) == pytest.approx(0.00225)
     assert funding_provision(rates, 0.0) == 0.0
-    assert funding_provision(rates, 8.0, method="quantile", quantile=0.5) == pytest.approx(
+    assert funding_provision(rates, 8.0, method="quantile", quantile=0.5, **ev) == pytest.approx(
         float(np.quantile(np.abs(rates), 0.5)))
     with pytest.raises(DataError):
         funding_provision([np.nan], 8.0)

@@ -155,10 +155,12 @@ def as_loss_function(model: LossAtHorizon | _Forecaster, *, level: float = 0.99,
 class CostModel:
     """Close-out cost over a horizon (fractions of notional; see module doc).
 
-    ``funding_per_hour`` is the funding provision rate (e.g.
-    :func:`margincal.margin.liquidity.funding_provision` over 8 hours / 8);
-    it is charged for ``ceil(h / funding_interval_hours)`` funding events of
-    ``funding_per_event``, i.e. funding is paid per event, not pro rata.
+    ``funding_per_event`` is the provision per funding time (e.g. the largest
+    observed ``|rate|`` or the venue cap, :func:`margincal.margin.liquidity.funding_provision`
+    with ``horizon_hours = funding_interval_hours``). ``funding_accrual="pro_rata"``
+    (default) charges ``funding_per_event * h / funding_interval_hours``;
+    ``"events"`` charges it for each of the ``ceil(h / interval)`` (at least one)
+    funding times the horizon can cross.
     """
 
     adv: float
@@ -168,6 +170,7 @@ class CostModel:
     fee: float = 0.0
     funding_per_event: float = 0.0
     funding_interval_hours: float = 8.0
+    funding_accrual: str = "pro_rata"
     stressed_depth: float | None = None
     stressed_depth_band: float = 0.01
     stressed_collapse: float | None = None
@@ -178,10 +181,15 @@ class CostModel:
         for name in ("half_spread", "y", "fee", "funding_per_event"):
             _pos(f"CostModel.{name}", getattr(self, name), zero_ok=True)
         _pos("CostModel.funding_interval_hours", self.funding_interval_hours)
+        if self.funding_accrual not in ("pro_rata", "events"):
+            raise ConfigError(f"CostModel.funding_accrual is {self.funding_accrual!r}; use 'pro_rata' or 'events'")
 
     def funding(self, hours: object) -> np.ndarray | float:
         h = np.asarray(hours, dtype=float)
-        events = np.where(h > 0, np.maximum(np.ceil(h / self.funding_interval_hours - 1e-12), 1.0), 0.0)
+        if self.funding_accrual == "pro_rata":
+            events = h / self.funding_interval_hours
+        else:
+            events = np.where(h > 0, np.maximum(np.ceil(h / self.funding_interval_hours - 1e-12), 1.0), 0.0)
         out = events * self.funding_per_event
         return float(out) if np.ndim(out) == 0 else out
 

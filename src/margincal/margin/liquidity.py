@@ -470,16 +470,19 @@ def stressed_liquidity_addon(size: object, *, depth_notional: float, depth_band:
 
 
 def funding_provision(funding_rates: object, horizon_hours: float, *, interval_hours: float = 8.0,
-                      method: str = "max", quantile: float = 0.99, cap: float | None = None) -> float:
+                      method: str = "max", quantile: float = 0.99, cap: float | None = None,
+                      accrual: str = "pro_rata") -> float:
     """Funding a perpetual position may pay over a close-out horizon (fraction of notional).
 
     A perpetual pays (or receives) ``rate`` times notional at each funding
-    time (every ``interval_hours``). A position held ``horizon_hours`` crosses
-    at most ``ceil(horizon / interval)`` funding times (one at least when the
-    horizon is > 0: the close-out may straddle a funding time). The per-event
-    rate is the largest observed ``|rate|`` (``method="max"``) or its
-    ``quantile`` (``method="quantile"``), optionally capped at the venue's
-    funding cap ``cap``. Returns ``events * rate``.
+    time (every ``interval_hours``). The per-event rate is the largest
+    observed ``|rate|`` (``method="max"``) or its ``quantile``
+    (``method="quantile"``), optionally capped at the venue's funding cap
+    ``cap``. ``accrual="pro_rata"`` (default) charges ``rate * horizon /
+    interval`` (the expected funding of a horizon that starts at a random
+    time); ``accrual="events"`` charges ``rate`` for each of the at most
+    ``ceil(horizon / interval)`` funding times the horizon can cross (at least
+    one: the worst case, a close-out straddling a funding time).
     """
     r = np.abs(np.asarray(funding_rates, dtype=float))
     r = r[np.isfinite(r)]
@@ -499,5 +502,9 @@ def funding_provision(funding_rates: object, horizon_hours: float, *, interval_h
         raise ConfigError(f"method is {method!r}; use 'max' or 'quantile'")
     if cap is not None:
         per_event = min(per_event, float(cap))
+    if accrual == "pro_rata":
+        return float(per_event * horizon_hours / interval_hours)
+    if accrual != "events":
+        raise ConfigError(f"accrual is {accrual!r}; use 'pro_rata' or 'events'")
     events = math.ceil(horizon_hours / interval_hours - 1e-12) if horizon_hours > 0 else 0
     return float(max(events, 1 if horizon_hours > 0 else 0) * per_event)
