@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from margincal.errors import ConfigError
-from margincal.margin.horizon import CloseOutModel, CostModel, as_loss_function, margin_curve
+from margincal.margin.horizon import CloseOutModel, CostModel, as_loss_function, displayed_depth, margin_curve
+from margincal.margin.liquidity import DepthBook, LiquidityModel
 
 
 def test_close_time_volume_and_depth_bounds():
@@ -102,3 +103,16 @@ def test_forecast_object_is_accepted_and_matches_the_model():
     assert plain(3.0) == 0.5
     with pytest.raises(ConfigError):
         as_loss_function(3.0)  # type: ignore[arg-type]
+
+
+def test_depth_from_a_snapshot():
+    # bids 99 x 10 + 98 x 10 = 1970 ; asks 101 x 5 + 102 x 5 = 1015 -> thinner side 1015
+    book = DepthBook(np.array([99.0, 98.0]), np.array([10.0, 10.0]), np.array([101.0, 102.0]), np.array([5.0, 5.0]))
+    assert displayed_depth(book) == pytest.approx(1015.0)
+    # within 1.5% of mid (100): bid 99 only (990), ask 101 only (505)
+    assert displayed_depth(book, band=0.015) == pytest.approx(505.0)
+    liq = LiquidityModel(adv=2.4e8, sigma_daily=0.02, depth=book)
+    co = CloseOutModel.from_liquidity(liq, participation=0.1)
+    assert co.depth == pytest.approx(1015.0) and co.adv == 2.4e8
+    # volume bound N / 1e6 h; depth bound 1 minute x N / (0.25 x 1015) = N / 15225 h, slower: it binds
+    assert co.close_time(1e4) == pytest.approx(1e4 / (0.25 * 1015) / 60)

@@ -61,7 +61,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from margincal.errors import ConfigError
-from margincal.margin.liquidity import SQRT_IMPACT_Y, stressed_liquidity_addon
+from margincal.margin.liquidity import SQRT_IMPACT_Y, DepthBook, LiquidityModel, stressed_liquidity_addon
 
 LossAtHorizon = Callable[[float], float]
 
@@ -120,10 +120,33 @@ class CloseOutModel:
         out = self.check_interval_hours + np.asarray(self.mm_horizon(notional))
         return float(out) if np.ndim(out) == 0 else out
 
+    @classmethod
+    def from_liquidity(cls, liquidity: LiquidityModel, **params: Any) -> CloseOutModel:
+        """ADV from a :class:`LiquidityModel` and, when it holds a depth snapshot, its displayed depth
+        (the thinner side's total notional: a close-out may have to sell or to buy)."""
+        depth = params.pop("depth", None)
+        if depth is None and liquidity.depth is not None:
+            depth = displayed_depth(liquidity.depth)
+        return cls(adv=liquidity.adv, depth=depth, **params)
+
     @property
     def floor_hours(self) -> tuple[float, float]:
         """``(H_MM(0), H_IM(0))``: the documented floor for the smallest positions."""
         return self.detection_hours, self.check_interval_hours + self.detection_hours
+
+
+def displayed_depth(book: DepthBook, band: float | None = None) -> float:
+    """Notional displayed on the thinner side of a snapshot (quote currency), within ``band`` of mid if given."""
+    sides = []
+    for side in ("bid", "ask"):
+        notional, slip = book.side_levels(side)
+        if band is not None:
+            notional = notional[slip <= band]
+        sides.append(float(np.sum(notional)))
+    out = min(sides)
+    if not out > 0:
+        raise ConfigError(f"no displayed depth within {band} of mid on one side of the snapshot")
+    return out
 
 
 def as_loss_function(model: LossAtHorizon | _Forecaster, *, level: float = 0.99,
@@ -265,4 +288,5 @@ def margin_curve(notional: object, loss_at_horizon: LossAtHorizon | _Forecaster,
                        mm_cost=c_mm, im_cost=c_im, mm_rate=mm, im_rate=im, im_gap=float(im_gap))
 
 
-__all__ = ["CloseOutModel", "CostModel", "LossAtHorizon", "MarginCurve", "as_loss_function", "margin_curve"]
+__all__ = ["CloseOutModel", "CostModel", "LossAtHorizon", "MarginCurve", "as_loss_function", "displayed_depth",
+           "margin_curve"]
