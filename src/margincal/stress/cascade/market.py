@@ -19,7 +19,7 @@ orders hit in it are one net market order per path, every participant gets its V
 
 **Liquidation size** (``liquidation``): ``"full"``; ``"partial"`` (Binance/dYdX style): close the
 fraction ``x`` that brings equity back to ``MM x (1 + buffer)`` net of the fee,
-``x = (m(1+b) N - E) / (N (m(1+b) - fee))``, all of it when ``E < full_below x MM`` or ``x`` > 1;
+``x = (m(1+b) N - E + 0.01) / (N (m(1+b) - fee))`` (one cent above, against rounding), all of it when ``E < full_below x MM`` or ``x`` > 1;
 ``"ladder"`` (risk-limit tiers): close down to the notional cap of the next lower tier.
 **Liquidator capacity**: at most ``capacity`` (quote currency) of notional liquidated per step and
 path; above it every triggered account's ``x`` is scaled pro rata and the rest waits.
@@ -347,7 +347,7 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
             me = (cash / 100.0 + sats / _SAT * It[:, None] * (1 - hb) + stab / 100.0 * St[:, None] * (1 - hsb)
                   + q * (Mc - eq_) + n_ * (1.0 / ei_ - 1.0 / Mc) * Mc)
             need = mm * notl
-            trig = open_ & (me < need)
+            trig = open_ & (me < need * (1.0 - 1e-9) - 1e-9)  # no re-trigger on float noise at exactly MM
             # stop orders crossed by the last price
             st_q = np.zeros(P)
             if ag.stop_losses:
@@ -366,7 +366,7 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
             elif cfg.liquidation == "partial":
                 mb = mm * (1.0 + cfg.buffer)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    x = (mb * notl - me) / (notl * (mb - cfg.fee_rate))
+                    x = (mb * notl - me + 0.01) / (notl * (mb - cfg.fee_rate))  # + 1 cent: rounding
                 x = np.where((me < cfg.full_below * need) | ~(x > 0) | (x > 1) | ~np.isfinite(x), 1.0, x)
                 x = np.where(trig, x, 0.0)
             else:
