@@ -243,6 +243,152 @@ def _floor(x: np.ndarray) -> np.ndarray:
     return np.floor(np.round(x, 6)).astype(np.int64)
 
 
+_PER_PATH = ("q", "n", "cash", "sats", "stab", "fund", "fund_min", "ext", "ext_s", "ext_u", "bad", "paid", "social",
+             "uncov", "fees", "liq_not", "adl_not", "n_liq", "V", "ema", "disl", "min_last", "D", "hs", "stops", "used")
+
+
+class _Sub:
+    """Per-path state (every attribute has the paths as first axis); ``take``/``put`` select active paths."""
+
+    def take(self, idx: np.ndarray) -> _Sub:
+        o = _Sub()
+        for k in _PER_PATH:
+            setattr(o, k, getattr(self, k)[idx])
+        return o
+
+    def put(self, idx: np.ndarray, o: _Sub) -> None:
+        for k in _PER_PATH:
+            getattr(self, k)[idx] = getattr(o, k)
+
+
+def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarray, acc_side: np.ndarray,
+           eq_: np.ndarray, ei_: np.ndarray, mm: np.ndarray, p0: float, stop_q: float, cap: float | None,
+           cfg: MarketConfig) -> np.ndarray:
+    """One matching round on the paths in ``s`` (module doc); returns which paths traded."""
+    ag = cfg.agents
+    hb, hsb = cfg.haircut_btc, cfg.haircut_stable
+    P = It.size
+    k = 0.02 / s.D
+    last = _last(Rt, k, s.V)
+    M = cfg.mark.mark(s.ema, It, last)
+    Mc = M[:, None]
+    q, n_ = s.q, s.n
+    notl = np.abs(q) * Mc + np.abs(n_)
+    open_ = notl > 0
+    me = (s.cash / 100.0 + s.sats / _SAT * It[:, None] * (1 - hb) + s.stab / 100.0 * St[:, None] * (1 - hsb)
+          + q * (Mc - eq_) + n_ * (1.0 / ei_ - 1.0 / Mc) * Mc)
+    need = mm * notl
+    trig = open_ & (me < need * (1.0 - 1e-9) - 1e-9)  # no re-trigger on float noise at exactly MM
+    st_q = np.zeros(P)
+    if ag.stop_losses:
+        lv = np.asarray(ag.stop_levels, float)
+        hit_lo = (last[:, None] <= p0 * (1 - lv)[None, :]) & s.stops[:, :, 0]
+        hit_hi = (last[:, None] >= p0 * (1 + lv)[None, :]) & s.stops[:, :, 1]
+        st_q = stop_q * (hit_lo.sum(1) - hit_hi.sum(1))
+        s.stops[:, :, 0] &= ~hit_lo
+        s.stops[:, :, 1] &= ~hit_hi
+    if cfg.liquidation == "full":
+        x = trig.astype(float)
+    elif cfg.liquidation == "partial":
+        mb = mm * (1.0 + cfg.buffer)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = (mb * notl - me + 0.01) / (notl * (mb - cfg.fee_rate))  # + 1 cent: rounding
+        x = np.where((me < cfg.full_below * need) | ~(x > 0) | (x > 1) | ~np.isfinite(x), 1.0, x)
+        x = np.where(trig, x, 0.0)
+    else:
+        caps = np.asarray(cfg.tiers, float)[:, 0]
+        tier = np.searchsorted(caps, notl, side="left")
+        lower = np.where(tier > 0, caps[np.maximum(tier - 1, 0)], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(notl > 0, 1.0 - lower / notl, 1.0)
+        x = np.where((me < cfg.full_below * need) | (x <= 0), 1.0, x)
+        x = np.where(trig, x, 0.0)
+    if cap is not None:
+        dem = (x * notl).sum(1)
+        room = np.maximum(cap - s.used, 0.0)
+        scale = np.where(dem > room, room / np.maximum(dem, 1e-300), 1.0)
+        x = x * scale[:, None]
+    full = x >= 1.0 - 1e-12
+    x = np.where(full, 1.0, x)
+    dq = x * q
+    dn = np.where(full, n_, np.trunc(x * n_))
+    Q = (dq + dn / Mc).sum(1) + st_q
+    active = (x > 0).any(1) | (st_q != 0)
+    if not active.any():
+        return active
+    cashQ = _G(Rt, k, s.V + Q) - _G(Rt, k, s.V) - s.hs * Rt * np.abs(Q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px = np.where(Q != 0, cashQ / np.where(Q != 0, Q, 1.0), last)
+    px = np.maximum(px, Rt * (1 - _CLIP))
+    s.V = s.V + Q
+    pxc = px[:, None]
+    lin_c = _floor(100.0 * dq * (pxc - eq_))
+    inv_s = _floor(_SAT * dn * (1.0 / ei_ - 1.0 / pxc))
+    s.cash += lin_c
+    s.ext -= lin_c.sum(1)
+    s.sats += inv_s
+    s.ext_s -= inv_s.sum(1)
+    s.q = np.where(full, 0.0, q - dq)
+    s.n = np.where(full, 0.0, n_ - dn)
+    liq_notional = np.abs(dq) * pxc + np.abs(dn)
+    worth = s.cash + _floor(s.sats * It[:, None] * (1 - hb) / 1e6) + _floor(s.stab * St[:, None] * (1 - hsb))
+    fee = np.where(x > 0, np.minimum(_floor(100.0 * cfg.fee_rate * liq_notional), np.maximum(worth, 0)), 0)
+    s.cash -= fee
+    s.fund += fee.sum(1)
+    s.fees += fee.sum(1)
+    s.liq_not += liq_notional.sum(1)
+    s.n_liq += (x > 0).sum(1)
+    s.used += liq_notional.sum(1)
+    # full close: collateral sold to the external market at the haircut price (debts at full price)
+    conv_b = np.where(full, _floor(s.sats * It[:, None] * np.where(s.sats > 0, 1 - hb, 1.0) / 1e6), 0)
+    conv_s = np.where(full, _floor(s.stab * St[:, None] * (1 - hsb)), 0)
+    s.cash += conv_b + conv_s
+    s.ext -= (conv_b + conv_s).sum(1)
+    s.ext_s += np.where(full, s.sats, 0).sum(1)
+    s.ext_u += np.where(full, s.stab, 0).sum(1)
+    s.sats = np.where(full, 0, s.sats)
+    s.stab = np.where(full, 0, s.stab)
+    B = np.where(full & (s.cash < 0), -s.cash, 0)
+    if B.any():
+        s.bad += B.sum(1)
+        cum = np.cumsum(B, axis=1)
+        pay = np.clip(s.fund[:, None] - (cum - B), 0, B)
+        s.cash += pay
+        s.fund -= pay.sum(1)
+        s.paid += pay.sum(1)
+        rest = B - pay
+        R_ = rest.sum(1)
+        if R_.any():
+            # clawback, pro rata to cash, from open accounts on the other side of the bankrupt positions
+            bankrupt_side = np.sign((rest * acc_side[None, :]).sum(1))
+            elig = (np.abs(s.q) + np.abs(s.n) > 0) & (acc_side[None, :] == -bankrupt_side[:, None]) & (s.cash > 0)
+            w = np.where(elig, s.cash, 0)
+            W = w.sum(1)
+            take = np.minimum(R_, W)
+            share = np.where(W[:, None] > 0, _floor(w * (take / np.maximum(W, 1))[:, None]), 0)
+            j = np.argmax(w, axis=1)
+            share[np.arange(P), j] += take - share.sum(1)
+            share = np.minimum(share, w)
+            taken = share.sum(1)
+            s.cash -= share
+            cumr = np.cumsum(rest, axis=1)
+            s.cash += np.clip(taken[:, None] - (cumr - rest), 0, rest)
+            s.social += taken
+            s.uncov += R_ - taken
+            s.adl_not += np.where(rest > 0, liq_notional, 0.0).sum(1)
+    s.fund_min = np.minimum(s.fund_min, s.fund)
+    if ag.arbitrageurs:
+        s.V = s.V - np.sign(s.V) * np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
+    last = _last(Rt, k, s.V)
+    s.ema = cfg.mark.update(s.ema, It, last, cfg.round_seconds)
+    s.disl = np.minimum(s.disl, last / It - 1.0)
+    s.min_last = np.minimum(s.min_last, last)
+    if ag.market_makers:
+        s.D = np.maximum(s.D * np.exp(-ag.eta * np.abs(Q) / s.D), ag.floor * D0)
+        s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
+    return active
+
+
 def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: np.ndarray | None = None,
                    stable: np.ndarray | None = None, funding: np.ndarray | float = 0.0,
                    record_paths: bool = False) -> PathResults:
@@ -250,7 +396,8 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
 
     ``ref``: the perp's own price (default = index); ``stable``: stablecoin price paths (default 1);
     ``funding``: rate per funding period (scalar or (P, T)); ``cfg.depth_ratio``: a scalar or one value per
-    path (depth as a distribution). Positions open at ``index[:, 0]``.
+    path (depth as a distribution). Positions open at ``index[:, 0]``. After the first round of a step only
+    the paths that traded are carried to the next round (the others cannot trigger again in that step).
     """
     I = np.atleast_2d(np.asarray(index, dtype=float))
     P, T = I.shape
@@ -264,50 +411,36 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     p0 = float(np.median(I[:, 0]))
     oi = float(acc.notional(p0).sum())
     D0 = np.broadcast_to(np.asarray(cfg.depth_ratio, float), (P,)) * oi / p0
-    D = D0.copy()
-    hs = np.full(P, cfg.half_spread)
-    q = np.broadcast_to(acc.lin_qty, (P, N)).astype(float).copy()
-    n_ = np.broadcast_to(acc.inv_contracts, (P, N)).astype(float).copy()
-    eq_ = acc.lin_entry[None, :]
-    ei_ = acc.inv_entry[None, :]
-    cash = np.broadcast_to(acc.cash_c, (P, N)).astype(np.int64).copy()
-    sats = np.broadcast_to(acc.btc_sats, (P, N)).astype(np.int64).copy()
-    stab = np.broadcast_to(acc.stable_c, (P, N)).astype(np.int64).copy()
-    mm = acc.mm_rate[None, :]
+    s = _Sub()
+    s.D = D0.copy()
+    s.hs = np.full(P, cfg.half_spread)
+    s.q = np.broadcast_to(acc.lin_qty, (P, N)).astype(float).copy()
+    s.n = np.broadcast_to(acc.inv_contracts, (P, N)).astype(float).copy()
+    s.cash = np.broadcast_to(acc.cash_c, (P, N)).astype(np.int64).copy()
+    s.sats = np.broadcast_to(acc.btc_sats, (P, N)).astype(np.int64).copy()
+    s.stab = np.broadcast_to(acc.stable_c, (P, N)).astype(np.int64).copy()
     fund0 = int(round(cfg.fund_ratio * oi * 100))
-    fund = np.full(P, fund0, dtype=np.int64)
-    fund_min = fund.copy()
-    ext = np.zeros(P, dtype=np.int64)
-    ext_s = np.zeros(P, dtype=np.int64)
-    ext_u = np.zeros(P, dtype=np.int64)
-    tot0 = cash.sum(1) + fund
-    sats0, stab0 = sats.sum(1), stab.sum(1)
-    bad = np.zeros(P, dtype=np.int64)
-    paid = np.zeros(P, dtype=np.int64)
-    social = np.zeros(P, dtype=np.int64)
-    uncov = np.zeros(P, dtype=np.int64)
-    fees = np.zeros(P, dtype=np.int64)
-    liq_not = np.zeros(P)
-    adl_not = np.zeros(P)
-    n_liq = np.zeros(P, dtype=np.int64)
-    V = np.zeros(P)
-    ema = np.zeros(P)
-    disl = np.zeros(P)
-    min_last = R[:, 0].copy()
-    min_depth = np.ones(P)
-    stop_lv = np.asarray(ag.stop_levels, float)
-    stops_left = np.ones((P, stop_lv.size, 2), dtype=bool) if ag.stop_losses else np.zeros((P, stop_lv.size, 2), bool)
+    s.fund = np.full(P, fund0, dtype=np.int64)
+    s.fund_min = s.fund.copy()
+    for name in ("ext", "ext_s", "ext_u", "bad", "paid", "social", "uncov", "fees", "n_liq"):
+        setattr(s, name, np.zeros(P, dtype=np.int64))
+    for name in ("liq_not", "adl_not", "V", "ema", "disl", "used"):
+        setattr(s, name, np.zeros(P))
+    s.min_last = R[:, 0].copy()
+    s.stops = np.full((P, len(ag.stop_levels), 2), bool(ag.stop_losses))
+    eq_, ei_, mm = acc.lin_entry[None, :], acc.inv_entry[None, :], acc.mm_rate[None, :]
+    acc_side = np.sign(np.sign(acc.lin_qty) + np.sign(acc.inv_contracts))
+    tot0 = s.cash.sum(1) + s.fund
+    sats0, stab0 = s.sats.sum(1), s.stab.sum(1)
     stop_q = ag.stop_size * oi / p0
     cap = None if cfg.capacity_ratio is None else cfg.capacity_ratio * oi
     hours = cfg.step_seconds / 3600.0
     lam = 0.94 ** (hours / 24.0)
-    var = np.full(P, (0.02 ** 2) * hours / 24.0 * 1.0)
-    hb, hsb = cfg.haircut_btc, cfg.haircut_stable
-    tiers = np.asarray(cfg.tiers, float)
+    var = np.full(P, (0.03 ** 2) * hours / 24.0)
+    min_depth = np.ones(P)
     last_path = np.empty((P, T)) if record_paths else np.empty((0, 0))
     mark_path = np.empty((P, T)) if record_paths else np.empty((0, 0))
-    alive_any = np.ones(P, dtype=bool)
-
+    allp = np.arange(P)
     for t in range(T):
         It, Rt, St = I[:, t], R[:, t], S[:, t]
         if t > 0:
@@ -315,175 +448,48 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
             z = np.abs(r) / np.sqrt(var)
             var = lam * var + (1 - lam) * r * r
             if ag.market_makers:
-                D = D + (1.0 - np.exp(-ag.rho_per_hour * hours)) * (D0 - D)
-                D = D * np.exp(-ag.gamma * np.maximum(z - ag.z0, 0.0))
-            V = V * (1.0 - cfg.resilience)
+                s.D = s.D + (1.0 - np.exp(-ag.rho_per_hour * hours)) * (D0 - s.D)
+                s.D = s.D * np.exp(-ag.gamma * np.maximum(z - ag.z0, 0.0))
+            s.V = s.V * (1.0 - cfg.resilience)
             if ag.arbitrageurs:
-                V = V - np.sign(V) * np.minimum(np.abs(V), ag.arb_per_minute * D0 * cfg.step_seconds / 60.0)
+                s.V = s.V - np.sign(s.V) * np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.step_seconds / 60.0)
             if cfg.funding_every and t % cfg.funding_every == 0:
-                last_f = _last(Rt, 0.02 / D, V)
-                fl = _floor(100.0 * F[:, t:t + 1] * q * last_f[:, None])
-                fi = _floor(_SAT * F[:, t:t + 1] * n_ / last_f[:, None])
-                cash -= fl
-                ext += fl.sum(1)
-                sats -= fi
-                ext_s += fi.sum(1)
+                last_f = _last(Rt, 0.02 / s.D, s.V)
+                fl = _floor(100.0 * F[:, t:t + 1] * s.q * last_f[:, None])
+                fi = _floor(_SAT * F[:, t:t + 1] * s.n / last_f[:, None])
+                s.cash -= fl
+                s.ext += fl.sum(1)
+                s.sats -= fi
+                s.ext_s += fi.sum(1)
         if ag.market_makers:
-            D = np.maximum(D, ag.floor * D0)
-            hs = np.minimum(cfg.half_spread * np.sqrt(D0 / D), 0.01)
-        k = 0.02 / D
-        last = _last(Rt, k, V)
-        ema = cfg.mark.update(ema, It, last, cfg.step_seconds)
-        used = np.zeros(P)
+            s.D = np.maximum(s.D, ag.floor * D0)
+            s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
+        s.ema = cfg.mark.update(s.ema, It, _last(Rt, 0.02 / s.D, s.V), cfg.step_seconds)
+        s.used = np.zeros(P)
+        act = allp
         for _ in range(cfg.max_rounds):
-            last = _last(Rt, k, V)
-            M = cfg.mark.mark(ema, It, last)
-            Mc = M[:, None]
-            notl = np.abs(q) * Mc + np.abs(n_)
-            open_ = notl > 0
-            if not open_.any():
-                alive_any[:] = False
-                break
-            me = (cash / 100.0 + sats / _SAT * It[:, None] * (1 - hb) + stab / 100.0 * St[:, None] * (1 - hsb)
-                  + q * (Mc - eq_) + n_ * (1.0 / ei_ - 1.0 / Mc) * Mc)
-            need = mm * notl
-            trig = open_ & (me < need * (1.0 - 1e-9) - 1e-9)  # no re-trigger on float noise at exactly MM
-            # stop orders crossed by the last price
-            st_q = np.zeros(P)
-            if ag.stop_losses:
-                lo = last[:, None] <= p0 * (1 - stop_lv)[None, :]
-                hi = last[:, None] >= p0 * (1 + stop_lv)[None, :]
-                hit_lo = lo & stops_left[:, :, 0]
-                hit_hi = hi & stops_left[:, :, 1]
-                st_q = stop_q * (hit_lo.sum(1) - hit_hi.sum(1))
-                stops_left[:, :, 0] &= ~hit_lo
-                stops_left[:, :, 1] &= ~hit_hi
-            if not trig.any() and not np.any(st_q):
-                break
-            # fraction to close
-            if cfg.liquidation == "full":
-                x = trig.astype(float)
-            elif cfg.liquidation == "partial":
-                mb = mm * (1.0 + cfg.buffer)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    x = (mb * notl - me + 0.01) / (notl * (mb - cfg.fee_rate))  # + 1 cent: rounding
-                x = np.where((me < cfg.full_below * need) | ~(x > 0) | (x > 1) | ~np.isfinite(x), 1.0, x)
-                x = np.where(trig, x, 0.0)
+            if act.size == P:
+                moved = _round(s, It, Rt, St, D0, acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg)
             else:
-                caps = tiers[:, 0]
-                tier = np.searchsorted(caps, notl, side="left")
-                lower = np.where(tier > 0, caps[np.maximum(tier - 1, 0)], 0.0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    x = np.where(notl > 0, 1.0 - lower / notl, 1.0)
-                x = np.where((me < cfg.full_below * need) | (x <= 0), 1.0, x)
-                x = np.where(trig, x, 0.0)
-            if cap is not None:
-                dem = (x * notl).sum(1)
-                room = np.maximum(cap - used, 0.0)
-                scale = np.where(dem > room, np.where(dem > 0, room / np.maximum(dem, 1e-300), 0.0), 1.0)
-                x = np.where(x >= 1.0, 1.0, x) * scale[:, None]
-                used += (x * notl).sum(1)
-            full = x >= 1.0 - 1e-12
-            x = np.where(full, 1.0, x)
-            dq = x * q
-            dn = x * n_
-            dn = np.where(full, dn, np.trunc(dn))
-            Q = (dq + dn / Mc).sum(1) + st_q
-            active = (x > 0).any(1) | (st_q != 0)
-            if not active.any():
+                sub = s.take(act)
+                moved = _round(sub, It[act], Rt[act], St[act], D0[act], acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg)
+                s.put(act, sub)
+            act = act[moved]
+            if act.size == 0:
                 break
-            cashQ = _G(Rt, k, V + Q) - _G(Rt, k, V) - hs * Rt * np.abs(Q)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                px = np.where(Q != 0, cashQ / np.where(Q != 0, Q, 1.0), last)
-            px = np.maximum(px, Rt * (1 - _CLIP))
-            V = V + Q
-            pxc = px[:, None]
-            lin_c = _floor(100.0 * dq * (pxc - eq_))
-            inv_s = _floor(_SAT * dn * (1.0 / ei_ - 1.0 / pxc))
-            cash += lin_c
-            ext -= lin_c.sum(1)
-            sats += inv_s
-            ext_s -= inv_s.sum(1)
-            q = np.where(full, 0.0, q - dq)
-            n_ = np.where(full, 0.0, n_ - dn)
-            liq_notional = np.abs(dq) * pxc + np.abs(dn)
-            worth = cash + _floor(sats * It[:, None] * (1 - hb) / 1e6) + _floor(stab * St[:, None] * (1 - hsb))
-            fee = np.minimum(_floor(100.0 * cfg.fee_rate * liq_notional), np.maximum(worth, 0))
-            fee = np.where(x > 0, fee, 0)
-            cash -= fee
-            fund += fee.sum(1)
-            fees += fee.sum(1)
-            liq_not += liq_notional.sum(1)
-            n_liq += (x > 0).sum(1)
-            if cap is None:
-                used += liq_notional.sum(1)
-            # full close: sell collateral to the external market at the haircut price
-            conv_b = np.where(full, _floor(sats * It[:, None] * np.where(sats > 0, 1 - hb, 1.0) / 1e6), 0)
-            conv_s = np.where(full, _floor(stab * St[:, None] * (1 - hsb)), 0)
-            cash += conv_b + conv_s
-            ext -= (conv_b + conv_s).sum(1)
-            ext_s += np.where(full, sats, 0).sum(1)
-            ext_u += np.where(full, stab, 0).sum(1)
-            sats = np.where(full, 0, sats)
-            stab = np.where(full, 0, stab)
-            # bad debt: negative cash of fully closed accounts
-            B = np.where(full & (cash < 0), -cash, 0)
-            if B.any():
-                bad += B.sum(1)
-                cum = np.cumsum(B, axis=1)
-                pay = np.clip(fund[:, None] - (cum - B), 0, B)
-                cash += pay
-                fund -= pay.sum(1)
-                paid += pay.sum(1)
-                rest = B - pay
-                R_ = rest.sum(1)
-                if R_.any():
-                    # clawback from accounts with cash > 0 on the other side of the bankrupt positions (pro rata)
-                    side_b = np.sign((np.sign(acc.lin_qty) + np.sign(acc.inv_contracts)))[None, :]
-                    bankrupt_side = np.sign((rest * side_b).sum(1))
-                    elig = (np.abs(q) + np.abs(n_) > 0) & (side_b == -bankrupt_side[:, None]) & (cash > 0)
-                    w = np.where(elig, cash, 0)
-                    W = w.sum(1)
-                    take = np.minimum(R_, W)
-                    share = np.where(W[:, None] > 0, _floor(w * (take / np.maximum(W, 1))[:, None]), 0)
-                    gap = take - share.sum(1)
-                    j = np.argmax(w, axis=1)
-                    share[np.arange(P), j] += gap
-                    share = np.minimum(share, w)
-                    taken = share.sum(1)
-                    cash -= share
-                    # taken amounts repay the bankrupt accounts in index order
-                    cumr = np.cumsum(rest, axis=1)
-                    rep = np.clip(taken[:, None] - (cumr - rest), 0, rest)
-                    cash += rep
-                    social += taken
-                    uncov += R_ - taken
-                    adl_not += np.where(rest > 0, liq_notional, 0.0).sum(1)
-            fund_min = np.minimum(fund_min, fund)
-            last = _last(Rt, k, V)
-            if ag.arbitrageurs:
-                V = V - np.sign(V) * np.minimum(np.abs(V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
-                last = _last(Rt, k, V)
-            ema = cfg.mark.update(ema, It, last, cfg.round_seconds)
-            disl = np.minimum(disl, last / It - 1.0)
-            min_last = np.minimum(min_last, last)
-            if ag.market_makers:
-                D = np.maximum(D * np.exp(-ag.eta * np.abs(Q) / D), ag.floor * D0)
-                hs = np.minimum(cfg.half_spread * np.sqrt(D0 / D), 0.01)
-                k = 0.02 / D
-        last = _last(Rt, k, V)
-        disl = np.minimum(disl, last / It - 1.0)
-        min_last = np.minimum(min_last, last)
-        min_depth = np.minimum(min_depth, D / D0)
+        last = _last(Rt, 0.02 / s.D, s.V)
+        s.disl = np.minimum(s.disl, last / It - 1.0)
+        s.min_last = np.minimum(s.min_last, last)
+        min_depth = np.minimum(min_depth, s.D / D0)
         if record_paths:
             last_path[:, t] = last
-            mark_path[:, t] = cfg.mark.mark(ema, It, last)
-    cons = cash.sum(1) + fund + ext - tot0
-    return PathResults(bad, paid, social, uncov, fees, np.full(P, fund0), fund, fund_min, liq_not, adl_not, n_liq,
-                       -disl, min_last, min_depth, cons, sats.sum(1) + ext_s - sats0, stab.sum(1) + ext_u - stab0,
-                       last_path, mark_path, oi,
+            mark_path[:, t] = cfg.mark.mark(s.ema, It, last)
+    cons = s.cash.sum(1) + s.fund + s.ext - tot0
+    return PathResults(s.bad, s.paid, s.social, s.uncov, s.fees, np.full(P, fund0), s.fund, s.fund_min, s.liq_not,
+                       s.adl_not, s.n_liq, -s.disl, s.min_last, min_depth, cons, s.sats.sum(1) + s.ext_s - sats0,
+                       s.stab.sum(1) + s.ext_u - stab0, last_path, mark_path, oi,
                        {"liquidation": cfg.liquidation, "mark": cfg.mark.kind, "paths": P, "steps": T,
-                        "accounts": N, "agents": {k_: v for k_, v in cfg.agents.__dict__.items()}})
+                        "accounts": N, "agents": dict(cfg.agents.__dict__)})
 
 
 def with_agents(cfg: MarketConfig, **switches: bool) -> MarketConfig:
