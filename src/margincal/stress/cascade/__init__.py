@@ -24,7 +24,14 @@ from margincal.stress.cascade.core import (
     walk_reference,
 )
 from margincal.stress.cascade.mark import MarkRule, bundled_index_and_perp, index_price
-from margincal.stress.cascade.market import Accounts, Agents, MarketConfig, PathResults, build_accounts, simulate_paths
+from margincal.stress.cascade.market import (
+    Accounts,
+    Agents,
+    MarketConfig,
+    PathResults,
+    build_accounts,
+    simulate_paths,
+)
 
 __all__ = [
     "DEFAULT_LEVERAGE_MIX", "Accounts", "Agents", "CascadeResult", "DepthProfile", "MarkRule", "MarketConfig",

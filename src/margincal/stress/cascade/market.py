@@ -399,16 +399,16 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     path (depth as a distribution). Positions open at ``index[:, 0]``. After the first round of a step only
     the paths that traded are carried to the next round (the others cannot trigger again in that step).
     """
-    I = np.atleast_2d(np.asarray(index, dtype=float))
-    P, T = I.shape
-    R = I if ref is None else np.broadcast_to(np.atleast_2d(np.asarray(ref, float)), (P, T))
+    IX = np.atleast_2d(np.asarray(index, dtype=float))
+    P, T = IX.shape
+    R = IX if ref is None else np.broadcast_to(np.atleast_2d(np.asarray(ref, float)), (P, T))
     S = np.ones((P, T)) if stable is None else np.broadcast_to(np.atleast_2d(np.asarray(stable, float)), (P, T))
     F = np.broadcast_to(np.asarray(funding, float), (P, T)) if np.ndim(funding) else np.full((P, T), float(funding))
-    if np.any(~(I > 0)) or np.any(~(R > 0)) or np.any(~(S >= 0)):
+    if np.any(~(IX > 0)) or np.any(~(R > 0)) or np.any(~(S >= 0)):
         raise ConfigError("index, ref and stable paths must be finite and > 0 (stable >= 0)")
     N = acc.n
     ag = cfg.agents
-    p0 = float(np.median(I[:, 0]))
+    p0 = float(np.median(IX[:, 0]))
     oi = float(acc.notional(p0).sum())
     D0 = np.broadcast_to(np.asarray(cfg.depth_ratio, float), (P,)) * oi / p0
     s = _Sub()
@@ -442,9 +442,9 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     mark_path = np.empty((P, T)) if record_paths else np.empty((0, 0))
     allp = np.arange(P)
     for t in range(T):
-        It, Rt, St = I[:, t], R[:, t], S[:, t]
+        It, Rt, St = IX[:, t], R[:, t], S[:, t]
         if t > 0:
-            r = np.log(It / I[:, t - 1])
+            r = np.log(It / IX[:, t - 1])
             z = np.abs(r) / np.sqrt(var)
             var = lam * var + (1 - lam) * r * r
             if ag.market_makers:
