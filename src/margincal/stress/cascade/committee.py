@@ -140,12 +140,13 @@ def calibrate_depth(grid: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
     return {"rows": rows, "best": best["depth_ratio"], "observed": obs}
 
 
-def monte_carlo_paths(n_paths: int, *, steps: int = 24, seed: int = 11) -> np.ndarray:
-    """(n_paths, steps + 1) hourly BTC index paths from the 2022-11-07 state (Student-t, EWMA sigma)."""
+def monte_carlo_paths(n_paths: int, *, steps: int = 24, seed: int = 11, vol_multiplier: float = 1.0) -> np.ndarray:
+    """(n_paths, steps + 1) hourly BTC index paths from the 2022-11-07 state (Student-t, EWMA sigma x
+    ``vol_multiplier``)."""
     from margincal.config import CalibrationSettings
     from margincal.stress.policies import MonteCarloSetup, mc_state
 
-    st = mc_state(MonteCarloSetup(steps=steps), CalibrationSettings())
+    st = mc_state(MonteCarloSetup(steps=steps, vol_multiplier=vol_multiplier), CalibrationSettings())
     z = np.random.default_rng(seed).standard_normal((n_paths, steps))
     return st.paths(z)
 
@@ -188,12 +189,15 @@ def committee_metrics(r: PathResults, fund: float | None = None) -> dict[str, An
 
 
 def optimise(*, mm_grid: Sequence[float] = (0.005, 0.01, 0.02, 0.04), im_mult_grid: Sequence[float] = (1.5, 2.0, 3.0),
-             fund_grid: Sequence[float] = (0.0025, 0.005, 0.01, 0.02, 0.04), alpha: float = 0.01,
+             fund_grid: Sequence[float] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04), alpha: float = 0.01,
              cost_fund: float = 0.10 / 52, cost_margin: float = 0.05 / 52, n_paths: int = 2_000,
-             n_accounts: int = 300, seed: int = 11, cfg: MarketConfig | None = None) -> dict[str, Any]:
+             n_accounts: int = 300, seed: int = 11, vol_multiplier: float = 2.0, cfg: MarketConfig | None = None
+             ) -> dict[str, Any]:
     """Grid search (see the module doc). Costs are per stress horizon (default: annual 10% on the fund
-    and 5% on posted initial margin, over one week); all points share the same random paths (seed)."""
-    paths = monte_carlo_paths(n_paths, seed=seed)
+    and 5% on the collateral the accounts post, over one week); all points share the same random paths
+    (seed), stressed to ``vol_multiplier`` x the EWMA sigma of the 2022-11-07 state. Collateral posted
+    = notional / min(desired leverage, 1 / IM): a higher IM ties more of the traders' capital."""
+    paths = monte_carlo_paths(n_paths, seed=seed, vol_multiplier=vol_multiplier)
     pts = []
     for mm in mm_grid:
         for mult in im_mult_grid:
@@ -202,7 +206,8 @@ def optimise(*, mm_grid: Sequence[float] = (0.005, 0.01, 0.02, 0.04), im_mult_gr
                             paths=paths)
             oi = r.population_notional
             acc = _accounts(n_accounts, 7, float(paths[0, 0]), pol)
-            im_posted = float((acc.notional(float(paths[0, 0])) * pol.im_rate).sum())
+            p0 = float(paths[0, 0])
+            im_posted = float(acc.cash_c.sum() / 100 + acc.btc_sats.sum() * p0 / 1e8 + acc.stable_c.sum() / 100)
             bd = r.bad_debt
             for fr in fund_grid:
                 fund = fr * oi
@@ -219,6 +224,7 @@ def optimise(*, mm_grid: Sequence[float] = (0.005, 0.01, 0.02, 0.04), im_mult_gr
         for o in pts)], key=lambda p: p["capital_cost"])
     chosen = min(feas, key=lambda p: p["objective"]) if feas else None
     return {"points": pts, "frontier": frontier, "chosen": chosen, "alpha": alpha, "n_paths": n_paths,
+            "vol_multiplier": vol_multiplier,
             "seed": seed, "cost_fund": cost_fund, "cost_margin": cost_margin,
             "constraint": f"P(bad debt > fund) <= {alpha:g}"}
 
@@ -271,3 +277,42 @@ def run_v2(events: Sequence[str] = ("ftx", "2025-10-10", "mc"), *, policy: Polic
     if with_optimiser:
         out["optimiser"] = optimise(n_paths=optimiser_paths, cfg=cfg, seed=seed + 4)
     return out
+
+
+def collateral_scenarios(*, n_accounts: int = 400, seed: int = 7, cfg: MarketConfig | None = None,
+                         policy: Policy | None = None) -> list[dict[str, Any]]:
+    """Collateral shocks through the v2 engine (24 hourly steps from 20,000; depth at the calibrated centre).
+
+    * ``stablecoin depeg``: BTC flat, the stablecoin path of USDC on 2023-03-10..13 in shape
+      (1 -> 0.87 low -> 0.97; hourly, stylised to 24 points), against the same BTC path with the peg held;
+      the same depeg with BTC -5%; a collapse to 0.4 (UST-like, May 2022);
+    * ``correlated collateral crash``: BTC -20% in 6 hours; the accounts as drawn (10% of linear accounts and
+      all inverse / cross accounts post BTC) versus the same accounts with every balance in USDT.
+    """
+    cfg = replace(cfg or MarketConfig(), step_seconds=3600.0, funding_every=8, depth_ratio=DEPTH_CENTER)
+    pol = policy or Policy()
+    p0 = 20_000.0
+    acc = _accounts(n_accounts, seed, p0, pol)
+    flat = np.full((1, 25), p0)
+    peg = np.ones((1, 25))
+    dep = np.interp(np.arange(25), [0, 4, 10, 16, 24], [1.0, 0.97, 0.87, 0.92, 0.97])[None, :]
+    crash = (p0 * np.exp(np.interp(np.arange(25), [0, 6, 24], [0.0, math.log(0.8), math.log(0.8)])))[None, :]
+    usdt = replace(acc, cash_c=acc.cash_c + np.floor(acc.btc_sats * p0 / 1e6).astype(np.int64) + acc.stable_c,
+                   btc_sats=np.zeros_like(acc.btc_sats), stable_c=np.zeros_like(acc.stable_c))
+    rows = []
+    dep2 = np.interp(np.arange(25), [0, 4, 10, 24], [1.0, 0.9, 0.5, 0.4])[None, :]
+    down5 = (p0 * np.exp(np.interp(np.arange(25), [0, 10, 24], [0.0, math.log(0.95), math.log(0.95)])))[None, :]
+    for name, a, idx, st in (("stablecoin peg held", acc, flat, peg), ("stablecoin depeg to 0.87", acc, flat, dep),
+                             ("BTC -5%, peg held", acc, down5, peg),
+                             ("stablecoin depeg to 0.87, BTC -5%", acc, down5, dep),
+                             ("stablecoin collapse to 0.4 (UST-like)", acc, flat, dep2),
+                             ("BTC -20%, collateral as drawn", acc, crash, peg),
+                             ("BTC -20%, all collateral in USDT", usdt, crash, peg)):
+        r = simulate_paths(a, idx, cfg, stable=st)
+        _check(r)
+        oi = r.population_notional
+        rows.append({"scenario": name, "liquidations": int(r.n_liquidations[0]),
+                     "liquidated_pct_oi": 100 * float(r.liquidated_notional[0]) / oi,
+                     "bad_debt_pct_oi": 100 * float(r.bad_debt[0]) / oi,
+                     "fund_drawdown_pct_oi": 100 * float(r.fund_drawdown[0]) / oi})
+    return rows
