@@ -377,10 +377,12 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
             s.uncov += R_ - taken
             s.adl_not += np.where(rest > 0, liq_notional, 0.0).sum(1)
     s.fund_min = np.minimum(s.fund_min, s.fund)
+    # time passes (one round) only on the paths that traded: the others have finished this step
     if ag.arbitrageurs:
-        s.V = s.V - np.sign(s.V) * np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
+        pull = np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
+        s.V = s.V - np.where(active, np.sign(s.V) * pull, 0.0)
     last = _last(Rt, k, s.V)
-    s.ema = cfg.mark.update(s.ema, It, last, cfg.round_seconds)
+    s.ema = np.where(active, cfg.mark.update(s.ema, It, last, cfg.round_seconds), s.ema)
     s.disl = np.minimum(s.disl, last / It - 1.0)
     s.min_last = np.minimum(s.min_last, last)
     if ag.market_makers:
