@@ -71,6 +71,10 @@ def test_cascade_v2_command_and_its_errors(tmp_path):
     out = json.loads(res.stdout)
     (row,) = out["rows"]
     assert row["event"] == "2025-10-10" and out["config"]["agents"]["stop_losses"] is False
+    from margincal.stress.figures import cascade_figures
+
+    figs = cascade_figures(out)
+    assert figs[0].layout.xaxis.type == "category" and list(figs[0].data[0].x) == ["2025-10-10"]
     rep = out["replays"]["2025-10-10"]
     assert rep["mark"]["bad_debt_pct_oi"]["p05"] <= rep["mark"]["bad_debt_pct_oi"]["p95"]
     res = runner.invoke(app, ["cascade", "--engine", "v2", "--event", "mc", "--accounts", "40", "--paths", "50",

@@ -162,7 +162,7 @@ class Agents:
 class MarketConfig:
     """Book, mark, liquidation engine and fund (quote-currency amounts; ratios of the population's OI)."""
 
-    depth_ratio: float | np.ndarray = 0.05
+    depth_ratio: float | np.ndarray = 0.4  # calibrated centre, committee.DEPTH_CENTER (docs/stress_testing.md)
     half_spread: float = 0.0001
     resilience: float = 0.5
     mark: MarkRule = field(default_factory=MarkRule)
