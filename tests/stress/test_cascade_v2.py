@@ -198,3 +198,16 @@ def test_paths_at_once_equal_paths_one_by_one():
         for f in ("bad_debt_c", "fund_end_c", "fees_c", "n_liquidations", "socialised_c", "uncovered_c"):
             assert getattr(one, f)[0] == getattr(both, f)[p], (p, f)
         assert one.last_path[0] == pytest.approx(both.last_path[p], rel=1e-12)
+
+
+def test_ladder_liquidation_steps_down_one_risk_limit_tier():
+    """Long 30 BTC @20,000 (600k notional, tier (500k, 10m]) with 20k cash, MM 2.5%. At 19,800:
+    equity 14,000 < 0.025 x 594,000 = 14,850 -> reduce to the lower tier's cap 500k: x = 1 - 500/594."""
+    acc = Accounts(np.array([30.0]), np.array([20_000.0]), np.zeros(1), np.array([20_000.0]),
+                   np.array([2_000_000], dtype=np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                   np.array([0.025]), np.array([0.05]), np.array([True]))
+    cfg = MarketConfig(liquidation="ladder", fee_rate=0.0, depth_ratio=1e6, half_spread=0.0, mark=MarkRule("last"),
+                       agents=OFF, fund_ratio=0.0)
+    r = simulate_paths(acc, np.array([[20_000.0, 19_800.0]]), cfg)
+    assert r.n_liquidations[0] == 1
+    assert r.liquidated_notional[0] == pytest.approx(594_000.0 - 500_000.0, rel=1e-6)
