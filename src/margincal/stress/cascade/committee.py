@@ -4,7 +4,8 @@
   replay window (bundled hourly bars): the price dislocation the model is calibrated to.
 * :func:`replay_bands`: an event replayed over a *distribution* of depth (lognormal around the
   calibrated ratio, ``depth_sigma``), one path per draw, 5/50/95% bands, and the same draws with the
-  mark rule switched to the last trade (how much the trigger choice changes liquidations).
+  mark rule switched to the last trade (how much the trigger choice changes liquidations); the real
+  8-hourly funding rates of the window are paid (bundled ``btcusdt_funding.csv``).
 * :func:`monte_carlo_paths`: Student-t hourly index paths from the 2022-11-07 state
   (:func:`margincal.stress.policies.mc_state`), all paths at once (chunks), depth drawn per path.
 * :func:`committee_metrics`: bad debt, insurance-fund drawdown, ADL (socialised) volume,
@@ -92,9 +93,13 @@ def replay_bands(event: str, *, policy: Policy | None = None, cfg: MarketConfig 
     out: dict[str, Any] = {"event": event, "draws": draws, "depth_center": depth_center, "depth_sigma": depth_sigma,
                            "observed_dislocation": observed_dislocation(event)["dislocation"],
                            "mm_rate": pol.mm_rate, "im_rate": pol.im_rate, "accounts": acc.labels}
+    fund_rates = _funding_steps(event, idx.size, cfg.step_seconds)
+    out["funding_paid_rates"] = [float(x) for x in fund_rates[fund_rates != 0]]
     for trig in ("mark", "last"):
-        c = replace(cfg, depth_ratio=depth, mark=cfg.mark if trig == "mark" else MarkRule("last"))
-        r = simulate_paths(acc, np.broadcast_to(idx, (draws, idx.size)), c)
+        c = replace(cfg, depth_ratio=depth, mark=cfg.mark if trig == "mark" else MarkRule("last"),
+                    funding_every=int(round(8 * 3600 / cfg.step_seconds)))
+        r = simulate_paths(acc, np.broadcast_to(idx, (draws, idx.size)), c,
+                           funding=np.broadcast_to(fund_rates, (draws, idx.size)))
         _check(r)
         oi = r.population_notional
         out[trig] = {"bad_debt_pct_oi": _bands(100 * r.bad_debt / oi),
@@ -103,6 +108,19 @@ def replay_bands(event: str, *, policy: Policy | None = None, cfg: MarketConfig 
                      "dislocation": _bands(r.max_dislocation), "min_depth_ratio": _bands(r.min_depth_ratio)}
     out["liquidations_change_mark_vs_last_pct"] = 100.0 * (
         out["mark"]["liquidated_pct_oi"]["mean"] / max(out["last"]["liquidated_pct_oi"]["mean"], 1e-12) - 1.0)
+    return out
+
+
+def _funding_steps(event: str, steps: int, step_seconds: float) -> np.ndarray:
+    """Real 8-hourly BTCUSDT funding rates of the window (bundled file) on the replay's step grid."""
+    from margincal.config import sample_data_dir
+
+    f = pd.read_csv(sample_data_dir() / "btcusdt_funding.csv", parse_dates=["funding_time"])
+    t0 = pd.Timestamp(EVENTS[event][0])
+    k = ((f["funding_time"] - t0).dt.total_seconds() / step_seconds).round().astype(int)
+    keep = (k > 0) & (k < steps)
+    out = np.zeros(steps)
+    out[k[keep].to_numpy()] = f.loc[keep, "funding_rate"].to_numpy(dtype=float)
     return out
 
 

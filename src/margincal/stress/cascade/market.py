@@ -312,6 +312,8 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
     x = np.where(full, 1.0, x)
     dq = x * q
     dn = np.where(full, n_, np.trunc(x * n_))
+    if cap is None:  # at least one contract, so a small partial close of an inverse position makes progress
+        dn = np.where((x > 0) & (dn == 0) & (n_ != 0), np.sign(n_) * np.minimum(1.0, np.abs(n_)), dn)
     Q = (dq + dn / Mc).sum(1) + st_q
     active = (x > 0).any(1) | (st_q != 0)
     if not active.any():
