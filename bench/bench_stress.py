@@ -31,6 +31,10 @@ from margincal.stress.library import scenario_library
 
 
 def run(quick: bool = False) -> list[dict]:
+    return run_book(quick) + run_cascade(quick)
+
+
+def run_book(quick: bool = False) -> list[dict]:
     n = 100_000 if quick else 1_000_000
     sub = 300 if quick else 2_000
     market = market_from_samples()
@@ -97,7 +101,7 @@ def run_cascade(quick: bool = False) -> list[dict]:
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    rows = run_cascade(quick) if "--cascade" in sys.argv else run(quick) + run_cascade(quick)
+    rows = run_cascade(quick) if "--cascade" in sys.argv else run(quick)
     for r in rows:
         print(f"{r['name']}: ours {r['ours_s']:.2f} s, {r['baseline_name']} {r['baseline_s']:.1f} s, "
               f"ratio {r['ratio']:.0f}x  ({r['notes']})")
