@@ -211,3 +211,10 @@ def test_ladder_liquidation_steps_down_one_risk_limit_tier():
     r = simulate_paths(acc, np.array([[20_000.0, 19_800.0]]), cfg)
     assert r.n_liquidations[0] == 1
     assert r.liquidated_notional[0] == pytest.approx(594_000.0 - 500_000.0, rel=1e-6)
+
+
+def test_no_shock_no_liquidation_and_money_stays_put():
+    acc = _accounts(200, seed=12)
+    r = simulate_paths(acc, np.full((3, 40), 20_000.0), MarketConfig(depth_ratio=[0.05, 0.4, 2.0]))
+    assert np.all(r.n_liquidations == 0) and np.all(r.bad_debt_c == 0) and np.all(r.fees_c == 0)
+    assert np.all(r.fund_end_c == r.fund_start_c) and np.all(r.max_dislocation == 0)
