@@ -116,7 +116,7 @@ def section() -> str:
             "leaves slightly more bad debt on these paths (accounts kept open meet the later falls); a liquidator "
             "capacity of 2% of OI per 15-minute step spreads the flow over time, the arbitrageurs refill the book "
             f"between rounds and bad debt falls to {v[('partial, capacity 2% OI / step', 'ftx')]['bd']:.3f}% (FTX) - on "
-            "these paths, where the index itself recovers; a capacity cap is not a free lunch on a one-way path.", ""]
+            "these paths, where the index itself recovers (a one-way path was not measured).", ""]
     cs = collateral_scenarios()
     by = {r["scenario"]: r for r in cs}
     out += ["### Collateral: depeg and correlated crash", "",
