@@ -130,7 +130,7 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
     with progress(transient=json_out) as prog:
         prog.add_task("cascade v2 (replays, Monte Carlo" + (", optimiser)" if optimise else ")"), total=None)
         out = run_v2(evs, policy=Policy(mm, im_mult), cfg=cfg, draws=draws, n_paths=paths, n_accounts=accounts,
-                     seed=seed, with_optimiser=optimise)
+                     seed=seed, with_optimiser=optimise, optimiser_paths=min(paths, 2_000))
         run_id = new_run_id()
         params = {"engine": "v2", "event": event, "accounts": accounts, "paths": paths, "seed": seed,
                   "liquidation": liquidation, "trigger": trigger, "mm": mm, "im_mult": im_mult, "capacity": capacity,
@@ -158,5 +158,9 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
         print_table(mcr, title=f"cascade v2 Monte Carlo: {paths:,} paths (seed {seed})", digits=4)
     if optimise:
         o = out["optimiser"]
-        print_table(o["frontier"], title=f"efficient frontier ({o['constraint']}; chosen: {o['chosen']})", digits=4)
+        print_table(o["frontier"], title=f"efficient frontier ({o['constraint']})", digits=4)
+        c = o["chosen"]
+        console.print("chosen: " + (f"MM {c['mm_rate']:g}, IM {c['im_rate']:g}, fund {100 * c['fund_ratio']:g}% of OI, "
+                                    f"E[bad debt] {c['expected_bad_debt']:,.0f}, objective {c['objective']:,.0f}"
+                                    if c else "no feasible point on the grid"))
     console.print(f"stored as run {run_id}" + (f" - report {html}" if html else ""))
