@@ -162,5 +162,5 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
         c = o["chosen"]
         console.print("chosen: " + (f"MM {c['mm_rate']:g}, IM {c['im_rate']:g}, fund {100 * c['fund_ratio']:g}% of OI, "
                                     f"E[bad debt] {c['expected_bad_debt']:,.0f}, objective {c['objective']:,.0f}"
-                                    if c else "no feasible point on the grid"))
+                                    if c else "no feasible point on the grid"), markup=False)
     console.print(f"stored as run {run_id}" + (f" - report {html}" if html else ""))
