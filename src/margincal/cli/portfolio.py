@@ -25,6 +25,7 @@ from margincal.cli.common import (
     progress,
 )
 from margincal.errors import ConfigError, DataError, MargincalWarning
+from margincal.instruments import spot_name
 from margincal.margin.portfolio import (
     PRESETS,
     HistoricalPortfolioMargin,
@@ -62,7 +63,7 @@ def _history(con, underlyings: list[str]) -> pd.DataFrame:  # type: ignore[no-un
 
         cols = {}
         for u in underlyings:
-            bars = load_bars(con, f"{u}-USDT", "1d")
+            bars = load_bars(con, spot_name(u), "1d")
             if bars.empty:
                 break
             cols[u] = bars["close"]

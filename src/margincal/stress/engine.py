@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from margincal.errors import ConfigError
+from margincal.instruments import perpetual_name, spot_name
 from margincal.pricing.black76 import black76_price, black76_price_reference
 from margincal.stress.book import Book, StressInstrument, StressMarket
 from margincal.stress.scenarios import HOURS_PER_YEAR, LiquidityCost, Scenario, ShockLeg
@@ -193,11 +194,12 @@ MarginSpec = Any  # ParameterSet | Mapping[str, float] | float | np.ndarray
 
 def rate_for(instrument: StressInstrument, rates: Mapping[str, float]) -> float:
     """Margin rate of an instrument: exact name, else ``UND-PERP``, else ``UND-USDT``."""
-    for key in (instrument.name, f"{instrument.underlying}-PERP", f"{instrument.underlying}-USDT"):
+    keys = (instrument.name, perpetual_name(instrument.underlying), spot_name(instrument.underlying))
+    for key in keys:
         if key in rates:
             return float(rates[key])
-    raise ConfigError(f"no margin rate for {instrument.name} (looked for {instrument.name}, "
-                      f"{instrument.underlying}-PERP, {instrument.underlying}-USDT); have {', '.join(sorted(rates))}")
+    raise ConfigError(f"no margin rate for {instrument.name} (looked for {', '.join(keys)}); "
+                      f"have {', '.join(sorted(rates))}")
 
 
 def _rates_from(spec: Any, which: str) -> Mapping[str, float] | float:

@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from margincal.errors import DataError, StoreError
+from margincal.instruments import perpetual_name, spot_name
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
 
 
@@ -36,7 +37,7 @@ def store_spots(con: Any, underlyings: Sequence[str], asof: pd.Timestamp | None)
     """Latest close per underlying from the store's bars: ``{u: (price, ts_utc, instrument)}``."""
     out: dict[str, tuple[float, pd.Timestamp, str]] = {}
     for u in underlyings:
-        cands = [f"{u}-PERP", f"{u}-USDT", u]
+        cands = [perpetual_name(u), spot_name(u), u]
         sql = (f"SELECT instrument, ts, close FROM bars WHERE instrument IN ({', '.join('?' * len(cands))})")
         params: list[Any] = list(cands)
         if asof is not None:
