@@ -77,14 +77,15 @@ def _log_returns(close: pd.Series, label: str) -> pd.Series:
 
 def read_bundled(file: str | Path, instrument: str) -> pd.Series:
     """Log returns from a bundled OHLCV file (``date`` or ``timestamp`` column, ``close``)."""
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
     path = Path(file)
-    if not path.is_absolute():
-        path = sample_data_dir() / path
-    if not path.exists():
-        raise DataError(f"bundled file {path.name} not found in the sample data folder")
-    df = pd.read_csv(path, compression="infer")
+    if path.is_absolute():
+        if not path.exists():
+            raise DataError(f"bundled file {path.name} not found")
+        df = datasets.load(path.name, path.parent)
+    else:
+        df = datasets.load(str(path))
     tcol = "date" if "date" in df.columns else ("timestamp" if "timestamp" in df.columns else None)
     if tcol is None or "close" not in df.columns:
         raise DataError(f"{path.name}: needs a 'date' or 'timestamp' column and 'close'")

@@ -539,14 +539,14 @@ def reference_market(underlyings: Sequence[str] = DEFAULT_UNDERLYINGS) -> dict[s
 
     The as-of time is the close of the last common day (00:00 UTC of the next day).
     """
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
     spot, adv, vol, last = {}, {}, {}, []
     for u in underlyings:
-        f = sample_data_dir() / f"{u.lower()}_daily.csv"
-        if not f.exists():
-            raise DataError(f"no bundled daily file for {u} ({f.name}); pass spot= explicitly")
-        d = pd.read_csv(f, usecols=["date", "close", "volume_quote"], parse_dates=["date"])
+        if u.upper() not in datasets.DAILY_SYMBOLS:
+            raise DataError(f"no bundled daily file for {u} ({u.lower()}_daily.csv); pass spot= explicitly")
+        d = datasets.load_daily(u)[["close", "volume_quote"]]
+        d = d.assign(date=d.index.tz_localize(None)).reset_index(drop=True)
         spot[u] = float(d["close"].iloc[-1])
         adv[u] = float(d["volume_quote"].iloc[-30:].mean())
         r = np.diff(np.log(d["close"].to_numpy(float)[-31:]))
@@ -556,7 +556,7 @@ def reference_market(underlyings: Sequence[str] = DEFAULT_UNDERLYINGS) -> dict[s
     total = sum(adv.values())
     return {"asof": asof.isoformat(), "spot": spot, "adv_share": {u: adv[u] / total for u in underlyings},
             "vol": vol,
-            "source": "bundled Binance daily files (data/*_daily.csv): last close, mean quote volume and "
+            "source": "bundled Binance daily files (margincal.datasets, *_daily.csv): last close, mean quote volume and "
                       "realised volatility (zero-mean, annualised with 365 days) of the last 30 days"}
 
 

@@ -215,21 +215,22 @@ def market_from_samples(as_of: Any = None, underlyings: Sequence[str] | None = N
     ``as_of`` (date) cuts the data there (inclusive); default: all data. A coin whose file ends
     earlier keeps its last close (named in the returned ``as_of``).
     """
-    from margincal.config import sample_data_dir
+    from margincal import datasets
     from margincal.vol.ewma import ewma_variance
 
     coins = underlyings or ["BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "TRX", "BCH", "LTC"]
     spot, vol, adv = {}, {}, {}
     last_dates = []
     for c in coins:
-        f = sample_data_dir() / f"{c.lower()}_daily.csv"
-        if not f.exists():
-            raise DataError(f"no bundled daily file for {c} ({f.name})")
-        d = pd.read_csv(f, parse_dates=["date"]).set_index("date")
+        f = f"{c.lower()}_daily.csv"
+        if c.upper() not in datasets.DAILY_SYMBOLS:
+            raise DataError(f"no bundled daily file for {c} ({f})")
+        d = datasets.load_daily(c)
+        d.index = d.index.tz_localize(None)
         if as_of is not None:
             d = d.loc[: pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)]
         if len(d) < 60:
-            raise DataError(f"{f.name}: fewer than 60 days up to {as_of}")
+            raise DataError(f"{f}: fewer than 60 days up to {as_of}")
         r = np.diff(np.log(d["close"].to_numpy()))
         v = ewma_variance(r, 0.94)[-1]
         spot[c] = float(d["close"].iloc[-1])

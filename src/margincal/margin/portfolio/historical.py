@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
 from margincal.margin.portfolio.engine import PortfolioMarginResult, portfolio_margin
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
@@ -66,15 +66,13 @@ def load_daily_closes(underlyings: Sequence[str], data_dir: str | Path | None = 
 
     Index: UTC dates; only dates present for every underlying are kept.
     """
-    base = Path(data_dir) if data_dir is not None else sample_data_dir()
     cols = {}
     for u in underlyings:
-        path = base / f"{u.lower()}_daily.csv"
-        if not path.exists():
-            raise DataError(f"no daily data for {u}: {path.name} is not in {base}")
-        df = pd.read_csv(path, usecols=["date", "close"])
-        idx = pd.DatetimeIndex(pd.to_datetime(df["date"], utc=True))
-        cols[u] = pd.Series(df["close"].to_numpy(dtype=float), index=idx)
+        try:
+            df = datasets.load_daily(u, data_dir)
+        except DataError as exc:
+            raise DataError(f"no daily data for {u}: {exc}") from None
+        cols[u] = df["close"].astype(float)
     return pd.DataFrame(cols).dropna()
 
 

@@ -57,18 +57,13 @@ def _quotes_frame_from_store(con: Any) -> pd.DataFrame:
 
 
 def _quotes_frame_from_samples() -> pd.DataFrame:
+    from margincal import datasets
     from margincal.data.ingest import validate_options
-    from margincal.data.samples import SAMPLES, sample_path
 
     frames = []
-    for s in SAMPLES:
-        if s.kind != "options":
-            continue
-        p = sample_path(s.file)
-        if not p.exists():
-            continue
-        frame, _ = validate_options(pd.read_csv(p), p.name, False, s.instrument)
-        frame["source"] = p.name
+    for s in datasets.files(kind="options"):
+        frame, _ = validate_options(datasets.load(s.file), s.file, False, s.symbol)
+        frame["source"] = s.file
         frames.append(frame[["underlying", "expiry", "strike", "option_type", "mark_iv", "snapshot_ts", "source"]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
