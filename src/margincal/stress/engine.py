@@ -133,6 +133,15 @@ def scenario_losses(book: Book, market: StressMarket, scenarios: Sequence[Scenar
     return out
 
 
+def account_losses(book: Book, market: StressMarket, scenario: Scenario) -> pd.Series:
+    """Per-account loss (positive = loss, quote currency) under one scenario, indexed by account.
+
+    Replaces ``Scenario.apply``: scenarios describe shocks, the engine values books.
+    """
+    loss = scenario_losses(book, market, [scenario])[:, 0]
+    return pd.Series(loss, index=pd.Index(book.accounts, name="account"), name=f"loss[{scenario.name}]")
+
+
 def scenario_losses_reference(book: Book, market: StressMarket, scenarios: Sequence[Scenario],
                               accounts: Sequence[int] | None = None) -> np.ndarray:
     """Loop reference of :func:`scenario_losses`: account by account, position by position, scalar pricing."""
