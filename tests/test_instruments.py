@@ -67,7 +67,7 @@ def test_formats_and_helpers():
 
 @pytest.mark.parametrize("bad", ["", "BTC", "BTC-FOO", "BTC-32JAN24", "BTC-28XXX24", "BTC-28JUN24-x-C",
                                  "BTC-28JUN24-60000-Q", "BTC-28JUN24-0-C", "BTC--PERP", "BTC/USDT:USDT-2406",
-                                 "FOOBAR perp"])
+                                 "FOOBAR perp", "btc_daily", "BTC_FOO-PERP"])
 def test_bad_names_raise_a_data_error_naming_the_text(bad):
     with pytest.raises(DataError, match="instrument"):
         parse(bad)

@@ -182,19 +182,19 @@ def _split_pair(token: str) -> tuple[str, str] | None:
     """``BTCUSDT`` -> (BTC, USDT); ``BTC_USDC`` -> (BTC, USDC); None when no known quote ends it."""
     if "_" in token:
         b, _, q = token.partition("_")
-        return (b, q) if b and q else None
+        return (b, q) if b and q in QUOTES else None
     for q in QUOTES:
         if token.endswith(q) and len(token) > len(q):
             return token[: -len(q)], q
     return None
 
 
-def _base_quote(token: str) -> tuple[str, str, bool]:
+def _base_quote(token: str, name: str) -> tuple[str, str, bool]:
     """A leading ``BTC`` or ``BTC_USDC`` token -> (base, quote, quote given?)."""
     if "_" in token:
         pair = _split_pair(token)
         if pair is None:
-            raise DataError(f"{token!r} is not BASE_QUOTE")
+            raise _fail(name, f"{token!r} is not BASE_QUOTE with a known quote ({', '.join(QUOTES)})")
         return pair[0], pair[1], True
     return token, "USD", False
 
@@ -269,11 +269,11 @@ def _parse(s: str, raw: str, venue: str | None) -> Instrument:
     if len(rest) == 1:
         t = rest[0]
         if t in _PERP_WORDS:
-            b, q, _ = _base_quote(head)
+            b, q, _ = _base_quote(head, raw)
             return _derivative("perpetual", b, q, q, None, None, None, raw)
         e = _expiry(t, raw)
         if e is not None:
-            b, q, _ = _base_quote(head)
+            b, q, _ = _base_quote(head, raw)
             return _derivative("future", b, q, q, e, None, None, raw)
         if "_" in head:
             raise _fail(raw)
@@ -298,7 +298,7 @@ def _parse(s: str, raw: str, venue: str | None) -> Instrument:
             raise _fail(raw, f"{rest[0]!r} is not an expiry like 28JUN24")
         if rest[2] not in ("C", "P"):
             raise _fail(raw, f"option type {rest[2]!r} must be C or P")
-        b, q, _ = _base_quote(head)
+        b, q, _ = _base_quote(head, raw)
         return _derivative("option", b, q, q, e, _strike(rest[1], raw), rest[2], raw)
     raise _fail(raw)
 

@@ -42,7 +42,19 @@ class InstrumentData:
 
 
 def instrument_key(name: str) -> str:
-    """Spelling-insensitive key: ``btc_daily``, ``BTC-USDT``, ``btcusdt`` -> ``btc``; perps -> ``btcperp``."""
+    """Spelling-insensitive key: ``btc_daily``, ``BTC-USDT``, ``btcusdt`` -> ``btc``; perps (any spelling of
+    :mod:`margincal.instruments`: ``BTC-PERP``, ``BTC-PERPETUAL``, ``BTC/USDT:USDT``) -> ``btcperp``."""
+    from margincal.errors import DataError as _NameError
+    from margincal.instruments import format_name, parse
+
+    try:
+        inst = parse(name)
+    except _NameError:
+        inst = None
+    if inst is not None:
+        if inst.kind == "spot":
+            return inst.base.lower() if inst.quote in ("USDT", "USD") else f"{inst.base}{inst.quote}".lower()
+        return re.sub(r"[^a-z0-9]", "", format_name(inst).lower())
     s = str(name).strip().lower()
     s = re.sub(r"\.(csv|gz|parquet)$", "", s)
     s = re.sub(r"\.(csv|gz|parquet)$", "", s)
