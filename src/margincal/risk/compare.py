@@ -25,7 +25,7 @@ def bundled_daily_symbols(data_dir: str | Path | None = None) -> list[str]:
     if data_dir is None:
         return sorted(s.lower() for s in datasets.DAILY_SYMBOLS)
     return sorted(p.name[: -len("_daily.csv")] for p in Path(data_dir).glob("*_daily.csv")
-                  if p.name != "btc_open_interest_daily.csv")
+                  if "open_interest" not in p.name)
 
 
 def load_daily_log_returns(symbol: str, data_dir: str | Path | None = None) -> pd.Series:

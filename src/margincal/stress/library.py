@@ -33,8 +33,8 @@ from margincal.errors import ConfigError, DataError
 from margincal.stress.scenarios import HistoricalScenario, Scenario, hypothetical_scenarios
 
 COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "TRX", "BCH", "LTC")
-HOURLY = {"BTC": "btcusdt_1h.csv.gz", "ETH": "ethusdt_1h.csv.gz", "SOL": "solusdt_1h.csv.gz"}
-FUNDING = {"BTC": "btcusdt_funding.csv", "ETH": "ethusdt_funding.csv"}
+HOURLY = {f.symbol: f.file for f in datasets.files(kind="hourly") if f.market == "spot"}
+FUNDING = {f.symbol: f.file for f in datasets.files(kind="funding")}
 HORIZONS_HOURS = (1.0, 4.0, 24.0, 72.0)
 
 

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from margincal import datasets
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
 
 YEAR_DAYS = 365.0
@@ -761,11 +762,7 @@ def load_deribit_snapshot(path: str | Path, **kwargs: object) -> pd.DataFrame:
     raise DataError(f"{Path(path).name}: neither a mark-IV snapshot nor a book summary (columns {sorted(cols)})")
 
 
-BUNDLED_SNAPSHOTS = (
-    "deribit_btc_options_snapshot_2024-05.csv",
-    "deribit_eth_options_snapshot_2024-05.csv",
-    "deribit_eth_options_snapshot_2024-01-08.csv",
-)
+BUNDLED_SNAPSHOTS = tuple(f.file for f in datasets.files(kind="options"))
 
 
 def fit_report(path: str | Path, **loader_kwargs: object) -> dict[str, object]:
