@@ -1,4 +1,4 @@
-"""Compare every tail model on the bundled daily data (``data/*_daily.csv``).
+"""Compare every tail model on the bundled daily data (``*_daily.csv`` of :mod:`margincal.datasets`).
 
 ``python -m margincal.risk.compare`` prints the markdown table of 99% 1-day
 VaR/ES as of the last date that ``docs/risk_models.md`` shows.

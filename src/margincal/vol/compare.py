@@ -150,7 +150,7 @@ def diebold_mariano(
 def load_asset_panel(asset: str, data_dir: str | Path | None = None) -> pd.DataFrame:
     """Daily panel of a bundled asset (``"BTC"`` or ``"ETH"``): hourly spot -> RV, OHLC, volume; + OI, funding.
 
-    Files (in ``data/``): ``<asset>usdt_1h.csv.gz`` (Binance spot hourly),
+    Files (:mod:`margincal.datasets`, or ``data_dir``): ``<asset>usdt_1h.csv.gz`` (Binance spot hourly),
     ``<asset>usdt_funding.csv`` (Binance USD-M funding) when present, and
     ``btc_open_interest_daily.csv`` for BTC (aggregate BTC futures OI, source
     not stated, indicative only).

@@ -62,7 +62,7 @@ class GapWarning(MargincalWarning):
 
 
 def load_daily_closes(underlyings: Sequence[str], data_dir: str | Path | None = None) -> pd.DataFrame:
-    """Daily closes of the bundled real data (``data/<coin>_daily.csv``), one column per underlying.
+    """Daily closes of the bundled real data (:func:`margincal.datasets.load_daily`; ``data_dir``: another folder of ``<coin>_daily.csv`` files), one column per underlying.
 
     Index: UTC dates; only dates present for every underlying are kept.
     """

@@ -7,7 +7,7 @@ Order of precedence
   timeframe; not after ``asof``); else ``default_spot`` (the historical
   method passes the last close of its price history);
 * option vols: the store's ``option_quotes`` (latest ``mark_iv`` not after
-  ``asof``); else the bundled Deribit snapshots (``data/deribit_*``); else
+  ``asof``); else the bundled Deribit snapshots (:mod:`margincal.datasets`); else
   ``flat_vol``. Options are matched on (underlying, expiry, strike, C/P), not
   on the spelling of their names;
 * valuation time: ``asof``; else the latest store bar used for a spot; else now.
