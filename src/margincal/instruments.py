@@ -204,7 +204,7 @@ def _derivative(kind: str, base: str, quote: str, settle: str, expiry: Any, stri
     return Instrument(kind, base, quote, settle, expiry, strike, ot, raw)
 
 
-def parse(name: str, *, venue: str | None = None, inverse: bool | None = None) -> Instrument:
+def parse(name: str | Instrument, *, venue: str | None = None, inverse: bool | None = None) -> Instrument:
     """Parse an instrument name (any form in the module doc) into an :class:`Instrument`.
 
     ``inverse`` overrides what the name says about settlement (the bare forms
@@ -212,15 +212,15 @@ def parse(name: str, *, venue: str | None = None, inverse: bool | None = None) -
     USDC-settled perpetual instead of a spot pair. Raises :class:`DataError`
     naming the text and the accepted forms.
     """
-    if isinstance(name, Instrument):
-        return name
-    raw = str(name).strip()
-    s = raw.upper()
-    if not s:
-        raise _fail(raw, "the name is empty")
     if venue is not None and venue.lower() not in VENUES:
         raise DataError(f"venue {venue!r} has no naming rule here; known: {', '.join(VENUES)}")
-    inst = _parse(s, raw, venue.lower() if venue else None)
+    if isinstance(name, Instrument):
+        inst, raw = name, name.raw
+    else:
+        raw = str(name).strip()
+        if not raw:
+            raise _fail(raw, "the name is empty")
+        inst = _parse(raw.upper(), raw, venue.lower() if venue else None)
     if inverse is not None and inst.kind != "spot" and inst.inverse != inverse:
         inst = Instrument(inst.kind, inst.base, inst.quote, inst.base if inverse else inst.quote,
                           inst.expiry, inst.strike, inst.option_type, raw)
