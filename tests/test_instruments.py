@@ -225,3 +225,14 @@ def test_stress_csv_book_and_dask_reader_give_the_same_instruments(tmp_path):
     dask = {i.name: (i.kind, i.underlying) for i in stress_instruments(names, "2024-05-01")}
     assert local == dask
     assert local["BTC-PERPETUAL"] == ("perpetual", "BTC")
+
+
+def test_consumer_portfolio_book_file_reads_settlement_from_the_name(tmp_path):
+    from margincal.margin.portfolio import read_book
+
+    p = tmp_path / "book.csv"
+    p.write_text("account,instrument,quantity\na,BTC-USD-SWAP,1\na,BTC-PERPETUAL,1\nb,BTC/USD:BTC,-2\n")
+    specs = {s.name: s for s in read_book(p).specs}
+    assert specs["BTC-USD-SWAP"].inverse and specs["BTC/USD:BTC"].inverse
+    assert not specs["BTC-PERPETUAL"].inverse
+    assert all(s.inverse for s in read_book(p, inverse=True).specs)

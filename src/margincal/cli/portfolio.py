@@ -97,7 +97,7 @@ def portfolio(
                           "(see `margincal book partition`)")
     if block_size < 1:
         raise ConfigError(f"--block-size is {block_size}; it must be >= 1")
-    bk = read_book(file if file is not None else book, inverse=inverse)  # type: ignore[arg-type]
+    bk = read_book(file if file is not None else book, inverse=True if inverse else None)  # type: ignore[arg-type]
     con = open_store_if_present(store)
     try:
         pnl, market, prov = portfolio_scenarios(
