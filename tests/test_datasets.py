@@ -44,6 +44,17 @@ def test_daily_files_match_the_provenance_table(row):
     assert str(df.index.tz) == "UTC"
 
 
+@pytest.mark.parametrize("row", re.findall(r"^\| (\w+_(?:1m|5m)_[\d-]+\.csv\.gz) \| ([\d,]+) \|", PROVENANCE,
+                                           flags=re.M), ids=lambda r: r[0])
+def test_intraday_files_match_the_provenance_table(row):
+    file, rows = row
+    f = next(x for x in datasets.files(kind="intraday") if x.file == file)
+    df = datasets.load_intraday(f.symbol, f.timeframe)
+    assert len(df) == int(rows.replace(",", ""))
+    step = pd.Timedelta(f.timeframe.replace("m", "min"))
+    assert (df.index.to_series().diff().dropna() == step).all()  # "no missing bar" (PROVENANCE.md)
+
+
 def test_closes_checked_in_provenance():
     # PROVENANCE.md "Checks done (close prices)"
     btc = datasets.load_daily("BTC")["close"]

@@ -82,7 +82,8 @@ def test_worst_windows_in_library_are_non_overlapping_and_sorted():
 
 
 def test_get_scenarios():
-    assert len(get_scenarios("all")) == len(get_scenarios("historical")) + len(get_scenarios("hypothetical"))
+    assert len(get_scenarios("all")) == (len(get_scenarios("historical")) + len(get_scenarios("hypothetical"))
+                                         + len(get_scenarios("depeg")))
     two = get_scenarios("covid-2020-03-12, spot-down-30")
     assert [s.name for s in two] == ["covid-2020-03-12", "spot-down-30"]
     with pytest.raises(ConfigError, match="not in the library"):

@@ -32,6 +32,15 @@ from margincal.usecases import PORTFOLIO_METHODS, history_closes, portfolio_scen
 METHODS = PORTFOLIO_METHODS
 
 
+def _parse_offset(value: str | float) -> str | float:
+    if isinstance(value, (int, float)) or value == "stressed":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"--offset {value!r}: give 'stressed' or a fraction between 0 and 1") from None
+
+
 def _parse_spots(items: list[str] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for it in items or []:
@@ -65,7 +74,9 @@ def portfolio(
     preset: Annotated[str, typer.Option("--preset", help="Risk-matrix preset: deribit or derive.")] = "deribit",
     level: Annotated[float, typer.Option("--level", help="ES level (historical).")] = 0.99,
     horizon_hours: Annotated[float, typer.Option("--horizon-hours", help="Liquidation horizon (historical).")] = 24.0,
-    offset: Annotated[float, typer.Option("--offset", help="Cross-underlying offset 0..1 (historical).")] = 1.0,
+    offset: Annotated[str, typer.Option("--offset", help="Cross-underlying offset (historical): 'stressed' "
+                                        "(stressed-correlation credit, floor 0.5, cap 0.8) or a fraction 0..1; "
+                                        "1 = full offset.")] = "stressed",
     inverse: Annotated[bool, typer.Option("--inverse", help="Treat instruments as coin-margined (inverse).")] = False,
     no_contingency: Annotated[bool, typer.Option("--no-contingency", help="Leave out contingency add-ons.")] = False,
     block_size: Annotated[int, typer.Option("--block-size", help="Accounts per block.")] = 100_000,
@@ -83,6 +94,7 @@ def portfolio(
         raise ConfigError("give a positions FILE or --book PATH (exactly one)")
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    offset = _parse_offset(offset)
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(sorted(PRESETS))}")
     from margincal.cli import book as _book  # partitioned books (folder of Parquet files): docs/scaling.md

@@ -30,7 +30,8 @@ def _sample(f: datasets.DatasetFile) -> Sample:
                   None if f.kind == "options" else ("spot" if f.market == "spot" else "perpetual"), f.note)
 
 
-SAMPLES: tuple[Sample, ...] = tuple(_sample(f) for f in datasets.files())
+# what `margincal run` ingests: every bundled file but the intraday samples (evidence scripts read those)
+SAMPLES: tuple[Sample, ...] = tuple(_sample(f) for f in datasets.files() if f.kind in _INGEST_KIND)
 
 
 def sample_path(file: str) -> Path:

@@ -38,7 +38,7 @@ class DatasetFile:
     """One bundled file and where it comes from (details in PROVENANCE.md, section ``section``)."""
 
     file: str
-    kind: str  # daily, hourly, funding, open_interest, options
+    kind: str  # daily, hourly, intraday, funding, open_interest, options
     symbol: str  # coin, e.g. BTC
     instrument: str  # margincal instrument name the file describes
     market: str  # spot, perpetual, futures (aggregate), options
@@ -81,6 +81,16 @@ FILES: tuple[DatasetFile, ...] = (
     DatasetFile("deribit_eth_options_snapshot_2024-01-08.csv", "options", "ETH", "ETH", "options", None,
                 "jiaxiang-cheng/definer (Deribit API)", "see PROVENANCE.md", 6,
                 "Deribit ETH option chain 2024-01-08 11:19 UTC"),
+)
+INTRADAY = {("BTC", "1m"): "btcusdt_1m_2024-08.csv.gz", ("ETH", "1m"): "ethusdt_1m_2024-08.csv.gz",
+            ("BTC", "5m"): "btcusdt_perp_5m_2025-10.csv.gz", ("ETH", "5m"): "ethusdt_perp_5m_2025-10.csv.gz"}
+FILES = FILES + (
+    *(DatasetFile(INTRADAY[(c, "1m")], "intraday", c, f"{c}-USDT", "spot", "1m",
+                  "mintanam/ftrade@ee12b33 (freqtrade download of Binance klines)", "no LICENSE file", 7,
+                  "Binance spot 1-minute bars 2024-07-26..2024-08-25") for c in ("BTC", "ETH")),
+    *(DatasetFile(INTRADAY[(c, "5m")], "intraday", c, f"{c}-PERP", "perpetual", "5m",
+                  "Harthor/marketlab (freqtrade download of Binance USD-M klines)", "see PROVENANCE.md", 8,
+                  "Binance USD-M perpetual 5-minute bars, October 2025") for c in ("BTC", "ETH")),
 )
 OPTIONS_SNAPSHOTS = {("BTC", "2024-05"): "deribit_btc_options_snapshot_2024-05.csv",
                      ("ETH", "2024-05"): "deribit_eth_options_snapshot_2024-05.csv",
@@ -186,6 +196,19 @@ def load_hourly(symbol: str, market: str = "spot", root: str | Path | None = Non
     return _utc_index(load(f, root), "timestamp", f)
 
 
+def load_intraday(symbol: str, timeframe: str = "1m", root: str | Path | None = None) -> pd.DataFrame:
+    """Intraday OHLCV indexed by the bar's UTC open time: ``1m`` Binance spot (BTC, ETH, Jul-Aug 2024),
+    ``5m`` Binance USD-M perpetual (BTC, ETH, October 2025, with the 2025-10-10 crash)."""
+    key = (str(symbol).upper().split("-")[0], timeframe)
+    if key not in INTRADAY:
+        raise DataError(f"no bundled {timeframe} bars for {symbol!r}; bundled: "
+                        f"{', '.join(f'{k[0]} {k[1]}' for k in INTRADAY)}")
+    f = INTRADAY[key]
+    df = load(f, root)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
+    return _utc_index(df, "timestamp", f)
+
+
 def load_funding(symbol: str, root: str | Path | None = None) -> pd.Series:
     """8-hourly funding rates of the Binance USD-M perpetual (fraction per 8 h), indexed by UTC time."""
     s = _symbol(symbol, PERPETUAL_SYMBOLS, "funding file")
@@ -214,4 +237,4 @@ def load_options_snapshot(symbol: str, date: str = "2024-05") -> pd.DataFrame:
 
 __all__ = ["DAILY_SYMBOLS", "FILES", "HOURLY_SPOT_SYMBOLS", "OPTIONS_SNAPSHOTS", "PERPETUAL_SYMBOLS",
            "DatasetFile", "data_dir", "files", "load", "load_daily", "load_daily_returns", "load_funding",
-           "load_hourly", "load_open_interest", "load_options_snapshot", "path"]
+           "load_hourly", "load_intraday", "load_open_interest", "load_options_snapshot", "path"]

@@ -329,20 +329,41 @@ class MarginEngine:
 
     def what_if(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]], order: dict[str, Any], *,
                 method: str = "risk_matrix", flat_vol: float | None = None,
-                spot: Mapping[str, float] | None = None, generation: int = 0) -> dict[str, Any]:
+                spot: Mapping[str, float] | None = None, generation: int = 0,
+                limits: Mapping[str, Any] | None = None, collateral: Mapping[str, float] | None = None,
+                haircuts: Mapping[str, float] | None = None) -> dict[str, Any]:
+        from margincal.margin.limits import Limits, check_order
+
+        lim = Limits(**limits) if limits is not None else None
         if method == "standalone":
-            return self._what_if_standalone(con, positions, order, generation)
+            out = self._what_if_standalone(con, positions, order, generation)
+            breaches = check_order(_aggregate(positions), {order["instrument"]: order["signed_quantity"]},
+                                   lim) if lim is not None else []
+            out.update({"accepted": not breaches, "refusal": "; ".join(b.message for b in breaches) or None,
+                        "breaches": [b.as_dict() for b in breaches]})
+            return jsonable(out)
         pos = _aggregate(positions)
         names = set(pos) | {order["instrument"]}
         pm, engine, prov = self._market(con, names, flat_vol, spot, generation)
         r = pm.what_if(pm.Portfolio(positions=pos, market=engine.market, engine=engine, specs=engine.specs),
-                       {order["instrument"]: order["signed_quantity"]})
-        return jsonable({
+                       {order["instrument"]: order["signed_quantity"]}, limits=lim)
+        out = {
             "before": {"im": r.im_before, "mm": r.mm_before}, "after": {"im": r.im_after, "mm": r.mm_after},
             "marginal_im": r.marginal_im, "marginal_mm": r.marginal_mm,
             "driving_scenario": r.driving_after, "driving_scenario_before": r.driving_before,
             "order": order, "method": r.method, "market": _market_info(engine.market, prov),
-        })
+            "accepted": r.accepted, "refusal": r.refusal, "breaches": r.breaches,
+        }
+        if collateral is not None:
+            # the account view revalues at moved prices, so it needs a live engine, not the cached matrix
+            after = dict(pos)
+            after[order["instrument"]] = after.get(order["instrument"], 0.0) + order["signed_quantity"]
+            live = pm.RiskMatrixMargin()
+            out["account"] = {
+                k: pm.account_view(pm.Portfolio(positions=p, market=engine.market, engine=live, specs=engine.specs),
+                                   collateral, haircuts=haircuts)
+                for k, p in (("before", pos), ("after", after))}
+        return jsonable(out)
 
     def _what_if_standalone(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]],
                             order: dict[str, Any], generation: int) -> dict[str, Any]:
