@@ -353,9 +353,17 @@ def spot_name(underlying: str, quote: str = "USDT") -> str:
     return format_name(Instrument("spot", underlying.upper(), quote, quote))
 
 
-def underlying_of(name: str | Instrument) -> str:
-    """Base currency of an instrument name (``BTC_USDC-28JUN24-60000-C`` -> ``BTC``)."""
-    return parse(name).base
+def underlying_of(name: str | Instrument, default: str | None = None) -> str:
+    """Base currency of an instrument name (``BTC_USDC-28JUN24-60000-C`` -> ``BTC``).
+
+    ``default`` (when given) is returned for text that is no instrument name instead of an error.
+    """
+    try:
+        return parse(name).base
+    except DataError:
+        if default is None:
+            raise
+        return default
 
 
 def kind_of(name: str | Instrument, default: str | None = None) -> str:
