@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from margincal import risk
+from margincal import datasets, risk
 from margincal.backtest.intrabar import adverse_excursion, close_to_close_loss, horizon_in_bars
 from margincal.backtest.stats import (
     christoffersen,
@@ -42,7 +42,6 @@ from margincal.backtest.stats import (
     rolling_traffic_light,
     z2_test,
 )
-from margincal.config import sample_data_dir
 from margincal.margin import presets
 from margincal.margin.apc import apc_config, apply_apc
 from margincal.margin.horizon import CloseOutModel, CostModel, margin_curve
@@ -91,7 +90,7 @@ def table(df: pd.DataFrame, floatfmt: dict[str, str] | None = None) -> None:
 
 
 def load_bars(name: str) -> pd.DataFrame:
-    df = pd.read_csv(sample_data_dir() / name, compression="infer")
+    df = datasets.load(name)
     if "timestamp" in df.columns and pd.api.types.is_numeric_dtype(df["timestamp"]):
         idx = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
     else:
@@ -195,7 +194,7 @@ def liquidity_inputs(bars: pd.DataFrame, funding: pd.DataFrame | None,
 def perp_section(inst: str, scaler: HorizonScaler) -> dict[str, object]:
     hourly, funding_file, minute = PERPS[inst]
     bars = load_bars(hourly)
-    funding = pd.read_csv(sample_data_dir() / funding_file)
+    funding = datasets.load(funding_file)
     mbars = load_bars(minute)
     li = liquidity_inputs(bars, funding, spread_bars=mbars)
     r = log_returns(bars)

@@ -38,7 +38,7 @@ def model(closes):
 
 
 def test_bundled_history_has_gaps_and_says_so(closes):
-    # the 2026 rows of the Binance daily files miss 6 days (data/PROVENANCE.md): 4 joint gaps remain
+    # the 2026 rows of the Binance daily files miss 6 days (src/margincal/datasets/PROVENANCE.md): 4 joint gaps remain
     with pytest.warns(GapWarning, match="4 of 2051 returns"):
         HistoricalPortfolioMargin().fit(closes)
 

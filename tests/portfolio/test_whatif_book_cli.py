@@ -226,7 +226,7 @@ def test_cli_historical_defaults_to_end_of_history(tmp_path):
     assert r.exit_code == 0, r.output
     body = json.loads(r.stdout)
     assert "4 of 3141 returns span more than one bar" in r.stderr
-    assert body["market"]["valuation_time"].startswith("2026-03-30")  # last row of data/btc_daily.csv
+    assert body["market"]["valuation_time"].startswith("2026-03-30")  # last row of the bundled btc_daily.csv
     assert body["market"]["spot"]["BTC"] == "last close of the price history"
     closes = load_daily_closes(["BTC"])
     with warnings.catch_warnings():

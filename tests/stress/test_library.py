@@ -25,7 +25,7 @@ def _by_name():
 
 
 def test_named_events_match_closes_documented_in_provenance():
-    # data/PROVENANCE.md lists BTC closes 2020-03-12 4,800.00 and 2022-11-09 15,922.81, ETH 2022-11-09 1,102.73
+    # src/margincal/datasets/PROVENANCE.md lists BTC closes 2020-03-12 4,800.00 and 2022-11-09 15,922.81, ETH 2022-11-09 1,102.73
     s = _by_name()
     btc = daily_closes("BTC")["close"]
     assert btc.loc["2020-03-11"] * math.exp(s["covid-2020-03-12"].spot["BTC"]) == pytest.approx(4_800.00)

@@ -41,11 +41,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.adjust import audit
 from margincal.adjust.approval import adjusted_row, create_proposal, pending_rates
 from margincal.adjust.engine import Adjustment, MonitorEngine
 from margincal.adjust.policy import Policy, default_policy
 from margincal.adjust.signals import Signal
+from margincal.data import audit
 from margincal.data.feeds import event_key
 from margincal.data.store import connect, transaction, utcnow
 from margincal.margin.params import ParameterSet, latest_version, load, new_run_id, publish

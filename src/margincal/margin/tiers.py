@@ -34,7 +34,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,18 @@ import pandas as pd
 from margincal.errors import CalibrationError, ConfigError
 from margincal.margin.rounding import ceil_to_increment
 
-if TYPE_CHECKING:  # pragma: no cover
-    from margincal.margin.calibration import Calibration
+
+class SizeCurve(Protocol):
+    """What :meth:`TierSchedule.from_size_curve` reads of a calibration
+    (:class:`margincal.margin.calibration.Calibration` is one; typed structurally so that tiers,
+    which calibration builds on, does not import it back)."""
+
+    instrument: str | None
+    rounding: float
+
+    def im_at(self, notional: Any, *, rounded: bool = True) -> Any: ...
+
+    def mm_at(self, notional: Any, *, rounded: bool = True) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -301,7 +311,7 @@ class TierSchedule:
         return sched
 
     @classmethod
-    def from_size_curve(cls, calibration: Calibration, boundaries: Sequence[float], *,
+    def from_size_curve(cls, calibration: SizeCurve, boundaries: Sequence[float], *,
                         max_leverage_cap: float = 125.0, convention: str = "marginal",
                         rounding: float | None = None) -> TierSchedule:
         """Tiers from a calibrated size curve (IM and MM as functions of notional).

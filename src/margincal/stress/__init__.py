@@ -39,6 +39,7 @@ from margincal.stress.cascade import (
 )
 from margincal.stress.engine import (
     BookStressResult,
+    account_losses,
     account_margin,
     scenario_losses,
     scenario_losses_reference,
@@ -75,7 +76,7 @@ __all__ = [
     "Book", "BookStressResult", "CascadeResult", "CascadeSetup", "CompositeScenario", "CorrelationShock",
     "DepthProfile", "FundingSpike", "HistoricalScenario", "LiquidityCost", "LiquidityShock", "MonteCarloSetup",
     "PolicyComparison", "Population", "ReverseStressResult", "Scenario", "ShockLeg", "SpotShock",
-    "StressInstrument", "StressMarket", "VolShock", "account_margin", "bad_debt_exceedance", "book_from_frame",
+    "StressInstrument", "StressMarket", "VolShock", "account_losses", "account_margin", "bad_debt_exceedance", "book_from_frame",
     "book_stress_figures", "cascade_figures", "compare_policies", "draw_population", "get_scenarios",
     "historical_scenarios", "hypothetical_scenarios", "load_book", "market_from_samples", "monte_carlo",
     "population_for_policy", "replay", "reverse_stress_spot", "reverse_stress_spot_vol", "scenario_library",

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 from margincal.errors import ConfigError, DataError
 from margincal.stress.scenarios import HistoricalScenario, Scenario, ShockLeg, hypothetical_scenarios
 
 COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "TRX", "BCH", "LTC")
-HOURLY = {"BTC": "btcusdt_1h.csv.gz", "ETH": "ethusdt_1h.csv.gz", "SOL": "solusdt_1h.csv.gz"}
-FUNDING = {"BTC": "btcusdt_funding.csv", "ETH": "ethusdt_funding.csv"}
+HOURLY = {f.symbol: f.file for f in datasets.files(kind="hourly") if f.market == "spot"}
+FUNDING = {f.symbol: f.file for f in datasets.files(kind="funding")}
 HORIZONS_HOURS = (1.0, 4.0, 24.0, 72.0)
 
 
@@ -70,10 +70,9 @@ NAMED_EVENTS: tuple[NamedEvent, ...] = (
 @functools.lru_cache(maxsize=16)
 def daily_closes(coin: str) -> pd.DataFrame:
     """Daily bars of a bundled coin (index: UTC date, naive)."""
-    f = sample_data_dir() / f"{coin.lower()}_daily.csv"
-    if not f.exists():
-        raise DataError(f"no bundled daily file for {coin} ({f.name})")
-    return pd.read_csv(f, parse_dates=["date"]).set_index("date")[["open", "high", "low", "close"]]
+    d = datasets.load_daily(coin)[["open", "high", "low", "close"]]
+    d.index = d.index.tz_localize(None).rename("date")
+    return d
 
 
 @functools.lru_cache(maxsize=8)
@@ -81,17 +80,18 @@ def hourly_bars(coin: str) -> pd.DataFrame:
     """Hourly spot bars on a complete hourly grid (missing hours are NaN rows); index naive UTC open time."""
     if coin not in HOURLY:
         raise DataError(f"no bundled hourly file for {coin}; hourly data exists for {', '.join(HOURLY)}")
-    d = pd.read_csv(sample_data_dir() / HOURLY[coin], parse_dates=["timestamp"])
-    d["timestamp"] = d["timestamp"].dt.tz_localize(None)
-    d = d.set_index("timestamp")[["open", "high", "low", "close"]]
+    d = datasets.load_hourly(coin, "spot")[["open", "high", "low", "close"]]
+    d.index = d.index.tz_localize(None).rename("timestamp")
     grid = pd.date_range(d.index[0], d.index[-1], freq="h")
     return d.reindex(grid)
 
 
 @functools.lru_cache(maxsize=4)
 def funding_series(coin: str) -> pd.Series:
-    d = pd.read_csv(sample_data_dir() / FUNDING[coin], parse_dates=["funding_time"])
-    return pd.Series(d["funding_rate"].to_numpy(), index=d["funding_time"].dt.tz_localize(None))
+    if coin not in FUNDING:
+        raise DataError(f"no bundled funding file for {coin}; funding exists for {', '.join(FUNDING)}")
+    f = datasets.load_funding(coin)
+    return pd.Series(f.to_numpy(), index=f.index.tz_localize(None).rename("funding_time"))
 
 
 @functools.lru_cache(maxsize=1)

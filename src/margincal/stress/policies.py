@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from margincal.config import CalibrationSettings, sample_data_dir
+from margincal import datasets
+from margincal.config import CalibrationSettings
 from margincal.errors import ConfigError, DataError
 from margincal.stress.cascade import (
     CascadeResult,
@@ -76,11 +77,7 @@ EVENTS: dict[str, ReplayEvent] = {
 @functools.lru_cache(maxsize=2)
 def perp_bars(coin: str = "BTC") -> pd.DataFrame:
     """Bundled hourly USDT-perpetual bars (tz-aware UTC index)."""
-    f = sample_data_dir() / f"{coin.lower()}usdt_perp_1h.csv.gz"
-    if not f.exists():
-        raise DataError(f"no bundled perp file {f.name}")
-    d = pd.read_csv(f, parse_dates=["timestamp"]).set_index("timestamp")
-    return d[["open", "high", "low", "close", "volume"]]
+    return datasets.load_hourly(coin, "perpetual")[["open", "high", "low", "close", "volume"]]
 
 
 def bar_substeps(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 from margincal.dependence.correlation import STRESS_WINDOWS, stressed_correlation
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
 from margincal.margin.portfolio.engine import PortfolioMarginResult, portfolio_margin
@@ -76,19 +76,17 @@ class GapWarning(MargincalWarning):
 
 
 def load_daily_closes(underlyings: Sequence[str], data_dir: str | Path | None = None) -> pd.DataFrame:
-    """Daily closes of the bundled real data (``data/<coin>_daily.csv``), one column per underlying.
+    """Daily closes of the bundled real data (:func:`margincal.datasets.load_daily`; ``data_dir``: another folder of ``<coin>_daily.csv`` files), one column per underlying.
 
     Index: UTC dates; only dates present for every underlying are kept.
     """
-    base = Path(data_dir) if data_dir is not None else sample_data_dir()
     cols = {}
     for u in underlyings:
-        path = base / f"{u.lower()}_daily.csv"
-        if not path.exists():
-            raise DataError(f"no daily data for {u}: {path.name} is not in {base}")
-        df = pd.read_csv(path, usecols=["date", "close"])
-        idx = pd.DatetimeIndex(pd.to_datetime(df["date"], utc=True))
-        cols[u] = pd.Series(df["close"].to_numpy(dtype=float), index=idx)
+        try:
+            df = datasets.load_daily(u, data_dir)
+        except DataError as exc:
+            raise DataError(f"no daily data for {u}: {exc}") from None
+        cols[u] = df["close"].astype(float)
     return pd.DataFrame(cols).dropna()
 
 

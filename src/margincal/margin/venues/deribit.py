@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 from margincal.errors import ConfigError
+from margincal.instruments import underlying_of
 from margincal.margin.params import InstrumentParams, ParameterSet
 from margincal.margin.venues._common import Ctx, base_rates, ceil_frac, fmt, frac, get, rate
 
@@ -111,7 +112,7 @@ def render(pset: ParameterSet, *, price: float | None = None, instruments: Seque
         if p.details.get("rule") == "linear_size":
             a = arithmetic(p)
             ib, ip, mb, mp = a.im_base, a.im_per_unit, a.mm_base, a.mm_per_unit
-            cur = p.details.get("currency", name.split("-")[0])
+            cur = p.details.get("currency", underlying_of(name, default=name.split("-")[0]))
         else:
             px = price if price is not None else p.details.get("reference_price")
             if len(p.details.get("tiers") or []) > 1 and px is None:
@@ -119,7 +120,7 @@ def render(pset: ParameterSet, *, price: float | None = None, instruments: Seque
             ib, mb = (Fraction(ceil_frac(x * 10**8), 10**8) for x in base_rates(p))  # rounded up to 1e-8
             ip = _fit_per_unit(p, "im", ib, float(px)) if px is not None else Fraction(0)
             mp = min(ip, _fit_per_unit(p, "mm", mb, float(px))) if px is not None else Fraction(0)
-            cur = name.removesuffix("USDT").removesuffix("-PERP").split("-")[0]
+            cur = underlying_of(name, default=name.split("-")[0])
         rows.append({"currency": cur, "size_unit": cur,
                      "initial_margin": {"base": fmt(ib), "per_unit": fmt(ip)},
                      "maintenance_margin": {"base": fmt(mb), "per_unit": fmt(mp)}})

@@ -35,6 +35,7 @@ from fractions import Fraction
 from typing import Any
 
 from margincal.errors import ConfigError
+from margincal.instruments import perpetual_name, underlying_of
 from margincal.margin.params import InstrumentParams, ParameterSet
 from margincal.margin.venues._common import Ctx, base_rates, ceil_frac, get, integer, rate
 from margincal.margin.venues.dydx import _snake
@@ -182,7 +183,7 @@ def render(pset: ParameterSet, *, price: float | None = None, instruments: Seque
         if len(p.details.get("tiers") or []) > 1 and px is None:
             raise ConfigError(f"{name}: fitting Drift's IMF factor to our tiers needs the reference price (--price)")
         imf = fit_imf_factor(p, float(px), ri) if px is not None else 0
-        perp = name if name.endswith("-PERP") else name.removesuffix("USDT").removesuffix("USD") + "-PERP"
+        perp = perpetual_name(underlying_of(name, default=name.removesuffix("USDT").removesuffix("USD")))
         rows.append({"marketIndex": i, "name": perp, "marginRatioInitial": ri, "marginRatioMaintenance": rm,
                      "imfFactor": imf})
     return {"perpMarkets": rows}
