@@ -42,14 +42,13 @@ EVENTS = {"ftx": ("2022-11-07T00:00:00Z", "2022-11-11T00:00:00Z"),
 
 def observed_dislocation(event: str) -> dict[str, Any]:
     """Largest ``1 - perp_low / spot_low`` over the window's hourly bars (bundled Binance files)."""
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
     if event not in EVENTS:
         raise ConfigError(f"event {event!r} unknown; use {', '.join(EVENTS)}")
-    a, b = EVENTS[event]
-    d = sample_data_dir()
-    s = pd.read_csv(d / "btcusdt_1h.csv.gz", parse_dates=["timestamp"]).set_index("timestamp")
-    p = pd.read_csv(d / "btcusdt_perp_1h.csv.gz", parse_dates=["timestamp"]).set_index("timestamp")
+    a, b = (pd.Timestamp(t) for t in EVENTS[event])
+    s = datasets.load_hourly("BTC", "spot")
+    p = datasets.load_hourly("BTC", "perpetual")
     j = s[["low"]].join(p[["low"]].rename(columns={"low": "perp_low"}), how="inner")
     j = j[(j.index >= a) & (j.index < b)]
     x = 1.0 - j["perp_low"] / j["low"]
@@ -113,14 +112,14 @@ def replay_bands(event: str, *, policy: Policy | None = None, cfg: MarketConfig 
 
 def _funding_steps(event: str, steps: int, step_seconds: float) -> np.ndarray:
     """Real 8-hourly BTCUSDT funding rates of the window (bundled file) on the replay's step grid."""
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
-    f = pd.read_csv(sample_data_dir() / "btcusdt_funding.csv", parse_dates=["funding_time"])
+    f = datasets.load_funding("BTC")
     t0 = pd.Timestamp(EVENTS[event][0])
-    k = ((f["funding_time"] - t0).dt.total_seconds() / step_seconds).round().astype(int)
+    k = np.round((f.index - t0).total_seconds().to_numpy() / step_seconds).astype(int)
     keep = (k > 0) & (k < steps)
     out = np.zeros(steps)
-    out[k[keep].to_numpy()] = f.loc[keep, "funding_rate"].to_numpy(dtype=float)
+    out[k[keep]] = f.to_numpy(dtype=float)[keep]
     return out
 
 
@@ -162,7 +161,7 @@ def monte_carlo_paths(n_paths: int, *, steps: int = 24, seed: int = 11, vol_mult
     """(n_paths, steps + 1) hourly BTC index paths from the 2022-11-07 state (Student-t, EWMA sigma x
     ``vol_multiplier``)."""
     from margincal.config import CalibrationSettings
-    from margincal.stress.policies import MonteCarloSetup, mc_state
+    from margincal.stress.mcpaths import MonteCarloSetup, mc_state
 
     st = mc_state(MonteCarloSetup(steps=steps, vol_multiplier=vol_multiplier), CalibrationSettings())
     z = np.random.default_rng(seed).standard_normal((n_paths, steps))

@@ -125,15 +125,10 @@ def bundled_index_and_perp(start: str, end: str, coin: str = "BTC") -> tuple[np.
     open/high/low/close ordered by the *perp* bar's direction, so both series visit their extremes at
     the same sub-step). Constituents: the bundled Binance spot series.
     """
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
-    d = sample_data_dir()
-    fs, fp = d / f"{coin.lower()}usdt_1h.csv.gz", d / f"{coin.lower()}usdt_perp_1h.csv.gz"
-    for f in (fs, fp):
-        if not f.exists():
-            raise DataError(f"no bundled file {f.name}")
-    s = pd.read_csv(fs, parse_dates=["timestamp"]).set_index("timestamp")
-    p = pd.read_csv(fp, parse_dates=["timestamp"]).set_index("timestamp")
+    s = datasets.load_hourly(coin, "spot")
+    p = datasets.load_hourly(coin, "perpetual")
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     s = s[(s.index >= t0) & (s.index < t1)]
     p = p[(p.index >= t0) & (p.index < t1)]
