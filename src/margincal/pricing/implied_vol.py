@@ -179,7 +179,7 @@ _C_LOW = 1.2091995761561452  # 2 pi / (3 sqrt 3)
 _BLOCK = 1 << 14
 _MAX_HOUSEHOLDER = 5
 _TINY_B = 1e-250  # below this (or d1 < -5) ln b is taken from the erfcx form
-_ACCEPT_FIRST = 2e-4  # relative step after which one iteration is enough (error ~ step^4)
+_ACCEPT_FIRST = 5e-4  # relative step after which one iteration is enough (remaining error ~ step^4)
 _ACCEPT_LATER = 1e-4
 _EPS = np.finfo(float).eps
 
@@ -278,15 +278,20 @@ def _initial_guess(x, ex, beta, qbeta):
     kind = np.where(upper, 2, 0).astype(np.int8)
     kind[~wing] = 1
     # middle: rational cubic for s(beta) between the node and (b_c, s_c); s''(b_c) = 0 fixes r
-    bl = np.where(upper, b_c, b_e)
-    br = np.where(upper, b_e, b_c)
-    sl = np.where(upper, s_c, s_e)
-    sr = np.where(upper, s_e, s_c)
-    dl = np.where(upper, 1.0 / v_c, 1.0 / v_e)
-    dr = np.where(upper, 1.0 / v_e, 1.0 / v_c)
+    # endpoints ordered left/right by blending with the 0/1 upper flag (cheaper than six np.where on a
+    # random mask; the rounding this adds is irrelevant for an initial guess)
+    u = upper.astype(float)
+    inv_vc = 1.0 / v_c
+    inv_ve = 1.0 / v_e
+    bl = b_e + u * (b_c - b_e)
+    br = b_c + u * (b_e - b_c)
+    sl = s_e + u * (s_c - s_e)
+    sr = s_c + u * (s_e - s_c)
+    dl = inv_ve + u * (inv_vc - inv_ve)
+    dr = inv_vc + u * (inv_ve - inv_vc)
     hh = br - bl
     delta = (sr - sl) / hh
-    r = (dr - dl) / np.where(upper, delta - dl, dr - delta)
+    r = (dr - dl) / (dr - delta + u * (2.0 * delta - dl - dr))  # right end below b_c, left end above
     r = _shape_r(r, delta, dl, dr)
     tt = (beta - bl) / hh
     s0 = _rc(tt, 1.0 - tt, hh, sl, sr, dl, dr, r)
