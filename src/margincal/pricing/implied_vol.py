@@ -193,8 +193,7 @@ def _block(p, F, K, T, call, r, inverse, vol, status, counts) -> None:
         if np.ndim(r) or r != 0.0:
             valid &= np.isfinite(r)
             u = u * np.exp(r * T)
-        diff = F - K
-        intrinsic = np.where(call, diff, -diff)
+        intrinsic = (call * 2.0 - 1.0) * (F - K)
         np.maximum(intrinsic, 0.0, out=intrinsic)
         tv = u - intrinsic
         cap = np.minimum(F, K)
@@ -218,15 +217,19 @@ def _block(p, F, K, T, call, r, inverse, vol, status, counts) -> None:
         idx = None
     s, conv, count = _solve_block(F, K, tv)
     v = s / np.sqrt(T)
-    v[~conv] = np.nan
+    all_conv = bool(conv.all())
+    if not all_conv:
+        v[~conv] = np.nan
     if idx is None:
         vol[:] = v
         counts[:] = count
-        status[~conv] = IVStatus.NOT_CONVERGED
+        if not all_conv:
+            status[~conv] = IVStatus.NOT_CONVERGED
     else:
         vol[idx] = v
         counts[idx] = count
-        status[idx[~conv]] = IVStatus.NOT_CONVERGED
+        if not all_conv:
+            status[idx[~conv]] = IVStatus.NOT_CONVERGED
 
 
 def _rc(t, omt, h, yl, yr, dl, dr, r):
@@ -263,24 +266,22 @@ def _initial_guess(x, ex, beta, qbeta):
     b_c = 0.5 * ex - ndtr(-s_c) / ex  # d1 = 0, d2 = -s_c at the inflection point
     v_c = ex / _SQRT_2PI  # b'(s_c)
     upper = beta > b_c
+    u = upper.astype(float)  # 0/1 blends below replace np.where on a random mask (several times cheaper)
+    sg = 1.0 - 2.0 * u
     # the second node: s_l (tangent at s_c meets 0) below b_c, s_u (meets b_max) above
-    s_e = np.where(upper, s_c + (ex - b_c) / v_c, s_c - b_c / v_c)
+    s_e = s_c + (u * ex - b_c) / v_c
     h = x / s_e
     t = 0.5 * s_e
-    d1 = h + t
-    a1 = ex * ndtr(np.where(upper, -d1, d1))
+    a1 = ex * ndtr(sg * (h + t))
     a2 = ndtr(h - t) / ex
     q_e = a1 + a2  # b_max - b(s_u) on the upper side (no cancellation)
-    b_e = np.where(upper, ex - q_e, a1 - a2)
+    b_e = u * ex + sg * a1 - a2  # b(s_e) on both sides
     v_e = np.exp(-0.5 * (h * h + t * t)) / _SQRT_2PI
     c2_e = h * h / s_e - 0.25 * s_e  # b''/b' at the node
-    wing = np.where(upper, qbeta < q_e, beta < b_e)
-    kind = np.where(upper, 2, 0).astype(np.int8)
-    kind[~wing] = 1
-    # middle: rational cubic for s(beta) between the node and (b_c, s_c); s''(b_c) = 0 fixes r
-    # endpoints ordered left/right by blending with the 0/1 upper flag (cheaper than six np.where on a
-    # random mask; the rounding this adds is irrelevant for an initial guess)
-    u = upper.astype(float)
+    wing = (upper & (qbeta < q_e)) | (~upper & (beta < b_e))
+    kind = (1 + wing * (2 * upper - 1)).astype(np.int8)  # 0 low wing, 1 middle, 2 near b_max
+    # middle: rational cubic for s(beta) between the node and (b_c, s_c); s''(b_c) = 0 fixes r.
+    # Endpoints ordered left/right by blending (the rounding this adds is irrelevant for a guess).
     inv_vc = 1.0 / v_c
     inv_ve = 1.0 / v_e
     bl = b_e + u * (b_c - b_e)
@@ -338,11 +339,12 @@ def _householder(x, ex, s, kind, beta, ln_beta, qbeta):
     d1 = h + t
     d2 = h - t
     up = kind == 2
+    sg = 1.0 - 2.0 * up  # -1 near the upper bound: evaluate b_max - b = e^{x/2} N(-d1) + e^{-x/2} N(d2)
     # arguments floored at -37.5 so that ndtr returns no subnormals (slow); where that matters (d1 < -5,
     # low wing only) ln b is taken from the erfcx form below
-    a1 = ex * ndtr(np.maximum(np.where(up, -d1, d1), -37.5))
+    a1 = ex * ndtr(np.maximum(sg * d1, -37.5))
     a2 = ndtr(np.maximum(d2, -37.5)) / ex
-    val = np.where(up, a1 + a2, a1 - a2)  # b_max - b near the bound, b elsewhere
+    val = a1 - sg * a2  # b_max - b near the bound, b elsewhere
     hh = h * h
     ln_bp = -0.5 * (hh + t * t) - _LN_SQRT_2PI
     bp = np.exp(np.maximum(ln_bp, -700.0))  # used in the middle/upper branches only (floor: no subnormals)
