@@ -298,3 +298,18 @@ def test_implied_vol_near_upper_bound_and_zero_time():
     assert implied_vol(F, F, K, T, "C").status == IVStatus.ABOVE_MAX
     # zero time: the price carries no volatility information -> INVALID_INPUT (documented rule)
     assert implied_vol(1.0, F, K, 0.0, "C").status == IVStatus.INVALID_INPUT
+
+
+def test_implied_vol_fallback_solver_agrees(monkeypatch):
+    # elements the Householder iterations leave unsettled go to the bracketed Newton solver; force that path
+    import sys
+
+    mod = sys.modules["margincal.pricing.implied_vol"]
+    F, T = 100.0, 0.5
+    K = F * np.exp(np.linspace(-2.0, 2.0, 21))
+    price = black76_price(F, K, T, 0.8, "C")
+    monkeypatch.setattr(mod, "_MAX_HOUSEHOLDER", 0)
+    res = implied_vol(price, F, K, T, "C")
+    assert np.all(res.status == IVStatus.OK)
+    assert np.max(np.abs(res.vol - 0.8)) < 1e-10
+    assert res.iterations > 0

@@ -176,7 +176,7 @@ def implied_vol(
 _SQRT_2PI = 2.5066282746310002
 _SQRT3 = 1.7320508075688772
 _C_LOW = 1.2091995761561452  # 2 pi / (3 sqrt 3)
-_BLOCK = 1 << 14
+_BLOCK = 1 << 13
 _MAX_HOUSEHOLDER = 5
 _TINY_B = 1e-250  # below this (or d1 < -5) ln b is taken from the erfcx form
 _ACCEPT_FIRST = 5e-4  # relative step after which one iteration is enough (remaining error ~ step^4)
