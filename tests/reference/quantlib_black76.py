@@ -7,6 +7,13 @@ for greeks: ``deltaForward()`` (dV/dF), ``gammaForward()`` (d2V/dF2),
 ``vega(T)`` (dV/dsigma) and ``theta(F, T)`` (dV/dt per year; with spot = forward
 QuantLib's spot-based theta is the Black-76 theta at fixed forward).
 
+:func:`generate_iv_grid` gives QuantLib ``blackFormula`` prices on a wider grid
+for the implied-volatility tests (log-moneyness -5..5, 1 hour..10 years,
+vol 1%..500%, prices from ~1e-300 up to within a few ulps of the upper
+bound) together with QuantLib's own inversion
+``ql.blackFormulaImpliedStdDev(type, K, F, price, 1.0, 0.0, guess, accuracy, maxIter)``
+at ``accuracy = 1e-14`` (NaN where QuantLib raises).
+
 The tests import :func:`generate` and compute the values at test time
 (QuantLib is a test dependency). Run ``python tests/reference/quantlib_black76.py``
 to print a few rows.
@@ -52,6 +59,31 @@ def generate() -> list[dict[str, float]]:
                 "theta": calc.theta(f, t),
             }
         )
+    return rows
+
+
+IV_LOG_MONEYNESS = tuple(-5.0 + 0.25 * i for i in range(41))  # ln(K/F)
+IV_EXPIRIES = (1.0 / (365.0 * 24.0), 1.0 / 365.0, 7.0 / 365.0, 30.0 / 365.0, 0.5, 2.0, 10.0)
+IV_VOLS = (0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def generate_iv_grid(forward: float = 100.0) -> list[dict[str, float]]:
+    """QuantLib prices (undiscounted) and QuantLib implied vols on the implied-vol grid."""
+    import QuantLib as ql
+
+    rows = []
+    for m, t, v, c in itertools.product(IV_LOG_MONEYNESS, IV_EXPIRIES, IV_VOLS, (True, False)):
+        typ = ql.Option.Call if c else ql.Option.Put
+        k = forward * math.exp(m)
+        price = ql.blackFormula(typ, k, forward, v * math.sqrt(t), 1.0)
+        try:
+            ql_vol = ql.blackFormulaImpliedStdDev(typ, k, forward, price, 1.0, 0.0, ql.nullDouble(), 1e-14, 1000)
+            ql_vol /= math.sqrt(t)
+        except RuntimeError:
+            ql_vol = math.nan
+        vega = ql.BlackCalculator(ql.PlainVanillaPayoff(typ, k), forward, v * math.sqrt(t), 1.0).vega(t)
+        rows.append({"forward": forward, "strike": k, "expiry": t, "vol": v, "is_call": c, "price": price,
+                     "vega": vega, "ql_vol": ql_vol})
     return rows
 
 
