@@ -93,20 +93,20 @@ def test_a_failed_write_leaves_nothing_and_the_rerun_reproduces_the_full_run(ftx
     split, j = next((i, j) for i, v in enumerate(ref[0]) for j, p in enumerate(ref[1])
                     if (p[0], p[3], p[1]) == (v[1], v[2], v[4]))
 
-    real = M.create_proposal
+    real = M.GroupWriter.propose
     target = ref[1][j]
 
-    def failing(*a, **k):
+    def failing(self, **k):
         c = k["changes"][0]
         if (c["instrument"], c["im_after"], k["evidence"]["event_ts"]) == (target[0], target[2], target[3]):
             raise RuntimeError("killed while proposing")
-        return real(*a, **k)
+        return real(self, **k)
 
-    monkeypatch.setattr(M, "create_proposal", failing)
+    monkeypatch.setattr(M.GroupWriter, "propose", failing)
     mon = Monitor(ftx_store, name="t", live_from=FROM, commit_latency_s=latency)
     with pytest.raises(RuntimeError, match="killed while proposing"):
         mon.run(_feed(ftx_store))
-    monkeypatch.setattr(M, "create_proposal", real)
+    monkeypatch.setattr(M.GroupWriter, "propose", real)
     got = _outcome(ftx_store)
     # the failed transaction published nothing: the auto step of that same event is not there either (and
     # with group commit, nothing of its whole group)

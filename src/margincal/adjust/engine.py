@@ -223,7 +223,7 @@ class _Inst:
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
         "apc_base", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_sched", "mm_sched_ns", "oi_level",
-        "oi_ref", "spread_last", "volu_s",
+        "oi_cal", "oi_ref", "spread_last", "volu_s",
     )
 
     def __init__(self, name: str) -> None:
@@ -251,6 +251,7 @@ class _Inst:
         # triggers: vol, volume, oi, depth, spread, proxy, funding, breach, volume drop
         self.trig = [sg.Trigger() for _ in range(9)]
         self.volu_s = None  # 24h EWMA of log volume (volume drop)
+        self.oi_cal = None  # OI caps from the calibrated row (details oi_lower_cap / oi_upper_cap)
         self.oi_ref = None  # slow EWMA of OI notional (the reference level of the OI caps)
         self.oi_level = math.nan
         self.fund_last = math.nan
@@ -348,6 +349,10 @@ class MonitorEngine:
         self._batch_ns = int(ef["decrease_batch_hours"] * _NS_PER_HOUR)
         self._dec_band = float(ef["decrease_hysteresis"])
         self._apc = policy["apc"]
+        self._apc_on = bool(self._apc["enabled"])
+        self._oi_lo_mult = mv["open_interest"]["lower_cap_multiple"]
+        self._oi_hi_mult = mv["open_interest"]["upper_cap_multiple"]
+        self._fund_periods = mv["funding"]["horizon_hours"] / mv["funding"]["interval_hours"]
         self._batch: list[Adjustment] = []  # decreases collected at a batch boundary, filed together
         self._batch_due = 0
         if params is not None:
@@ -380,6 +385,9 @@ class MonitorEngine:
             st.sigma_anchor = anchor
         if math.isfinite(st.pending_im) and abs(st.pending_im / st.im - 1.0) <= 1e-12:
             st.pending_im = math.nan
+        lo, hi = d.get("oi_lower_cap"), d.get("oi_upper_cap")
+        st.oi_cal = (float(lo), float(hi)) if (isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+                                               and hi > lo > 0) else None
         sched = d.get("mm_scheduled")
         if isinstance(sched, Mapping) and isinstance(sched.get("rate"), (int, float)):
             rate = float(sched["rate"])
@@ -590,7 +598,10 @@ class MonitorEngine:
                     st.sigma_anchor = sig_now
                 target, mm_target, comp = self._target(st, sig_now)
                 adj: list[Any] = _EMPTY
-                if abs(target / im_now - 1.0) > self._band or not (
+                if target < im_now and self._batch_ns and st.batch_idx == (t - _MONDAY_NS) // self._batch_ns \
+                        and im_now <= self._cap:
+                    pass  # a decrease, and this batch window was already evaluated: nothing to do until the next
+                elif abs(target / im_now - 1.0) > self._band or not (
                         self._floor <= im_now <= self._cap and im_now >= self._floor_frac * st.im_base):
                     adj = self._adjust(st, ev, t, target, mm_target / target, sig_now, comp)
                 if escalate:
@@ -626,40 +637,54 @@ class MonitorEngine:
         return min(q, lq["max_horizon_factor"]), lq["addon_multiplier"] * max(addon, 0.0)
 
     def _oi_caps(self, st: _Inst) -> tuple[float, float] | None:
-        p = self.params.params.get(st.name) if self.params is not None else None
-        d = (p.details or {}) if p is not None else {}
-        lo, hi = d.get("oi_lower_cap"), d.get("oi_upper_cap")
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi > lo > 0:
-            return float(lo), float(hi)
-        if st.oi_ref is None or st.oi_ref.n < 1 or not st.oi_ref.mean > 0:
+        """OI caps: the calibrated ones on the row in force, else multiples of the monitor's OI reference level."""
+        if st.oi_cal is not None:
+            return st.oi_cal
+        ref = st.oi_ref
+        if ref is None or ref.n < 1 or not ref.mean > 0:
             return None
-        m = self._mv["open_interest"]
-        lo_, hi_ = st.oi_ref.mean * m["lower_cap_multiple"], st.oi_ref.mean * m["upper_cap_multiple"]
+        lo_, hi_ = ref.mean * self._oi_lo_mult, ref.mean * self._oi_hi_mult
         return (lo_, hi_) if hi_ > lo_ else None
 
-    def _target(self, st: _Inst, sig_now: float) -> tuple[float, float, dict[str, Any]]:
-        """Target IM and MM of one instrument now, and which signal moved what (:func:`compose_target`)."""
+    def _target(self, st: _Inst, sig_now: float) -> tuple[float, float, Any]:
+        """Target IM and MM of one instrument now, and which signal moved what (:func:`compose_target`).
+
+        The third item is the components dict, or (when only volatility moved) the vol factor, from which
+        :meth:`_components` builds the same dict on demand (most bars change nothing).
+        """
         if self._mv_regime and st.trig[0].level:
-            sig_now = max(sig_now, math.sqrt(st.vs.var * st.bars_per_year))
+            v = math.sqrt(st.vs.var * st.bars_per_year)
+            if v > sig_now:
+                sig_now = v
         vol_factor = sig_now / st.sigma_anchor if self._mv_vol else 1.0
         q, addon = self._liquidity(st) if self._mv_liq else (1.0, 0.0)
         fund = 0.0
         if self._mv_fund and st.trig[6].level and st.fund_last == st.fund_last:
-            f = self._mv["funding"]
-            fund = abs(st.fund_last) * f["horizon_hours"] / f["interval_hours"]
-        caps = self._oi_caps(st) if self._mv_oi else None
+            fund = abs(st.fund_last) * self._fund_periods
+        caps = self._oi_caps(st) if self._mv_oi and st.oi_level == st.oi_level else None
+        if q == 1.0 and addon == 0.0 and fund == 0.0 and (caps is None or st.oi_level <= caps[0]) \
+                and not self._apc_on:
+            im = st.im_base * vol_factor
+            return im, im * st.mm_base / st.im_base, (vol_factor, sig_now)
         im, mm, comp = compose_target(
             st.im_base, st.mm_base, vol_factor=vol_factor, open_interest=st.oi_level, oi_caps=caps,
             horizon_factor=q, horizon_exponent=self._mv["liquidity"]["horizon_exponent"], liquidity_addon=addon,
             funding_provision=fund, tier_boundary_liquidity=self._mv["liquidity"]["tier_boundaries"],
             tier_boundary_oi=self._mv["open_interest"]["tier_boundaries"])
         comp["sigma_now_annual"] = sig_now
-        if self._apc["enabled"]:
+        if self._apc_on:
             raw = im
             im = self.apply_apc(st, raw)
             mm = mm * im / raw
             comp["apc_raw_im"] = raw
         return im, mm, comp
+
+    def _components(self, st: _Inst, comp: Any) -> dict[str, Any]:
+        if isinstance(comp, tuple):
+            c = compose_target(st.im_base, st.mm_base, vol_factor=comp[0])[2]
+            c["sigma_now_annual"] = comp[1]
+            return c
+        return comp
 
     def apply_apc(self, st: _Inst, raw: float) -> float:
         """The one place the monitor calls :mod:`margincal.margin.apc` (``step`` with the policy's ``[apc]``).
@@ -677,10 +702,11 @@ class MonitorEngine:
 
     # ------------------------------------------------------------------ decisions
     def _mk(self, st: _Inst, ev: BarEvent, route_: str, before: float, rate: float, mm_now: float,
-            mm_sched: float, target: float, sig_now: float, rule: str, comp: Mapping[str, Any], kind: str,
+            mm_sched: float, target: float, sig_now: float, rule: str, comp: Any, kind: str,
             group: str | None = None) -> Adjustment:
         t = ev.t_ns
         ts = ev.available_at
+        comp = self._components(st, comp)
         evidence = tuple(s for s in st.recent if t - s.ts.value <= 24 * _NS_PER_HOUR)
         sched = mm_sched if (mm_sched == mm_sched and abs(mm_sched - mm_now) > 1e-15) else math.nan
         return Adjustment(st.name, ts, route_, before, rate, st.mm, mm_now, target, sig_now, st.sigma_anchor,
@@ -714,7 +740,7 @@ class MonitorEngine:
         return min(st.mm, st.im)
 
     def _adjust(self, st: _Inst, ev: BarEvent, t: int, target: float, mm_ratio: float, sig_now: float,
-                comp: Mapping[str, Any]) -> list[Adjustment]:
+                comp: Any) -> list[Adjustment]:
         cur = st.im
         new = self._bounds.bound(cur, target, st.im_base, (t - st.last_change_ns) / _NS_PER_HOUR,
                                  (t - st.last_increase_ns) / _NS_PER_HOUR)
@@ -757,7 +783,7 @@ class MonitorEngine:
         return out
 
     def _decrease(self, st: _Inst, ev: BarEvent, t: int, cur: float, new: float, target: float, mm_ratio: float,
-                  sig_now: float, comp: Mapping[str, Any]) -> list[Adjustment]:
+                  sig_now: float, comp: Any) -> list[Adjustment]:
         """Decreases are evaluated once per batch window and filed together (one proposal for all instruments)."""
         group = None
         if self._batch_ns > 0:
@@ -796,7 +822,7 @@ class MonitorEngine:
         return _EMPTY
 
     def _escalate(self, st: _Inst, ev: BarEvent, t: int, target: float, mm_ratio: float, sig_now: float,
-                  comp: Mapping[str, Any]) -> list[Adjustment]:
+                  comp: Any) -> list[Adjustment]:
         """A breach cluster: propose (to an officer, no speed limit) the largest of the target and the breaching move."""
         bc = st.breach
         cushion = self._mv["breach"]["cushion"]
@@ -812,6 +838,7 @@ class MonitorEngine:
         rule = (f"escalation: breach cluster ({bc.counts.count} breaches); proposed IM covers the latest "
                 f"{self._br['horizon_hours']:g}h move {100 * bc.last_move:.1f}% + {100 * cushion:g}% cushion; "
                 "needs a risk officer")
+        comp = self._components(st, comp)
         c2 = {**comp, "moved_by": [*comp.get("moved_by", []), "escalation (breach cluster)"],
               "breach_move": bc.last_move}
         a = self._mk(st, ev, "proposal", cur, want, st.mm, want * mm_ratio, target, sig_now, rule, c2, "escalation")
