@@ -91,7 +91,8 @@ class Monitor:
     commit_latency_s : group commit. A decision (published version, proposal) or signal waits at most this
         long (wall time) before the transaction that writes it, with every other decision of the group and
         the checkpoint, commits; 0 commits after each event that produced one (use 0 for a live feed, which
-        may idle between events).
+        may idle between events). With a value > 0 and a store path, :meth:`run` keeps one connection (and
+        so the store's write lock) for its duration; with 0 it opens one per transaction.
     policy : the policy (default: the shipped one).
     name : checkpoint name in ``monitor_state`` (one per monitored stream).
     live_from : events before it only warm the estimators up.
@@ -101,8 +102,8 @@ class Monitor:
 
     def __init__(self, store: str | Path | duckdb.DuckDBPyConnection, policy: Policy | None = None, *,
                  name: str = "monitor", live_from: Any = None, fresh: bool = False, actor: str = "monitor",
-                 checkpoint_every: int = 5000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0,
-                 commit_latency_s: float = 0.25) -> None:
+                 checkpoint_every: int = 100_000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0,
+                 commit_latency_s: float = 1.0) -> None:
         self.store = store
         self.policy = policy or default_policy()
         self.name = name
@@ -120,6 +121,7 @@ class Monitor:
         self._current: ParameterSet | None = None
         self._pending_signals: list[Signal] = []
         self._queue: list[Adjustment] = []
+        self._held: duckdb.DuckDBPyConnection | None = None
         self.report = MonitorReport(name)
 
     # ---------------------------------------------------------------- store
@@ -127,6 +129,9 @@ class Monitor:
     def _con(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if isinstance(self.store, duckdb.DuckDBPyConnection):
             yield self.store
+            return
+        if self._held is not None:
+            yield self._held
             return
         c = connect(self.store)
         try:
@@ -337,6 +342,24 @@ class Monitor:
         ``on_tick(event)`` every ``tick_every`` events.
         """
         eng = self.engine or self.start()
+        if self.commit_latency_s > 0 and not isinstance(self.store, duckdb.DuckDBPyConnection):
+            # group commit: one connection for the run (opening a store file costs more than a group's writes);
+            # it holds the store's write lock until the run ends
+            self._held = connect(self.store)
+        shared = self._held is not None and hasattr(feed, "share_connection") and \
+            feed.share_connection(self.store, self._held)
+        try:
+            return self._run(eng, feed, on_output, on_tick, tick_every, max_events)
+        finally:
+            if shared:
+                feed.share_connection(self.store, None)
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+
+    def _run(self, eng: MonitorEngine, feed: Iterable[Any],
+             on_output: Callable[[Any, list[Signal], list[dict[str, Any]]], None] | None,
+             on_tick: Callable[[Any], None] | None, tick_every: int, max_events: int | None) -> MonitorReport:
         rep = self.report
         t_start = time.monotonic()
         last_ckpt_wall = last_sync = t_start

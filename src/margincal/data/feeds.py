@@ -289,12 +289,30 @@ class ReplayFeed:
         self._clock = clock
         self.instruments = list(instruments) if instruments else None
         self.timeframes_: dict[str, str] = {}
+        self._shared: duckdb.DuckDBPyConnection | None = None
+
+    def share_connection(self, store: Any, con: duckdb.DuckDBPyConnection | None) -> bool:
+        """Read through ``con`` (a writer's open connection to the same store file) while it is set.
+
+        DuckDB refuses a second, read-only connection to a file the same process holds open for writing;
+        the monitor's group commit holds one for its run and hands it over here. Returns whether the feed
+        reads from ``store`` (else nothing changes); ``con=None`` goes back to short-lived connections.
+        """
+        if isinstance(self.source, duckdb.DuckDBPyConnection) or isinstance(store, duckdb.DuckDBPyConnection):
+            return False
+        if Path(self.source).resolve() != Path(store).resolve():
+            return False
+        self._shared = con
+        return True
 
     # ---------------------------------------------------------------- store access
     @contextlib.contextmanager
     def _con(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if isinstance(self.source, duckdb.DuckDBPyConnection):
             yield self.source
+            return
+        if self._shared is not None:
+            yield self._shared
             return
         c = connect(self.source, read_only=True)
         try:
