@@ -1020,6 +1020,27 @@ class MonitorEngine:
     def instruments(self) -> list[str]:
         return sorted(self._insts)
 
+    def target(self, instrument: str) -> tuple[float, float, dict[str, Any]] | None:
+        """(IM target, MM target, components) of one instrument now: which signal moves which parameter.
+
+        None before the instrument has rates and a volatility. Does not change any state (the APC
+        recursion, when enabled, is evaluated on a copy).
+        """
+        st = self._insts[instrument]
+        if not (st.im == st.im and st.vt is not None and st.vt.var > 0.0):
+            return None
+        sig_now = math.sqrt(st.vt.var * st.bars_per_year)
+        anchor = st.sigma_anchor
+        if anchor != anchor:
+            st.sigma_anchor = sig_now
+        keep = (st.apc_out, st.apc_base)
+        try:
+            im, mm, comp = self._target(st, sig_now)
+        finally:
+            st.apc_out, st.apc_base = keep
+            st.sigma_anchor = anchor
+        return im, mm, self._components(st, comp)
+
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         """Everything needed to resume exactly (JSON-able; floats round-trip exactly through JSON)."""
