@@ -115,8 +115,11 @@ def test_first_automatic_increase_matches_fhs_scaling(btc, events):
     effs = [a for a in autos if a.kind == "mm_effective"]
     assert effs and all(a.im_after == a.im_before and a.scope == "all_positions" for a in effs)
     for e in effs:
-        ann = [a for a in autos if a.kind == "rate" and a.instrument == e.instrument and a.ts < e.ts][-1]
-        assert e.ts >= ann.mm_effective_at and e.mm_after == pytest.approx(min(ann.mm_scheduled, e.im_after))
+        # it applies an announcement made at least 24h earlier, at the announced time
+        ann = [a for a in autos if a.kind == "rate" and a.instrument == e.instrument
+               and a.mm_effective_at == e.effective_at]
+        assert len(ann) == 1 and ann[0].ts == e.effective_at - pd.Timedelta(hours=24) and e.ts >= e.effective_at
+        assert e.mm_after == pytest.approx(min(ann[0].mm_scheduled, e.im_after))
     assert any(a.route == "proposal" and a.im_after < a.im_before for a in adjs)
 
 

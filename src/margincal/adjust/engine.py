@@ -222,8 +222,8 @@ class _Inst:
         "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
-        "apc_base", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_sched", "mm_sched_ns", "oi_level",
-        "oi_cal", "oi_ref", "spread_last", "volu_s",
+        "apc_base", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
+        "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s",
     )
 
     def __init__(self, name: str) -> None:
@@ -257,8 +257,9 @@ class _Inst:
         self.fund_last = math.nan
         self.depth_last = math.nan
         self.spread_last = math.nan
-        self.mm_sched = math.nan
+        self.mm_sched = math.nan  # the latest announced MM and when it takes effect
         self.mm_sched_ns = 0
+        self.mm_queue: list[list[float]] = []  # earlier announcements still to take effect: [[rate, ns], ...]
         self.batch_idx = -1
         self.apc_out = math.nan
         self.apc_base = math.nan
@@ -587,8 +588,16 @@ class MonitorEngine:
         # ---- margin target and policy
         if im_now == im_now:
             # a scheduled MM change whose notice period has passed takes effect first
+            if st.mm_queue and t >= st.mm_queue[0][1]:
+                due = [q for q in st.mm_queue if t >= q[1]]
+                st.mm_queue = [q for q in st.mm_queue if t < q[1]]
+                eff = self._mm_effective(st, ev, due[-1][0], int(due[-1][1]))
+                out = eff if out is None else out + eff
             if st.mm_sched == st.mm_sched and t >= st.mm_sched_ns:
-                eff = self._mm_effective(st, ev)
+                rate = st.mm_sched
+                st.mm_sched = math.nan
+                st.mm_queue = []
+                eff = self._mm_effective(st, ev, rate, st.mm_sched_ns)
                 out = eff if out is None else out + eff
                 im_now = st.im
             var_t = st.vt.var
@@ -715,27 +724,33 @@ class MonitorEngine:
                           "all_positions" if kind == "mm_effective" else "new_exposure", ts, sched,
                           None if sched != sched else pd.Timestamp(t + self._notice_ns, tz="UTC"), group, kind)
 
-    def _mm_effective(self, st: _Inst, ev: BarEvent) -> list[Any]:
-        """The announced MM change takes effect (scope: all positions)."""
-        new_mm = min(st.mm_sched, st.im)
-        st.mm_sched = math.nan
+    def _mm_effective(self, st: _Inst, ev: BarEvent, rate: float, due_ns: int) -> list[Any]:
+        """An announced MM change takes effect (scope: all positions)."""
+        new_mm = min(rate, st.im)
         if abs(new_mm - st.mm) <= 1e-15:
             return []
+        h = self._notice_ns / _NS_PER_HOUR
         adj = Adjustment(st.name, ev.available_at, "auto", st.im, st.im, st.mm, new_mm, st.im, math.nan,
                          st.sigma_anchor, st.im_base, st.mm_base,
-                         f"announced MM change takes effect after the {self._notice_ns / _NS_PER_HOUR:g}h notice period",
+                         f"announced MM change takes effect after the {h:g}h notice period",
                          f"{st.name} MM {100 * st.mm:.2f}% -> {100 * new_mm:.2f}% for all positions, as announced "
-                         f"{self._notice_ns / _NS_PER_HOUR:g}h earlier", (), self.snapshot(st.name), {},
-                         "all_positions", ev.available_at, math.nan, None, None, "mm_effective")
+                         f"{h:g}h before {pd.Timestamp(due_ns, tz='UTC')}", (), self.snapshot(st.name), {},
+                         "all_positions", pd.Timestamp(due_ns, tz="UTC"), math.nan, None, None, "mm_effective")
         st.mm = new_mm
         return [adj]
 
     def _schedule_mm(self, st: _Inst, t: int, mm_target: float) -> float:
-        """MM in force right after an IM change: unchanged (announced for later) unless it must fall under IM."""
+        """MM in force right after an IM change: unchanged (announced for later) unless it must fall under IM.
+
+        An earlier announcement that has not yet taken effect keeps its own effective time (it is queued),
+        so a run of increases does not keep postponing the MM change already announced.
+        """
         if self._notice_ns <= 0:
             st.mm_sched = math.nan
             return min(mm_target, st.im)
         if abs(mm_target - st.mm) > 1e-15:
+            if st.mm_sched == st.mm_sched and st.mm_sched_ns > t:
+                st.mm_queue.append([st.mm_sched, float(st.mm_sched_ns)])
             st.mm_sched, st.mm_sched_ns = mm_target, t + self._notice_ns
         return min(st.mm, st.im)
 
@@ -1071,6 +1086,7 @@ class MonitorEngine:
                 "volu_s": est(st.volu_s), "oi_ref": est(st.oi_ref), "oi_level": f(st.oi_level),
                 "fund_last": f(st.fund_last), "depth_last": f(st.depth_last), "spread_last": f(st.spread_last),
                 "mm_sched": f(st.mm_sched), "mm_sched_ns": st.mm_sched_ns, "batch_idx": st.batch_idx,
+                "mm_queue": [[q[0], int(q[1])] for q in st.mm_queue],
                 "apc_out": f(st.apc_out), "apc_base": f(st.apc_base),
             }
         return {
@@ -1139,6 +1155,7 @@ class MonitorEngine:
             for key in ("oi_level", "fund_last", "depth_last", "spread_last", "mm_sched", "apc_out", "apc_base"):
                 setattr(st, key, nf(s.get(key)))
             st.mm_sched_ns = int(s.get("mm_sched_ns", 0))
+            st.mm_queue = [[float(q[0]), float(q[1])] for q in s.get("mm_queue", [])]
             st.batch_idx = int(s.get("batch_idx", -1))
             eng._insts[name] = st
         eng._batch = [_adjustment_from_dict(a) for a in state.get("batch", [])]
