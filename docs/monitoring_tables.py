@@ -122,7 +122,7 @@ def mapping_table(recs: list[dict], lo: str, hi: str) -> None:
         if r["type"] == "signal" or "skipped" in r or not (lo <= r["ts"][:10] <= hi):
             continue
         kind = r.get("kind", "rate")
-        what = ("**auto v%s**" % r["version"]) if r["type"] == "adjustment" else "proposal"
+        what = f"**auto v{r['version']}**" if r["type"] == "adjustment" else "proposal"
         if kind != "rate":
             what += f" ({kind.replace('_', ' ')})"
         comp = r.get("components") or {}
@@ -189,31 +189,44 @@ def daily(store: Path, recs: list[dict], base: dict[str, float], start: str, end
     return cover
 
 
+#: presets the venues apply to BTC and ETH (dYdX v4 lists BTC-USD and ETH-USD in its Large-Cap tier);
+#: the other dYdX tiers (Mid-Cap 5%, Small-Cap 10%, Long-Tail 20%) are for smaller coins: shown for reference
+APPLICABLE = {"BTC-PERP": ("binance_btcusdt", "deribit_btc_future", "dydx_large_cap"),
+              "ETH-PERP": ("deribit_eth_future", "dydx_large_cap")}
+REFERENCE = ("dydx_mid_cap", "dydx_small_cap", "dydx_long_tail")
+
+
 def coverage_table(covers: dict) -> None:
     named = sorted({e.day for e in STRESS_EVENTS})
-    days = [(d, i) for (d, i) in covers if d in named]
-    rates = {}
-    for name in presets.names():
-        p = presets.get(name)
-        if p.rule == "oi_scaled" or p.venue in ("binance", "deribit"):
-            rates[name] = float(np.asarray(p.margin_rate(PRESET_NOTIONAL, 0.0).im))
+    days = sorted((d, i) for (d, i) in covers if d in named)
+    names = sorted({n for v in APPLICABLE.values() for n in v}) + list(REFERENCE)
+    rates = {n: float(np.asarray(presets.get(n).margin_rate(PRESET_NOTIONAL, 0.0).im)) for n in names}
     print("\n| crash day | instrument | worst 24h move | monitored IM in force | "
           + " | ".join(f"{n} ({_p(r)})" for n, r in rates.items()) + " |")
     print("|---|---|---|---|" + "---|" * len(rates))
-    n_mon, n_pre = 0, dict.fromkeys(rates, 0)
-    for d, i in sorted(days):
+    n_mon = 0
+    n_pre = dict.fromkeys(rates, 0)
+    n_app = dict.fromkeys(rates, 0)
+    for d, i in days:
         m, im = covers[(d, i)]
         ok = im >= m
         n_mon += ok
         cells = []
         for n, r in rates.items():
-            n_pre[n] += r >= m
-            cells.append("covered" if r >= m else "breach")
+            if n in APPLICABLE[i] or n in REFERENCE:
+                n_pre[n] += r >= m
+                n_app[n] += 1
+                cells.append("covered" if r >= m else "breach")
+            else:
+                cells.append("-")
         print(f"| {d} | {i} | {100 * m:.1f}% | {_p(im)} {'covered' if ok else '**breach**'} | "
               + " | ".join(cells) + " |")
-    best = max(n_pre, key=n_pre.get)
-    print(f"\ncrash days covered: monitor {n_mon} of {len(days)}; best static venue preset {best} "
-          f"{n_pre[best]} of {len(days)} (" + ", ".join(f"{k} {v}" for k, v in n_pre.items()) + ")")
+    app = [n for n in rates if n not in REFERENCE]
+    best = max(app, key=lambda n: n_pre[n])
+    print(f"\ncrash days covered (24h move against the IM in force when the 24h window began): monitor {n_mon} "
+          f"of {len(days)}; venue presets for BTC/ETH: " + ", ".join(f"{n} {n_pre[n]} of {n_app[n]}" for n in app)
+          + f" (best: {best}); other-asset tiers for reference: "
+          + ", ".join(f"{n} {n_pre[n]} of {n_app[n]}" for n in REFERENCE))
 
 
 def noise(store: Path) -> None:
@@ -243,7 +256,7 @@ def noise(store: Path) -> None:
     print(f"\nunattended replay 2020-01-01 .. {str(last)[:10]}: {rep.events:,} events, {rep.signals:,} signals, "
           f"{rep.auto_adjustments:,} automatic versions, {len(ids):,} proposals ({len(props):,} instrument "
           f"changes; {sum(len(v) > 1 for v in ids.values()):,} proposals group several instruments)")
-    print(f"\n| weeks | weeks | instrument-changes proposed | per instrument-week |\n|---|---|---|---|")
+    print("\n| weeks | weeks | instrument-changes proposed | per instrument-week |\n|---|---|---|---|")
     print(f"| outside stress | {len(calm)} | {per_inst_calm} | {per_inst_calm / (n_i * len(calm)):.2f} |")
     ns = len(all_weeks) - len(calm)
     print(f"| stress (a named crash day or a critical signal) | {ns} | {per_inst_stress} | "
