@@ -189,7 +189,7 @@ def test_decreases_are_batched_weekly_and_grouped():
     assert dec and all(a.route == "proposal" and a.kind == "decrease_batch" for a in dec)
     # each evaluated at the first bar of a Monday-00:00 UTC week, both instruments in one group
     for a in dec:
-        start = pd.Timestamp(a.group.split(":", 1)[1])
+        start = pd.Timestamp(a.group.split(":", 1)[1].split("@")[0])
         assert start.day_of_week == 0 and start.hour == 0 and a.ts - start < pd.Timedelta(hours=2)
     groups = {}
     for a in dec:

@@ -31,6 +31,7 @@ in the details of every auto-adjusted row, so targets never compound.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -430,7 +431,9 @@ class MonitorEngine:
         """Process one event; returns None or a list of signals and adjustments."""
         k = ev.kind
         if self._batch and ev.t_ns >= self._batch_due:
-            flushed: list[Any] = self._batch
+            # one filing = one group (a window's decreases found later in the window are a filing of their own)
+            due = pd.Timestamp(self._batch_due - 1, tz="UTC").isoformat()
+            flushed: list[Any] = [dataclasses.replace(a, group=f"{a.group}@{due}") for a in self._batch]
             self._batch = []
             more = self.process(ev)
             return flushed + (more or [])
@@ -760,6 +763,8 @@ class MonitorEngine:
         new = self._bounds.bound(cur, target, st.im_base, (t - st.last_change_ns) / _NS_PER_HOUR,
                                  (t - st.last_increase_ns) / _NS_PER_HOUR)
         if new is None:
+            if target < cur and self._batch_ns > 0:
+                st.batch_idx = (t - _MONDAY_NS) // self._batch_ns  # evaluated (nothing to do) for this window
             return _EMPTY
         if new < cur:
             return self._decrease(st, ev, t, cur, new, target, mm_ratio, sig_now, comp)

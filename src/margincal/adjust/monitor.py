@@ -254,7 +254,8 @@ class Monitor:
                 evidence["group"] = ok[0].group
                 evidence["adjustments"] = [a.as_dict() for a in ok]
             reason = ok[0].reason if len(ok) == 1 else (
-                f"{len(ok)} instruments, decreases of the window from {str(ok[0].group).split(':', 1)[1]}: "
+                f"{len(ok)} instruments, decreases of the window from "
+                f"{str(ok[0].group).split(':', 1)[1].split('@')[0]}: "
                 + "; ".join(a.reason for a in ok))
             if ok[0].route == "auto":
                 rows = {a.instrument: _row(current.params[a.instrument], a) for a in ok}
@@ -391,11 +392,12 @@ class Monitor:
         consistent = True
         try:
             for ev in feed:
-                if last_key is not None and event_key(ev) <= last_key:
-                    continue  # already processed before a restart
+                if last_key is not None:
+                    if event_key(ev) <= last_key:
+                        continue  # already processed before a restart
+                    last_key = None  # feeds deliver events in key order: no need to compare any further
                 consistent = False
                 out = process(ev)
-                last_key = eng.last_key
                 n += 1
                 since_ckpt += 1
                 if rep.first_event is None:
