@@ -197,3 +197,24 @@ def test_decreases_are_batched_weekly_and_grouped():
     assert any(len(v) == 2 for v in groups.values())
     weeks = (pd.Timestamp("2023-07-01", tz="UTC") - pd.Timestamp("2023-01-15", tz="UTC")).days / 7
     assert len(dec) / 2 / weeks <= 1.0
+
+
+def test_apc_is_applied_through_margin_apc(bars):
+    """With ``[apc]`` on, the rate the engine carries is margin.apc's recursion over its raw targets."""
+    from margincal.margin import apc
+
+    pol = load_policy(None, overrides={"apc": {"enabled": True, "buffer": 0.25}})
+    eng = MonitorEngine(pol, _pset(), live_from=LIVE)
+    raws, states = [], []
+    for b in bars:
+        eng.process(b)
+        if b.ts + pd.Timedelta(hours=1) < LIVE:
+            continue
+        _, _, comp = eng.target("BTC-PERP")  # evaluated on a copy of the APC state
+        raws.append(comp["apc_raw_im"])
+        states.append(eng._insts["BTC-PERP"].apc_out)
+    # the same recursion, computed independently with margin.apc.apply_apc over the raw path
+    ref = apc.apply_apc(raws, apc.APCConfig(buffer=0.25, release_in_stress=True, stress_threshold=0.10))
+    assert len(raws) > 100
+    assert states == pytest.approx(list(ref), rel=1e-12)
+    assert states[0] == pytest.approx(raws[0] * 1.25, rel=1e-12)
