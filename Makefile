@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.margincal-installed
 
-.PHONY: run test install lint bench serve clean
+.PHONY: run test install lint bench serve clean docs-tables
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,18 +19,28 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/margincal run
 
+# ruff, then the import contract of .importlinter (layers, no cycles; docs/architecture.md)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
+	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 ; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 
 # risk_models in quick mode: its full run refits every ML-fitted model on every day (about 25 min of CPU)
 bench: $(STAMP)
 	$(PY) bench/run_all.py --quick-for risk_models
+
+# Print the doc tables of docs/new_listings.md, docs/vol_surfaces.md (and its figures) and
+# docs/vol_forecasting.md from the scripts under docs/ (the vol forecasting run takes minutes).
+docs-tables: $(STAMP)
+	$(PY) docs/make_new_listings.py
+	$(PY) docs/make_vol_surfaces.py --figures docs/figures
+	$(PY) docs/make_vol_forecasting.py --start 2021-01-01 --refit-every 30
 
 serve: $(STAMP)
 	$(VENV)/bin/margincal serve

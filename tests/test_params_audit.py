@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from margincal.adjust import audit
+from margincal.data import audit
 from margincal.errors import ConfigError, StoreError
 from margincal.margin import params as P
 

@@ -28,23 +28,15 @@ def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
 
 
 def sample_data_dir() -> Path:
-    """Directory holding the bundled real sample data (``data/`` of the project).
+    """Directory holding the bundled real data: :func:`margincal.datasets.data_dir`.
 
-    ``MARGINCAL_DATA`` overrides it. Otherwise the ``data/`` folder of the
-    source tree (the editable install used by ``make``) or of the working
-    directory is used.
+    ``MARGINCAL_DATA`` overrides it; otherwise the ``margincal/datasets`` package
+    folder (shipped in the wheel). Kept for existing callers; new code calls the
+    loaders of :mod:`margincal.datasets`.
     """
-    env = os.environ.get(DATA_ENV)
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [here.parents[2] / "data", Path.cwd() / "data"]
-    for c in candidates:
-        if (c / "PROVENANCE.md").exists():
-            return c
-    raise ConfigError(
-        "bundled sample data not found: set MARGINCAL_DATA to the project's data/ folder "
-        f"(looked in: {', '.join(str(c) for c in candidates)})"
-    )
+    from margincal.datasets import data_dir
+
+    return data_dir()
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from margincal.adjust import approval as AP
-from margincal.adjust import audit
 from margincal.cli.app import app
+from margincal.data import audit
 from margincal.data.store import connect
 from margincal.errors import AuthError, ConfigError
 from margincal.margin import params as P

@@ -27,9 +27,9 @@ import pandas as pd
 import pytest
 
 from margincal.adjust import approval as AP
-from margincal.adjust import audit
 from margincal.adjust.monitor import Monitor, load_checkpoint
 from margincal.adjust.policy import load_policy
+from margincal.data import audit
 from margincal.data.feeds import ReplayFeed
 from margincal.data.store import connect
 from margincal.margin import params as P

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from margincal.adjust import approval as AP
-from margincal.adjust import audit
 from margincal.adjust import monitor as M
 from margincal.adjust.monitor import Monitor, load_checkpoint
 from margincal.cli.app import app
+from margincal.data import audit
 from margincal.data.feeds import ReplayFeed, event_key
 from margincal.data.store import connect
 from margincal.margin import params as P

@@ -194,7 +194,7 @@ def test_bundled_funding_oi_and_options(con, data_dir):
     r2 = ingest_file(con, data_dir / "btc_open_interest_daily.csv", instrument="BTC-PERP")
     r3 = ingest_file(con, data_dir / "deribit_eth_options_snapshot_2024-01-08.csv", instrument="ETH")
     r4 = ingest_file(con, data_dir / "deribit_btc_options_snapshot_2024-05.csv", instrument="BTC")
-    # row counts documented in data/PROVENANCE.md
+    # row counts documented in src/margincal/datasets/PROVENANCE.md
     assert (r1.rows_inserted, r2.rows_inserted, r3.rows_inserted, r4.rows_inserted) == (7323, 2063, 684, 578)
     assert r1.kind == "funding" and r2.kind == "open_interest" and r3.kind == "options"
     # 34 placeholder IVs of exactly 100.0 are stored as NULL (PROVENANCE.md caveat)

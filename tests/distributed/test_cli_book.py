@@ -100,8 +100,8 @@ def test_partition_a_csv_book_gives_the_same_margin(tmp_path):
     assert jb["top"][0]["im"] == pytest.approx(max(ims.values()), rel=1e-12)
     assert str(jb["top"][0]["account"]) == max(ims, key=ims.get)
     # worked check of one account: d holds 2 BTC-PERP long at 60,000; worst deribit move -16% -> 19,200,
-    # futures contingency 1.2% x 120,000 = 1,440; IM = 20,640
-    assert ims["d"] == pytest.approx(0.16 * 120_000 + 0.012 * 120_000, rel=1e-12)
+    # futures contingency 1.2% x 120,000 = 1,440; delta-liquidity 120,000 x 0.1 x 120,000 / 2e7 = 72; IM = 20,712
+    assert ims["d"] == pytest.approx(0.16 * 120_000 + 0.012 * 120_000 + 120_000 * 0.1 * 120_000 / 2e7, rel=1e-12)
     assert np.isfinite(jb["total_mm"])
 
 

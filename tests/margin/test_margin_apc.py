@@ -35,8 +35,12 @@ def test_option_a_buffer_without_and_with_release():
     # with release (stress = base up more than 10% on the step):
     # t2: 0.15 > 0.10 * 1.1 -> max(0.15, min(prev 0.125, 0.1875)) = 0.15  (buffer absorbs the rise)
     # t3: 0.20 > 0.15 * 1.1 -> max(0.20, min(0.15, 0.25)) = 0.20
-    # t4: calm again -> 0.12 * 1.25 = 0.15 ; t5: 0.10 * 1.25 = 0.125
+    # t4: calm again (base falls): the buffer is rebuilt by 0.25 / 20 = 0.0125 per calm step:
+    #     0.12 * 1.0125 = 0.1215 ; t5: 0.10 * 1.025 = 0.1025
     out = apply_apc(raw, APCConfig(buffer=0.25))
+    np.testing.assert_allclose(out, [0.125, 0.125, 0.15, 0.20, 0.1215, 0.1025])
+    # rebuild_steps=1 rebuilds at once on the first calm step: 0.12 * 1.25, 0.10 * 1.25
+    out = apply_apc(raw, APCConfig(buffer=0.25, rebuild_steps=1))
     np.testing.assert_allclose(out, [0.125, 0.125, 0.15, 0.20, 0.15, 0.125])
     assert APCConfig(buffer=0.25).emir_options() == ["a"]
 

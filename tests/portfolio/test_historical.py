@@ -38,7 +38,7 @@ def model(closes):
 
 
 def test_bundled_history_has_gaps_and_says_so(closes):
-    # the 2026 rows of the Binance daily files miss 6 days (data/PROVENANCE.md): 4 joint gaps remain
+    # the 2026 rows of the Binance daily files miss 6 days (src/margincal/datasets/PROVENANCE.md): 4 joint gaps remain
     with pytest.warns(GapWarning, match="4 of 2051 returns"):
         HistoricalPortfolioMargin().fit(closes)
 
@@ -171,3 +171,36 @@ def test_es_margin_is_positively_homogeneous(prop_pnl, a, lam):
     pnl = dataclasses.replace(prop_pnl, offset=0.5)
     res = portfolio_margin(np.array([a, np.multiply(a, lam)]), pnl)
     assert res.im[1] == pytest.approx(lam * res.im[0], rel=1e-9, abs=1e-6)
+
+
+def test_cross_underlying_credit_uses_the_stressed_correlation_with_floor_and_cap(closes):
+    import pandas as pd
+
+    from margincal.dependence.correlation import STRESS_WINDOWS
+
+    m = HistoricalPortfolioMargin(level=0.99, horizon_hours=24.0).fit(closes)  # offset="stressed" by default
+    specs = [parse_instrument("BTC-PERP"), parse_instrument("ETH-PERP")]
+    pnl = m.scenario_pnl(specs)
+    # the stressed correlation, recomputed with pandas on the COVID / LUNA / FTX windows of the log returns
+    r = np.log(closes[["BTC", "ETH"]]).diff().dropna()
+    mask = np.zeros(len(r), dtype=bool)
+    for a, b in STRESS_WINDOWS.values():
+        mask |= (r.index >= pd.Timestamp(a, tz="UTC")) & (r.index < pd.Timestamp(b, tz="UTC") + pd.Timedelta(days=1))
+    rho = float(r[mask].corr().loc["BTC", "ETH"])
+    want = 0.8 * min(1.0, max(0.0, (rho - 0.5) / 0.5))
+    assert pnl.offset == pytest.approx(want, rel=1e-12)
+    assert pnl.params["rho_min"] == pytest.approx(rho, rel=1e-12)
+    assert 0.0 < pnl.offset < 1.0  # capped: never the 100% of a full offset unless asked
+    # the spread: 1 BTC long vs 33 ETH short
+    book = np.array([[1.0, -33.0], [1.0, 0.0], [0.0, -33.0]])
+    res = portfolio_margin(book, pnl)
+    loss = -np.asarray(book @ pnl.matrix)
+    es = [max(expected_shortfall(x, 0.99), 0.0) for x in loss]
+    assert res.im[0] == pytest.approx(pnl.offset * es[0] + (1 - pnl.offset) * (es[1] + es[2]), rel=1e-10)
+    full = portfolio_margin(book, dataclasses.replace(pnl, offset=1.0))
+    assert full.im[0] < res.im[0] < res.im[1] + res.im[2]
+    # 100% only when asked
+    asked = HistoricalPortfolioMargin(level=0.99, horizon_hours=24.0, offset=1.0).fit(closes).scenario_pnl(specs)
+    assert asked.offset == 1.0
+    with pytest.raises(ConfigError, match="offset"):
+        HistoricalPortfolioMargin(offset="half").fit(closes)

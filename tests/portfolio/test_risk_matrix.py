@@ -48,10 +48,13 @@ def test_presets_scenario_counts_and_published_figures():
 
 def test_vol_multipliers_worked_example():
     d, v = deribit_like(), derive_like()
-    up, down = d.vol_multipliers(np.array([15.0, 30.0, 0.25]))
-    # 15 days: 1 + 0.45 (30/15)^0.3 = 1 + 0.45 * 1.231144 = 1.554015 ; 30 days: 1.45 ; floor 1 day: 30^0.3 = 2.772
-    assert up.tolist() == pytest.approx([1.0 + 0.45 * 2 ** 0.3, 1.45, 1.0 + 0.45 * 30 ** 0.3])
-    assert down.tolist() == pytest.approx([1.0 - 0.30 * 2 ** 0.3, 0.70, 1.0 - 0.30 * 30 ** 0.3])
+    up, down = d.vol_multipliers(np.array([15.0, 30.0, 0.25, 120.0]))
+    # Deribit pme/simulate: up 0.5, down 0.25, short-term power 0.3, long-term 0.13
+    # 15 days: 1 + 0.5 (30/15)^0.3 ; 30 days: 1.5 ; floor 1 day: 30^0.3 = 2.772 ; 120 days: (30/120)^0.13
+    assert up.tolist() == pytest.approx([1.0 + 0.5 * 2 ** 0.3, 1.5, 1.0 + 0.5 * 30 ** 0.3, 1.0 + 0.5 * 0.25 ** 0.13])
+    assert down.tolist() == pytest.approx([1.0 - 0.25 * 2 ** 0.3, 0.75, 1.0 - 0.25 * 30 ** 0.3,
+                                           1.0 - 0.25 * 0.25 ** 0.13])
+    assert (d.min_vol_shock_up, d.mm_fraction, d.delta_shock_max, d.delta_shock_threshold) == (0.5, 0.8, 0.1, 2e7)
     up2, down2 = v.vol_multipliers(np.array([60.0]))
     # Derive, longer than 30 days uses the long-term power 0.13: 1 + 0.6 * 0.5^0.13
     assert up2[0] == pytest.approx(1.0 + 0.6 * 0.5 ** 0.13)
@@ -94,19 +97,24 @@ def test_delta_one_and_inverse_columns_by_hand(specs, market):
     a = 0  # BTC segment comes first (underlyings sorted)
     # linear perp, 1 coin: P&L = 68800 * shock; "spot -16%" is column 0
     assert pnl.matrix[idx["BTC-PERP"], a] == pytest.approx(-0.16 * 68800.0)
-    # inverse perp, 10 USD face: coin P&L 10 (1/F0 - 1/F1) worth 10 (F1/F0 - 1) = -1.6 USD at F1
-    assert pnl.matrix[idx["BTC-PERP-INV"], a] == pytest.approx(-1.6)
-    # inverse option: (c1 - c0) F1 with c = V/F, i.e. V1 - V0 (1 + s)
+    # inverse (BTC-settled) instruments live in their own segment, measured in coin x F0 (segregated PM)
+    seg = {n: a0 for n, a0, _ in pnl.segments}
+    c = seg["BTC (BTC-settled)"]
+    # inverse perp, 10 USD face: coin P&L 10 (1/F0 - 1/F1); times F0: 10 (1 - 1/0.84) = -1.9048 (not -1.6)
+    assert pnl.matrix[idx["BTC-PERP-INV"], c] == pytest.approx(10.0 * (1.0 - 1.0 / 0.84))
+    assert np.all(pnl.matrix[idx["BTC-PERP-INV"], a:a + 35] == 0)
+    # inverse option: F0 (c1 - c0) with c = V/F
     i = idx["BTC-28JUN24-65000-C"]
     T = (pnl.specs[i].expiry - market.valuation_time).total_seconds() / (365 * 86400)
     up = deribit_like().vol_multipliers(np.array([T * 365]))[0][0]
+    up = 1.0 + (up - 1.0) * max(0.55, deribit_like().min_vol_shock_up) / 0.55
     v0 = _ql_price(True, 65000.0, 68800.0, T, 0.55)
     v1 = _ql_price(True, 65000.0, 68800.0 * 0.84, T, 0.55 * up)
     c0, c1 = v0 / 68800.0, v1 / (68800.0 * 0.84)
-    assert pnl.matrix[i, a] == pytest.approx((c1 - c0) * 68800.0 * 0.84, abs=1e-7)
+    assert pnl.matrix[i, c] == pytest.approx((c1 - c0) * 68800.0, abs=1e-7)
     # ETH instruments are zero in every BTC scenario and vice versa (segregated by underlying)
     eth = idx["ETH-PERP"]
-    (_, b0, b1), (_, e0, e1) = pnl.segments
+    (_, b0, b1), _inv, (_, e0, e1) = pnl.segments
     assert np.all(pnl.matrix[eth, b0:b1] == 0) and np.all(pnl.matrix[idx["BTC-PERP"], e0:e1] == 0)
 
 
@@ -115,13 +123,17 @@ def test_worked_example_long_perp_and_short_call(specs, market):
     res = portfolio_margin({"BTC-PERP": 1.0}, pnl)
     # worst loss: spot -16% -> 0.16 * 68800 = 11008; futures contingency 1.2% * 68800 = 825.6
     assert res.scenario_charge[0] == pytest.approx(11008.0)
-    assert res.contingency[0] == pytest.approx(825.6)
-    assert res.im[0] == pytest.approx(11833.6)
-    assert res.mm[0] == pytest.approx(0.8 * 11833.6)
-    assert res.driving_label[0] == "BTC: spot -16%, vol +45%"  # tie across vol states -> first (vol up)
+    # delta-liquidity shock: |D| 0.1 min(1, |D| / 2e7) with D = 68,800 USD of delta
+    dls = 68800.0 * 0.1 * 68800.0 / 2e7
+    assert res.contingency[0] == pytest.approx(825.6 + dls)
+    assert res.im[0] == pytest.approx(11833.6 + dls)
+    assert res.mm[0] == pytest.approx(0.8 * (11833.6 + dls))
+    assert res.driving_label[0] == "BTC: spot -16%, vol +50%"  # tie across vol states -> first (vol up)
     # a short call: contingency 1% * 68800 per net short option (per strike, calls and puts netted)
     res2 = portfolio_margin({"BTC-28JUN24-70000-C": -2.0, "BTC-28JUN24-70000-P": 1.0}, pnl)
-    assert res2.contingency[0] == pytest.approx(0.01 * 68800.0 * 1.0)
+    i, j = pnl.index()["BTC-28JUN24-70000-C"], pnl.index()["BTC-28JUN24-70000-P"]
+    d = -2.0 * pnl.delta_notional[i] + pnl.delta_notional[j]
+    assert res2.contingency[0] == pytest.approx(0.01 * 68800.0 * 1.0 + abs(d) * 0.1 * abs(d) / 2e7)
     # Derive: IM = 1.25 (worst loss + contingencies), MM = IM / 1.25
     pnl_d = scenario_pnl_matrix(specs, market, derive_like())
     rd = portfolio_margin({"BTC-PERP": -1.0}, pnl_d)
@@ -214,12 +226,60 @@ def test_exact_hedge_has_zero_margin_without_contingencies(expiry, strike, qty, 
     assert with_c.im[1] == pytest.approx(rate * 2 * qty * 68800.0, rel=1e-9, abs=1e-6)
 
 
-def test_inverse_perp_hedged_by_linear_perp_is_riskless():
+def _coin_worst(cfg, coin_loss):
+    """Worst weighted coin loss over the regular and extended spot shocks (vol does not move delta-one)."""
+    regular = [coin_loss(1 + x) for x in cfg.spot_shocks]
+    extended = [w * coin_loss(1 + x) for x, w in zip(cfg.extended_shocks, cfg.extended_weights, strict=True)]
+    return max(0.0, *regular, *extended)
+
+
+def test_inverse_perp_against_linear_perp_is_margined_per_settlement_currency():
+    # Deribit S:PM treats each settlement currency separately: a long inverse (BTC-settled) perp is NOT a hedge
+    # of a short linear (USD-settled) perp; each is charged in its own currency.
+    cfg = deribit_like()
     inv = InstrumentSpec("BTC-PERPETUAL", "perpetual", "BTC", inverse=True, contract_size=10.0)
-    pnl = scenario_pnl_matrix([inv, parse_instrument("BTC-PERP")], BASE, deribit_like())
-    # 6880 contracts x 10 USD = 68,800 USD face = 1 BTC at 68,800
-    res = portfolio_margin(np.array([[6880.0, -1.0]]), pnl, include_contingency=False)
-    assert res.im[0] == pytest.approx(0.0, abs=1e-7)
+    pnl = scenario_pnl_matrix([inv, parse_instrument("BTC-PERP")], BASE, cfg)
+    res = portfolio_margin(np.array([[6880.0, -1.0], [6880.0, 0.0], [0.0, -1.0]]), pnl, include_contingency=False)
+    # 6,880 x 10 USD = 68,800 USD face. Coin P&L at F1 = m F0: 68,800 (1/F0 - 1/F1) = -(1/m - 1) BTC
+    btc = _coin_worst(cfg, lambda m: (1.0 / m - 1.0))
+    usd = _coin_worst(cfg, lambda m: 68800.0 * (m - 1.0))  # short 1 BTC linear: loses when up
+    assert res.im[1] == pytest.approx(btc * 68800.0, rel=1e-12)  # BTC requirement x F0
+    assert res.im[2] == pytest.approx(usd, rel=1e-12)
+    assert res.im[0] == pytest.approx(res.im[1] + res.im[2], rel=1e-12)
+    # the -16% bucket: 0.1905 BTC, 19% more than the 16% a USD measure shows (the convexity of inverse P&L)
+    assert pytest.approx(0.190476, abs=1e-6) == 1.0 / 0.84 - 1.0
+    # only with cross-collateral settlement (opt-in) do the two net, at the scenario price
+    from dataclasses import replace
+    cross = scenario_pnl_matrix([inv, parse_instrument("BTC-PERP")], BASE, replace(cfg, settlement_mode="cross"))
+    assert portfolio_margin(np.array([[6880.0, -1.0]]), cross, include_contingency=False).im[0] == pytest.approx(
+        0.0, abs=1e-7)
+
+
+def test_short_inverse_put_is_margined_in_coin_against_quantlib():
+    # the issue's example: short 1 inverse BTC-28JUN24-60000-P, contingencies off, requirement in BTC x F0
+    cfg = deribit_like()
+    spec = parse_instrument("BTC-28JUN24-60000-P", inverse=True)
+    pnl = scenario_pnl_matrix([spec], BASE, cfg)
+    res = portfolio_margin({spec.name: -1.0}, pnl, include_contingency=False)
+    F0, vol = 68800.0, 0.6
+    T = (spec.expiry - BASE.valuation_time).total_seconds() / (365 * 86400)
+    scale = (30.0 / max(T * 365, 1.0)) ** (cfg.vol_power_short if T * 365 <= 30 else cfg.vol_power_long)
+    v_up = vol + max(vol, cfg.min_vol_shock_up) * cfg.vol_up * scale
+    v_dn = vol * max(0.0, 1.0 - cfg.vol_down * scale)
+    c0 = _ql_price(False, 60000.0, F0, T, vol) / F0
+    losses = []
+    for x in cfg.spot_shocks:
+        for v in (v_up, vol, v_dn):
+            losses.append(_ql_price(False, 60000.0, F0 * (1 + x), T, v) / (F0 * (1 + x)) - c0)
+    for x, w in zip(cfg.extended_shocks, cfg.extended_weights, strict=True):
+        losses.append(w * (_ql_price(False, 60000.0, F0 * (1 + x), T, v_up) / (F0 * (1 + x)) - c0))
+    coin_req = max(losses)
+    assert res.im[0] == pytest.approx(coin_req * F0, rel=1e-9)
+    # the USD measure of the same option (cross settlement) is lower: coin convexity adds margin
+    from dataclasses import replace
+    usd = portfolio_margin({spec.name: -1.0}, scenario_pnl_matrix([spec], BASE, replace(cfg, settlement_mode="cross")),
+                           include_contingency=False)
+    assert res.im[0] > 1.1 * usd.im[0]
 
 
 _ALL = [*(f"BTC-{e}-{k}-{cp}" for e in EXPIRIES[:2] for k in STRIKES[1:5] for cp in "CP"), "BTC-PERP",
@@ -229,7 +289,10 @@ _PNL = {}
 
 def _pnl(preset):
     if preset not in _PNL:
-        _PNL[preset] = scenario_pnl_matrix([parse_instrument(n) for n in _ALL], BASE, PRESETS_[preset]())
+        # the delta-liquidity shock grows faster than size by design; the properties are of the scenario part
+        from dataclasses import replace
+        _PNL[preset] = scenario_pnl_matrix([parse_instrument(n) for n in _ALL], BASE,
+                                           replace(PRESETS_[preset](), delta_shock_max=0.0))
     return _PNL[preset]
 
 
@@ -251,3 +314,17 @@ def test_margin_is_positively_homogeneous(a, lam, preset):
     pnl = _pnl(preset)
     res = portfolio_margin(np.array([a, np.multiply(a, lam)]), pnl)
     assert res.im[1] == pytest.approx(lam * res.im[0], rel=1e-9, abs=1e-6)
+
+
+def test_derive_stable_peg_contingency_raises_im_not_mm():
+    # Derive PMRM: IM factor = imFactor + (threshold - USDC) x pegLossFactor below the threshold (PEG_FACTOR 4.0)
+    depeg = MarketState(spot={"BTC": 68800.0, "USDC": 0.95}, valuation_time="2024-05-24T13:00Z", flat_vol=0.6)
+    pnl = scenario_pnl_matrix([parse_instrument("BTC-PERP")], depeg, derive_like())
+    r = portfolio_margin({"BTC-PERP": -1.0}, pnl)
+    base = (0.20 + 0.03) * 68800.0
+    assert r.im[0] == pytest.approx((1.25 + (0.98 - 0.95) * 4.0) * base)
+    assert r.mm[0] == pytest.approx(base)
+    at_peg = MarketState(spot={"BTC": 68800.0, "USDC": 0.99}, valuation_time="2024-05-24T13:00Z", flat_vol=0.6)
+    r2 = portfolio_margin({"BTC-PERP": -1.0}, scenario_pnl_matrix([parse_instrument("BTC-PERP")], at_peg,
+                                                                   derive_like()))
+    assert r2.im[0] == pytest.approx(1.25 * base)

@@ -41,7 +41,7 @@ def test_what_if_hedging_order_lowers_im_and_reports_driver():
     res = what_if(pf, {"BTC-PERP": 0.5})
     assert res.marginal_im == pytest.approx(res.im_after - res.im_before)
     assert res.marginal_im < 0  # a partial delta hedge of a short call
-    assert res.driving_before == "BTC: spot +16%, vol +45%"  # a short call loses most when spot and vol rise
+    assert res.driving_before == "BTC: spot +16%, vol +50%"  # a short call loses most when spot and vol rise
     # independent check: the before/after IM equal portfolio_margin on the same matrix
     specs = [parse_instrument("BTC-28JUN24-70000-C"), parse_instrument("BTC-PERP")]
     pnl = scenario_pnl_matrix(specs, MKT)
@@ -141,8 +141,8 @@ def test_cli_json_matches_api_and_uses_snapshot_vols(book_csv, tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     rows = {a["account"]: a for a in out["accounts"]}
-    assert rows["alice"]["im"] == pytest.approx(0.16 * 68800 + 0.012 * 68800)
-    assert rows["alice"]["driving_scenario"] == "BTC: spot -16%, vol +45%"
+    assert rows["alice"]["im"] == pytest.approx(0.16 * 68800 + 0.012 * 68800 + _delta_shock(68800))
+    assert rows["alice"]["driving_scenario"] == "BTC: spot -16%, vol +50%"
     assert rows["carol"]["scenario_charge"] == 0.0 and rows["carol"]["driving_scenario"] == ""
     # the two 28JUN24 70000 options take Deribit's mark_iv from the bundled snapshot
     srcs = out["market"]["vols"]["sources"]
@@ -186,6 +186,11 @@ def test_cli_book_parquet_top_out_and_historical(book_csv, tmp_path):
     assert acc["x"]["im"] < 0.7 * (acc["y"]["im"] + acc["z"]["im"])  # the spread is cheaper than its legs
 
 
+def _delta_shock(delta_usd):
+    """Deribit delta-liquidity term: |D| x 0.1 x min(1, |D| / 20,000,000) (pme/simulate parameters)."""
+    return abs(delta_usd) * 0.1 * min(1.0, abs(delta_usd) / 20_000_000.0)
+
+
 def test_cli_spot_from_store_bars(tmp_path):
     db = tmp_path / "m.duckdb"
     con = connect(db)
@@ -197,7 +202,7 @@ def test_cli_spot_from_store_bars(tmp_path):
     r = _cli(p, "--store", db, "--json")
     assert r.exit_code == 0, r.output
     body = json.loads(r.output)
-    assert body["accounts"][0]["im"] == pytest.approx(2 * (0.16 + 0.012) * 71000)
+    assert body["accounts"][0]["im"] == pytest.approx(2 * (0.16 + 0.012) * 71000 + _delta_shock(2 * 71000))
     assert "BTC-PERP" in body["market"]["spot"]["BTC"] and body["market"]["valuation_time"].startswith("2026-05-17")
 
 
@@ -221,7 +226,7 @@ def test_cli_historical_defaults_to_end_of_history(tmp_path):
     assert r.exit_code == 0, r.output
     body = json.loads(r.stdout)
     assert "4 of 3141 returns span more than one bar" in r.stderr
-    assert body["market"]["valuation_time"].startswith("2026-03-30")  # last row of data/btc_daily.csv
+    assert body["market"]["valuation_time"].startswith("2026-03-30")  # last row of the bundled btc_daily.csv
     assert body["market"]["spot"]["BTC"] == "last close of the price history"
     closes = load_daily_closes(["BTC"])
     with warnings.catch_warnings():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).parent
-DATA = HERE.parents[1] / "data"
+DATA = HERE.parents[2] / "src" / "margincal" / "datasets"
 START, END = "2022-09-19T00:00:00Z", "2022-11-10T23:00:00Z"
 
 

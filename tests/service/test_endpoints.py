@@ -218,7 +218,7 @@ def test_reject_then_conflicts_and_not_found(client: Any) -> None:
 
 
 def test_decisions_are_audited_and_the_chain_holds(client: Any) -> None:
-    from margincal.adjust.audit import verify_chain
+    from margincal.data.audit import verify_chain
 
     pid = client.proposal()
     client.post(f"/api/proposals/{pid}/approve", headers=_h(client, "risk_officer"))

@@ -61,3 +61,28 @@ def test_cascade_command(tmp_path):
     assert stored["payload"]["rows"][0]["policy"] == "static"
     bad = runner.invoke(app, ["cascade", "--policy", "lax", "--store", str(store)])
     assert bad.exit_code == 2 and "--policy" in bad.output
+
+
+def test_cascade_v2_command_and_its_errors(tmp_path):
+    store = tmp_path / "c2.duckdb"
+    res = runner.invoke(app, ["cascade", "--engine", "v2", "--event", "2025-10-10", "--accounts", "60",
+                              "--depth-draws", "8", "--no-stop-losses", "--store", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    (row,) = out["rows"]
+    assert row["event"] == "2025-10-10" and out["config"]["agents"]["stop_losses"] is False
+    from margincal.stress.figures import cascade_figures
+
+    figs = cascade_figures(out)
+    assert figs[0].layout.xaxis.type == "category" and list(figs[0].data[0].x) == ["2025-10-10"]
+    rep = out["replays"]["2025-10-10"]
+    assert rep["mark"]["bad_debt_pct_oi"]["p05"] <= rep["mark"]["bad_debt_pct_oi"]["p95"]
+    res = runner.invoke(app, ["cascade", "--engine", "v2", "--event", "mc", "--accounts", "40", "--paths", "50",
+                              "--store", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    mc = json.loads(res.stdout)["rows"][0]
+    assert mc["paths"] == 50 and mc["insolvency_var99"] >= mc["insolvency_var95"] >= 0
+    for args, msg in ((["--engine", "v3"], "--engine"), (["--engine", "v2", "--trigger", "mid"], "--trigger"),
+                      (["--engine", "v2", "--mm", "0.6"], "--mm")):
+        bad = runner.invoke(app, ["cascade", *args, "--store", str(store)])
+        assert bad.exit_code == 2 and msg in bad.output and "Traceback" not in bad.output

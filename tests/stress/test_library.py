@@ -25,7 +25,7 @@ def _by_name():
 
 
 def test_named_events_match_closes_documented_in_provenance():
-    # data/PROVENANCE.md lists BTC closes 2020-03-12 4,800.00 and 2022-11-09 15,922.81, ETH 2022-11-09 1,102.73
+    # src/margincal/datasets/PROVENANCE.md lists BTC closes 2020-03-12 4,800.00 and 2022-11-09 15,922.81, ETH 2022-11-09 1,102.73
     s = _by_name()
     btc = daily_closes("BTC")["close"]
     assert btc.loc["2020-03-11"] * math.exp(s["covid-2020-03-12"].spot["BTC"]) == pytest.approx(4_800.00)
@@ -82,7 +82,8 @@ def test_worst_windows_in_library_are_non_overlapping_and_sorted():
 
 
 def test_get_scenarios():
-    assert len(get_scenarios("all")) == len(get_scenarios("historical")) + len(get_scenarios("hypothetical"))
+    assert len(get_scenarios("all")) == (len(get_scenarios("historical")) + len(get_scenarios("hypothetical"))
+                                         + len(get_scenarios("depeg")))
     two = get_scenarios("covid-2020-03-12, spot-down-30")
     assert [s.name for s in two] == ["covid-2020-03-12", "spot-down-30"]
     with pytest.raises(ConfigError, match="not in the library"):

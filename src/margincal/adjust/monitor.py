@@ -41,12 +41,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.adjust import audit
 from margincal.adjust.approval import _new_id as approval_new_id
 from margincal.adjust.approval import adjusted_row, pending_rates
 from margincal.adjust.engine import Adjustment, MonitorEngine
 from margincal.adjust.policy import Policy, default_policy
 from margincal.adjust.signals import Signal
+from margincal.data import audit
 from margincal.data.feeds import event_key
 from margincal.data.store import connect, dumps, transaction, utcnow
 from margincal.errors import ConfigError

@@ -42,7 +42,19 @@ class InstrumentData:
 
 
 def instrument_key(name: str) -> str:
-    """Spelling-insensitive key: ``btc_daily``, ``BTC-USDT``, ``btcusdt`` -> ``btc``; perps -> ``btcperp``."""
+    """Spelling-insensitive key: ``btc_daily``, ``BTC-USDT``, ``btcusdt`` -> ``btc``; perps (any spelling of
+    :mod:`margincal.instruments`: ``BTC-PERP``, ``BTC-PERPETUAL``, ``BTC/USDT:USDT``) -> ``btcperp``."""
+    from margincal.errors import DataError as _NameError
+    from margincal.instruments import format_name, parse
+
+    try:
+        inst = parse(name)
+    except _NameError:
+        inst = None
+    if inst is not None:
+        if inst.kind == "spot":
+            return inst.base.lower() if inst.quote in ("USDT", "USD") else f"{inst.base}{inst.quote}".lower()
+        return re.sub(r"[^a-z0-9]", "", format_name(inst).lower())
     s = str(name).strip().lower()
     s = re.sub(r"\.(csv|gz|parquet)$", "", s)
     s = re.sub(r"\.(csv|gz|parquet)$", "", s)
@@ -77,14 +89,15 @@ def _log_returns(close: pd.Series, label: str) -> pd.Series:
 
 def read_bundled(file: str | Path, instrument: str) -> pd.Series:
     """Log returns from a bundled OHLCV file (``date`` or ``timestamp`` column, ``close``)."""
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
     path = Path(file)
-    if not path.is_absolute():
-        path = sample_data_dir() / path
-    if not path.exists():
-        raise DataError(f"bundled file {path.name} not found in the sample data folder")
-    df = pd.read_csv(path, compression="infer")
+    if path.is_absolute():
+        if not path.exists():
+            raise DataError(f"bundled file {path.name} not found")
+        df = datasets.load(path.name, path.parent)
+    else:
+        df = datasets.load(str(path))
     tcol = "date" if "date" in df.columns else ("timestamp" if "timestamp" in df.columns else None)
     if tcol is None or "close" not in df.columns:
         raise DataError(f"{path.name}: needs a 'date' or 'timestamp' column and 'close'")

@@ -44,6 +44,7 @@ yellow zone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,8 +286,201 @@ def traffic_light(n_obs: int = 250, n_breaches: int = 0, coverage: float = 0.99)
     )
 
 
+@dataclass(frozen=True)
+class RollingZones:
+    """Basel zone of every rolling ``window``-observation window of a breach series.
+
+    ``counts[j]`` is the number of breaches in window ``j`` (observations
+    ``j .. j+window-1``); ``zones[j]`` is 0 green, 1 yellow, 2 red.
+    """
+
+    window: int
+    coverage: float
+    counts: np.ndarray
+    zones: np.ndarray
+    green_max: int
+    yellow_max: int
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.zones.size)
+
+    @property
+    def n_yellow(self) -> int:
+        return int(np.count_nonzero(self.zones == 1))
+
+    @property
+    def n_red(self) -> int:
+        return int(np.count_nonzero(self.zones == 2))
+
+    @property
+    def worst(self) -> str:
+        return ("green", "yellow", "red")[int(self.zones.max())] if self.zones.size else "green"
+
+
+def rolling_traffic_light(breaches: object, window: int = 250, coverage: float = 0.99) -> RollingZones:
+    """Zone of every rolling window, vectorised with a cumulative sum (see module doc for the zones).
+
+    The breach count of window ``j`` is ``cs[j + window] - cs[j]`` with
+    ``cs`` the cumulative breach count; the zone thresholds come once from
+    :func:`traffic_light` for ``n = window``. :func:`rolling_traffic_light_reference`
+    is the plain loop over windows.
+    """
+    b = _as_bool(breaches)
+    w = int(window)
+    if w != window or w < 1:
+        raise DataError(f"window is {window}; it must be a whole number >= 1")
+    c = _check_coverage(coverage)
+    ref = traffic_light(w, 0, c)
+    if b.size < w:
+        empty = np.zeros(0, dtype=np.int64)
+        return RollingZones(w, c, empty, empty.astype(np.int8), ref.green_max, ref.yellow_max)
+    cs = np.concatenate([[0], np.cumsum(b, dtype=np.int64)])
+    counts = cs[w:] - cs[:-w]
+    zones = np.where(counts <= ref.green_max, 0, np.where(counts <= ref.yellow_max, 1, 2)).astype(np.int8)
+    zones[counts == 0] = 0
+    return RollingZones(w, c, counts, zones, ref.green_max, ref.yellow_max)
+
+
+def rolling_traffic_light_reference(breaches: object, window: int = 250, coverage: float = 0.99) -> list[str]:
+    """Loop version: :func:`traffic_light` on each window separately (for tests)."""
+    b = _as_bool(breaches)
+    return [traffic_light(window, int(b[j:j + window].sum()), coverage).zone for j in range(b.size - window + 1)]
+
+
+# ------------------------------------------------------------------ Expected Shortfall backtest
+
+
+@dataclass(frozen=True)
+class Z2Result:
+    """Acerbi-Szekely Z2 statistic, its simulated p-value and the number of simulations."""
+
+    statistic: float
+    pvalue: float
+    n_obs: int
+    n_breaches: int
+    n_sims: int
+
+
+def acerbi_szekely_z2(losses: object, var: object, es: object, coverage: float = 0.975) -> float:
+    """Acerbi-Szekely (2014) ``Z2`` in loss terms.
+
+    Acerbi, C. and Szekely, B., *Backtesting Expected Shortfall*, Risk
+    (December 2014), test 2: with P&L ``X_t``, ``Z2 = sum_t X_t I_t / (T alpha
+    ES_t) + 1``, ``I_t = 1{X_t + VaR_t < 0}``, ``alpha = 1 - coverage``. With
+    losses ``L_t = -X_t`` (positive = loss) this is::
+
+        Z2 = 1 - sum_t L_t 1{L_t > VaR_t} / (T alpha ES_t)
+
+    ``E[Z2] = 0`` when VaR and ES are the true ones; negative values mean
+    the ES is too small (more or larger tail losses than predicted). The
+    paper reports 5% critical values near -0.70 across distributions.
+    """
+    x, v, e = (np.asarray(x, dtype=float).ravel() for x in (losses, var, es))
+    if not (x.size == v.size == e.size) or x.size == 0:
+        raise DataError(f"losses ({x.size}), var ({v.size}) and es ({e.size}) must have the same non-zero length")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
+        raise DataError("losses, var and es must be finite (drop the periods without a forecast)")
+    if np.any(e <= 0):
+        i = int(np.flatnonzero(e <= 0)[0])
+        raise DataError(f"es[{i}] is {e[i]}; Expected Shortfall forecasts must be > 0")
+    alpha = 1.0 - _check_coverage(coverage)
+    hit = x > v
+    return float(1.0 - np.sum(np.where(hit, x, 0.0) / e) / (x.size * alpha))
+
+
+def z2_test(losses: object, var: object, es: object, coverage: float = 0.975, *,
+            simulate: Callable[[np.random.Generator], np.ndarray], n_sims: int = 2000,
+            seed: int = 0) -> Z2Result:
+    """Z2 with a p-value from simulation under the null (Acerbi-Szekely's procedure).
+
+    ``simulate(rng)`` must return one path of ``T`` losses drawn from the
+    forecast distributions (the ones whose VaR/ES were given), e.g.
+    ``lambda rng: sigma * rng.standard_t(5, T) * scale``. The p-value is the
+    share of simulated ``Z2`` at or below the observed one (one-sided: only
+    an ES that is too small is rejected).
+    """
+    z = acerbi_szekely_z2(losses, var, es, coverage)
+    x = np.asarray(losses, dtype=float).ravel()
+    if n_sims < 100:
+        raise DataError(f"n_sims is {n_sims}; use at least 100 simulations for a p-value")
+    rng = np.random.default_rng(seed)
+    sims = np.empty(n_sims)
+    for k in range(n_sims):
+        path = np.asarray(simulate(rng), dtype=float).ravel()
+        if path.size != x.size:
+            raise DataError(f"simulate returned {path.size} losses; the sample has {x.size}")
+        sims[k] = acerbi_szekely_z2(path, var, es, coverage)
+    p = float((np.count_nonzero(sims <= z) + 1) / (n_sims + 1))
+    return Z2Result(statistic=z, pvalue=p, n_obs=int(x.size),
+                    n_breaches=int(np.count_nonzero(x > np.asarray(var, dtype=float).ravel())), n_sims=int(n_sims))
+
+
+# ------------------------------------------------------------------ cost of coverage
+
+
+@dataclass(frozen=True)
+class CoverageCost:
+    """Average dynamic margin against the lowest static rate with no more breaches (hindsight)."""
+
+    n_obs: int
+    dynamic_breaches: int
+    mean_margin: float
+    static_rate: float
+    static_breaches: int
+
+    @property
+    def ratio(self) -> float:
+        """``mean_margin / static_rate`` (< 1: the dynamic margin is cheaper at equal coverage)."""
+        return self.mean_margin / self.static_rate if self.static_rate > 0 else math.inf
+
+
+def cost_of_coverage(losses: object, margin: object) -> CoverageCost:
+    """Lowest static rate ``s`` with ``#{L_t > s} <= #{L_t > m_t}``, against the mean of ``m_t``.
+
+    With the ``b`` dynamic breaches and the losses sorted in decreasing order
+    ``L_(1) >= L_(2) >= ...``, the answer is ``s = L_(b+1)`` (the static rate
+    is breached only by the ``b`` larger losses; ties can only lower the
+    count), or 0 when ``b >= n``. Hindsight: this static rate uses the whole
+    sample, so a dynamic margin that costs more than it has no advantage
+    over a fixed rate at equal coverage.
+    """
+    x = np.asarray(losses, dtype=float).ravel()
+    m = np.asarray(margin, dtype=float).ravel()
+    if x.size != m.size or x.size == 0:
+        raise DataError(f"losses ({x.size}) and margin ({m.size}) must have the same non-zero length")
+    ok = np.isfinite(x) & np.isfinite(m)
+    if not ok.all():
+        raise DataError("losses and margin must be finite (drop the periods without a margin)")
+    b = int(np.count_nonzero(x > m))
+    srt = np.sort(x)[::-1]
+    s = float(max(srt[b], 0.0)) if b < x.size else 0.0
+    return CoverageCost(n_obs=int(x.size), dynamic_breaches=b, mean_margin=float(m.mean()), static_rate=s,
+                        static_breaches=int(np.count_nonzero(x > s)))
+
+
+def cost_of_coverage_reference(losses: object, margin: object) -> float:
+    """Brute force: the smallest candidate rate (0 or a loss value) with no more breaches (for tests)."""
+    x = np.asarray(losses, dtype=float).ravel()
+    m = np.asarray(margin, dtype=float).ravel()
+    b = int(np.count_nonzero(x > m))
+    for s in sorted(set([0.0] + [float(x) for x in x if x > 0])):
+        if np.count_nonzero(x > s) <= b:
+            return s
+    return float(x.max())
+
+
 __all__ = [
     "ChristoffersenResult",
+    "CoverageCost",
+    "RollingZones",
+    "Z2Result",
+    "acerbi_szekely_z2",
+    "cost_of_coverage",
+    "cost_of_coverage_reference",
+    "rolling_traffic_light",
+    "rolling_traffic_light_reference",
+    "z2_test",
     "KupiecResult",
     "LikelihoodRatio",
     "TrafficLightResult",

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from margincal.adjust import audit as A
 from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table
+from margincal.data import audit as A
 from margincal.data.store import open_store
 
 app = typer.Typer(name="audit", help="Verify and read the append-only, hash-chained audit log.",

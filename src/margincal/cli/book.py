@@ -213,9 +213,11 @@ def portfolio_book(
 ) -> None:
     """Partitioned-book portfolio margin (`margincal portfolio --book DIR`): streams partitions through the
     engine, writes per-account results as Parquet partitions, prints a summary and the top accounts."""
+    from margincal.cli.common import err_console
     from margincal.distributed import book_market, book_specs
-    from margincal.margin.portfolio import PRESETS, HistoricalPortfolioMargin, RiskMatrixMargin, build_market
+    from margincal.margin.portfolio import build_market
     from margincal.margin.portfolio.market import open_store_if_present
+    from margincal.usecases import portfolio_scenarios
 
     bk = resolve_book(book, store)
     specs = book_specs(bk)
@@ -228,14 +230,9 @@ def portfolio_book(
                                     + (" (with overrides)" if spot or vol is not None or asof else "")}
         else:
             market, prov = build_market(specs, con=con, spot=spot, flat_vol=vol, asof=asof)
-        if method == "risk-matrix":
-            pnl = RiskMatrixMargin(config=PRESETS[preset]()).scenario_pnl(specs, market)
-        else:
-            from margincal.cli.portfolio import _history
-
-            hist = HistoricalPortfolioMargin(level=level, horizon_hours=horizon_hours, offset=offset)
-            hist.fit(_history(con, sorted({s.underlying for s in specs})))
-            pnl = hist.scenario_pnl(specs, market)
+        pnl, market, _ = portfolio_scenarios(specs, con=con, method=method, preset=preset, level=level,
+                                             horizon_hours=horizon_hours, offset=offset, market=market,
+                                             on_note=lambda m: err_console.print(f"note: {m}"))
     finally:
         if con is not None:
             con.close()

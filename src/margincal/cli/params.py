@@ -1,7 +1,8 @@
-"""`margincal params ...`: show, diff, export and list published parameter sets (read-only)."""
+"""`margincal params ...`: show, diff, export (our shape or a venue's), import a venue table, list versions."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,9 @@ from margincal.cli.common import JsonOption, StoreOption, console, print_json, p
 from margincal.data.store import open_store
 from margincal.errors import ConfigError
 from margincal.margin import params as P
+from margincal.margin import venues
 
-app = typer.Typer(name="params", help="Show, compare and export published parameter sets.",
+app = typer.Typer(name="params", help="Show, compare, export and import parameter sets (venue formats too).",
                   no_args_is_help=True, add_completion=False)
 
 VersionArg = Annotated[int | None, typer.Argument(help="Version (default: the latest).", show_default=False)]
@@ -57,23 +59,80 @@ def diff(v1: Annotated[int, typer.Argument(help="Older version.")],
                 columns=["instrument", "change", "im_before", "im_after", "mm_before", "mm_after", "im_change_pct"])
 
 
+_VENUE_FORMATS = ", ".join(venues.FORMATS)
+
+
 @app.command("export")
 def export(version: VersionArg = None,
-           fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv (exchange bracket shape).")] = "json",
+           fmt: Annotated[str, typer.Option("--format", "-f", help=f"json, csv (our bracket shape) or a venue "
+                                                                    f"format: {_VENUE_FORMATS}.")] = "json",
            out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,
+           instrument: Annotated[list[str] | None, typer.Option("--instrument", "-i", help="Only these "
+                                                                 "instruments (repeatable).")] = None,
+           price: Annotated[float | None, typer.Option("--price", help="Reference price for venues sized in coin "
+                                                       "or contracts (binance-coinm, okx, drift, deribit).")] = None,
+           ct_val: Annotated[float | None, typer.Option("--ct-val", help="OKX contract value (coins per "
+                                                        "contract).")] = None,
            store: StoreOption = None) -> None:
-    """Write a parameter set as JSON or as an exchange-style bracket CSV."""
-    if fmt not in ("json", "csv"):
-        raise ConfigError(f"--format is {fmt!r}; use json or csv")
+    """Write a parameter set as JSON, as an exchange-style bracket CSV, or in a venue's own format."""
+    if fmt not in ("json", "csv") and fmt not in venues.FORMATS:
+        raise ConfigError(f"--format is {fmt!r}; use json, csv or one of {_VENUE_FORMATS}")
     with open_store(store, read_only=True) as con:
         pset = P.load(con, version)
-    text = pset.to_json() if fmt == "json" else pset.to_csv()
+    if fmt == "json":
+        text = pset.to_json()
+    elif fmt == "csv":
+        text = pset.to_csv()
+    else:
+        opts = {"price": price, "ct_val": ct_val}
+        f = venues.get_format(fmt)
+        for k, v in opts.items():
+            if v is not None and k not in f.options:
+                raise ConfigError(f"--{k.replace('_', '-')} does not apply to --format {fmt}")
+        text = venues.export_text(pset, fmt, instruments=instrument or None, **opts)
     if out is None:
         typer.echo(text, nl=False)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    typer.echo(f"wrote v{pset.version} ({len(pset.params)} instruments) to {out}", err=True)
+    typer.echo(f"wrote v{pset.version} ({len(instrument or pset.params)} instruments, {fmt}) to {out}", err=True)
+
+
+@app.command("import")
+def import_(file: Annotated[Path, typer.Argument(help="The venue's file (its own JSON answer).")],
+            fmt: Annotated[str, typer.Option("--format", "-f", help=f"Venue format: {_VENUE_FORMATS}.")],
+            fetched: Annotated[str | None, typer.Option("--fetched", help="Date the table was fetched "
+                                                        "(default: the file's date).")] = None,
+            source: Annotated[str | None, typer.Option("--source", help="Where the table comes from (URL).")] = None,
+            price: Annotated[float | None, typer.Option("--price", help="Reference price (binance-coinm, okx, "
+                                                        "bybit inverse).")] = None,
+            ct_val: Annotated[float | None, typer.Option("--ct-val", help="OKX contract value.")] = None,
+            publish: Annotated[bool, typer.Option("--publish", help="Publish it as the next version of the store "
+                                                  "(so it can be backtested like ours).")] = False,
+            by: Annotated[str, typer.Option("--by", help="Author recorded when publishing.")] = "cli",
+            store: StoreOption = None, json_out: JsonOption = False) -> None:
+    """Read a venue's margin table into a parameter set (provenance: venue, file, sha256, fetched date)."""
+    opts: dict[str, float] = {k: v for k, v in {"price": price, "ct_val": ct_val}.items() if v is not None}
+    f = venues.get_format(fmt)
+    for k in opts:
+        if k not in f.options:
+            raise ConfigError(f"--{k.replace('_', '-')} does not apply to --format {fmt}")
+    pset = venues.import_table(file, fmt, fetched=fetched, source_note=source, price=price, ct_val=ct_val)
+    version = None
+    if publish:
+        with open_store(store) as con:
+            version = P.publish(con, pset, created_by=by, source=pset.source or f"import:{fmt}",
+                                note=f"{fmt} table {file.name} fetched {pset.provenance.get('fetched')}")
+    if json_out:
+        doc = json.loads(pset.to_json())
+        doc["version"] = version
+        print_json(doc)
+        return
+    print_table(pset.rows(), columns=["instrument", "im_rate", "mm_rate", "max_leverage", "venue", "rule"],
+                title=f"{fmt} table {file.name} (fetched {pset.provenance.get('fetched')}, "
+                      f"sha256 {str(pset.provenance.get('sha256'))[:12]})")
+    if version is not None:
+        console.print(f"published as v{version}")
 
 
 @app.command("history")

@@ -1,14 +1,14 @@
 """`margincal portfolio FILE.csv`: portfolio IM / MM per account with the driving scenario.
 
-A thin shell over :mod:`margincal.margin.portfolio`: read the book, build the
-market state (store bars / --spot, option vols from the store or the bundled
-Deribit snapshots / --vol), build the scenario matrix once, run the chunked
-margin path with a progress bar, print a table or JSON.
+A thin shell over :mod:`margincal.usecases` (scenario matrix and market of a book,
+shared with the service) and :mod:`margincal.margin.portfolio`: read the book, build
+the market state (store bars / --spot, option vols from the store or the bundled
+Deribit snapshots / --vol) and the scenario matrix once, run the chunked margin
+path with a progress bar, print a table or JSON.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,19 +24,21 @@ from margincal.cli.common import (
     print_table,
     progress,
 )
-from margincal.errors import ConfigError, DataError, MargincalWarning
-from margincal.margin.portfolio import (
-    PRESETS,
-    HistoricalPortfolioMargin,
-    RiskMatrixMargin,
-    build_market,
-    load_daily_closes,
-    portfolio_margin_blocks,
-    read_book,
-)
+from margincal.errors import ConfigError, DataError
+from margincal.margin.portfolio import PRESETS, portfolio_margin_blocks, read_book
 from margincal.margin.portfolio.market import open_store_if_present
+from margincal.usecases import PORTFOLIO_METHODS, history_closes, portfolio_scenarios
 
-METHODS = ("risk-matrix", "historical")
+METHODS = PORTFOLIO_METHODS
+
+
+def _parse_offset(value: str | float) -> str | float:
+    if isinstance(value, (int, float)) or value == "stressed":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"--offset {value!r}: give 'stressed' or a fraction between 0 and 1") from None
 
 
 def _parse_spots(items: list[str] | None) -> dict[str, float]:
@@ -56,19 +58,8 @@ def _parse_spots(items: list[str] | None) -> dict[str, float]:
 
 
 def _history(con, underlyings: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """Daily closes: the store's ``<U>-USDT`` 1d bars when all are there, else the bundled CSVs."""
-    if con is not None:
-        from margincal.data.store import load_bars
-
-        cols = {}
-        for u in underlyings:
-            bars = load_bars(con, f"{u}-USDT", "1d")
-            if bars.empty:
-                break
-            cols[u] = bars["close"]
-        if len(cols) == len(underlyings):
-            return pd.DataFrame(cols).dropna()
-    return load_daily_closes(underlyings)
+    """Daily closes (moved to :func:`margincal.usecases.history_closes`; kept for callers)."""
+    return history_closes(con, underlyings)
 
 
 def portfolio(
@@ -83,7 +74,9 @@ def portfolio(
     preset: Annotated[str, typer.Option("--preset", help="Risk-matrix preset: deribit or derive.")] = "deribit",
     level: Annotated[float, typer.Option("--level", help="ES level (historical).")] = 0.99,
     horizon_hours: Annotated[float, typer.Option("--horizon-hours", help="Liquidation horizon (historical).")] = 24.0,
-    offset: Annotated[float, typer.Option("--offset", help="Cross-underlying offset 0..1 (historical).")] = 1.0,
+    offset: Annotated[str, typer.Option("--offset", help="Cross-underlying offset (historical): 'stressed' "
+                                        "(stressed-correlation credit, floor 0.5, cap 0.8) or a fraction 0..1; "
+                                        "1 = full offset.")] = "stressed",
     inverse: Annotated[bool, typer.Option("--inverse", help="Treat instruments as coin-margined (inverse).")] = False,
     no_contingency: Annotated[bool, typer.Option("--no-contingency", help="Leave out contingency add-ons.")] = False,
     block_size: Annotated[int, typer.Option("--block-size", help="Accounts per block.")] = 100_000,
@@ -101,6 +94,7 @@ def portfolio(
         raise ConfigError("give a positions FILE or --book PATH (exactly one)")
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    offset = _parse_offset(offset)
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(sorted(PRESETS))}")
     from margincal.cli import book as _book  # partitioned books (folder of Parquet files): docs/scaling.md
@@ -115,28 +109,16 @@ def portfolio(
                           "(see `margincal book partition`)")
     if block_size < 1:
         raise ConfigError(f"--block-size is {block_size}; it must be >= 1")
-    bk = read_book(file if file is not None else book, inverse=inverse)  # type: ignore[arg-type]
+    bk = read_book(file if file is not None else book, inverse=True if inverse else None)  # type: ignore[arg-type]
     con = open_store_if_present(store)
     try:
-        if method == "risk-matrix":
-            engine: RiskMatrixMargin | HistoricalPortfolioMargin = RiskMatrixMargin(config=PRESETS[preset]())
-        else:
-            unds = sorted({s.underlying for s in bk.specs})
-            engine = HistoricalPortfolioMargin(level=level, horizon_hours=horizon_hours, offset=offset)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", MargincalWarning)
-                engine.fit(_history(con, unds))
-            for w in caught:
-                err_console.print(f"note: {w.message}")
-            if asof is None:  # value at the end of the history the scenarios come from
-                asof = engine.last_prices_.name.isoformat()
-        default_spot = None if method == "risk-matrix" else dict(engine.last_prices_)  # type: ignore[union-attr]
-        market, prov = build_market(bk.specs, con=con, spot=_parse_spots(spot), flat_vol=vol, asof=asof,
-                                    default_spot=default_spot)
+        pnl, market, prov = portfolio_scenarios(
+            bk.specs, con=con, method=method, preset=preset, level=level, horizon_hours=horizon_hours,
+            offset=offset, spot=_parse_spots(spot), flat_vol=vol, asof=asof,
+            on_note=lambda m: err_console.print(f"note: {m}"))
     finally:
         if con is not None:
             con.close()
-    pnl = engine.scenario_pnl(bk.specs, market)
     with progress(transient=True) as prog:
         task = prog.add_task("portfolio margin", total=bk.n_accounts)
         res = portfolio_margin_blocks(bk.blocks(block_size), pnl, include_contingency=not no_contingency,

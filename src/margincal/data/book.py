@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 from scipy import sparse
 
 from margincal.errors import ConfigError, DataError
+from margincal.instruments import Instrument, format_name, kind_of, perpetual_name, underlying_of
 
 META_FILE = "_book.json"
 FORMAT = "margincal-book/1"
@@ -510,12 +511,8 @@ class BookGenerator:
         return p / p.sum()
 
 
-def underlying_of(name: str) -> str:
-    return str(name).strip().upper().split("-")[0].split("_")[0]
-
-
 def _is_option(name: str) -> bool:
-    return len(str(name).split("-")) == 4
+    return kind_of(name) == "option"
 
 
 def _last_friday(year: int, month: int) -> pd.Timestamp:
@@ -524,15 +521,12 @@ def _last_friday(year: int, month: int) -> pd.Timestamp:
     return d - pd.Timedelta(days=(d.weekday() - 4) % 7)
 
 
-_MON = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+def _future_name(u: str, d: pd.Timestamp) -> str:
+    return format_name(Instrument("future", u, expiry=d))
 
 
-def _deribit_date(t: pd.Timestamp) -> str:
-    return f"{t.day}{_MON[t.month - 1]}{t.year % 100:02d}"
-
-
-def _strike_token(k: float) -> str:
-    return f"{k:.0f}" if float(k).is_integer() else f"{k:g}".replace(".", "d")
+def _option_name(u: str, d: pd.Timestamp, k: float, cp: str) -> str:
+    return format_name(Instrument("option", u, expiry=d, strike=k, option_type=cp))
 
 
 DEFAULT_UNDERLYINGS = ("BTC", "ETH", "SOL", "XRP", "DOGE")
@@ -545,14 +539,14 @@ def reference_market(underlyings: Sequence[str] = DEFAULT_UNDERLYINGS) -> dict[s
 
     The as-of time is the close of the last common day (00:00 UTC of the next day).
     """
-    from margincal.config import sample_data_dir
+    from margincal import datasets
 
     spot, adv, vol, last = {}, {}, {}, []
     for u in underlyings:
-        f = sample_data_dir() / f"{u.lower()}_daily.csv"
-        if not f.exists():
-            raise DataError(f"no bundled daily file for {u} ({f.name}); pass spot= explicitly")
-        d = pd.read_csv(f, usecols=["date", "close", "volume_quote"], parse_dates=["date"])
+        if u.upper() not in datasets.DAILY_SYMBOLS:
+            raise DataError(f"no bundled daily file for {u} ({u.lower()}_daily.csv); pass spot= explicitly")
+        d = datasets.load_daily(u)[["close", "volume_quote"]]
+        d = d.assign(date=d.index.tz_localize(None)).reset_index(drop=True)
         spot[u] = float(d["close"].iloc[-1])
         adv[u] = float(d["volume_quote"].iloc[-30:].mean())
         r = np.diff(np.log(d["close"].to_numpy(float)[-31:]))
@@ -562,7 +556,7 @@ def reference_market(underlyings: Sequence[str] = DEFAULT_UNDERLYINGS) -> dict[s
     total = sum(adv.values())
     return {"asof": asof.isoformat(), "spot": spot, "adv_share": {u: adv[u] / total for u in underlyings},
             "vol": vol,
-            "source": "bundled Binance daily files (data/*_daily.csv): last close, mean quote volume and "
+            "source": "bundled Binance daily files (margincal.datasets, *_daily.csv): last close, mean quote volume and "
                       "realised volatility (zero-mean, annualised with 365 days) of the last 30 days"}
 
 
@@ -592,10 +586,10 @@ def default_instruments(asof: Any, spot: Mapping[str, float],
     quarterly = [d for d in months if d.month in (3, 6, 9, 12)][:2]
     out: list[str] = []
     for u in underlyings:
-        out.append(f"{u}-PERP")
+        out.append(perpetual_name(u))
         if u not in option_underlyings:
             continue
-        out += [f"{u}-{_deribit_date(d)}" for d in quarterly]
+        out += [_future_name(u, d) for d in quarterly]
         s = float(spot[u])
         step = 10 ** math.floor(math.log10(s * 0.01))
         step = step * (5 if s * 0.01 / step >= 5 else (2 if s * 0.01 / step >= 2 else 1))
@@ -604,7 +598,7 @@ def default_instruments(asof: Any, spot: Mapping[str, float],
                 k = round(s * mny / step) * step
                 k = float(round(k, 10))
                 for cp in ("C", "P"):
-                    out.append(f"{u}-{_deribit_date(d)}-{_strike_token(k)}-{cp}")
+                    out.append(_option_name(u, d, k, cp))
     seen: set[str] = set()
     return [n for n in out if not (n in seen or seen.add(n))]
 

@@ -43,6 +43,7 @@ import pandas as pd
 from margincal.data.ingest import timeframe_delta
 from margincal.data.store import connect, to_store_ts, to_utc
 from margincal.errors import ConfigError, DataError
+from margincal.instruments import Instrument, format_name
 
 __all__ = [
     "KIND_RANK",
@@ -456,13 +457,16 @@ class ReplayFeed:
 
 
 def default_instrument_name(market: Mapping[str, Any]) -> str:
-    """Name an instrument from a ccxt market: swap -> 'BTC-PERP', spot -> 'BTC-USDT', future -> 'BTC-221230'."""
-    base, quote = market.get("base"), market.get("quote")
+    """Name an instrument from a ccxt market in the margincal form of :mod:`margincal.instruments`:
+    swap -> 'BTC-PERP', spot -> 'BTC-USDT', future -> 'BTC-30DEC22' (Deribit date form)."""
+    base, quote = str(market.get("base")).upper(), str(market.get("quote")).upper()
+    settle = str(market.get("settle") or quote).upper()
     if market.get("swap"):
-        return f"{base}-PERP"
+        return format_name(Instrument("perpetual", base, quote, settle))
     if market.get("future") and market.get("expiry"):
-        return f"{base}-{pd.Timestamp(market['expiry'], unit='ms').strftime('%y%m%d')}"
-    return f"{base}-{quote}"
+        return format_name(Instrument("future", base, quote, settle,
+                                      expiry=pd.Timestamp(market["expiry"], unit="ms", tz="UTC")))
+    return format_name(Instrument("spot", base, quote, quote))
 
 
 class LiveFeed:

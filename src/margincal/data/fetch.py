@@ -25,6 +25,8 @@ import pandas as pd
 from margincal.data.ingest import store_frame, timeframe_delta, validate_bars
 from margincal.data.store import to_utc
 from margincal.errors import ConfigError, DataError
+from margincal.instruments import format_name
+from margincal.instruments import parse as parse_instrument_name
 
 _RETRYABLE = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.RequestTimeout, ccxt.NetworkError,
               ccxt.ExchangeNotAvailable)
@@ -40,10 +42,9 @@ def make_exchange(exchange_id: str, config: dict[str, Any] | None = None) -> ccx
 
 
 def default_instrument(symbol: str) -> str:
-    """'BTC/USDT' -> 'BTC-USDT'; 'BTC/USDT:USDT' (linear swap) -> 'BTC-PERP'."""
-    if ":" in symbol:
-        return symbol.split("/")[0] + "-PERP"
-    return symbol.replace("/", "-")
+    """'BTC/USDT' -> 'BTC-USDT'; 'BTC/USDT:USDT' (linear swap) -> 'BTC-PERP' (margincal form of
+    :func:`margincal.instruments.format_name`)."""
+    return format_name(parse_instrument_name(symbol))
 
 
 @dataclass

@@ -43,6 +43,8 @@ import pandas as pd
 
 from margincal.data.store import transaction, upsert_instrument
 from margincal.errors import DataError, MargincalWarning
+from margincal.instruments import Instrument, format_name
+from margincal.instruments import parse as parse_instrument_name
 
 MAX_REPORTED = 5
 
@@ -345,14 +347,11 @@ def validate_open_interest(df: pd.DataFrame, name: str, parquet: bool) -> tuple[
     return frame.sort_values("ts").reset_index(drop=True), {"duplicates_dropped": n_dup}
 
 
-_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-
-
 def deribit_option_name(underlying: str, expiry: pd.Timestamp, strike: float, cp: str) -> str:
-    """Deribit naming, e.g. BTC-28JUN24-70000-C."""
+    """Deribit naming, e.g. BTC-28JUN24-70000-C (written by :func:`margincal.instruments.format_name`)."""
     e = pd.Timestamp(expiry)
-    k = f"{strike:.0f}" if float(strike).is_integer() else f"{strike:g}"
-    return f"{underlying}-{e.day}{_MONTHS[e.month - 1]}{e.strftime('%y')}-{k}-{cp}"
+    return format_name(Instrument("option", str(underlying).upper(), expiry=e, strike=float(strike),
+                                  option_type=str(cp).upper()))
 
 
 def validate_options(df: pd.DataFrame, name: str, parquet: bool, underlying: str,
@@ -459,16 +458,17 @@ _TABLES: dict[str, tuple[str, list[str], list[str]]] = {
 
 
 def infer_instrument_kind(instrument: str) -> tuple[str, str]:
-    """(kind, underlying) from a name like BTC-PERP, BTC-USDT, BTC-27DEC24, BTC-27DEC24-60000-C."""
-    parts = instrument.upper().split("-")
-    und = parts[0]
-    if len(parts) >= 4 and parts[-1] in ("C", "P"):
-        return "option", und
-    if len(parts) >= 2 and parts[1] in ("PERP", "PERPETUAL", "SWAP"):
-        return "perpetual", und
-    if len(parts) >= 2 and re.match(r"^\d{1,2}[A-Z]{3}\d{2}$", parts[1]):
-        return "future", und
-    return "spot", und
+    """(kind, underlying) of a name, read by :func:`margincal.instruments.parse`.
+
+    A name that is no instrument form (``BTC`` for an options snapshot, a custom
+    index name) is stored as ``spot`` with the text before the first ``-`` as
+    its underlying, as before: ingest accepts any well-formed name.
+    """
+    try:
+        inst = parse_instrument_name(instrument)
+    except DataError:
+        return "spot", instrument.upper().split("-")[0]
+    return inst.kind, inst.base
 
 
 def ingest_file(

@@ -1,4 +1,4 @@
-"""The real sample data bundled in the project's ``data/`` folder (see data/PROVENANCE.md)."""
+"""The bundled real data as ingest jobs (files and provenance: :mod:`margincal.datasets`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 
 
 @dataclass(frozen=True)
@@ -20,28 +20,22 @@ class Sample:
     note: str = ""
 
 
-_DAILY = ["btc", "eth", "sol", "xrp", "doge", "bnb", "ada", "trx", "bch", "ltc"]
+_INGEST_KIND = {"daily": "bars", "hourly": "bars", "funding": "funding", "open_interest": "open_interest",
+                "options": "options"}
 
-SAMPLES: tuple[Sample, ...] = (
-    *(Sample(f"{c}_daily.csv", f"{c.upper()}-USDT", "bars", "1d", "spot", "Binance spot daily") for c in _DAILY),
-    Sample("btcusdt_1h.csv.gz", "BTC-USDT", "bars", "1h", "spot", "Binance spot hourly"),
-    Sample("ethusdt_1h.csv.gz", "ETH-USDT", "bars", "1h", "spot", "Binance spot hourly"),
-    Sample("solusdt_1h.csv.gz", "SOL-USDT", "bars", "1h", "spot", "Binance spot hourly"),
-    Sample("btcusdt_perp_1h.csv.gz", "BTC-PERP", "bars", "1h", "perpetual", "Binance USD-M perpetual hourly"),
-    Sample("ethusdt_perp_1h.csv.gz", "ETH-PERP", "bars", "1h", "perpetual", "Binance USD-M perpetual hourly"),
-    Sample("btcusdt_funding.csv", "BTC-PERP", "funding", None, "perpetual", "Binance 8h funding"),
-    Sample("ethusdt_funding.csv", "ETH-PERP", "funding", None, "perpetual", "Binance 8h funding"),
-    Sample("btc_open_interest_daily.csv", "BTC-PERP", "open_interest", None, "perpetual",
-           "aggregate BTC futures open interest in USD, source not stated: indicative only"),
-    Sample("deribit_btc_options_snapshot_2024-05.csv", "BTC", "options", None, None, "Deribit BTC options ~2024-05-24"),
-    Sample("deribit_eth_options_snapshot_2024-05.csv", "ETH", "options", None, None, "Deribit ETH options ~2024-05-24"),
-    Sample("deribit_eth_options_snapshot_2024-01-08.csv", "ETH", "options", None, None,
-           "Deribit ETH options 2024-01-08 11:19 UTC"),
-)
+
+def _sample(f: datasets.DatasetFile) -> Sample:
+    kind = _INGEST_KIND[f.kind]
+    return Sample(f.file, f.instrument, kind, f.timeframe if kind == "bars" else None,
+                  None if f.kind == "options" else ("spot" if f.market == "spot" else "perpetual"), f.note)
+
+
+# what `margincal run` ingests: every bundled file but the intraday samples (evidence scripts read those)
+SAMPLES: tuple[Sample, ...] = tuple(_sample(f) for f in datasets.files() if f.kind in _INGEST_KIND)
 
 
 def sample_path(file: str) -> Path:
-    return sample_data_dir() / file
+    return datasets.path(file)
 
 
 def calibration_targets() -> list[tuple[str, str]]:

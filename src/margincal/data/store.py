@@ -6,7 +6,7 @@ Conventions
   readers get naive values that mean UTC. :func:`to_utc` converts.
 * Parameter sets, proposals, decisions and the audit log are append-only: this
   module offers no update or delete for them, and the audit log is hash-chained
-  (see :mod:`margincal.adjust.audit`).
+  (see :mod:`margincal.data.audit`).
 * Every multi-row write goes through :func:`transaction`: it commits all or
   nothing.
 * DuckDB lets one process write, or several read. Writers here keep their

@@ -36,10 +36,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from margincal.data.book import _fs_and_path, _join, underlying_of
+from margincal.data.book import _fs_and_path, _join
 from margincal.distributed.portfolio import _prepare_out, as_book
 from margincal.errors import ConfigError, DataError
-from margincal.margin.portfolio import ScenarioPnL, parse_instrument, portfolio_margin_blocks
+from margincal.instruments import parse as parse_name
+from margincal.instruments import underlying_of
+from margincal.margin.portfolio import ScenarioPnL, portfolio_margin_blocks
 from margincal.stress.book import (
     Book,
     StressInstrument,
@@ -52,29 +54,26 @@ from margincal.stress.scenarios import Scenario
 
 
 def stress_instruments(names: Sequence[str], valuation_time: Any) -> list[StressInstrument]:
-    """StressInstrument per Deribit-style name (module doc); options need ``valuation_time`` before expiry."""
+    """StressInstrument per name (any form of :mod:`margincal.instruments`); options need
+    ``valuation_time`` before expiry. Perpetuals, futures and spot read exactly as
+    :func:`margincal.stress.book.instrument_from_name` reads them."""
     t = pd.Timestamp(valuation_time)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     out = []
     for n in names:
-        try:
-            s = parse_instrument(n)
-        except DataError:
-            out.append(instrument_from_name(n))
-            continue
+        s = parse_name(n)
         if s.inverse:
             raise ConfigError(f"{n}: the stress engine values linear contracts only")
         if s.kind == "option":
             T = s.years_to_expiry(t)
             if not T > 0:
                 raise DataError(f"{n} expired at {s.expiry} (valuation time {t}); value the book earlier")
-            out.append(StressInstrument(n, "option", s.underlying, s.contract_size, float(s.strike),  # type: ignore[arg-type]
+            out.append(StressInstrument(n, "option", s.base, 1.0, float(s.strike),  # type: ignore[arg-type]
                                         T, s.option_type))
         elif s.kind == "future":
-            out.append(StressInstrument(n, "future", s.underlying, s.contract_size,
-                                        expiry_years=max(s.years_to_expiry(t), 0.0)))
+            out.append(StressInstrument(n, "future", s.base, 1.0, expiry_years=max(s.years_to_expiry(t), 0.0)))
         else:
-            out.append(StressInstrument(n, "perpetual", s.underlying, s.contract_size))
+            out.append(instrument_from_name(n))
     return out
 
 

@@ -1,7 +1,7 @@
 """margincal.margin: per-instrument calibration, liquidity add-on, size tiers, OI scaling,
 new listings, anti-procyclicality, exchange presets and published parameter sets."""
 
-from margincal.margin import presets
+from margincal.margin import presets, venues
 from margincal.margin.apc import (
     AntiProcyclicality,
     APCConfig,
@@ -94,6 +94,7 @@ __all__ = [
     "oi_scaled_imf",
     "oi_scaled_mmf",
     "presets",
+    "venues",
     "publish",
     "sqrt_impact_cost",
     "sqrt_size_imf",

@@ -15,12 +15,23 @@ in this fixed order at each step ``t`` (``raw_t`` = the model's margin rate)::
     base_t   = raw_t
     (b)      base_t = max(base_t, (1 - w) * base_t + w * stressed_t)      # stressed_weight w
     (c)      base_t = max(base_t, floor_t)                                # longest-lookback floor
-    (a)      target = base_t * (1 + buffer)
-             if release_in_stress and base_t > base_{t-1} * (1 + stress_threshold):
-                 target = max(base_t, min(out_{t-1}, target))             # buffer absorbs the rise
+    (a)      target = base_t * (1 + beta_t)       beta_t = buffer fraction in force, beta_0 = buffer
+             with release_in_stress:
+               stress  (base_t > base_{t-1} (1 + stress_threshold)):
+                       beta_t = clip(out_{t-1} / base_t - 1, 0, buffer)   # buffer absorbs the rise
+               rising  (base_{t-1} < base_t <= base_{t-1} (1 + thr)):
+                       beta_t = beta_{t-1}                                 # margin rises like the base
+               calm    (base_t <= base_{t-1}):
+                       beta_t = min(buffer, beta_{t-1} + buffer / rebuild_steps)   # gradual rebuild
     hysteresis: if |target - out_{t-1}| <= band * out_{t-1} and out_{t-1} >= base_t:
                  target = out_{t-1}                                       # ignore small changes
     speed:   out_t = clip(target, out_{t-1} * (1 - max_down), out_{t-1} * (1 + max_up))
+
+So the buffer is released in stress and rebuilt over ``rebuild_steps`` calm
+steps (default 20); the margin never rises faster than the base except by
+one rebuild increment ``buffer / rebuild_steps`` on a calm step. Issue 15's
+example: with a 25% buffer the raw path [0.10, 0.15, 0.16] gives
+[0.125, 0.15, 0.16] (before the fix the buffer came back at once: 0.20).
 
 Hysteresis never holds a level below ``base_t`` (it only suppresses changes
 that keep the margin at or above the requirement). The up speed limit CAN
@@ -68,8 +79,11 @@ class APCConfig:
     max_up: float | None = None
     max_down: float | None = None
     hysteresis: float = 0.0
+    rebuild_steps: int = 20
 
     def __post_init__(self) -> None:
+        if int(self.rebuild_steps) != self.rebuild_steps or self.rebuild_steps < 1:
+            raise ConfigError(f"APC rebuild_steps is {self.rebuild_steps}; it must be a whole number >= 1")
         if not (self.buffer >= 0 and math.isfinite(self.buffer)):
             raise ConfigError(f"APC buffer is {self.buffer}; it must be >= 0 (EMIR option (a) uses >= 0.25)")
         if self.stress_threshold < 0:
@@ -109,10 +123,11 @@ class APCConfig:
 
 @dataclass(frozen=True)
 class APCState:
-    """What :func:`step` needs from the previous step."""
+    """What :func:`step` needs from the previous step (``buffer_level``: the buffer fraction in force)."""
 
     out: float
     base: float
+    buffer_level: float | None = None
 
 
 def _base(raw: float, cfg: APCConfig, stressed: float | None, floor: float | None) -> float:
@@ -135,18 +150,31 @@ def step(prev: APCState | None, raw: float, config: APCConfig, *, stressed: floa
 
 
 def _step_from_base(prev: APCState | None, base: float, cfg: APCConfig) -> tuple[float, APCState]:
-    """Buffer (with release), hysteresis and speed limits, given the base after (b) and (c)."""
-    target = base * (1.0 + cfg.buffer)
+    """Buffer (released in stress, rebuilt gradually), hysteresis and speed limits, given the base."""
     if prev is None:
-        return target, APCState(target, base)
-    if cfg.buffer > 0 and cfg.release_in_stress and base > prev.base * (1.0 + cfg.stress_threshold):
-        target = max(base, min(prev.out, target))
+        beta = cfg.buffer
+    elif cfg.buffer > 0 and cfg.release_in_stress:
+        prev_beta = prev.buffer_level
+        if prev_beta is None:
+            prev_beta = min(max(prev.out / prev.base - 1.0, 0.0), cfg.buffer) if prev.base > 0 else cfg.buffer
+        if base > prev.base * (1.0 + cfg.stress_threshold):
+            # stress: the buffer absorbs the rise (the margin stays at the previous level if it covers base)
+            beta = min(max(prev.out / base - 1.0, 0.0), cfg.buffer) if base > 0 else prev_beta
+        elif base > prev.base:
+            beta = prev_beta  # rising but not stress: the margin rises exactly like the base
+        else:
+            beta = min(cfg.buffer, prev_beta + cfg.buffer / cfg.rebuild_steps)  # calm: rebuild gradually
+    else:
+        beta = cfg.buffer
+    target = base * (1.0 + beta)
+    if prev is None:
+        return target, APCState(target, base, beta)
     if cfg.hysteresis > 0 and abs(target - prev.out) <= cfg.hysteresis * prev.out and prev.out >= base:
         target = prev.out
     lo = prev.out * (1.0 - cfg.max_down) if cfg.max_down is not None else -np.inf
     hi = prev.out * (1.0 + cfg.max_up) if cfg.max_up is not None else np.inf
     out = float(min(max(target, lo), hi))
-    return out, APCState(out, base)
+    return out, APCState(out, base, beta)
 
 
 class AntiProcyclicality:
@@ -251,18 +279,159 @@ def stressed_period_margin(returns: pd.Series, start: Any, end: Any, *, level: f
 
 
 def lookback_floor(returns: pd.Series | np.ndarray, *, level: float = 0.99, horizon_bars: float = 1.0,
-                   min_obs: int = 250, max_obs: int | None = None) -> np.ndarray | pd.Series:
-    """Option (c): ES over the longest available history up to each date (expanding window).
+                   min_obs: int = 250, max_obs: int | None = None, years: float = EMIR_FLOOR_YEARS,
+                   bar_hours: float | None = None, step: int = 1) -> np.ndarray | pd.Series:
+    """Option (c): ES over a lookback of up to ``years`` (10) years ending before each date.
 
     Element ``t`` uses returns strictly before ``t`` (NaN until ``min_obs``
-    exist); ``max_obs`` caps the window (e.g. 10 years = 3650 daily bars; the
-    bundled data has less than 10 years, so the default uses everything).
-    Both sides, sqrt-of-time scaled to ``horizon_bars``.
+    exist). The window is the last ``years`` of bars (``max_obs`` overrides
+    it): 10 years where the data allow, everything available before that.
+    ``bar_hours`` defaults to the index spacing (24 without an index).
+    Both sides, sqrt-of-time scaled to ``horizon_bars``. ``step > 1``
+    recomputes every ``step`` bars and carries the value forward (for long
+    hourly series).
     """
     idx = returns.index if isinstance(returns, pd.Series) else None
     r = np.asarray(returns, dtype=float)
+    if max_obs is None:
+        bh = bar_hours
+        if bh is None:
+            bh = (float(np.median(np.diff(idx.as_unit("ns").asi8))) / 3.6e12
+                  if isinstance(idx, pd.DatetimeIndex) and len(idx) > 1 else 24.0)
+        max_obs = int(round(years * 365.25 * 24.0 / bh))
+    if int(step) != step or step < 1:
+        raise ConfigError(f"step is {step}; it must be a whole number >= 1")
     out = np.full(r.size, np.nan)
+    last = np.nan
     for t in range(min_obs, r.size):
-        lo = 0 if max_obs is None else max(0, t - max_obs)
-        out[t] = expected_shortfall(_horizon_losses(r[lo:t], horizon_bars), level)
+        if (t - min_obs) % step == 0:
+            lo = max(0, t - max_obs)
+            last = expected_shortfall(_horizon_losses(r[lo:t], horizon_bars), level)
+        out[t] = last
     return pd.Series(out, index=idx, name="lookback_floor") if idx is not None else out
+
+
+# ------------------------------------------------------------------ option (b) inside the lookback
+
+
+def stressed_weighted_es(losses: object, stressed_losses: object, *, level: float = 0.99,
+                         weight: float = EMIR_MIN_STRESSED_WEIGHT) -> float:
+    """ES of a lookback sample in which the stressed observations carry ``weight`` of the total.
+
+    EMIR RTS 153/2013 Art. 28(1)(b): "assigning at least 25% weight to
+    stressed observations in the lookback period". The ``n`` ordinary
+    observations get ``(1 - weight) / n`` each and the ``m`` stressed ones
+    ``weight / m`` each; the weighted Acerbi-Tasche ES follows
+    (:func:`margincal.risk.measures.expected_shortfall` with ``weights``).
+    An observation must be in one set only (pass the lookback without the
+    stressed period).
+    """
+    a = np.asarray(losses, dtype=float).ravel()
+    b = np.asarray(stressed_losses, dtype=float).ravel()
+    if not 0 <= weight <= 1:
+        raise ConfigError(f"stressed weight is {weight}; it must be in [0, 1]")
+    if b.size == 0 or weight == 0:
+        return float(expected_shortfall(a, level))
+    if a.size == 0 or weight == 1:
+        return float(expected_shortfall(b, level))
+    w = np.concatenate([np.full(a.size, (1.0 - weight) / a.size), np.full(b.size, weight / b.size)])
+    return float(expected_shortfall(np.concatenate([a, b]), level, weights=w))
+
+
+def stressed_lookback_path(returns: pd.Series, stressed: tuple[Any, Any], *, lookback_obs: int,
+                           level: float = 0.99, weight: float = EMIR_MIN_STRESSED_WEIGHT,
+                           horizon_bars: float = 1.0, min_obs: int = 250, step: int = 1) -> pd.Series:
+    """Causal option-(b) margin: at each ``t`` the ES of the last ``lookback_obs`` returns plus the
+    stressed period's returns (only those before ``t``) weighted at ``weight`` (see
+    :func:`stressed_weighted_es`). Stressed observations inside the lookback window count once, in
+    the stressed set. Before the stressed period has happened the plain lookback ES is used.
+    Both sides, sqrt-of-time scaled to ``horizon_bars``; ``step`` as in :func:`lookback_floor`.
+    """
+    if not isinstance(returns, pd.Series) or not isinstance(returns.index, pd.DatetimeIndex):
+        raise DataError("stressed_lookback_path needs a Series of log returns with a DatetimeIndex")
+    idx = returns.index
+    lo_ts, hi_ts = (pd.Timestamp(x) for x in stressed)
+    if idx.tz is not None:
+        lo_ts = lo_ts.tz_localize("UTC") if lo_ts.tzinfo is None else lo_ts
+        hi_ts = hi_ts.tz_localize("UTC") if hi_ts.tzinfo is None else hi_ts
+    in_stress = np.asarray((idx >= lo_ts) & (idx <= hi_ts))
+    if not in_stress.any():
+        raise DataError(f"stressed period {stressed[0]}..{stressed[1]} holds no return of the series")
+    if int(step) != step or step < 1:
+        raise ConfigError(f"step is {step}; it must be a whole number >= 1")
+    r = returns.to_numpy(float)
+    out = np.full(r.size, np.nan)
+    last = np.nan
+    for t in range(min_obs, r.size):
+        if (t - min_obs) % step == 0:
+            lo = max(0, t - lookback_obs)
+            win, st = r[lo:t], in_stress[lo:t]
+            stressed_before = r[:t][in_stress[:t]]
+            last = stressed_weighted_es(_horizon_losses(win[~st], horizon_bars),
+                                        _horizon_losses(stressed_before, horizon_bars) if stressed_before.size
+                                        else np.zeros(0), level=level, weight=weight)
+        out[t] = last
+    return pd.Series(out, index=idx, name="stressed_lookback")
+
+
+# ------------------------------------------------------------------ bounded tail memory
+
+
+def age_weights(n: int, half_life: float) -> np.ndarray:
+    """Exponentially decaying weights of ``n`` observations, oldest first, newest weight largest.
+
+    Boudoukh, Richardson and Whitelaw, *The Best of Both Worlds*, Risk 11(5)
+    (1998): observation of age ``a`` (0 = newest) gets weight proportional to
+    ``0.5 ** (a / half_life)``; weights sum to 1. With these weights one crash
+    residual loses half its influence every ``half_life`` observations instead
+    of staying in the tail for ever.
+    """
+    if int(n) != n or n < 1:
+        raise ConfigError(f"n is {n}; it must be a whole number >= 1")
+    if not (half_life > 0 and math.isfinite(half_life)):
+        raise ConfigError(f"half_life is {half_life}; it must be > 0 observations")
+    age = np.arange(n - 1, -1, -1, dtype=float)
+    w = 0.5 ** (age / half_life)
+    return w / w.sum()
+
+
+def bounded_memory_es(losses: object, *, level: float = 0.99, half_life: float | None = None,
+                      window: int | None = None) -> float:
+    """ES of a loss sample (oldest first) with bounded tail memory: a window, an age decay, or both.
+
+    ``window`` keeps only the last ``window`` observations; ``half_life``
+    weights them with :func:`age_weights`. Both None is the plain ES. Meant for
+    the standardised residuals of a filtered model (FHS), where one crash
+    residual otherwise pins the margin at its level as long as it stays in the
+    sample.
+    """
+    x = np.asarray(losses, dtype=float).ravel()
+    if window is not None:
+        if int(window) != window or window < 1:
+            raise ConfigError(f"window is {window}; it must be a whole number >= 1")
+        x = x[-int(window):]
+    if half_life is None:
+        return float(expected_shortfall(x, level))
+    return float(expected_shortfall(x, level, weights=age_weights(x.size, half_life)))
+
+
+# ------------------------------------------------------------------ selectable presets
+
+APC_PRESETS: dict[str, dict[str, Any]] = {
+    "off": {},
+    "emir_a": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10, "rebuild_steps": 20},
+    "emir_a_speed": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10,
+                     "rebuild_steps": 20, "max_up": 0.5, "max_down": 0.05},
+}
+"""Named APC configurations. ``emir_a`` (buffer 25%, released in stress, rebuilt over 20 calm
+steps) is the suggested default; (b) and (c) need a stressed series / floor series passed to
+:func:`apply_apc` (:func:`stressed_lookback_path`, :func:`lookback_floor`)."""
+
+DEFAULT_APC = "emir_a"
+
+
+def apc_config(name: str = DEFAULT_APC, **overrides: Any) -> APCConfig:
+    """The named :data:`APC_PRESETS` configuration, with keyword overrides."""
+    if name not in APC_PRESETS:
+        raise ConfigError(f"unknown APC preset {name!r}; choose one of {', '.join(sorted(APC_PRESETS))}")
+    return APCConfig(**{**APC_PRESETS[name], **overrides})

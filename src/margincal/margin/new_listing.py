@@ -43,10 +43,7 @@ docs/new_listings.md.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,7 +313,7 @@ def validate_new_listings(assets: Sequence[str] = VALIDATION_ASSETS, reference: 
     return pd.DataFrame(out), detail
 
 
-def _markdown(df: pd.DataFrame) -> str:
+def markdown_summary(df: pd.DataFrame) -> str:
     cols = ["window_days", "asset", "listings", "margin_days", "breaches", "breach_rate", "expected_rate",
             "p_value_vs_1pct", "mean_im", "naive_days", "naive_breaches", "naive_breach_rate", "naive_mean_im"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -332,25 +329,3 @@ def _markdown(df: pd.DataFrame) -> str:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m margincal.margin.new_listing",
-                                description="Replay new-listing margins on the bundled daily coins.")
-    p.add_argument("--assets", default=",".join(VALIDATION_ASSETS))
-    p.add_argument("--reference", default="btc")
-    p.add_argument("--every-days", type=int, default=180)
-    p.add_argument("--windows", default="30,90")
-    args = p.parse_args(argv)
-    t0 = time.perf_counter()
-    summary, detail = validate_new_listings(
-        [a.strip() for a in args.assets.split(",") if a.strip()], args.reference, every_days=args.every_days,
-        windows=[int(w) for w in args.windows.split(",")],
-        progress=lambda a: print(f"... {a}", file=sys.stderr))
-    print(_markdown(summary))
-    print(f"\n{len(detail)} margin-days; runtime {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.adjust import audit
+from margincal.data import audit
 from margincal.data.store import dumps, transaction, utcnow
 from margincal.errors import ConfigError, StoreError
 

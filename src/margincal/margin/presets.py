@@ -2,42 +2,47 @@
 
 Each :class:`Preset` has ``margin_rate(notional, open_interest=None, price=None)``
 returning :class:`MarginRates` (IM and MM as fractions of notional, vectorised
-over notionals) and ``to_parameter_set()`` / ``to_instrument_params()`` for the
-publishing and export machinery. Sources (stored copies read with the project's
-search tool in 2026; figures can change without notice at the venues):
+over notionals), ``margin(..., exact=True)`` / ``margin_exact(...)`` computing in
+the venue's own arithmetic (integers or exact fractions, see
+:mod:`margincal.margin.venues`), and ``to_parameter_set()`` /
+``to_instrument_params()`` for the publishing and export machinery.
+
+The tables are data, not code: ``margin/venue_tables/`` holds each venue's table
+in the venue's own format with a ``MANIFEST.json`` giving, per file, its source
+and date (``as_of``, ``retrieved``). Venues change these figures without notice;
+to use a newer table, load the venue's current answer with :func:`from_file`
+(or ``margincal params import --format ... FILE``), or list a manifest of your
+own in ``$MARGINCAL_VENUE_TABLES`` (same layout; its presets replace the bundled
+ones of the same name) -- no code change needed.
 
 * ``deribit_btc_future`` / ``deribit_eth_future``: Deribit standard-margin
-  futures, linear size rule (IM 2% + 0.005%/BTC, MM 1% + 0.005%/BTC; ETH
-  2% / 1% + 0.0004%/ETH), in force from 2022-01-11:
-  https://support.deribit.com/hc/en-us/articles/25944826427293-11-January-2022 .
-  Sizes are in coins, so notionals are divided by ``price`` (default
-  ``reference_price``: 100,000 USD for BTC as in Deribit's own worked example at
-  https://support.deribit.com/hc/en-us/articles/25944738177565-Linear-Perpetual ;
-  2,500 USD for ETH, assumed).
-* ``binance_btcusdt``: Binance USD-M BTCUSDT leverage brackets, a
-  ``GET /fapi/v1/leverageBracket`` response snapshot kept in the public repository
-  boolean404/heikin-ashi-trading-bot, file json/fapiPrivate_get_leverage_bracket.py
-  at commit f4c6c76f2b465421681cded5f60c2f3cf29c256d (snapshot date not stated
-  there; 10 brackets, 125x to 1x, cum 0 to 103,046,300). IM is Binance's step rule
-  ``N / max_leverage`` of the bracket; MM is ``N * maintMarginRatio - cum``
-  (formula: https://www.binance.com/en/futures/trading-rules/perpetual/portfolio-margin/notional-limit).
-  The same table is in tests/reference/binance_btcusdt_brackets.csv.
+  futures, linear size rule in coin (IM 2% + 0.005%/BTC, MM 1% + 0.005%/BTC;
+  ETH 2% / 1% + 0.0004%/ETH), in force from 2022-01-11. Sizes are in coins, so
+  notionals are divided by ``price`` (default ``reference_price``: 100,000 USD
+  for BTC as in Deribit's own worked example; 2,500 USD for ETH, assumed).
+* ``binance_btcusdt``: Binance USD-M BTCUSDT leverage brackets (an undated
+  ``GET /fapi/v1/leverageBracket`` snapshot; 10 brackets, 125x to 1x, cum 0 to
+  103,046,300). IM is Binance's step rule ``N / max_leverage`` of the bracket;
+  MM is ``N * maintMarginRatio - cum``.
+* ``hyperliquid_btc`` / ``hyperliquid_eth``: Hyperliquid mainnet margin tiers
+  (BTC 40x to 150M USDC then 20x; ETH 25x to 100M then 15x), MM half the IM at
+  max leverage with the maintenance deduction.
 * ``dydx_large_cap`` / ``dydx_mid_cap`` / ``dydx_small_cap`` / ``dydx_long_tail``:
-  dYdX v4 liquidity tiers (IMF, maintenance fraction, OI caps in USDC) as in the
-  default genesis of dydxprotocol/v4-chain, protocol/testing/genesis.sh (Large-Cap
-  2% / 0.6, no OI caps -- "OIMF doesn't apply to Large-Cap", which the
-  v4-documentation PR #385 of 2025-08-13 also lists as caps "None"; Mid-Cap
-  5% / 0.6, 40M / 100M; Small-Cap 10% / 0.5, 20M / 50M; Long-Tail 20% / 0.5,
-  5M / 10M). Mid-Cap was added by the governance proposal
-  https://dydx.forum/t/liquidity-tier-maintenance/2939 . The OI rule is
-  https://help.dydx.trade/en/articles/228341-open-interest-initial-margin-fraction ;
-  the MMF stays ``IMF_base * maintenance_fraction``.
+  dYdX v4 liquidity tiers (IMF, maintenance fraction, OI caps in USDC); the OI
+  rule raises the IMF linearly from the lower to the upper cap; the MMF stays
+  ``IMF_base * maintenance_fraction``.
+
+No Bybit, OKX or Drift preset is bundled: no complete, dated table for BTC/ETH
+was available in the sources read; import one with ``params import``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +50,7 @@ import numpy as np
 from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet
 from margincal.margin.size_rules import linear_size_rate, oi_scaled_imf, oi_scaled_mmf
-from margincal.margin.tiers import Tier, TierSchedule
+from margincal.margin.tiers import TierSchedule
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class Preset:
     schedule: TierSchedule | None = None
     reference_price: float | None = None
     _fn: Callable[..., MarginRates] | None = field(default=None, repr=False, compare=False)
+    #: the venue's own arithmetic (a margincal.margin.venues ``*Arithmetic`` object), for ``exact=True``
+    arithmetic: Any = field(default=None, repr=False, compare=False)
+    as_of: str | None = None
+    table_file: str | None = None
 
     def margin_rate(self, notional: object, open_interest: object = None, *, price: float | None = None
                     ) -> MarginRates:
@@ -79,19 +88,53 @@ class Preset:
             raise ConfigError(f"preset {self.name} has no rule")
         return self._fn(self, np.abs(np.asarray(notional, dtype=float)), open_interest, price)
 
-    def margin(self, notional: object, open_interest: object = None, *, price: float | None = None
-               ) -> MarginRates:
-        """IM and MM amounts (quote currency)."""
+    def margin(self, notional: object, open_interest: object = None, *, price: float | None = None,
+               exact: bool = False) -> MarginRates:
+        """IM and MM amounts (quote currency); ``exact=True`` uses the venue's own arithmetic (scalars)."""
+        if exact:
+            im_x, mm_x = self.margin_exact(notional, open_interest, price=price)  # type: ignore[arg-type]
+            return MarginRates(float(im_x), float(mm_x))
         n = np.abs(np.asarray(notional, dtype=float))
         r = self.margin_rate(n, open_interest, price=price)
         im, mm = np.asarray(r.im) * n, np.asarray(r.mm) * n
         return MarginRates(_o(im), _o(mm))
+
+    def margin_exact(self, notional: float | str | Fraction, open_interest: float | str | Fraction | None = None,
+                     *, price: float | str | Fraction | None = None) -> tuple[Fraction, Fraction]:
+        """(IM, MM) in quote currency, computed as the venue does (see each venue module):
+
+        dYdX: notional and OI rounded down to whole USDC quantums, IMF floored to a
+        whole ppm, requirements rounded up to whole quantums, MM from the base IMF;
+        Binance / Hyperliquid: exact fractions of the published decimals with the
+        maintenance deduction; Deribit: the per-coin linear rule on ``notional /
+        price`` coins.
+        """
+        from margincal.margin.venues import deribit, dydx
+
+        a = self.arithmetic
+        if a is None:
+            raise ConfigError(f"preset {self.name} has no venue arithmetic")
+        n = abs(Fraction(str(notional)))
+        if isinstance(a, dydx.DydxArithmetic):
+            return a.margin_usdc(n, 0 if open_interest is None else Fraction(str(open_interest)))
+        if isinstance(a, deribit.DeribitArithmetic):
+            px = price if price is not None else self.reference_price
+            if px is None or not float(px) > 0:
+                raise ConfigError(f"preset {self.name}: price is {px}; coin-sized rules need the mark price > 0")
+            pxf = Fraction(str(px))
+            size = n / pxf
+            return a.initial_margin(size) * pxf, a.maintenance_margin(size) * pxf
+        return a.initial_margin(n), a.maintenance_margin(n)
 
     def details(self) -> dict[str, Any]:
         d: dict[str, Any] = {"preset": self.name, "venue": self.venue, "rule": self.rule, "source": self.source,
                              "retrieved": self.retrieved, "description": self.description, **self.params}
         if self.reference_price is not None:
             d["reference_price"] = self.reference_price
+        if self.as_of is not None:
+            d["as_of"] = self.as_of
+        if self.table_file is not None:
+            d["table_file"] = self.table_file
         if self.schedule is not None:
             d["tiers"] = self.schedule.to_details()
         return d
@@ -132,12 +175,7 @@ def _oi(p: Preset, n: np.ndarray, oi: object, _price: float | None) -> MarginRat
     return MarginRates(_o(np.broadcast_to(im, shape).copy()), _o(np.broadcast_to(mm, shape).copy()))
 
 
-_DERIBIT_SRC = "https://support.deribit.com/hc/en-us/articles/25944826427293-11-January-2022"
-_DYDX_SRC = ("https://github.com/dydxprotocol/v4-chain/blob/main/protocol/testing/genesis.sh ; "
-             "https://help.dydx.trade/en/articles/228341-open-interest-initial-margin-fraction")
-_RETRIEVED = "stored copy read 2026 with the project's search tool"
-
-# Binance BTCUSDT leverage brackets (see module doc for the snapshot's origin).
+# Binance BTCUSDT leverage brackets as in venue_tables/binance_usdm_BTCUSDT.json (kept for callers of the constant).
 BINANCE_BTCUSDT_BRACKETS: tuple[tuple[float, float, int, float, float], ...] = (
     # notionalFloor, notionalCap, initialLeverage, maintMarginRatio, cum
     (0, 50_000, 125, 0.004, 0.0),
@@ -152,56 +190,142 @@ BINANCE_BTCUSDT_BRACKETS: tuple[tuple[float, float, int, float, float], ...] = (
     (300_000_000, 500_000_000, 1, 0.5, 103_046_300.0),
 )
 
-
-def _binance_schedule() -> TierSchedule:
-    return TierSchedule([Tier(lo, lev, mmr) for lo, _cap, lev, mmr, _cum in BINANCE_BTCUSDT_BRACKETS],
-                        max_notional=BINANCE_BTCUSDT_BRACKETS[-1][1],
-                        source={"venue": "binance", "symbol": "BTCUSDT"})
+TABLES_DIR = Path(__file__).resolve().parent / "venue_tables"
 
 
-DYDX_TIERS: dict[str, tuple[float, float, float, float]] = {
-    # name: base IMF, maintenance fraction, OI lower cap, OI upper cap (USDC)
-    "large_cap": (0.02, 0.6, 0.0, 0.0),
-    "mid_cap": (0.05, 0.6, 40_000_000.0, 100_000_000.0),
-    "small_cap": (0.10, 0.5, 20_000_000.0, 50_000_000.0),
-    "long_tail": (0.20, 0.5, 5_000_000.0, 10_000_000.0),
-}
+def _arithmetic(params: InstrumentParams) -> Any:
+    from margincal.margin.venues import binance, deribit, drift, dydx, hyperliquid
+
+    venue, rule = params.details.get("venue"), params.details.get("rule")
+    if rule == "oi_scaled":
+        return dydx.arithmetic(params)
+    if rule == "linear_size":
+        return deribit.arithmetic(params)
+    if rule == "sqrt_size_premium":
+        return drift.arithmetic(params)
+    if rule == "brackets":
+        return hyperliquid.arithmetic(params) if venue == "hyperliquid" else binance.arithmetic(params)
+    return None
+
+
+def _drift_float(p: Preset, n: np.ndarray, _oi: object, price: float | None) -> MarginRates:
+    px = price if price is not None else p.reference_price
+    if px is None or not px > 0:
+        raise ConfigError(f"preset {p.name}: price is {px}; Drift's size premium is in base units, give the price")
+    size = n / px
+    out = []
+    for key in ("margin_ratio_initial", "margin_ratio_maintenance"):
+        r = p.params[key] / 1e4
+        prem = 0.8 * r + p.params["imf_factor"] / 1e6 * np.sqrt(size)
+        out.append(np.maximum(r, prem) if p.params["imf_factor"] else np.full_like(size, r))
+    return MarginRates(_o(out[0]), _o(out[1]))
+
+
+_RULES: dict[str, Callable[..., MarginRates]] = {"brackets": _brackets, "oi_scaled": _oi, "linear_size": _linear,
+                                                 "sqrt_size_premium": _drift_float}
+_PARAM_KEYS = ("base_imf", "maintenance_fraction", "oi_lower_cap", "oi_upper_cap", "im_base", "im_per_unit",
+               "mm_base", "mm_per_unit", "size_unit", "margin_ratio_initial", "margin_ratio_maintenance",
+               "imf_factor")
+
+
+def _preset_from_params(name: str, params: InstrumentParams, *, instrument: str | None = None,
+                        description: str | None = None, reference_price: float | None = None,
+                        source: str | None = None, retrieved: str | None = None, as_of: str | None = None,
+                        table_file: str | None = None) -> Preset:
+    d = params.details
+    rule = d.get("rule")
+    if rule not in _RULES:
+        raise ConfigError(f"preset {name}: rule {rule!r} of the imported table is not one of {', '.join(_RULES)}")
+    schedule = TierSchedule.from_details(d["tiers"]) if rule == "brackets" else None
+    if schedule is not None:
+        schedule = TierSchedule(schedule.tiers, max_notional=schedule.max_notional,
+                                source={"venue": d.get("venue"), "symbol": d.get("symbol", params.instrument)})
+    return Preset(
+        name=name, venue=str(d.get("venue")), instrument=instrument or params.instrument, rule=str(rule),
+        source=str(source or d.get("source") or ""), retrieved=str(retrieved or d.get("retrieved") or ""),
+        description=description or f"{d.get('venue')} {params.instrument} ({rule})",
+        params={k: d[k] for k in _PARAM_KEYS if k in d}, schedule=schedule,
+        reference_price=reference_price if reference_price is not None else d.get("reference_price"),
+        _fn=_RULES[str(rule)], arithmetic=_arithmetic(params), as_of=as_of, table_file=table_file)
+
+
+def from_file(path: str | Path, fmt: str, *, prefix: str | None = None, as_of: str | None = None,
+              source: str | None = None, reference_price: float | None = None, **options: Any) -> dict[str, Preset]:
+    """Presets from a venue file in its own format (``fmt`` as in :data:`margincal.margin.venues.FORMATS`).
+
+    One preset per instrument, named ``<prefix or venue>_<instrument>`` in lower
+    case; ``as_of`` / ``source`` are recorded (default: the file's date). Use
+    :func:`register` to make them available to :func:`get` (and to backtest
+    policies ``preset:<name>``).
+    """
+    from margincal.margin import venues
+
+    pset = venues.import_table(path, fmt, fetched=as_of, source_note=source, **options)
+    pre = prefix or pset.provenance["venue"]
+    out = {}
+    for inst, p in pset.params.items():
+        name = f"{pre}_{inst}".lower().replace("-", "_")
+        out[name] = _preset_from_params(name, p, reference_price=reference_price,
+                                        as_of=as_of or pset.provenance.get("fetched"),
+                                        table_file=pset.provenance.get("source_file"))
+    return out
+
+
+def register(*new: Preset) -> None:
+    """Add (or replace) presets in the registry used by :func:`get` and :func:`names`."""
+    for p in new:
+        PRESETS[p.name] = p
+
+
+def load_manifest(path: str | Path) -> dict[str, Preset]:
+    """Presets of a manifest (``venue_tables/MANIFEST.json`` layout; file paths relative to the manifest)."""
+    from margincal.margin import venues
+
+    mpath = Path(path)
+    try:
+        manifest = json.loads(mpath.read_text())
+        entries = manifest["tables"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{mpath.name}: not a venue-table manifest ({e})") from None
+    out: dict[str, Preset] = {}
+    for i, t in enumerate(entries, start=1):
+        try:
+            file, fmt, presets_ = mpath.parent / t["file"], t["format"], t["presets"]
+        except (KeyError, TypeError):
+            raise ConfigError(f"{mpath.name}: tables[{i}] needs file, format and presets") from None
+        pset = venues.import_table(file, fmt, fetched=t.get("retrieved"), source_note=t.get("source"),
+                                   **t.get("options", {}))
+        for name, spec in presets_.items():
+            params = pset[spec.get("symbol", spec.get("instrument"))]
+            out[name] = _preset_from_params(
+                name, params, instrument=spec.get("instrument"), description=spec.get("description"),
+                reference_price=spec.get("reference_price"), source=t.get("source"), retrieved=t.get("retrieved"),
+                as_of=t.get("as_of"), table_file=t["file"])
+    return out
+
+
+ENV_TABLES = "MARGINCAL_VENUE_TABLES"
 
 
 def _build() -> dict[str, Preset]:
-    out: dict[str, Preset] = {}
-    out["deribit_btc_future"] = Preset(
-        name="deribit_btc_future", venue="deribit", instrument="BTC-FUTURE", rule="linear_size",
-        source=_DERIBIT_SRC, retrieved=_RETRIEVED,
-        description="IM 2% + 0.5% per 100 BTC, MM 1% + 0.5% per 100 BTC (standard margin, from 2022-01-11)",
-        params={"im_base": 0.02, "im_per_unit": 0.005 / 100, "mm_base": 0.01, "mm_per_unit": 0.005 / 100,
-                "size_unit": "BTC"},
-        reference_price=100_000.0, _fn=_linear)
-    out["deribit_eth_future"] = Preset(
-        name="deribit_eth_future", venue="deribit", instrument="ETH-FUTURE", rule="linear_size",
-        source=_DERIBIT_SRC, retrieved=_RETRIEVED,
-        description="IM 2% + 0.0004% per ETH, MM 1% + 0.0004% per ETH (standard margin, from 2022-01-11)",
-        params={"im_base": 0.02, "im_per_unit": 0.000004, "mm_base": 0.01, "mm_per_unit": 0.000004,
-                "size_unit": "ETH", "reference_price_note": "2,500 USD assumed"},
-        reference_price=2_500.0, _fn=_linear)
-    out["binance_btcusdt"] = Preset(
-        name="binance_btcusdt", venue="binance", instrument="BTCUSDT", rule="brackets",
-        source=("GET /fapi/v1/leverageBracket snapshot in github.com/boolean404/heikin-ashi-trading-bot "
-                "json/fapiPrivate_get_leverage_bracket.py @ f4c6c76f2b465421681cded5f60c2f3cf29c256d; formula "
-                "https://www.binance.com/en/futures/trading-rules/perpetual/portfolio-margin/notional-limit"),
-        retrieved=_RETRIEVED + "; snapshot date not stated in the source",
-        description="10 brackets 125x..1x; IM = N / max_leverage of the bracket; MM = N * maintMarginRatio - cum",
-        schedule=_binance_schedule(), _fn=_brackets)
-    for tier, (imf, frac, lo, hi) in DYDX_TIERS.items():
-        label = tier.replace("_", "-").title()
-        out[f"dydx_{tier}"] = Preset(
-            name=f"dydx_{tier}", venue="dydx", instrument=f"DYDX-{tier.upper()}", rule="oi_scaled",
-            source=_DYDX_SRC, retrieved=_RETRIEVED,
-            description=(f"dYdX v4 {label}: IMF {imf:.0%}, MMF {imf * frac:.1%} (fraction {frac}); "
-                         + ("no OI scaling" if hi == 0 else f"IMF linear from OI {lo / 1e6:.0f}M to 100% at "
-                            f"{hi / 1e6:.0f}M USDC")),
-            params={"base_imf": imf, "maintenance_fraction": frac, "oi_lower_cap": lo, "oi_upper_cap": hi},
-            _fn=_oi)
+    """The bundled manifest, then each manifest named in ``$MARGINCAL_VENUE_TABLES`` (os.pathsep-separated).
+
+    A user manifest's presets replace bundled ones of the same name, so a newer
+    venue table is used by ``presets.get`` and by backtest policies
+    ``preset:<name>`` without code changes. A manifest that cannot be read is
+    skipped with a :class:`MargincalWarning` naming it and the reason.
+    """
+    import os
+    import warnings
+
+    from margincal.errors import MargincalWarning
+
+    out = load_manifest(TABLES_DIR / "MANIFEST.json")
+    for extra in filter(None, os.environ.get(ENV_TABLES, "").split(os.pathsep)):
+        try:
+            out.update(load_manifest(extra))
+        except ConfigError as e:
+            warnings.warn(f"${ENV_TABLES}: {extra} skipped: {e}", MargincalWarning, stacklevel=2)
     return out
 
 

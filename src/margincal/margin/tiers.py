@@ -34,16 +34,26 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from margincal.errors import ConfigError
+from margincal.errors import CalibrationError, ConfigError
 from margincal.margin.rounding import ceil_to_increment
 
-if TYPE_CHECKING:  # pragma: no cover
-    from margincal.margin.calibration import Calibration
+
+class SizeCurve(Protocol):
+    """What :meth:`TierSchedule.from_size_curve` reads of a calibration
+    (:class:`margincal.margin.calibration.Calibration` is one; typed structurally so that tiers,
+    which calibration builds on, does not import it back)."""
+
+    instrument: str | None
+    rounding: float
+
+    def im_at(self, notional: Any, *, rounded: bool = True) -> Any: ...
+
+    def mm_at(self, notional: Any, *, rounded: bool = True) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -301,7 +311,7 @@ class TierSchedule:
         return sched
 
     @classmethod
-    def from_size_curve(cls, calibration: Calibration, boundaries: Sequence[float], *,
+    def from_size_curve(cls, calibration: SizeCurve, boundaries: Sequence[float], *,
                         max_leverage_cap: float = 125.0, convention: str = "marginal",
                         rounding: float | None = None) -> TierSchedule:
         """Tiers from a calibrated size curve (IM and MM as functions of notional).
@@ -327,35 +337,127 @@ class TierSchedule:
         is forced non-increasing and maintenance non-decreasing, and maintenance
         never exceeds ``1 / max_leverage``.
         """
-        caps = np.asarray(boundaries, dtype=float)
-        if caps.ndim != 1 or caps.size == 0:
-            raise ConfigError("boundaries must be a non-empty list of tier caps (notional)")
-        if np.any(caps <= 0) or np.any(np.diff(caps) <= 0):
-            raise ConfigError(f"boundaries must be > 0 and strictly increasing, got {caps.tolist()}")
-        if max_leverage_cap < 1:
-            raise ConfigError(f"max_leverage_cap is {max_leverage_cap}; it must be >= 1")
         inc = calibration.rounding if rounding is None else rounding
-        im = np.asarray(calibration.im_at(caps, rounded=False), dtype=float)
-        mm = np.asarray(calibration.mm_at(caps, rounded=False), dtype=float)
-        if convention == "average":
-            r_im, r_mm = im, mm
-        elif convention == "marginal":
-            prev = np.concatenate([[0.0], caps[:-1]])
-            r_im = np.diff(np.concatenate([[0.0], caps * im])) / (caps - prev)
-            r_mm = np.diff(np.concatenate([[0.0], caps * mm])) / (caps - prev)
-        else:
-            raise ConfigError(f"convention is {convention!r}; use 'marginal' or 'average'")
-        r_im = np.maximum.accumulate(np.minimum(ceil_to_increment(r_im, inc), 1.0))
-        lev = np.clip(np.floor(1.0 / r_im + 1e-9), 1.0, max_leverage_cap)
-        lev = np.minimum.accumulate(lev)
-        r_mm = np.maximum.accumulate(ceil_to_increment(r_mm, inc))
-        r_mm = np.minimum(r_mm, 1.0 / lev)
-        lowers = np.concatenate([[0.0], caps[:-1]])
-        tiers = [Tier(float(lo), float(lv), float(m)) for lo, lv, m in zip(lowers, lev, r_mm, strict=True)]
-        return cls(tiers, max_notional=float(caps[-1]),
+        caps = _check_caps(boundaries)
+        sched = brackets_from_curve(
+            caps, lambda n: calibration.im_at(n, rounded=False), lambda n: calibration.mm_at(n, rounded=False),
+            convention=convention, rounding=inc, max_leverage_cap=max_leverage_cap)
+        return cls(sched.tiers, max_notional=sched.max_notional,
                    source={"from": "size_curve", "convention": convention, "boundaries": caps.tolist(),
                            "instrument": calibration.instrument, "rounding": inc,
                            "max_leverage_cap": max_leverage_cap})
+
+
+def _check_caps(boundaries: Sequence[float] | np.ndarray) -> np.ndarray:
+    caps = np.asarray(boundaries, dtype=float)
+    if caps.ndim != 1 or caps.size == 0:
+        raise ConfigError("boundaries must be a non-empty list of tier caps (notional)")
+    if not np.all(np.isfinite(caps)) or np.any(caps <= 0) or np.any(np.diff(caps) <= 0):
+        raise ConfigError(f"boundaries must be finite, > 0 and strictly increasing, got {caps.tolist()}")
+    return caps
+
+
+def geometric_boundaries(first_cap: float, last_cap: float, per_decade: int = 2) -> np.ndarray:
+    """Tier caps on a 1-2-5 style geometric grid from ``first_cap`` to ``last_cap`` (inclusive, rounded).
+
+    ``per_decade`` caps per factor of ten (1: 1e5, 1e6...; 2: 1e5, ~3e5, 1e6...; 3: 1e5, 2e5, 5e5, 1e6...).
+    """
+    if not (0 < first_cap < last_cap) or not math.isfinite(last_cap):
+        raise ConfigError(f"need 0 < first_cap < last_cap, got {first_cap}, {last_cap}")
+    if per_decade < 1:
+        raise ConfigError(f"per_decade is {per_decade}; it must be >= 1")
+    mant = {1: [1.0], 2: [1.0, 3.0], 3: [1.0, 2.0, 5.0]}.get(per_decade)
+    if mant is None:
+        mant = [10 ** (i / per_decade) for i in range(per_decade)]
+    lo, hi = math.floor(math.log10(first_cap)), math.ceil(math.log10(last_cap))
+    grid = np.array(sorted({m * 10.0**e for e in range(lo, hi + 1) for m in mant}))
+    grid = grid[(grid >= first_cap * (1 - 1e-12)) & (grid <= last_cap * (1 + 1e-12))]
+    if grid.size == 0 or grid[-1] < last_cap * (1 - 1e-12):
+        grid = np.append(grid, last_cap)
+    return grid
+
+
+def brackets_from_curve(boundaries: Sequence[float] | np.ndarray, im_rate: Callable[[np.ndarray], Any],
+                        mm_rate: Callable[[np.ndarray], Any], *, convention: str = "marginal",
+                        rounding: float = 0.0001, max_leverage_cap: float = 125.0,
+                        leverage_grid: Sequence[float] | None = None) -> TierSchedule:
+    """Exchange-style brackets from a margin curve (IM and MM rates as functions of notional).
+
+    ``boundaries`` are the tier caps ``c_1 < ... < c_K`` (tier k covers
+    ``[c_{k-1}, c_k)``, ``c_0 = 0``; ``c_K`` becomes ``max_notional``);
+    ``im_rate(N)`` / ``mm_rate(N)`` return fractions of notional (e.g.
+    :meth:`margincal.margin.horizon.MarginCurve.rate_functions`).
+
+    * ``convention="marginal"`` (default): the tier rate is the marginal rate
+      of the total margin ``T(N) = N * rate(N)`` between caps,
+      ``r_k = (T(c_k) - T(c_{k-1})) / (c_k - c_{k-1})``, so the bracket margin
+      (cumulative-deduction form, continuous at every boundary) equals the
+      curve's total at every cap;
+    * ``convention="average"``: ``r_k = rate(c_k)`` (each tier's step rate
+      covers every size in it).
+
+    Then: ``max_leverage_k = floor(1 / r_im_k)`` on the integer grid (or the largest value of
+    ``leverage_grid`` not above it), bounded to ``[1, max_leverage_cap]`` and
+    made non-increasing (the IM rate is ``1 / max_leverage_k``); MM rates are
+    rounded UP to ``rounding``, made non-decreasing and never above
+    ``1 / max_leverage_k``. Maintenance amounts follow Binance's rule
+    ``amount_k = amount_{k-1} + lower_k * (mmr_k - mmr_{k-1})``
+    (:attr:`TierSchedule.maintenance_amounts`).
+    """
+    caps = _check_caps(boundaries)
+    if max_leverage_cap < 1:
+        raise ConfigError(f"max_leverage_cap is {max_leverage_cap}; it must be >= 1")
+    if not rounding > 0:
+        raise ConfigError(f"rounding is {rounding}; it must be > 0")
+    im = np.asarray(im_rate(caps), dtype=float).reshape(caps.shape)
+    mm = np.asarray(mm_rate(caps), dtype=float).reshape(caps.shape)
+    for name, a in (("im_rate", im), ("mm_rate", mm)):
+        if not np.all(np.isfinite(a)) or np.any(a <= 0):
+            raise ConfigError(f"{name} must return finite rates > 0 at every cap")
+    if convention == "average":
+        r_im, r_mm = im, mm
+    elif convention == "marginal":
+        prev = np.concatenate([[0.0], caps[:-1]])
+        r_im = np.diff(np.concatenate([[0.0], caps * im])) / (caps - prev)
+        r_mm = np.diff(np.concatenate([[0.0], caps * mm])) / (caps - prev)
+    else:
+        raise ConfigError(f"convention is {convention!r}; use 'marginal' or 'average'")
+    # leverage from the unrounded IM rate: the published IM rate is 1 / max_leverage >= r_im anyway
+    r_im = np.maximum.accumulate(np.minimum(r_im, 1.0))
+    lev = np.clip(np.floor(1.0 / r_im + 1e-9), 1.0, max_leverage_cap)
+    if leverage_grid is not None:
+        g = np.sort(np.asarray(leverage_grid, dtype=float))
+        if g.size == 0 or g[0] < 1:
+            raise ConfigError("leverage_grid must hold leverages >= 1")
+        idx = np.searchsorted(g, lev, side="right") - 1
+        lev = np.where(idx >= 0, g[np.clip(idx, 0, g.size - 1)], 1.0)
+    lev = np.minimum.accumulate(lev)
+    r_mm = np.maximum.accumulate(np.minimum(ceil_to_increment(r_mm, rounding), 1.0))
+    r_mm = np.minimum(r_mm, 1.0 / lev)
+    r_mm = np.maximum.accumulate(r_mm)
+    if np.any(r_mm > 1.0 / lev + 1e-12):  # the cap of an earlier tier can exceed a later tier's 1/lev
+        raise CalibrationError("maintenance rates cannot stay non-decreasing below 1/max_leverage; "
+                               "lower the curve's MM/IM ratio (im_gap) or use fewer tiers")
+    lowers = np.concatenate([[0.0], caps[:-1]])
+    tiers = [Tier(float(lo), float(lv), float(m)) for lo, lv, m in zip(lowers, lev, r_mm, strict=True)]
+    return TierSchedule(tiers, max_notional=float(caps[-1]),
+                        source={"from": "curve", "convention": convention, "boundaries": caps.tolist(),
+                                "rounding": rounding, "max_leverage_cap": max_leverage_cap})
+
+
+def bracket_coverage(schedule: TierSchedule, rate: Callable[[np.ndarray], Any], notional: object, *,
+                     which: str = "mm") -> np.ndarray:
+    """Bracket margin divided by the curve's margin ``N * rate(N)`` at each notional (>= 1 means covered)."""
+    n = np.abs(np.asarray(notional, dtype=float))
+    curve = n * np.asarray(rate(n), dtype=float)
+    if which == "mm":
+        br = np.asarray(schedule.maintenance_margin(n), dtype=float)
+    elif which == "im":
+        br = np.asarray(schedule.initial_margin(n), dtype=float)
+    else:
+        raise ConfigError(f"which is {which!r}; use 'mm' or 'im'")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(curve > 0, br / np.where(curve > 0, curve, 1.0), np.inf)
 
 
 def _rate(fn: Any, notional: object, at_zero: float) -> np.ndarray | float:

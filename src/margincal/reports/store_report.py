@@ -25,10 +25,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.adjust import audit
+from margincal import usecases
 from margincal.config import CalibrationSettings
-from margincal.data.store import latest_result, load_bars
-from margincal.errors import ConfigError, MargincalError
+from margincal.data import audit
+from margincal.data.store import latest_result
+from margincal.errors import MargincalError
 from margincal.margin import params as mparams
 from margincal.reports.html import Section, instrument_figure, table_html, write_report
 
@@ -46,17 +47,8 @@ def _note(text: str) -> str:
 
 
 def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
-    """Calibration settings recorded in a parameter set's provenance (defaults for the rest)."""
-    prov = pset.provenance if pset else {}
-    kw: dict[str, float] = {}
-    for key, name in (("level", "level"), ("horizon_hours", "horizon_hours"), ("ewma_lambda_per_day", "ewma_lambda"),
-                      ("mm_fraction", "mm_fraction"), ("buffer", "buffer")):
-        if isinstance(prov.get(key), (int, float)):
-            kw[name] = float(prov[key])
-    try:
-        return CalibrationSettings(**kw)  # type: ignore[arg-type]
-    except ConfigError:
-        return CalibrationSettings()
+    """Calibration settings recorded in a parameter set's provenance (:func:`margincal.usecases.settings_of`)."""
+    return usecases.settings_of(pset)
 
 
 def _figure_fn(spec: str) -> Callable[..., Any] | None:
@@ -103,28 +95,22 @@ def parameters_section(con: duckdb.DuckDBPyConnection) -> tuple[Section, mparams
 
 def history_figures(con: duckdb.DuckDBPyConnection, pset: mparams.ParameterSet | None,
                     on_step: Callable[[str], None] | None = None) -> Section:
-    from margincal.pipeline import margin_path
-
     title = "Price, forecast volatility and margin over time"
     if pset is None:
         return Section(title, _note("No published instruments to chart yet."))
-    settings = settings_of(pset)
     figs, skipped = [], []
     for inst in pset.instruments():
-        tf = pset[inst].details.get("timeframe")
-        tfs = [r[0] for r in con.execute("SELECT DISTINCT timeframe FROM bars WHERE instrument = ?", [inst]).fetchall()]
-        if tf not in tfs:
-            tf = "1d" if "1d" in tfs else (tfs[0] if tfs else None)
-        if tf is None:
-            skipped.append(inst)
-            continue
         if on_step:
-            on_step(f"{inst} {tf}")
-        bars = load_bars(con, inst, tf)
-        if len(bars) < settings.min_history + 40:
+            on_step(inst)
+        try:
+            h = usecases.margin_history(con, inst, pset=pset)
+        except KeyError:  # no stored bars
             skipped.append(inst)
             continue
-        figs.append(instrument_figure(f"{inst} ({tf} bars)", margin_path(bars, tf, settings)))
+        if h.too_short:
+            skipped.append(inst)
+            continue
+        figs.append(instrument_figure(f"{inst} ({h.timeframe} bars)", h.path))
     text = _note("Causal history: each bar uses only data before it (EWMA volatility updated every bar, FHS "
                  "tail multiplier refitted weekly, square-root-of-time to the horizon), with the settings of "
                  f"version {pset.version}.")

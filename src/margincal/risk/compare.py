@@ -1,4 +1,4 @@
-"""Compare every tail model on the bundled daily data (``data/*_daily.csv``).
+"""Compare every tail model on the bundled daily data (``*_daily.csv`` of :mod:`margincal.datasets`).
 
 ``python -m margincal.risk.compare`` prints the markdown table of 99% 1-day
 VaR/ES as of the last date that ``docs/risk_models.md`` shows.
@@ -15,33 +15,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 from margincal.errors import DataError, MargincalWarning
 from margincal.risk.models import MODELS, make_model
 
 
 def bundled_daily_symbols(data_dir: str | Path | None = None) -> list[str]:
     """Symbols of the bundled daily files (``btc`` for ``btc_daily.csv``), sorted."""
-    d = Path(data_dir) if data_dir is not None else sample_data_dir()
-    return sorted(p.name[: -len("_daily.csv")] for p in d.glob("*_daily.csv")
-                  if p.name != "btc_open_interest_daily.csv")
+    if data_dir is None:
+        return sorted(s.lower() for s in datasets.DAILY_SYMBOLS)
+    return sorted(p.name[: -len("_daily.csv")] for p in Path(data_dir).glob("*_daily.csv")
+                  if "open_interest" not in p.name)
 
 
 def load_daily_log_returns(symbol: str, data_dir: str | Path | None = None) -> pd.Series:
     """Daily close-to-close log returns of a bundled coin, tz-aware UTC index, named ``SYMBOL``.
 
     The bundled files have no gaps before 2026 and six missing days in 2026 (see
-    data/PROVENANCE.md); a return across a gap spans the gap and is kept as one bar.
+    src/margincal/datasets/PROVENANCE.md); a return across a gap spans the gap and is kept as one bar.
     """
-    d = Path(data_dir) if data_dir is not None else sample_data_dir()
-    path = d / f"{symbol.lower()}_daily.csv"
-    if not path.exists():
-        raise DataError(f"{path.name}: no such bundled file; choose one of {', '.join(bundled_daily_symbols(d))}")
-    df = pd.read_csv(path, usecols=["date", "close"])
+    name = f"{symbol.lower()}_daily.csv"
+    if symbol.lower() not in bundled_daily_symbols(data_dir):
+        raise DataError(f"{name}: no such bundled file; choose one of {', '.join(bundled_daily_symbols(data_dir))}")
+    df = datasets.load(name, data_dir)[["date", "close"]]
     close = df["close"].to_numpy(dtype=float)
     if np.any(~np.isfinite(close)) or np.any(close <= 0):
         i = int(np.flatnonzero(~(np.isfinite(close) & (close > 0)))[0])
-        raise DataError(f"{path.name} line {i + 2}: close is {close[i]}; prices must be > 0")
+        raise DataError(f"{name} line {i + 2}: close is {close[i]}; prices must be > 0")
     idx = pd.DatetimeIndex(pd.to_datetime(df["date"], utc=True))
     r = pd.Series(np.diff(np.log(close)), index=idx[1:], name=symbol.upper())
     return r

@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from margincal.adjust import audit
+from margincal.data import audit
 from margincal.data.store import transaction, utcnow
 from margincal.errors import AuthError, ConfigError
 

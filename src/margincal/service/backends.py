@@ -1,9 +1,10 @@
 """What the routes call: thin adapters over the Python API, plus the service's caches.
 
 * instruments, parameter sets, diffs: :mod:`margincal.margin.params`; per-instrument history:
-  :func:`margincal.pipeline.margin_path` (cached per instrument, timeframe and last bar);
-* portfolio margin and what-if: :mod:`margincal.margin.portfolio` (risk matrix), or the published
-  rates (stand-alone sum, no offsets) with ``method="standalone"``; see :class:`MarginEngine`;
+  :func:`margincal.usecases.margin_history` (cached per instrument, timeframe and last bar);
+* portfolio margin and what-if: :func:`margincal.usecases.portfolio_scenarios` (risk matrix, inputs
+  cached here), or the published rates (:func:`margincal.usecases.standalone_margin`, no offsets) with
+  ``method="standalone"``; see :class:`MarginEngine`;
 * proposals: :mod:`margincal.adjust.approval` (list, approve, reject: role and four-eyes checks,
   one transaction per decision);
 * signals: the ``signals`` table when the monitor has written to it, else the signals the monitor recorded as
@@ -27,8 +28,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from margincal import usecases
 from margincal.config import CalibrationSettings
-from margincal.data.store import latest_result, load_bars
+from margincal.data.store import latest_result
 from margincal.errors import AuthError, ConfigError, MargincalError, StoreError
 from margincal.margin import params as mparams
 
@@ -134,17 +136,8 @@ def versions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
-    """The calibration settings a parameter set was made with (defaults for what it does not say)."""
-    prov = pset.provenance if pset else {}
-    kw: dict[str, Any] = {}
-    for key, field in (("level", "level"), ("horizon_hours", "horizon_hours"), ("ewma_lambda_per_day", "ewma_lambda"),
-                       ("mm_fraction", "mm_fraction"), ("buffer", "buffer")):
-        if isinstance(prov.get(key), (int, float)):
-            kw[field] = float(prov[key])
-    try:
-        return CalibrationSettings(**kw)
-    except ConfigError:
-        return CalibrationSettings()
+    """The calibration settings a parameter set was made with (:func:`margincal.usecases.settings_of`)."""
+    return usecases.settings_of(pset)
 
 
 class HistoryCache:
@@ -170,19 +163,12 @@ class HistoryCache:
 
 def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timeframe: str | None,
                        max_points: int, cache: HistoryCache) -> dict[str, Any]:
-    """Price, forecast (EWMA, causal) volatility and IM/MM rate paths of one instrument, plus its
-    published rates by version. Hourly data are thinned to one point per day past ``max_points``."""
-    from margincal.pipeline import margin_path
-
-    tfs = [r[0] for r in con.execute(
-        "SELECT DISTINCT timeframe FROM bars WHERE instrument = ? ORDER BY 1", [instrument]).fetchall()]
-    if not tfs:
-        raise KeyError(instrument)
+    """Price, forecast (EWMA, causal) volatility and IM/MM rate paths of one instrument
+    (:func:`margincal.usecases.margin_history`), plus its published rates by version. Cached per
+    instrument, timeframe, last bar and settings; hourly data are thinned to one point per day past
+    ``max_points``."""
     pset = latest_params_or_none(con)
-    p = pset.params.get(instrument) if pset else None
-    tf = timeframe or (p.details.get("timeframe") if p else None) or ("1d" if "1d" in tfs else tfs[0])
-    if tf not in tfs:
-        raise ConfigError(f"{instrument} has no {tf} bars; it has {', '.join(tfs)}")
+    tf = usecases.history.resolve_timeframe(con, instrument, timeframe, pset)
     settings = settings_of(pset)
     last = con.execute("SELECT max(ts), count(*) FROM bars WHERE instrument = ? AND timeframe = ?",
                        [instrument, tf]).fetchone()
@@ -190,11 +176,7 @@ def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timefram
            settings.ewma_lambda, settings.mm_fraction, settings.buffer, max_points)
 
     def compute() -> dict[str, Any]:
-        bars = load_bars(con, instrument, tf)
-        if len(bars) < settings.min_history + 40:
-            path = pd.DataFrame(columns=["close", "sigma_ann", "im_rate", "mm_rate"])
-        else:
-            path = margin_path(bars, tf, settings)
+        path = usecases.margin_history(con, instrument, tf, pset=pset, use_latest=False).path
         if len(path) > max_points:
             path = path.resample("1D").last().dropna(subset=["close"])
             if len(path) > max_points:
@@ -216,51 +198,13 @@ def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timefram
 # ------------------------------------------------------------------ portfolio margin
 
 
-def _prices(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, float]:
-    if not names:
-        return {}
-    rows = con.execute(
-        "SELECT instrument, arg_max(close, ts) FROM bars WHERE instrument IN (SELECT unnest(?)) "
-        "GROUP BY instrument", [list(names)]).fetchall()
-    return {r[0]: float(r[1]) for r in rows}
-
-
-def _standalone(pset: mparams.ParameterSet, positions: Sequence[Mapping[str, Any]],
-                prices: Mapping[str, float]) -> dict[str, Any]:
-    """Sum of stand-alone margins (no offsets), with the per-position breakdown."""
-    rows = []
-    im = mm = 0.0
-    worst: tuple[float, str] | None = None
-    for pos in positions:
-        inst = pos["instrument"]
-        p = pset[inst]
-        price = pos.get("price") or prices.get(inst) or p.details.get("last_price")
-        if not price:
-            raise ConfigError(f"no price for {inst}: pass 'price' in the position")
-        notional = abs(float(pos["quantity"])) * float(price)
-        pim, pmm = notional * p.im_rate, notional * p.mm_rate
-        im += pim
-        mm += pmm
-        rows.append({"instrument": inst, "quantity": pos["quantity"], "price": price, "notional": notional,
-                     "im": pim, "mm": pmm, "im_rate": p.im_rate, "mm_rate": p.mm_rate})
-        if worst is None or pim > worst[0]:
-            worst = (pim, inst)
-    scenario = None
-    if worst is not None:
-        scenario = f"{worst[1]}: adverse move of its IM rate (largest stand-alone margin; no offsets)"
-    return {"im": im, "mm": mm, "positions": rows, "driving_scenario": scenario,
-            "method": "standalone_sum", "version": pset.version}
+_prices = usecases.store_prices
+_standalone = usecases.standalone_margin
+_aggregate = usecases.aggregate_positions
 
 
 class MarginUnavailable(MargincalError):
     """HTTP 501: this margincal build has no risk-matrix portfolio module."""
-
-
-def _aggregate(positions: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for p in positions:
-        out[p["instrument"]] = out.get(p["instrument"], 0.0) + float(p["quantity"])
-    return out
 
 
 class _FixedPnL:
@@ -358,8 +302,8 @@ class MarginEngine:
                 return pm, entry[1], entry[2]
             universe = names if entry is None or len(entry[0]) + len(names) > self.MAX_UNIVERSE else entry[0] | names
             specs = [pm.parse_instrument(n) for n in sorted(universe)]
-            market, prov = pm.build_market(specs, con=con, spot=spot, flat_vol=flat_vol)
-            engine = _FixedPnL(pm.RiskMatrixMargin().scenario_pnl(specs, market), market)
+            pnl, market, prov = usecases.portfolio_scenarios(specs, con=con, spot=spot, flat_vol=flat_vol)
+            engine = _FixedPnL(pnl, market)
             self._markets[key] = (frozenset(universe), engine, prov)
             self._markets.move_to_end(key)
             while len(self._markets) > 8:
@@ -385,20 +329,41 @@ class MarginEngine:
 
     def what_if(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]], order: dict[str, Any], *,
                 method: str = "risk_matrix", flat_vol: float | None = None,
-                spot: Mapping[str, float] | None = None, generation: int = 0) -> dict[str, Any]:
+                spot: Mapping[str, float] | None = None, generation: int = 0,
+                limits: Mapping[str, Any] | None = None, collateral: Mapping[str, float] | None = None,
+                haircuts: Mapping[str, float] | None = None) -> dict[str, Any]:
+        from margincal.margin.limits import Limits, check_order
+
+        lim = Limits(**limits) if limits is not None else None
         if method == "standalone":
-            return self._what_if_standalone(con, positions, order, generation)
+            out = self._what_if_standalone(con, positions, order, generation)
+            breaches = check_order(_aggregate(positions), {order["instrument"]: order["signed_quantity"]},
+                                   lim) if lim is not None else []
+            out.update({"accepted": not breaches, "refusal": "; ".join(b.message for b in breaches) or None,
+                        "breaches": [b.as_dict() for b in breaches]})
+            return jsonable(out)
         pos = _aggregate(positions)
         names = set(pos) | {order["instrument"]}
         pm, engine, prov = self._market(con, names, flat_vol, spot, generation)
         r = pm.what_if(pm.Portfolio(positions=pos, market=engine.market, engine=engine, specs=engine.specs),
-                       {order["instrument"]: order["signed_quantity"]})
-        return jsonable({
+                       {order["instrument"]: order["signed_quantity"]}, limits=lim)
+        out = {
             "before": {"im": r.im_before, "mm": r.mm_before}, "after": {"im": r.im_after, "mm": r.mm_after},
             "marginal_im": r.marginal_im, "marginal_mm": r.marginal_mm,
             "driving_scenario": r.driving_after, "driving_scenario_before": r.driving_before,
             "order": order, "method": r.method, "market": _market_info(engine.market, prov),
-        })
+            "accepted": r.accepted, "refusal": r.refusal, "breaches": r.breaches,
+        }
+        if collateral is not None:
+            # the account view revalues at moved prices, so it needs a live engine, not the cached matrix
+            after = dict(pos)
+            after[order["instrument"]] = after.get(order["instrument"], 0.0) + order["signed_quantity"]
+            live = pm.RiskMatrixMargin()
+            out["account"] = {
+                k: pm.account_view(pm.Portfolio(positions=p, market=engine.market, engine=live, specs=engine.specs),
+                                   collateral, haircuts=haircuts)
+                for k, p in (("before", pos), ("after", after))}
+        return jsonable(out)
 
     def _what_if_standalone(self, con: duckdb.DuckDBPyConnection, positions: list[dict[str, Any]],
                             order: dict[str, Any], generation: int) -> dict[str, Any]:

@@ -79,8 +79,26 @@ class Order(BaseModel):
         return self.quantity if self.side == "buy" else -self.quantity
 
 
+class LimitsModel(BaseModel):
+    """Pre-trade limits in contracts (margincal.margin.limits)."""
+
+    model_config = ConfigDict(extra="forbid")
+    position_limits: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=1000, description="per-account max |position| per instrument")
+    oi_caps: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=1000, description="max open interest per instrument")
+    open_interest: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=1000, description="current open interest per instrument")
+
+
 class WhatIfRequest(Portfolio):
     order: Order
+    limits: LimitsModel | None = Field(default=None, description="refuse an order that breaches these limits")
+    collateral: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")], float] | None = Field(
+        default=None, max_length=50,
+        description="collateral balances per currency, e.g. {\"USDT\": 20000, \"BTC\": 0.5}: adds the account view")
+    haircuts: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")], Annotated[float, Field(ge=0, le=1)]] | None = (
+        Field(default=None, max_length=50, description="collateral haircuts (fractions) per currency"))
 
 
 class Decision(BaseModel):

@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from margincal.errors import ConfigError, DataError
+from margincal.instruments import parse as parse_instrument_name
 
 KINDS = ("spot", "perpetual", "future", "option")
 
@@ -130,21 +131,21 @@ class Book:
 
 
 def instrument_from_name(name: str) -> StressInstrument:
-    """Infer an instrument from a venue-style name.
+    """The stress instrument of a name in any form of :mod:`margincal.instruments`.
 
-    ``BTC-PERP`` -> perpetual, ``BTC-USDT`` -> spot, ``BTC-27DEC24`` -> future,
-    ``BTC-27DEC24-70000-C`` -> option (expiry measured from the book's as-of date is
-    not known here, so options must be described explicitly; see :func:`load_book`).
+    ``BTC-PERP`` / ``BTC-PERPETUAL`` / ``BTC/USDT:USDT`` -> perpetual, ``BTC-USDT`` -> spot,
+    ``BTC-27DEC24`` -> future. Options need their time to expiry, which depends on the
+    valuation time (:func:`margincal.distributed.stress.stress_instruments` computes it);
+    describe them explicitly here (see :func:`load_book`). The stress engine values linear
+    contracts only, so an inverse name (``BTC-USD-SWAP``) is refused, as on the Dask path.
     """
-    parts = name.upper().split("-")
-    if len(parts) == 2 and parts[1] == "PERP":
-        return StressInstrument(name, "perpetual", parts[0])
-    if len(parts) == 2 and parts[1] in ("USDT", "USD", "USDC"):
-        return StressInstrument(name, "spot", parts[0])
-    if len(parts) == 2:
-        return StressInstrument(name, "future", parts[0])
-    raise DataError(f"cannot infer instrument kind from {name!r}; name it UNDERLYING-PERP, UNDERLYING-USDT, "
-                    "or pass an instruments list")
+    inst = parse_instrument_name(name)
+    if inst.inverse:
+        raise ConfigError(f"{name}: the stress engine values linear contracts only")
+    if inst.kind == "option":
+        raise DataError(f"{name}: an option needs its time to expiry; pass an instruments list "
+                        "(or use margincal.distributed.stress.stress_instruments with a valuation time)")
+    return StressInstrument(name, inst.kind, inst.base)
 
 
 def book_from_frame(df: pd.DataFrame, instruments: Sequence[StressInstrument] | None = None,
@@ -214,21 +215,22 @@ def market_from_samples(as_of: Any = None, underlyings: Sequence[str] | None = N
     ``as_of`` (date) cuts the data there (inclusive); default: all data. A coin whose file ends
     earlier keeps its last close (named in the returned ``as_of``).
     """
-    from margincal.config import sample_data_dir
+    from margincal import datasets
     from margincal.vol.ewma import ewma_variance
 
     coins = underlyings or ["BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "TRX", "BCH", "LTC"]
     spot, vol, adv = {}, {}, {}
     last_dates = []
     for c in coins:
-        f = sample_data_dir() / f"{c.lower()}_daily.csv"
-        if not f.exists():
-            raise DataError(f"no bundled daily file for {c} ({f.name})")
-        d = pd.read_csv(f, parse_dates=["date"]).set_index("date")
+        f = f"{c.lower()}_daily.csv"
+        if c.upper() not in datasets.DAILY_SYMBOLS:
+            raise DataError(f"no bundled daily file for {c} ({f})")
+        d = datasets.load_daily(c)
+        d.index = d.index.tz_localize(None)
         if as_of is not None:
             d = d.loc[: pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)]
         if len(d) < 60:
-            raise DataError(f"{f.name}: fewer than 60 days up to {as_of}")
+            raise DataError(f"{f}: fewer than 60 days up to {as_of}")
         r = np.diff(np.log(d["close"].to_numpy()))
         v = ewma_variance(r, 0.94)[-1]
         spot[c] = float(d["close"].iloc[-1])

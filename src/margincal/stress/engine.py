@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from margincal.errors import ConfigError
+from margincal.instruments import perpetual_name, spot_name
 from margincal.pricing.black76 import black76_price, black76_price_reference
 from margincal.stress.book import Book, StressInstrument, StressMarket
 from margincal.stress.scenarios import HOURS_PER_YEAR, LiquidityCost, Scenario, ShockLeg
@@ -132,6 +133,15 @@ def scenario_losses(book: Book, market: StressMarket, scenarios: Sequence[Scenar
     return out
 
 
+def account_losses(book: Book, market: StressMarket, scenario: Scenario) -> pd.Series:
+    """Per-account loss (positive = loss, quote currency) under one scenario, indexed by account.
+
+    Replaces ``Scenario.apply``: scenarios describe shocks, the engine values books.
+    """
+    loss = scenario_losses(book, market, [scenario])[:, 0]
+    return pd.Series(loss, index=pd.Index(book.accounts, name="account"), name=f"loss[{scenario.name}]")
+
+
 def scenario_losses_reference(book: Book, market: StressMarket, scenarios: Sequence[Scenario],
                               accounts: Sequence[int] | None = None) -> np.ndarray:
     """Loop reference of :func:`scenario_losses`: account by account, position by position, scalar pricing."""
@@ -193,11 +203,12 @@ MarginSpec = Any  # ParameterSet | Mapping[str, float] | float | np.ndarray
 
 def rate_for(instrument: StressInstrument, rates: Mapping[str, float]) -> float:
     """Margin rate of an instrument: exact name, else ``UND-PERP``, else ``UND-USDT``."""
-    for key in (instrument.name, f"{instrument.underlying}-PERP", f"{instrument.underlying}-USDT"):
+    keys = (instrument.name, perpetual_name(instrument.underlying), spot_name(instrument.underlying))
+    for key in keys:
         if key in rates:
             return float(rates[key])
-    raise ConfigError(f"no margin rate for {instrument.name} (looked for {instrument.name}, "
-                      f"{instrument.underlying}-PERP, {instrument.underlying}-USDT); have {', '.join(sorted(rates))}")
+    raise ConfigError(f"no margin rate for {instrument.name} (looked for {', '.join(keys)}); "
+                      f"have {', '.join(sorted(rates))}")
 
 
 def _rates_from(spec: Any, which: str) -> Mapping[str, float] | float:

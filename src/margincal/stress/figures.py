@@ -38,8 +38,9 @@ def cascade_figures(result: Any) -> list[Any]:
         for pol in pols:
             ys = [next((r.get(metric) for r in rows if r["event"] == ev and r["policy"] == pol), None) for ev in events]
             fig.add_trace(go.Bar(name=pol, x=[e if e != "mc" else "Monte Carlo (mean)" for e in events], y=ys))
+        # categories such as "2025-10-10" would otherwise be read as dates, dropping the other bars
         fig.update_layout(barmode="group", title=f"{title} per margin policy (quote currency)",
-                          yaxis_title="USDT", **_LAYOUT)
+                          yaxis_title="USDT", xaxis={"type": "category"}, **_LAYOUT)
         figs.append(fig)
     for ev, path in (p.get("paths") or {}).items():
         fig = go.Figure()
@@ -73,7 +74,7 @@ def book_stress_figures(result: Any) -> list[Any]:
     for key, label in (("total_shortfall", "total loss beyond margin"), ("cover2", "Cover-2"), ("cover1", "Cover-1")):
         fig.add_trace(go.Bar(name=label, x=names, y=[r.get(key) for r in rows]))
     fig.update_layout(barmode="group", title="Book stress: losses beyond margin per scenario", yaxis_title="USDT",
-                      **{**_LAYOUT, "height": 460})
+                      xaxis={"type": "category"}, **{**_LAYOUT, "height": 460})
     return [fig]
 
 

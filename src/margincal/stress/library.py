@@ -28,13 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 from margincal.errors import ConfigError, DataError
-from margincal.stress.scenarios import HistoricalScenario, Scenario, hypothetical_scenarios
+from margincal.stress.scenarios import HistoricalScenario, Scenario, ShockLeg, hypothetical_scenarios
 
 COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "TRX", "BCH", "LTC")
-HOURLY = {"BTC": "btcusdt_1h.csv.gz", "ETH": "ethusdt_1h.csv.gz", "SOL": "solusdt_1h.csv.gz"}
-FUNDING = {"BTC": "btcusdt_funding.csv", "ETH": "ethusdt_funding.csv"}
+HOURLY = {f.symbol: f.file for f in datasets.files(kind="hourly") if f.market == "spot"}
+FUNDING = {f.symbol: f.file for f in datasets.files(kind="funding")}
 HORIZONS_HOURS = (1.0, 4.0, 24.0, 72.0)
 
 
@@ -70,10 +70,9 @@ NAMED_EVENTS: tuple[NamedEvent, ...] = (
 @functools.lru_cache(maxsize=16)
 def daily_closes(coin: str) -> pd.DataFrame:
     """Daily bars of a bundled coin (index: UTC date, naive)."""
-    f = sample_data_dir() / f"{coin.lower()}_daily.csv"
-    if not f.exists():
-        raise DataError(f"no bundled daily file for {coin} ({f.name})")
-    return pd.read_csv(f, parse_dates=["date"]).set_index("date")[["open", "high", "low", "close"]]
+    d = datasets.load_daily(coin)[["open", "high", "low", "close"]]
+    d.index = d.index.tz_localize(None).rename("date")
+    return d
 
 
 @functools.lru_cache(maxsize=8)
@@ -81,17 +80,18 @@ def hourly_bars(coin: str) -> pd.DataFrame:
     """Hourly spot bars on a complete hourly grid (missing hours are NaN rows); index naive UTC open time."""
     if coin not in HOURLY:
         raise DataError(f"no bundled hourly file for {coin}; hourly data exists for {', '.join(HOURLY)}")
-    d = pd.read_csv(sample_data_dir() / HOURLY[coin], parse_dates=["timestamp"])
-    d["timestamp"] = d["timestamp"].dt.tz_localize(None)
-    d = d.set_index("timestamp")[["open", "high", "low", "close"]]
+    d = datasets.load_hourly(coin, "spot")[["open", "high", "low", "close"]]
+    d.index = d.index.tz_localize(None).rename("timestamp")
     grid = pd.date_range(d.index[0], d.index[-1], freq="h")
     return d.reindex(grid)
 
 
 @functools.lru_cache(maxsize=4)
 def funding_series(coin: str) -> pd.Series:
-    d = pd.read_csv(sample_data_dir() / FUNDING[coin], parse_dates=["funding_time"])
-    return pd.Series(d["funding_rate"].to_numpy(), index=d["funding_time"].dt.tz_localize(None))
+    if coin not in FUNDING:
+        raise DataError(f"no bundled funding file for {coin}; funding exists for {', '.join(FUNDING)}")
+    f = datasets.load_funding(coin)
+    return pd.Series(f.to_numpy(), index=f.index.tz_localize(None).rename("funding_time"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -255,6 +255,68 @@ def worst_window_scenarios(n: int = 3, horizons_hours: tuple[float, ...] = HORIZ
     return out
 
 
+@dataclass(frozen=True)
+class StablecoinDepeg(Scenario):
+    """A stablecoin used as collateral trades at ``price`` USD while crypto moves ``spot_move`` (log).
+
+    Positions see only ``spot_move``; the collateral side is what breaks:
+    :meth:`apply_to_account` marks the coin at ``price`` and returns the
+    account view (equity, margin ratio, liquidation prices) under the depeg,
+    and :attr:`haircut_floor` (``1 - price``) is the floor a collateral
+    haircut of that coin should not go below (``HaircutPolicy.stress_floors``).
+    """
+
+    coin: str = "USDE"
+    price: float = 0.65
+    spot_move: float = 0.0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.price <= 1.0:
+            raise ConfigError(f"StablecoinDepeg.price is {self.price}; it must be in (0, 1]")
+
+    def legs(self, market) -> list[ShockLeg]:
+        return [ShockLeg(default_spot=self.spot_move)]
+
+    @property
+    def haircut_floor(self) -> float:
+        return 1.0 - self.price
+
+    def collateral_prices(self, prices: dict[str, float]) -> dict[str, float]:
+        """``prices`` with the depegged coin at ``price`` and every crypto moved by ``spot_move``."""
+        out = {k: (v * float(np.exp(self.spot_move)) if k.upper() not in STABLE_NAMES else v)
+               for k, v in prices.items()}
+        out[self.coin.upper()] = self.price
+        return out
+
+    def apply_to_account(self, account, prices: dict[str, float]):
+        """:class:`margincal.margin.account.AccountView` of ``account`` under the depeg."""
+        return account.view(self.collateral_prices(dict(prices)))
+
+    def summary(self) -> dict:
+        out = super().summary()
+        out.update({"coin": self.coin, "price": self.price, "spot_move": self.spot_move, "source": self.source})
+        return out
+
+
+STABLE_NAMES = ("USD", "USDT", "USDC", "USDE", "DAI", "FDUSD")
+
+
+def depeg_scenarios() -> list[StablecoinDepeg]:
+    """Stablecoin depegs seen in the data's history (sources in docs/stress_testing.md and the scenario)."""
+    btc = daily_closes("BTC")["close"]
+    move = float(np.log(btc.loc["2025-10-10"] / btc.loc["2025-10-09"]))  # BTC close to close that day (-7.3%)
+    return [
+        StablecoinDepeg("usde-depeg-2025-10-10", "USDe at 0.65 on Binance's USDe/USDT book while BTC moved "
+                        f"{np.expm1(move):.1%} close to close (10 Oct 2025)", coin="USDE", price=0.65, spot_move=move,
+                        source="https://stabledash.com/news/2025-10-13-usde-depeg"),
+        StablecoinDepeg("usdc-depeg-2023-03-11", "USDC at 0.88 after Circle disclosed 3.3bn of reserves at SVB "
+                        "(11 Mar 2023, CoinGecko low)", coin="USDC", price=0.88, spot_move=0.0,
+                        source="https://ktvz.com/money/cnn-business-consumer/2023/03/11/"
+                               "stablecoin-usdc-breaks-dollar-peg-after-revealing-3-3-billion-silicon-valley-bank-exposure/"),
+    ]
+
+
 @functools.lru_cache(maxsize=4)
 def _historical(n_worst: int) -> tuple[HistoricalScenario, ...]:
     return tuple([named_scenario(e) for e in NAMED_EVENTS] + worst_window_scenarios(n_worst))
@@ -267,7 +329,7 @@ def historical_scenarios(n_worst: int = 3) -> list[HistoricalScenario]:
 
 def scenario_library(n_worst: int = 3) -> list[Scenario]:
     """Every scenario: historical (named + worst windows) then hypothetical."""
-    return [*historical_scenarios(n_worst), *hypothetical_scenarios()]
+    return [*historical_scenarios(n_worst), *hypothetical_scenarios(), *depeg_scenarios()]
 
 
 def get_scenarios(name: str, n_worst: int = 3) -> list[Scenario]:
@@ -279,11 +341,13 @@ def get_scenarios(name: str, n_worst: int = 3) -> list[Scenario]:
         return list(historical_scenarios(n_worst))
     if name == "hypothetical":
         return hypothetical_scenarios()
+    if name == "depeg":
+        return list(depeg_scenarios())
     by_name = {s.name: s for s in lib}
     out = []
     for part in [p.strip() for p in name.split(",") if p.strip()]:
         if part not in by_name:
-            raise ConfigError(f"scenario {part!r} is not in the library; names: all, historical, hypothetical, "
+            raise ConfigError(f"scenario {part!r} is not in the library; names: all, historical, hypothetical, depeg, "
                               + ", ".join(by_name))
         out.append(by_name[part])
     return out

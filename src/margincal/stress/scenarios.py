@@ -23,9 +23,7 @@ from typing import TYPE_CHECKING, Any
 from margincal.errors import ConfigError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from margincal.stress.book import Book, StressMarket
+    from margincal.stress.book import StressMarket
 
 HOURS_PER_YEAR = 24.0 * 365.0
 
@@ -88,15 +86,6 @@ class Scenario:
     @property
     def liquidity(self) -> LiquidityCost | None:
         return None
-
-    def apply(self, book: Book, market: StressMarket) -> pd.Series:
-        """Per-account loss (positive = loss, quote currency) under this scenario."""
-        import pandas as pd
-
-        from margincal.stress.engine import scenario_losses
-
-        loss = scenario_losses(book, market, [self])[:, 0]
-        return pd.Series(loss, index=pd.Index(book.accounts, name="account"), name=f"loss[{self.name}]")
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "description": self.description}

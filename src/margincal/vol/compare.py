@@ -30,7 +30,6 @@ Reproduce the table of ``docs/vol_forecasting.md``::
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 import warnings
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from margincal.config import sample_data_dir
+from margincal import datasets
 from margincal.errors import ConfigError, DataError
 from margincal.vol.ewma import ewma_variance
 from margincal.vol.garch import GarchVolatility
@@ -148,34 +147,24 @@ def diebold_mariano(
 
 
 # --------------------------------------------------------------------------- data
-def _read_hourly(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    df.index = pd.DatetimeIndex(pd.to_datetime(df.pop("timestamp"), utc=True), name="timestamp")
-    return df
-
-
 def load_asset_panel(asset: str, data_dir: str | Path | None = None) -> pd.DataFrame:
     """Daily panel of a bundled asset (``"BTC"`` or ``"ETH"``): hourly spot -> RV, OHLC, volume; + OI, funding.
 
-    Files (in ``data/``): ``<asset>usdt_1h.csv.gz`` (Binance spot hourly),
+    Files (:mod:`margincal.datasets`, or ``data_dir``): ``<asset>usdt_1h.csv.gz`` (Binance spot hourly),
     ``<asset>usdt_funding.csv`` (Binance USD-M funding) when present, and
     ``btc_open_interest_daily.csv`` for BTC (aggregate BTC futures OI, source
     not stated, indicative only).
     """
-    d = Path(data_dir) if data_dir is not None else sample_data_dir()
-    a = asset.lower()
-    hourly_path = d / f"{a}usdt_1h.csv.gz"
-    if not hourly_path.exists():
-        raise DataError(f"{hourly_path.name} not found in the data folder; bundled assets with hourly data: BTC, ETH, SOL")
-    hourly = _read_hourly(hourly_path)
+    a = asset.upper()
+    hourly = datasets.load_hourly(a, "spot", data_dir)
+    hourly.index.name = "timestamp"
     funding = oi = None
-    fpath = d / f"{a}usdt_funding.csv"
-    if fpath.exists():
-        f = pd.read_csv(fpath)
-        funding = pd.Series(f["funding_rate"].to_numpy(float), index=pd.to_datetime(f["funding_time"], utc=True))
-    if a == "btc" and (d / "btc_open_interest_daily.csv").exists():
-        o = pd.read_csv(d / "btc_open_interest_daily.csv")
-        oi = pd.Series(o["open_interest_usd"].to_numpy(float), index=pd.to_datetime(o["date"], utc=True))
+    if a in datasets.PERPETUAL_SYMBOLS:
+        funding = datasets.load_funding(a, data_dir).astype(float).rename(None)
+        funding.index.name = None
+    if a == "BTC":
+        oi = datasets.load_open_interest(a, data_dir).astype(float).rename(None)
+        oi.index.name = None
     return daily_panel(hourly, open_interest=oi, funding=funding)
 
 
@@ -379,36 +368,3 @@ def to_markdown(table: pd.DataFrame) -> str:
             f"{cell(r['dm_mse_p'], '.3f')} |"
         )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m margincal.vol.compare", description=__doc__.split("\n")[0])
-    p.add_argument("--assets", default="BTC,ETH", help="comma-separated bundled assets (default BTC,ETH)")
-    p.add_argument("--start", default="2021-01-01", help="first out-of-sample target day (UTC)")
-    p.add_argument("--end", default=None, help="last target day (default: last complete day of the data)")
-    p.add_argument("--refit-every", type=int, default=30, help="days between refits (default 30)")
-    p.add_argument("--window", default="expanding", help="'expanding' or a rolling window in days")
-    p.add_argument("--ml-objective", default="log", choices=["log", "gamma"], help="ML objective (default log)")
-    p.add_argument("--csv", default=None, help="also write the per-day forecasts to this CSV")
-    args = p.parse_args(argv)
-    window: int | str = args.window if args.window == "expanding" else int(args.window)
-    res = run_comparison(
-        [a.strip() for a in args.assets.split(",") if a.strip()],
-        start=args.start, end=args.end, refit_every=args.refit_every, window=window,
-        ml_params={"objective": args.ml_objective},
-    )
-    print(to_markdown(res.table))
-    first = res.table.iloc[0]
-    print(f"\nout-of-sample {first['first_day']} .. {first['last_day']} ({int(first['n'])} days); "
-          f"refit every {args.refit_every} days, {args.window} window, ML objective {args.ml_objective}; "
-          f"DM: Newey-West lags "
-          f"{newey_west_lags(int(first['n']))}, HLN correction; runtime {res.runtime_s:.0f} s")
-    for n in res.notes:
-        print(f"note: {n}")
-    if args.csv:
-        pd.concat(res.forecasts, names=["asset"]).to_csv(args.csv)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -25,6 +25,8 @@ daily data it is ``horizon_to_bars(24, 24)`` = 1 bar.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -106,4 +108,114 @@ def infer_bar_hours(index: pd.DatetimeIndex) -> float:
     return med
 
 
-__all__ = ["horizon_to_bars", "infer_bar_hours"]
+# ------------------------------------------------------------------ scaling measured from data
+#
+# Sub-bar horizons (a 2-minute close-out on hourly bars) cannot be observed in
+# hourly data, so the rule "scale by sqrt(h)" is an assumption. These
+# functions measure the exponent from bars of several intervals instead.
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """Measured horizon scaling: ``sd(h) ~ h ** exponent`` over ``interval_hours``.
+
+    ``sd`` is the root mean square (``method="variance"``) or the mean
+    absolute value times sqrt(pi/2) (``method="mad"``, robust to a few extreme
+    bars) of the non-overlapping log returns at each interval;
+    ``variance_ratio[k] = sd_k^2 / (sd_0^2 * h_k / h_0)`` (1 under a random walk).
+    """
+
+    exponent: float
+    stderr: float
+    interval_hours: tuple[float, ...]
+    sd: tuple[float, ...]
+    n_obs: tuple[int, ...]
+    variance_ratio: tuple[float, ...]
+    method: str
+
+    def scaler(self, reference_hours: float | None = None) -> HorizonScaler:
+        """A :class:`HorizonScaler` using this exponent (reference: the longest fitted interval by default)."""
+        ref = max(self.interval_hours) if reference_hours is None else reference_hours
+        return HorizonScaler(exponent=self.exponent, reference_hours=float(ref))
+
+
+@dataclass(frozen=True)
+class HorizonScaler:
+    """Scale a loss or volatility measured at ``reference_hours`` to other horizons with ``(h / ref) ** exponent``."""
+
+    exponent: float
+    reference_hours: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.exponent < 1.5 and math.isfinite(self.exponent)):
+            raise ConfigError(f"scaling exponent is {self.exponent}; it must be in (0, 1.5) (0.5 = random walk)")
+        _hours(self.reference_hours, "reference_hours")
+
+    def factor(self, hours: object) -> np.ndarray | float:
+        h = np.asarray(hours, dtype=float)
+        if np.any(~np.isfinite(h)) or np.any(h < 0):
+            raise ConfigError("horizons must be finite and >= 0 hours")
+        out = (h / self.reference_hours) ** self.exponent
+        return float(out) if np.ndim(out) == 0 else out
+
+    def below(self, loss_at_horizon: Callable[[float], float]) -> Callable[[float], float]:
+        """Wrap ``loss(hours)``: horizons below ``reference_hours`` are scaled down from ``loss(reference)``.
+
+        Horizons at or above the reference go to ``loss_at_horizon`` itself (a
+        model fitted on bars of ``reference_hours`` handles whole-bar horizons).
+        """
+        ref = self.reference_hours
+
+        def loss(hours: float) -> float:
+            h = float(hours)
+            if h >= ref:
+                return float(loss_at_horizon(h))
+            return float(loss_at_horizon(ref)) * float(self.factor(h))
+
+        return loss
+
+
+def scaling_exponent(close: pd.Series, intervals: Sequence[str | pd.Timedelta], *,
+                     method: Literal["variance", "mad"] = "variance", min_obs: int = 30) -> ScalingFit:
+    """Fit ``log sd(h) = a + H log h`` across ``intervals`` from one close-price series.
+
+    ``close`` has a DatetimeIndex (bars of any size up to the shortest
+    interval). For each interval the last close in each UTC-aligned bin is
+    taken and log-differenced; bins next to a missing bin give NaN and are
+    dropped (a return across a gap would be longer than the interval).
+    ``H`` is the OLS slope (``stderr`` its standard error); 0.5 is the
+    random-walk (square-root) rule, below 0.5 means mean reversion at short
+    horizons (bid-ask bounce), above it momentum.
+    """
+    if not isinstance(close, pd.Series) or not isinstance(close.index, pd.DatetimeIndex):
+        raise DataError("scaling_exponent needs a close-price Series with a DatetimeIndex")
+    c = close.astype(float)
+    if (c <= 0).any() or not np.all(np.isfinite(c.to_numpy())):
+        raise DataError("close prices must be finite and > 0")
+    if len(intervals) < 2:
+        raise ConfigError("need at least two intervals to fit a scaling exponent")
+    lp = np.log(c.sort_index())
+    hours, sds, ns = [], [], []
+    for iv in intervals:
+        td = pd.Timedelta(iv)
+        r = lp.resample(td, label="left", closed="left").last().diff().dropna()
+        if r.size < min_obs:
+            raise DataError(f"interval {iv}: {r.size} returns; need at least {min_obs}")
+        x = r.to_numpy()
+        sd = float(np.sqrt(np.mean(x**2))) if method == "variance" else float(np.mean(np.abs(x)) * math.sqrt(math.pi / 2))
+        if method not in ("variance", "mad"):
+            raise ConfigError(f"method is {method!r}; use 'variance' or 'mad'")
+        hours.append(td / pd.Timedelta(hours=1))
+        sds.append(sd)
+        ns.append(int(r.size))
+    lx, ly = np.log(hours), np.log(sds)
+    slope, intercept = np.polyfit(lx, ly, 1)
+    resid = ly - (intercept + slope * lx)
+    k = len(hours)
+    se = float(np.sqrt(np.sum(resid**2) / (k - 2) / np.sum((lx - lx.mean()) ** 2))) if k > 2 else float("nan")
+    vr = tuple(float((s / sds[0]) ** 2 / (h / hours[0])) for s, h in zip(sds, hours, strict=True))
+    return ScalingFit(exponent=float(slope), stderr=se, interval_hours=tuple(hours), sd=tuple(sds),
+                      n_obs=tuple(ns), variance_ratio=vr, method=method)
+
+
+__all__ = ["HorizonScaler", "ScalingFit", "horizon_to_bars", "infer_bar_hours", "scaling_exponent"]

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from margincal import datasets
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
 
 YEAR_DAYS = 365.0
@@ -761,11 +762,7 @@ def load_deribit_snapshot(path: str | Path, **kwargs: object) -> pd.DataFrame:
     raise DataError(f"{Path(path).name}: neither a mark-IV snapshot nor a book summary (columns {sorted(cols)})")
 
 
-BUNDLED_SNAPSHOTS = (
-    "deribit_btc_options_snapshot_2024-05.csv",
-    "deribit_eth_options_snapshot_2024-05.csv",
-    "deribit_eth_options_snapshot_2024-01-08.csv",
-)
+BUNDLED_SNAPSHOTS = tuple(f.file for f in datasets.files(kind="options"))
 
 
 def fit_report(path: str | Path, **loader_kwargs: object) -> dict[str, object]:
@@ -828,42 +825,6 @@ def smile_figure(report: dict[str, object]):  # pragma: no cover - plotting
     return fig
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin command
-    import argparse
-
-    from margincal.config import sample_data_dir
-
-    ap = argparse.ArgumentParser(prog="python -m margincal.vol.surface",
-                                 description="Fit SVI / SSVI to the bundled Deribit snapshots and print the RMSE table.")
-    ap.add_argument("--figures", default=None, help="folder to write one plotly HTML smile figure per snapshot")
-    args = ap.parse_args(argv)
-    rows = []
-    for name in BUNDLED_SNAPSHOTS:
-        rep = fit_report(sample_data_dir() / name)
-        rows.append(rep["row"])
-        for n in rep["notes"]:  # type: ignore[union-attr]
-            print(f"note: {n}")
-        print(f"\n{name}: per-expiry fit (vol points)")
-        per = rep["svi"].slices_[["T", "k_min", "k_max", "rmse_iv"]].copy()  # type: ignore[union-attr]
-        per = rep["ssvi"].by_expiry_.rename(columns={"rmse_iv": "ssvi_rmse_iv"}).merge(  # type: ignore[union-attr]
-            per, on="T", how="left")[["expiry", "T", "n", "k_min", "k_max", "rmse_iv", "ssvi_rmse_iv"]]
-        per["rmse_iv"] *= 100
-        per["ssvi_rmse_iv"] *= 100
-        per = per.rename(columns={"rmse_iv": "svi_rmse_volpts", "ssvi_rmse_iv": "ssvi_rmse_volpts"})
-        print(markdown_table(per))
-        if args.figures:
-            out = Path(args.figures)
-            out.mkdir(parents=True, exist_ok=True)
-            smile_figure(rep).write_html(out / f"smiles_{Path(name).stem}.html", include_plotlyjs="cdn")
-    for name in BUNDLED_SNAPSHOTS:  # the mark-IV files again with put-call-parity forwards
-        if "2024-05" in name:
-            rows.append(fit_report(sample_data_dir() / name, forward="parity")["row"])
-    print("\nsummary")
-    table = pd.DataFrame(rows)
-    print(markdown_table(table))
-    return 0
-
-
 def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
     """A DataFrame as a GitHub markdown table (floats with ``digits`` decimals, timestamps as dates)."""
 
@@ -901,6 +862,3 @@ __all__ = [
     "svi_total_variance",
 ]
 
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

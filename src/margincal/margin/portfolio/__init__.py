@@ -36,11 +36,23 @@ from margincal.margin.portfolio.scenarios import (
     revalue,
     scenario_pnl_matrix,
 )
-from margincal.margin.portfolio.whatif import Portfolio, WhatIfResult, what_if
+from margincal.margin.portfolio.standard import (
+    DeribitStandard,
+    DeriveSRM,
+    StandardMarginResult,
+    compare_margin_modes,
+    standard_margin,
+)
+from margincal.margin.portfolio.whatif import Portfolio, WhatIfResult, account_view, what_if
 
 __all__ = [
     "PRESETS",
     "Book",
+    "DeribitStandard",
+    "DeriveSRM",
+    "StandardMarginResult",
+    "compare_margin_modes",
+    "standard_margin",
     "BookWarning",
     "GapWarning",
     "HistoricalPortfolioMargin",
@@ -52,6 +64,7 @@ __all__ = [
     "RiskMatrixMargin",
     "ScenarioPnL",
     "WhatIfResult",
+    "account_view",
     "as_positions",
     "book_from_frame",
     "build_market",

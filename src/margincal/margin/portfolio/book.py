@@ -53,7 +53,7 @@ def _truthy(v: object) -> bool:
 
 
 def book_from_frame(df: pd.DataFrame, name: str = "book", *, line_offset: int = 2,
-                    inverse: bool = False) -> Book:
+                    inverse: bool | None = None) -> Book:
     """Validate a positions frame (see module doc); ``line_offset`` maps row 0 to its file line."""
     cols = {c.strip().lower(): c for c in df.columns}
     missing = [c for c in REQUIRED if c not in cols]
@@ -85,7 +85,7 @@ def book_from_frame(df: pd.DataFrame, name: str = "book", *, line_offset: int = 
     specs = []
     for k, n in enumerate(i_names):
         rows = np.flatnonzero(i_codes == k)
-        inv = inverse
+        inv: bool | None = inverse  # None: the name says (margincal.instruments)
         cs = 1.0
         if inv_col is not None:
             vals = {_truthy(v) for v in df[inv_col].iloc[rows]}
@@ -104,7 +104,7 @@ def book_from_frame(df: pd.DataFrame, name: str = "book", *, line_offset: int = 
     return Book(np.asarray(a_names, dtype=object), tuple(str(x) for x in i_names), P, tuple(specs), name)
 
 
-def read_book(path: str | Path, *, inverse: bool = False) -> Book:
+def read_book(path: str | Path, *, inverse: bool | None = None) -> Book:
     """Read a CSV (``.csv``/``.csv.gz``) or Parquet book (module doc)."""
     p = Path(path)
     if not p.exists():

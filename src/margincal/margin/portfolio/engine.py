@@ -142,7 +142,29 @@ def _contingency(B: sparse.csr_matrix, pnl: ScenarioPnL) -> np.ndarray:
         A = B.copy()
         A.data = np.abs(A.data)
         out += A @ pnl.futures_charge
+    if pnl.delta_shock_max > 0 and pnl.delta_notional is not None:
+        out += delta_liquidity_charge(np.abs(np.asarray((B @ _delta_matrix(pnl)).todense())), pnl)
     return out
+
+
+def _delta_matrix(pnl: ScenarioPnL) -> sparse.csr_matrix:
+    seg = np.asarray(pnl.delta_segments)
+    n = seg.size
+    return sparse.csr_matrix((pnl.delta_notional, (np.arange(n), seg)), shape=(n, int(seg.max()) + 1))
+
+
+def delta_liquidity_charge(net_delta_usd: np.ndarray, pnl: ScenarioPnL) -> np.ndarray:
+    """Deribit-style delta-liquidity shock: ``|D| * max_shock * min(1, |D| / threshold)`` per segment, summed.
+
+    ``D`` is the net USD delta of a segment (underlying x settlement
+    currency). Deribit publishes ``max_delta_shock`` (0.1) and
+    ``delta_total_liq_shock_threshold`` (20,000,000) in ``private/pme/simulate``;
+    the linear ramp of the shock up to the threshold is our assumption
+    (docs/portfolio_margin.md).
+    """
+    d = np.abs(net_delta_usd)
+    shock = pnl.delta_shock_max * np.minimum(1.0, d / pnl.delta_shock_threshold)
+    return (d * shock).sum(axis=1)
 
 
 NOISE = 1e-10
@@ -361,6 +383,13 @@ def _reference_contingency(items: list[tuple[int, float]], specs: Sequence[Instr
     for (und, _e, _k), amount in net.items():
         if amount < 0:
             total += pnl.option_contingency_rate * (-amount) * pnl.spot[und]
+    if pnl.delta_shock_max > 0 and pnl.delta_notional is not None:
+        seg_delta: dict[int, float] = {}
+        for i, q in items:
+            g = int(pnl.delta_segments[i])  # type: ignore[index]
+            seg_delta[g] = seg_delta.get(g, 0.0) + q * float(pnl.delta_notional[i])
+        for d in seg_delta.values():
+            total += abs(d) * pnl.delta_shock_max * min(1.0, abs(d) / pnl.delta_shock_threshold)
     return total
 
 
@@ -395,6 +424,7 @@ class RiskMatrixMargin:
 
 __all__ = [
     "DEFAULT_BLOCK",
+    "delta_liquidity_charge",
     "PortfolioMarginResult",
     "RiskMatrixMargin",
     "as_positions",

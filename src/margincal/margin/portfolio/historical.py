@@ -28,6 +28,19 @@ net fully)::
 ``offset = 0`` is the sum of the group margins, ``offset = 1`` the full joint
 ES. ES is sub-additive on a common scenario set, so the charge never exceeds
 the sum of stand-alone charges for any ``offset`` in [0, 1].
+
+Cross-group credit (default ``offset="stressed"``), in the manner of SPAN's
+inter-commodity spread credits: the credit is set from the *stressed*
+correlation (:func:`margincal.dependence.stressed_correlation`, the COVID,
+LUNA and FTX windows) of the groups' underlyings, with a floor and a cap::
+
+    offset = offset_cap * clip((rho_min - offset_floor) / (1 - offset_floor), 0, 1)
+
+where ``rho_min`` is the lowest stressed correlation between underlyings of
+different groups in the scenario set. Defaults: floor 0.5 (no credit below a
+stressed correlation of 0.5), cap 0.8 (at most 80% credit, as SPAN caps its
+spread credit rates below 100%); both are our assumptions
+(docs/portfolio_margin.md). A full 100% offset only with ``offset=1.0``.
 ``IM = charge`` (no contingencies in this method), ``MM = mm_fraction * IM``.
 """
 
@@ -42,7 +55,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from margincal.config import sample_data_dir
+from margincal import datasets
+from margincal.dependence.correlation import STRESS_WINDOWS, stressed_correlation
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
 from margincal.margin.portfolio.engine import PortfolioMarginResult, portfolio_margin
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
@@ -62,19 +76,17 @@ class GapWarning(MargincalWarning):
 
 
 def load_daily_closes(underlyings: Sequence[str], data_dir: str | Path | None = None) -> pd.DataFrame:
-    """Daily closes of the bundled real data (``data/<coin>_daily.csv``), one column per underlying.
+    """Daily closes of the bundled real data (:func:`margincal.datasets.load_daily`; ``data_dir``: another folder of ``<coin>_daily.csv`` files), one column per underlying.
 
     Index: UTC dates; only dates present for every underlying are kept.
     """
-    base = Path(data_dir) if data_dir is not None else sample_data_dir()
     cols = {}
     for u in underlyings:
-        path = base / f"{u.lower()}_daily.csv"
-        if not path.exists():
-            raise DataError(f"no daily data for {u}: {path.name} is not in {base}")
-        df = pd.read_csv(path, usecols=["date", "close"])
-        idx = pd.DatetimeIndex(pd.to_datetime(df["date"], utc=True))
-        cols[u] = pd.Series(df["close"].to_numpy(dtype=float), index=idx)
+        try:
+            df = datasets.load_daily(u, data_dir)
+        except DataError as exc:
+            raise DataError(f"no daily data for {u}: {exc}") from None
+        cols[u] = df["close"].astype(float)
     return pd.DataFrame(cols).dropna()
 
 
@@ -93,7 +105,8 @@ class HistoricalPortfolioMargin:
     level : ES confidence (0.99).
     horizon_hours : liquidation horizon in hours (24).
     lam : EWMA decay (0.94, RiskMetrics daily).
-    offset : cross-group offset fraction in [0, 1] (1 = full joint ES).
+    offset : cross-group offset fraction in [0, 1] (1 = full joint ES), or "stressed" (module doc).
+    offset_floor, offset_cap : stressed-correlation floor and credit cap of ``offset="stressed"``.
     mm_fraction : MM as a fraction of IM (0.5).
     window : keep only the last ``window`` residual rows (None = all).
     scaling : "direct" (overlapping h-bar sums) or "sqrt".
@@ -107,8 +120,9 @@ class HistoricalPortfolioMargin:
     """
 
     def __init__(self, *, level: float = 0.99, horizon_hours: float = 24.0, lam: float = 0.94,
-                 offset: float = 1.0, mm_fraction: float = 0.5, window: int | None = None,
-                 scaling: str = "direct", seed: int = 30) -> None:
+                 offset: float | str = "stressed", mm_fraction: float = 0.5, window: int | None = None,
+                 scaling: str = "direct", seed: int = 30, offset_floor: float = 0.5,
+                 offset_cap: float = 0.8) -> None:
         self.level = level
         self.horizon_hours = horizon_hours
         self.lam = lam
@@ -117,6 +131,8 @@ class HistoricalPortfolioMargin:
         self.window = window
         self.scaling = scaling
         self.seed = seed
+        self.offset_floor = offset_floor
+        self.offset_cap = offset_cap
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_")}
@@ -126,8 +142,12 @@ class HistoricalPortfolioMargin:
             raise ConfigError(f"level is {self.level}; it must be in (0.5, 1), e.g. 0.99")
         if not (math.isfinite(self.horizon_hours) and self.horizon_hours > 0):
             raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be > 0")
-        if not 0.0 <= self.offset <= 1.0:
-            raise ConfigError(f"offset is {self.offset}; it must be in [0, 1] (0 = sum of groups, 1 = joint)")
+        if self.offset != "stressed" and not (isinstance(self.offset, (int, float)) and 0.0 <= self.offset <= 1.0):
+            raise ConfigError(f"offset is {self.offset!r}; it must be in [0, 1] (0 = sum of groups, 1 = joint) "
+                              "or 'stressed'")
+        if not (0.0 <= self.offset_floor < 1.0 and 0.0 <= self.offset_cap <= 1.0):
+            raise ConfigError(f"offset_floor {self.offset_floor} must be in [0, 1) and offset_cap "
+                              f"{self.offset_cap} in [0, 1]")
         if not 0.0 < self.mm_fraction <= 1.0:
             raise ConfigError(f"mm_fraction is {self.mm_fraction}; it must be in (0, 1]")
         if self.scaling not in ("direct", "sqrt"):
@@ -179,7 +199,31 @@ class HistoricalPortfolioMargin:
         self.scenario_dates_ = sdates
         self.last_prices_ = px.iloc[-1]
         self.window_ = (str(px.index[0]), str(px.index[-1]))
+        self.stressed_corr_ = None
+        if self.offset == "stressed" and px.shape[1] > 1:
+            rets = pd.DataFrame(r, index=px.index[1:], columns=list(self.underlyings_))
+            self.stressed_corr_ = stressed_correlation(rets).matrix
         return self
+
+    def offset_for(self, specs: Sequence[InstrumentSpec]) -> tuple[float, dict[str, Any]]:
+        """Cross-group offset fraction for these instruments and how it was set (module doc)."""
+        if self.offset != "stressed":
+            return float(self.offset), {"offset_rule": "fixed"}
+        groups: dict[str, set[str]] = {}
+        for s in specs:
+            groups.setdefault(str(s.offset_group), set()).add(s.underlying)
+        names = sorted(groups)
+        pairs = [(a, b) for i, ga in enumerate(names) for gb in names[i + 1:] for a in groups[ga] for b in groups[gb]
+                 if a != b]
+        if not pairs:
+            return 1.0, {"offset_rule": "stressed", "rho_min": None, "note": "one group: nothing to offset"}
+        if self.stressed_corr_ is None:
+            raise CalibrationError("offset='stressed' needs at least two underlyings in fit(prices)")
+        c = self.stressed_corr_
+        rho = min(float(c.loc[a, b]) for a, b in pairs)
+        credit = self.offset_cap * min(1.0, max(0.0, (rho - self.offset_floor) / (1.0 - self.offset_floor)))
+        return credit, {"offset_rule": "stressed", "rho_min": rho, "offset_floor": self.offset_floor,
+                        "offset_cap": self.offset_cap, "stress_windows": list(STRESS_WINDOWS)}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "scenario_returns_"):
@@ -213,6 +257,7 @@ class HistoricalPortfolioMargin:
         )
         groups, gcharge, fcharge = _contingency_inputs(specs, mkt, 0.0, 0.0)
         og, og_names = offset_groups_of(specs)
+        offset, offset_info = self.offset_for(specs)
         return ScenarioPnL(
             matrix=pnl,
             instruments=tuple(s.name for s in specs),
@@ -222,7 +267,8 @@ class HistoricalPortfolioMargin:
             specs=specs,
             method="historical",
             params={"model": "fhs_es", **self.get_params(), "window": self.window_, "bar_hours": self.bar_hours_,
-                    "sigma_next": self.sigma_next_.to_dict(), "valuation_time": mkt.valuation_time.isoformat()},
+                    "sigma_next": self.sigma_next_.to_dict(), "valuation_time": mkt.valuation_time.isoformat(),
+                    "offset_used": offset, **offset_info},
             spot={u: mkt.spot_of(u) for u in sorted({s.underlying for s in specs})},
             option_groups=groups,
             option_group_charge=gcharge,
@@ -232,7 +278,7 @@ class HistoricalPortfolioMargin:
             im_multiplier=1.0,
             mm_fraction=self.mm_fraction,
             level=self.level,
-            offset=self.offset,
+            offset=offset,
         )
 
     def margin(self, positions: Any, pnl: ScenarioPnL, **kwargs: Any) -> PortfolioMarginResult:

@@ -11,7 +11,8 @@ Conventions
   a coin-priced option worth ``c = V/F`` coins gains ``(c1 - c0) F1`` USD when
   the forward moves from ``F0`` to ``F1`` (``= V1 - V0 F1 / F0``).
 * Times are tz-aware UTC; time to expiry is ACT/365 in years.
-* Names follow Deribit: ``BTC-PERP`` (also ``BTC-PERPETUAL``), ``BTC-27DEC24``
+* Names are read by :mod:`margincal.instruments` (one vocabulary for every package):
+  ``BTC-PERP`` (also ``BTC-PERPETUAL``, ``BTC/USDT:USDT``...), ``BTC-27DEC24``
   (future) and ``BTC-27DEC24-60000-C`` (option); dated contracts expire at
   08:00 UTC. Strikes may use ``d`` for the decimal point (``XRP-27DEC24-0d6-C``).
 """
@@ -19,7 +20,6 @@ Conventions
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +27,10 @@ from typing import Any
 import pandas as pd
 
 from margincal.errors import ConfigError, DataError
+from margincal.instruments import SETTLEMENT_HOUR_UTC
+from margincal.instruments import parse as parse_name
 
 KINDS = ("perpetual", "future", "option")
-_MONTHS = {m: i for i, m in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1)}
-_DATE = re.compile(r"^(\d{1,2})([A-Z]{3})(\d{2})$")
-SETTLEMENT_HOUR_UTC = 8
 
 
 def _utc(ts: Any, what: str) -> pd.Timestamp:
@@ -99,47 +97,23 @@ class InstrumentSpec:
         return (self.expiry - at).total_seconds() / (365.0 * 86400.0)
 
 
-def _parse_expiry(token: str, name: str) -> pd.Timestamp:
-    m = _DATE.match(token)
-    if not m or m.group(2) not in _MONTHS:
-        raise DataError(f"instrument {name!r}: {token!r} is not a Deribit date like 27DEC24")
-    day, mon, yy = int(m.group(1)), _MONTHS[m.group(2)], int(m.group(3))
-    try:
-        return pd.Timestamp(year=2000 + yy, month=mon, day=day, hour=SETTLEMENT_HOUR_UTC, tz="UTC")
-    except ValueError:
-        raise DataError(f"instrument {name!r}: {token!r} is not a valid date") from None
-
-
 def parse_instrument(
-    name: str, *, inverse: bool = False, contract_size: float = 1.0, offset_group: str | None = None
+    name: str, *, inverse: bool | None = None, contract_size: float = 1.0, offset_group: str | None = None
 ) -> InstrumentSpec:
-    """Build an :class:`InstrumentSpec` from a Deribit-style name (see module doc)."""
+    """Build an :class:`InstrumentSpec` from a name in any form of :mod:`margincal.instruments`.
+
+    ``inverse`` overrides what the name says (bare Deribit-style names are linear
+    unless ``inverse=True``; ``BTC-USD-SWAP`` or ``BTC/USD:BTC`` are inverse). Spot pairs
+    are refused: the risk-matrix engines margin derivatives only.
+    """
     raw = str(name).strip()
-    parts = raw.upper().split("-")
-    if len(parts) < 2 or not parts[0]:
-        raise DataError(
-            f"instrument {name!r}: expected UNDERLYING-PERP, UNDERLYING-DDMMMYY or UNDERLYING-DDMMMYY-STRIKE-C/P"
-        )
-    und = parts[0].split("_")[0]  # BTC_USDC -> BTC
-    if len(parts) == 2 and parts[1] in ("PERP", "PERPETUAL"):
-        return InstrumentSpec(raw, "perpetual", und, inverse=inverse, contract_size=contract_size,
-                              offset_group=offset_group)
-    if len(parts) == 2:
-        return InstrumentSpec(raw, "future", und, expiry=_parse_expiry(parts[1], raw), inverse=inverse,
-                              contract_size=contract_size, offset_group=offset_group)
-    if len(parts) == 4:
-        try:
-            strike = float(parts[2].replace("D", "."))
-        except ValueError:
-            raise DataError(f"instrument {name!r}: strike {parts[2]!r} is not a number") from None
-        if parts[3] not in ("C", "P"):
-            raise DataError(f"instrument {name!r}: option type {parts[3]!r} must be C or P")
-        return InstrumentSpec(raw, "option", und, strike=strike, expiry=_parse_expiry(parts[1], raw),
-                              option_type=parts[3], inverse=inverse, contract_size=contract_size,
-                              offset_group=offset_group)
-    raise DataError(
-        f"instrument {name!r}: expected UNDERLYING-PERP, UNDERLYING-DDMMMYY or UNDERLYING-DDMMMYY-STRIKE-C/P"
-    )
+    inst = parse_name(raw, inverse=inverse)
+    if inst.kind == "spot":
+        raise DataError(f"instrument {name!r} is a spot pair; portfolio margin takes perpetuals "
+                        "(BTC-PERP), futures (BTC-27DEC24) and options (BTC-27DEC24-60000-C)")
+    return InstrumentSpec(raw, inst.kind, inst.base, strike=inst.strike, expiry=inst.expiry,
+                          option_type=inst.option_type, inverse=inst.inverse, contract_size=contract_size,
+                          offset_group=offset_group)
 
 
 VolSurface = Callable[[str, float, float, float], float]
@@ -205,4 +179,4 @@ class MarketState:
         raise DataError(f"no volatility for option {spec.name}: give MarketState.vols, vol_surface or flat_vol")
 
 
-__all__ = ["KINDS", "InstrumentSpec", "MarketState", "VolSurface", "parse_instrument"]
+__all__ = ["KINDS", "SETTLEMENT_HOUR_UTC", "InstrumentSpec", "MarketState", "VolSurface", "parse_instrument"]

@@ -7,7 +7,7 @@ Order of precedence
   timeframe; not after ``asof``); else ``default_spot`` (the historical
   method passes the last close of its price history);
 * option vols: the store's ``option_quotes`` (latest ``mark_iv`` not after
-  ``asof``); else the bundled Deribit snapshots (``data/deribit_*``); else
+  ``asof``); else the bundled Deribit snapshots (:mod:`margincal.datasets`); else
   ``flat_vol``. Options are matched on (underlying, expiry, strike, C/P), not
   on the spelling of their names;
 * valuation time: ``asof``; else the latest store bar used for a spot; else now.
@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from margincal.errors import DataError, StoreError
+from margincal.instruments import perpetual_name, spot_name
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
 
 
@@ -36,7 +37,7 @@ def store_spots(con: Any, underlyings: Sequence[str], asof: pd.Timestamp | None)
     """Latest close per underlying from the store's bars: ``{u: (price, ts_utc, instrument)}``."""
     out: dict[str, tuple[float, pd.Timestamp, str]] = {}
     for u in underlyings:
-        cands = [f"{u}-PERP", f"{u}-USDT", u]
+        cands = [perpetual_name(u), spot_name(u), u]
         sql = (f"SELECT instrument, ts, close FROM bars WHERE instrument IN ({', '.join('?' * len(cands))})")
         params: list[Any] = list(cands)
         if asof is not None:
@@ -56,18 +57,13 @@ def _quotes_frame_from_store(con: Any) -> pd.DataFrame:
 
 
 def _quotes_frame_from_samples() -> pd.DataFrame:
+    from margincal import datasets
     from margincal.data.ingest import validate_options
-    from margincal.data.samples import SAMPLES, sample_path
 
     frames = []
-    for s in SAMPLES:
-        if s.kind != "options":
-            continue
-        p = sample_path(s.file)
-        if not p.exists():
-            continue
-        frame, _ = validate_options(pd.read_csv(p), p.name, False, s.instrument)
-        frame["source"] = p.name
+    for s in datasets.files(kind="options"):
+        frame, _ = validate_options(datasets.load(s.file), s.file, False, s.symbol)
+        frame["source"] = s.file
         frames.append(frame[["underlying", "expiry", "strike", "option_type", "mark_iv", "snapshot_ts", "source"]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

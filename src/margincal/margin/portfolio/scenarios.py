@@ -56,12 +56,21 @@ from margincal.pricing.black76 import black76_price
 DERIBIT_SOURCES = (
     "https://support.deribit.com/hc/en-us/articles/25944756247837-Portfolio-Margin",
     "https://www.deribit.com/pages/docs/portfoliomargin",
+    "https://docs.deribit.com/api-reference/account-management/private-simulate",
 )
 DERIVE_SOURCES = (
     "https://github.com/derivexyz/v2-core/blob/master/scripts/config-mainnet.sol",
     "https://github.com/derivexyz/v2-core/blob/master/src/risk-managers/PMRMLib.sol",
     "https://docs.derive.xyz/untitled-page-3.md",
 )
+
+
+SETTLEMENT_MODES = ("segregated", "cross")
+
+
+def settlement_of(spec: InstrumentSpec) -> str:
+    """Settlement currency: the coin for inverse (coin-margined) contracts, ``USD`` for linear ones."""
+    return spec.underlying if spec.inverse else "USD"
 
 
 def _tuple(x: Sequence[float] | np.ndarray) -> tuple[float, ...]:
@@ -92,6 +101,13 @@ class RiskMatrixConfig:
     im_multiplier: float = 1.0
     mm_fraction: float = 0.8
     horizon_hours: float = 0.0
+    min_vol_shock_up: float = 0.0
+    settlement_mode: str = "segregated"
+    delta_shock_max: float = 0.0
+    delta_shock_threshold: float = math.inf
+    peg_loss_threshold: float = 0.0
+    peg_loss_factor: float = 0.0
+    stablecoin: str = "USDC"
     name: str = "custom"
     sources: tuple[str, ...] = ()
     notes: str = ""
@@ -113,10 +129,15 @@ class RiskMatrixConfig:
             )
         if any(not (0.0 <= w <= 1.0) for w in self.extended_weights):
             raise ConfigError(f"extended_weights {self.extended_weights}: each weight must be in [0, 1]")
+        if self.settlement_mode not in SETTLEMENT_MODES:
+            raise ConfigError(f"settlement_mode is {self.settlement_mode!r}; use one of {', '.join(SETTLEMENT_MODES)}")
+        if not (self.delta_shock_threshold > 0):
+            raise ConfigError(f"delta_shock_threshold is {self.delta_shock_threshold}; it must be > 0 (USD)")
         if self.extended_vol not in ("up", "same"):
             raise ConfigError(f"extended_vol is {self.extended_vol!r}; use 'up' or 'same'")
         for f in ("vol_up", "vol_down", "vol_power_short", "vol_power_long", "short_option_contingency",
-                  "futures_contingency", "horizon_hours"):
+                  "futures_contingency", "horizon_hours", "min_vol_shock_up", "delta_shock_max",
+                  "peg_loss_threshold", "peg_loss_factor"):
             v = getattr(self, f)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{f} is {v}; it must be finite and >= 0")
@@ -152,27 +173,40 @@ def dampened_weights(shocks: Sequence[float], fraction: float, price_range: floa
 
 
 def deribit_like() -> RiskMatrixConfig:
-    """Deribit-style BTC portfolio margin (segregated, per settlement currency).
+    """Deribit segregated portfolio margin (S:PM), per settlement currency.
 
-    Confirmed in Deribit's support article (DERIBIT_SOURCES[0]): price range
-    +/-16% in 9 evenly spaced buckets incl. 0; vol up / same / down in each;
-    extended table of -66%, -33%, +50%, +100%, +200%, +300%, +400%, +500%,
-    vol up only, a fraction of the P&L with a dampener. Deribit's older page
-    (DERIBIT_SOURCES[1]) gives the ``(30 / days to expiry) ** 0.30`` vol
-    scaling and a contingency of 0.01 BTC per net short option per strike
-    (= 1% of the underlying). **Assumed** (not confirmed in text we could
-    retrieve): vol range up 45% / down 30%, the 0.30 power still in use, a
-    1-day floor on T, futures contingency 1.2% of gross notional, the extended
-    weights ``dampened_weights(..., fraction=0.5, price_range=0.16)``, and MM =
-    80% of IM.
+    Sources (DERIBIT_SOURCES; the example values are kept in
+    tests/reference/venue_liquidation_examples.json):
+
+    * support article [0]: each settlement currency is margined separately;
+      price range in 9 evenly spaced buckets incl. 0; vol up / same / down in
+      each; extended table of -66%, -33%, +50%, +100%, +200%, +300%, +400%,
+      +500%, vol up only, a fraction of the P&L with a dampener;
+    * ``private/pme/simulate`` example [2] (``btc_usd``): ``price_range``
+      0.16, ``volatility_range_up`` 0.5, ``volatility_range_down`` 0.25,
+      ``short_term_vega_power`` 0.3, ``long_term_vega_power`` 0.13,
+      ``min_volatility_for_shock_up`` 0.5, ``max_delta_shock`` 0.1,
+      ``delta_total_liq_shock_threshold`` 20,000,000, ``mm_factor`` 0.8;
+    * older docs page [1]: the ``(30 / days) ** power`` scaling and 0.01 BTC
+      per net short option per strike.
+
+    **Assumed** (no published text found): the short/long power switch at 30
+    days (Derive's ``dteFloor``-style rule), a 1-day floor on T, how the
+    minimum vol enters (the up shock is taken on ``max(vol, 0.5)``), the
+    linear ramp of the delta-liquidity shock up to its threshold, futures
+    contingency 1.2% of gross notional, and the extended weights
+    ``dampened_weights(..., fraction=0.5, price_range=0.16)`` (Deribit
+    publishes ``extended_table_factor`` 1 and ``extended_dampener``
+    100,000 / 25,000 but not the formula that uses them).
     """
     ext = (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
     return RiskMatrixConfig(
         spot_shocks=_tuple(np.linspace(-0.16, 0.16, 9)),
-        vol_up=0.45,
-        vol_down=0.30,
+        vol_up=0.5,
+        vol_down=0.25,
         vol_power_short=0.30,
-        vol_power_long=0.30,
+        vol_power_long=0.13,
+        power_switch_days=30.0,
         t_floor_days=1.0,
         extended_shocks=ext,
         extended_weights=dampened_weights(ext, 0.5, 0.16),
@@ -181,9 +215,15 @@ def deribit_like() -> RiskMatrixConfig:
         futures_contingency=0.012,
         im_multiplier=1.0,
         mm_fraction=0.8,
+        min_vol_shock_up=0.5,
+        settlement_mode="segregated",
+        delta_shock_max=0.1,
+        delta_shock_threshold=20_000_000.0,
         name="deribit_like",
         sources=DERIBIT_SOURCES,
-        notes="vol 45%/30%, power 0.30, floor 1d, futures 1.2%, extended weights, MM 80%: assumed",
+        notes=("price range, vol range 50%/25%, powers 0.3/0.13, min vol 0.5, delta shock 0.1 / 20M, MM 80%: "
+               "Deribit pme/simulate; 30-day power switch, 1-day floor, futures 1.2%, extended weights, "
+               "delta-shock ramp: assumed"),
     )
 
 
@@ -197,8 +237,12 @@ def derive_like() -> RiskMatrixConfig:
     Contingencies: ``optionPercent`` 2% per naked short per strike,
     ``perpPercent`` 3% of |perp| notional. IM = 1.25 x MM (``imFactor``), so
     ``im_multiplier=1.25`` and ``mm_fraction=0.8`` (MM = scenario loss +
-    contingencies, as on Derive). Not modelled: the static MtM discount,
-    forward/basis, oracle-confidence and stable-peg contingencies.
+    contingencies, as on Derive). Stable-peg contingency: when the USDC mark
+    (``MarketState.spot["USDC"]``) is below ``peg_loss_threshold``, IM uses
+    ``imFactor + (threshold - price) * pegLossFactor`` (``PEG_FACTOR`` 4.0 from
+    docs.derive.xyz; the 0.98 threshold is v2-core's deployment-script value,
+    assumed for mainnet). Not modelled: the static MtM discount,
+    forward/basis and oracle-confidence contingencies.
     """
     return RiskMatrixConfig(
         spot_shocks=(-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15),
@@ -215,6 +259,9 @@ def derive_like() -> RiskMatrixConfig:
         futures_contingency=0.03,
         im_multiplier=1.25,
         mm_fraction=0.8,
+        peg_loss_threshold=0.98,
+        peg_loss_factor=4.0,
+        stablecoin="USDC",
         name="derive_like",
         sources=DERIVE_SOURCES,
         notes="from derivexyz/v2-core scripts/config-mainnet.sol (getDefaultScenarios, getPMRMParams)",
@@ -246,6 +293,10 @@ class ScenarioPnL:
     mm_fraction: float = 0.8
     option_contingency_rate: float = 0.0
     futures_contingency_rate: float = 0.0
+    delta_notional: np.ndarray | None = None  # USD delta per contract (delta-liquidity shock)
+    delta_segments: np.ndarray | None = None  # segment index of each instrument
+    delta_shock_max: float = 0.0
+    delta_shock_threshold: float = math.inf
     level: float | None = None  # ES confidence (historical method)
     offset: float = 1.0  # cross-group offset fraction (historical method)
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
@@ -317,12 +368,19 @@ def revalue(
     *,
     rate: float = 0.0,
     horizon_years: float = 0.0,
+    coin_measure: bool = False,
 ) -> np.ndarray:
     """USD P&L per contract, shape (instruments, scenarios).
 
     ``spot_mult[i, j]``: forward multiplier of instrument ``i`` in scenario
     ``j``; ``vol_mult[i, j]``: implied-vol multiplier (ignored for
     non-options). ``horizon_years`` ages options before the shocked valuation.
+
+    ``coin_measure``: inverse (coin-settled) rows are returned as their COIN
+    P&L times today's forward, ``F0 (c1 - c0) = USD P&L / m``: the requirement
+    in the settlement coin, in today's USD. A long inverse perp of face ``N``
+    loses ``N (1/m - 1)`` of it at ``m = 0.84`` (19.05% of ``N``, not the 16% a
+    USD measure shows): the convexity of inverse P&L.
     """
     F, T, cs = arrays["F"], arrays["T"], arrays["cs"]
     opt, inv = arrays["option"], arrays["inverse"]
@@ -342,6 +400,8 @@ def revalue(
         # inverse: (c1 - c0) * F1 with c = V / F  ->  V1 - V0 * F1 / F0
         base = np.where(inv[o, None], v0[:, None] * m[o], v0[:, None])
         out[o] = cs[o, None] * (v1 - base)
+    if coin_measure and inv.any():
+        out[inv] = out[inv] / m[inv]
     return out
 
 
@@ -399,11 +459,19 @@ def scenario_pnl_matrix(
     cfg = config if config is not None else deribit_like()
     specs = check_specs(specs)
     arr = instrument_arrays(specs, market)
-    und = sorted({s.underlying for s in specs})
-    und_of = np.array([und.index(s.underlying) for s in specs])
+    segregated = cfg.settlement_mode == "segregated"
+    keys = [(s.underlying, settlement_of(s) if segregated else "cross") for s in specs]
+    seg_keys = sorted(set(keys), key=lambda k: (k[0], k[1] != "USD", k[1]))  # USD-settled first
+    seg_of = np.array([seg_keys.index(k) for k in keys])
     up_m, down_m = cfg.vol_multipliers(arr["T"] * 365.0)
+    if cfg.min_vol_shock_up > 0:
+        # the up shock is taken on max(vol, min_vol): vol' = vol + max(vol, min_vol) * shock (module doc)
+        v = arr["vol"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lift = np.where(v > 0, np.maximum(v, cfg.min_vol_shock_up) / np.where(v > 0, v, 1.0), 1.0)
+        up_m = 1.0 + (up_m - 1.0) * lift
 
-    # one scenario list per underlying: (spot shock, vol direction, weight, extended?)
+    # one scenario list per segment: (spot shock, vol direction, weight, extended?)
     base: list[tuple[float, str, float, bool]] = [
         (s, v, 1.0, False) for s in cfg.spot_shocks for v in ("up", "same", "down")
     ]
@@ -413,12 +481,12 @@ def scenario_pnl_matrix(
     wts = np.array([b[2] for b in base])
     dirs = [b[1] for b in base]
 
-    matrix = np.zeros((len(specs), n_s * len(und)))
+    matrix = np.zeros((len(specs), n_s * len(seg_keys)))
     labels: list[str] = []
     segments = []
     vol_label = {"up": f"vol {_pct(cfg.vol_up)}", "same": "vol unch", "down": f"vol {_pct(-cfg.vol_down)}"}
-    for k, u in enumerate(und):
-        rows = np.flatnonzero(und_of == k)
+    for k, (u, settle) in enumerate(seg_keys):
+        rows = np.flatnonzero(seg_of == k)
         sub = {key: val[rows] for key, val in arr.items()}
         spot_mult = np.broadcast_to(1.0 + shocks, (rows.size, n_s))
         vm = np.ones((rows.size, n_s))
@@ -427,12 +495,22 @@ def scenario_pnl_matrix(
                 vm[:, j] = up_m[rows]
             elif d == "down":
                 vm[:, j] = down_m[rows]
-        pnl = revalue(sub, spot_mult, vm, rate=market.rate, horizon_years=cfg.horizon_hours / 8760.0)
+        pnl = revalue(sub, spot_mult, vm, rate=market.rate, horizon_years=cfg.horizon_hours / 8760.0,
+                      coin_measure=segregated)
         matrix[np.ix_(rows, np.arange(k * n_s, (k + 1) * n_s))] = pnl * wts
-        segments.append((u, k * n_s, (k + 1) * n_s))
+        name = u if (not segregated or settle == "USD") else f"{u} ({u}-settled)"
+        segments.append((name, k * n_s, (k + 1) * n_s))
         for (s, d, w, ext) in base:
-            lab = f"{u}: spot {_pct(s)}, {vol_label[d]}"
+            lab = f"{name}: spot {_pct(s)}, {vol_label[d]}"
             labels.append(lab + (f" (extended, weight {w:.3g})" if ext and w != 1.0 else ""))
+    delta = _delta_notional(specs, arr)
+    im_mult, mm_frac = cfg.im_multiplier, cfg.mm_fraction
+    peg = market.spot.get(cfg.stablecoin)
+    if cfg.peg_loss_factor > 0 and peg is not None and peg < cfg.peg_loss_threshold:
+        # Derive: the IM factor grows as the stablecoin depegs; MM (= IM / imFactor) is unchanged
+        mm_dollars_per_im = cfg.mm_fraction * cfg.im_multiplier
+        im_mult = cfg.im_multiplier + (cfg.peg_loss_threshold - float(peg)) * cfg.peg_loss_factor
+        mm_frac = mm_dollars_per_im / im_mult
     groups, gcharge, fcharge = _contingency_inputs(specs, market, cfg.short_option_contingency,
                                                    cfg.futures_contingency)
     og, og_names = offset_groups_of(specs)
@@ -441,23 +519,41 @@ def scenario_pnl_matrix(
         matrix=matrix,
         instruments=tuple(s.name for s in specs),
         labels=tuple(labels),
-        weights=np.tile(wts, len(und)),
+        weights=np.tile(wts, len(seg_keys)),
         segments=tuple(segments),
         specs=specs,
         method="risk_matrix",
         params={"config": cfg.as_dict(), "valuation_time": market.valuation_time.isoformat(),
                 "rate": market.rate},
-        spot={u: market.spot_of(u) for u in und},
+        spot={u: market.spot_of(u) for u in sorted({s.underlying for s in specs})},
         option_groups=groups,
         option_group_charge=gcharge,
         futures_charge=fcharge,
         offset_groups=og,
         offset_group_names=og_names,
-        im_multiplier=cfg.im_multiplier,
-        mm_fraction=cfg.mm_fraction,
+        im_multiplier=im_mult,
+        mm_fraction=mm_frac,
         option_contingency_rate=cfg.short_option_contingency,
         futures_contingency_rate=cfg.futures_contingency,
+        delta_notional=delta,
+        delta_segments=seg_of,
+        delta_shock_max=cfg.delta_shock_max,
+        delta_shock_threshold=cfg.delta_shock_threshold,
     )
+
+
+def _delta_notional(specs: Sequence[InstrumentSpec], arr: Mapping[str, np.ndarray]) -> np.ndarray:
+    """USD delta per contract (``dV/dF * F`` for options, the notional for delta-one contracts)."""
+    from margincal.pricing.black76 import black76_greeks
+
+    F, cs, opt, inv = arr["F"], arr["cs"], arr["option"], arr["inverse"]
+    out = np.where(inv, cs, cs * F)
+    if opt.any():
+        o = np.flatnonzero(opt)
+        g = black76_greeks(F[o], arr["K"][o], arr["T"][o], arr["vol"][o], arr["call"][o])
+        # inverse: coin delta (dV/dF - V/F) in USD, the delta Deribit reports for coin-settled options
+        out[o] = cs[o] * (g.delta * F[o] - np.where(inv[o], g.price, 0.0))
+    return out.astype(float)
 
 
 __all__ = [
@@ -472,4 +568,5 @@ __all__ = [
     "instrument_arrays",
     "revalue",
     "scenario_pnl_matrix",
+    "settlement_of",
 ]

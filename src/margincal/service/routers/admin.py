@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from margincal.adjust import audit
+from margincal.data import audit
 from margincal.data.store import transaction
 from margincal.errors import ConfigError
 from margincal.service import auth, backends

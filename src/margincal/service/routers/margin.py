@@ -25,5 +25,11 @@ def portfolio_margin(body: Portfolio, request: Request, _: Trader, con: Con) -> 
 def what_if(body: WhatIfRequest, request: Request, _: Trader, con: Con) -> dict[str, Any]:
     positions = [p.model_dump() for p in body.positions]
     order = {**body.order.model_dump(), "signed_quantity": body.order.signed_quantity}
+    extra = {}
+    if body.limits is not None:
+        extra["limits"] = body.limits.model_dump()
+    if body.collateral is not None:
+        extra["collateral"] = dict(body.collateral)
+        extra["haircuts"] = dict(body.haircuts or {})
     return request.app.state.engine.what_if(con, positions, order, method=body.method, flat_vol=body.flat_vol,
-                                            spot=body.spot, generation=request.app.state.store.generation)
+                                            spot=body.spot, generation=request.app.state.store.generation, **extra)

@@ -331,13 +331,30 @@ async function whatIf(ev) {
   const body = {positions, order, method: $("whatif-method").value};
   const vol = $("whatif-vol").value.trim();
   if (body.method === "risk_matrix" && vol) body.flat_vol = Number(vol);
+  const pairs = (text) => {
+    const o = {};
+    for (const item of text.split(",")) {
+      const [k, v] = item.trim().split(/\s+/);
+      if (k && v !== undefined) o[k.toUpperCase()] = Number(v);
+    }
+    return o;
+  };
+  const coll = $("whatif-collateral").value.trim();
+  if (coll) { body.collateral = pairs(coll); body.haircuts = pairs($("whatif-haircuts").value); }
+  const lim = $("whatif-limit").value.trim();
+  if (lim) body.limits = {position_limits: {[order.instrument]: Number(lim)}};
+  const acct = (a) => a ? `equity ${num(a.equity)}  collateral after haircuts ${num(a.collateral_after_haircuts)}  ` +
+    `IM ${num(a.im)}  MM ${num(a.mm)}  margin ratio ${a.margin_ratio == null ? "-" : (100 * a.margin_ratio).toFixed(2) + "%"}\n` +
+    `    liquidation prices: ${Object.entries(a.liquidation_prices || {}).map(([u, p]) => `${u} ${p == null ? "none" : num(p)}`).join(", ") || "-"}` : "-";
   try {
     const r = await api("/api/margin/what-if", {method: "POST", body});
-    out.textContent = `IM before ${num(r.before.im)}  after ${num(r.after.im)}  marginal ${num(r.marginal_im)}\n` +
+    out.textContent = (r.accepted === false ? `REFUSED: ${r.refusal}\n` : "") +
+      `IM before ${num(r.before.im)}  after ${num(r.after.im)}  marginal ${num(r.marginal_im)}\n` +
       `MM before ${num(r.before.mm)}  after ${num(r.after.mm)}\n` +
       `driving scenario: ${typeof r.driving_scenario === "string" ? r.driving_scenario
         : (r.driving_scenario ? JSON.stringify(r.driving_scenario) : "-")}` +
-      `\nmethod: ${r.method || "-"} (parameter set v${r.version ?? "-"})`;
+      `\nmethod: ${r.method || "-"} (parameter set v${r.version ?? "-"})` +
+      (r.account ? `\naccount before: ${acct(r.account.before)}\naccount after:  ${acct(r.account.after)}` : "");
     out.classList.remove("error");
   } catch (e) {
     let msg = e.message;

@@ -1,0 +1,501 @@
+"""Cascade v2: many paths at once, mark-price triggers, partial liquidation, endogenous liquidity, agents.
+
+Everything is an array of shape (paths, accounts) or (paths,), so 10,000 Monte Carlo paths run as one
+numpy computation (hand-written: no library simulates liquidation engines; the v1 one-path engine
+:func:`margincal.stress.cascade.core.simulate_cascade` keeps the exact ranked ADL and the
+level-by-level reference).
+
+Model, one step ``t`` (a path sub-step, 15 minutes in replays, 1 hour in Monte Carlo)
+----------------------------------------------------------------------------------------
+**Prices.** ``index[t]`` (exogenous: spot constituents, :mod:`.mark`) and ``ref[t]`` (the perp's
+own price without our population's flow; = index in Monte Carlo). The book around ``ref`` has
+linear density: ``D`` base units per side within 2%, so the level at net sold volume ``v`` trades
+at ``ref (1 - k v)``, ``k = 0.02 / D``, clipped to +/-60%; a seller also pays the half spread ``s``.
+Last trade = ``ref (1 - k V)``. Mark = :class:`MarkRule` (index + 30 s EMA of the basis, or last).
+
+**Rounds** (``round_seconds`` apart, at most ``max_rounds`` a step): accounts whose margin equity at
+the trigger price is below maintenance are liquidated; all liquidations of a round and the stop
+orders hit in it are one net market order per path, every participant gets its VWAP.
+
+**Liquidation size** (``liquidation``): ``"full"``; ``"partial"`` (Binance/dYdX style): close the
+fraction ``x`` that brings equity back to ``MM x (1 + buffer)`` net of the fee,
+``x = (m(1+b) N - E + 0.01) / (N (m(1+b) - fee))`` (one cent above, against rounding), all of it when ``E < full_below x MM`` or ``x`` > 1;
+``"ladder"`` (risk-limit tiers): close down to the notional cap of the next lower tier.
+**Liquidator capacity**: at most ``capacity`` (quote currency) of notional liquidated per step and
+path; above it every triggered account's ``x`` is scaled pro rata and the rest waits.
+
+**Accounts** (:class:`Accounts`): a linear perp (base units) and an inverse perp (1-USD contracts,
+settled in BTC) per account; collateral in quote cents, BTC satoshis and a stablecoin (cents of
+coin) with haircuts. Cross margin = one equity over everything; isolated = one position per
+account (an isolated position *is* an account). Margin equity
+``cash + sats I (1 - h_btc) + stable S (1 - h_stable) + upnl_linear + upnl_inverse``.
+
+**Settlement, exact integers.** Linear P&L floor(100 q (p - e)) cents; inverse floor(1e8 n (1/e -
+1/p)) satoshis; fee floor(100 fee notional) cents to the insurance fund, limited to what the account
+is worth; funding every ``funding_every`` steps against the external market. On full close the
+BTC and stablecoin balances are sold to the external market at ``price (1 - haircut)``; a negative
+cash balance left is bad debt: the fund pays accounts in index order while it can, the rest is
+socialised pro rata to positive-cash accounts on the opposite side (a clawback; v2 does not rank
+like ADL) or left ``uncovered``. Per path, exactly: ``cash + fund + external`` cents,
+``sats + external_sats`` and ``stable + external_stable`` are constant.
+
+**Liquidity and agents** (each switchable off in :class:`Agents`):
+* market makers: when a step's index move is ``z > z0`` EWMA sigmas, depth is withdrawn,
+  ``D <- D exp(-gamma (z - z0))``, and each round's liquidation volume ``Q`` withdraws
+  ``D <- D exp(-eta |Q| / D)``; never below ``floor x D0``; depth replenishes toward ``D0`` at
+  ``rho`` per hour; half spread ``s = s0 sqrt(D0 / D)`` capped at 1%. Off: ``D = D0``, ``s = s0``.
+* book resilience: between steps ``V <- (1 - resilience) V`` (consumed depth refilled).
+* arbitrageurs: after every round and between steps ``V`` is pulled toward 0 (last toward index)
+  by at most ``arb_per_minute x D0`` base units per minute of elapsed time (a capital bound, not a
+  fraction: a large gap closes slowly). Off: no pull.
+* stop-loss clusters: external stop orders of ``stop_size`` x OI at each level
+  ``start (1 -/+ stop_levels)``, sent as market orders when the last price crosses the level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from margincal.errors import ConfigError
+from margincal.stress.cascade.mark import MarkRule
+
+_SAT = 1e8
+_CLIP = 0.6
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Minimal cross / isolated account set (pluggable: any object with these arrays works).
+
+    Arrays of length N. ``mm_rate`` per account (the policy's maintenance rate); ``tiers``: the
+    risk-limit ladder as (notional cap, mm rate) rows, used by ``liquidation="ladder"``.
+    """
+
+    lin_qty: np.ndarray
+    lin_entry: np.ndarray
+    inv_contracts: np.ndarray
+    inv_entry: np.ndarray
+    cash_c: np.ndarray
+    btc_sats: np.ndarray
+    stable_c: np.ndarray
+    mm_rate: np.ndarray
+    im_rate: np.ndarray
+    isolated: np.ndarray
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = np.asarray(self.lin_qty).size
+        for name in ("lin_entry", "inv_contracts", "inv_entry", "cash_c", "btc_sats", "stable_c", "mm_rate",
+                     "im_rate", "isolated"):
+            if np.asarray(getattr(self, name)).shape != (n,):
+                raise ConfigError(f"Accounts.{name} must have {n} values")
+        for name in ("cash_c", "btc_sats", "stable_c"):
+            if np.asarray(getattr(self, name)).dtype.kind != "i":
+                raise ConfigError(f"Accounts.{name} must be integers (cents / satoshis)")
+
+    @property
+    def n(self) -> int:
+        return int(np.asarray(self.lin_qty).size)
+
+    def notional(self, price: float) -> np.ndarray:
+        return np.abs(self.lin_qty) * price + np.abs(self.inv_contracts)
+
+
+def build_accounts(notional: np.ndarray, side: np.ndarray, leverage: np.ndarray, price: float, *,
+                   im_rate: float | np.ndarray, mm_rate: float | np.ndarray, seed: int = 1,
+                   inverse_share: float = 0.15, cross_share: float = 0.10, btc_collateral_share: float = 0.10,
+                   stable_collateral_share: float = 0.20) -> Accounts:
+    """Open accounts at ``price`` from a drawn population (notional, side, desired leverage).
+
+    Shares (assumptions, documented in docs/stress_testing.md): ``inverse_share`` of accounts trade
+    the inverse perp with BTC collateral; ``cross_share`` hold a linear AND an inverse position on one
+    cross-margined account (half the notional each, opposite legs not allowed: same side); of the linear
+    accounts, ``btc_collateral_share`` post BTC and ``stable_collateral_share`` a USD stablecoin
+    instead of USDT. Leverage is capped at ``1 / im_rate``.
+    """
+    rng = np.random.default_rng(seed)
+    n = notional.size
+    im = np.broadcast_to(np.asarray(im_rate, float), (n,)).copy()
+    mm = np.broadcast_to(np.asarray(mm_rate, float), (n,)).copy()
+    lev = np.minimum(leverage, 1.0 / im)
+    margin = notional / lev
+    u = rng.random(n)
+    inv = u < inverse_share
+    cross = (u >= inverse_share) & (u < inverse_share + cross_share)
+    lin_notional = np.where(inv, 0.0, np.where(cross, 0.5, 1.0) * notional)
+    inv_notional = notional - lin_notional
+    lin_qty = side * lin_notional / price
+    inv_c = side * np.round(inv_notional)
+    v = rng.random(n)
+    btc_coll = inv | cross | (~inv & (v < btc_collateral_share))
+    stab_coll = ~btc_coll & (v < btc_collateral_share + stable_collateral_share)
+    usd_coll = ~btc_coll & ~stab_coll
+    cash_c = np.where(usd_coll, np.round(margin * 100), 0).astype(np.int64)
+    sats = np.where(btc_coll, np.round(margin / price * _SAT), 0).astype(np.int64)
+    stab = np.where(stab_coll, np.round(margin * 100), 0).astype(np.int64)
+    return Accounts(lin_qty, np.full(n, price), inv_c.astype(float), np.full(n, price), cash_c, sats, stab, mm, im,
+                    ~cross, {"inverse": int(inv.sum()), "cross": int(cross.sum()), "btc_collateral": int(btc_coll.sum()),
+                             "stable_collateral": int(stab_coll.sum()), "usdt_collateral": int(usd_coll.sum())})
+
+
+@dataclass(frozen=True)
+class Agents:
+    """Switches and parameters of the market's agents (see the module doc)."""
+
+    market_makers: bool = True
+    arbitrageurs: bool = True
+    stop_losses: bool = True
+    z0: float = 3.0
+    gamma: float = 0.02
+    eta: float = 0.05
+    floor: float = 2.0 / 89.0
+    rho_per_hour: float = 4.0
+    arb_per_minute: float = 0.5
+    stop_levels: tuple[float, ...] = (0.03, 0.05, 0.10)
+    stop_size: float = 0.002
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """Book, mark, liquidation engine and fund (quote-currency amounts; ratios of the population's OI)."""
+
+    depth_ratio: float | np.ndarray = 0.4  # calibrated centre, committee.DEPTH_CENTER (docs/stress_testing.md)
+    half_spread: float = 0.0001
+    resilience: float = 0.5
+    mark: MarkRule = field(default_factory=MarkRule)
+    liquidation: str = "partial"
+    buffer: float = 0.5
+    full_below: float = 0.5
+    tiers: tuple[tuple[float, float], ...] = ((50_000.0, 0.004), (500_000.0, 0.005), (10_000_000.0, 0.01),
+                                              (float("inf"), 0.025))
+    capacity_ratio: float | None = None
+    fee_rate: float = 0.005
+    fund_ratio: float = 0.02
+    haircut_btc: float = 0.05
+    haircut_stable: float = 0.02
+    step_seconds: float = 900.0
+    round_seconds: float = 5.0
+    max_rounds: int = 40
+    funding_every: int = 32
+    agents: Agents = field(default_factory=Agents)
+
+    def __post_init__(self) -> None:
+        if self.liquidation not in ("full", "partial", "ladder"):
+            raise ConfigError(f"liquidation is {self.liquidation!r}; use full, partial or ladder")
+        if not (0 <= self.resilience <= 1 and 0 <= self.fee_rate < 0.1 and self.fund_ratio >= 0
+                and 0 <= self.haircut_btc < 1 and 0 <= self.haircut_stable < 1 and self.max_rounds >= 1):
+            raise ConfigError("MarketConfig: resilience in [0,1], fee in [0,0.1), fund >= 0, haircuts in [0,1)")
+        if np.any(~(np.asarray(self.depth_ratio, float) > 0)):
+            raise ConfigError("MarketConfig.depth_ratio must be > 0")
+
+
+@dataclass(frozen=True)
+class PathResults:
+    """Per-path outcomes (arrays of length P) and the conservation residuals (must all be 0)."""
+
+    bad_debt_c: np.ndarray
+    fund_paid_c: np.ndarray
+    socialised_c: np.ndarray
+    uncovered_c: np.ndarray
+    fees_c: np.ndarray
+    fund_start_c: np.ndarray
+    fund_end_c: np.ndarray
+    fund_min_c: np.ndarray
+    liquidated_notional: np.ndarray
+    adl_notional: np.ndarray
+    n_liquidations: np.ndarray
+    max_dislocation: np.ndarray
+    min_last: np.ndarray
+    min_depth_ratio: np.ndarray
+    conservation_c: np.ndarray
+    conservation_sats: np.ndarray
+    conservation_stable: np.ndarray
+    last_path: np.ndarray
+    mark_path: np.ndarray
+    population_notional: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bad_debt(self) -> np.ndarray:
+        return self.bad_debt_c / 100.0
+
+    @property
+    def fund_drawdown(self) -> np.ndarray:
+        return np.maximum(self.fund_start_c - self.fund_min_c, 0) / 100.0
+
+
+def _G(ref: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Integral of the linear book price from 0 to ``v`` (beyond +/-60% the last level's price)."""
+    vmax = _CLIP / k
+    vc = np.clip(v, -vmax, vmax)
+    inside = ref * (vc - 0.5 * k * vc * vc)
+    return inside + ref * (1.0 - _CLIP * np.sign(v)) * (v - vc)
+
+
+def _last(ref: np.ndarray, k: np.ndarray, V: np.ndarray) -> np.ndarray:
+    return ref * (1.0 - np.clip(k * V, -_CLIP, _CLIP))
+
+
+def _floor(x: np.ndarray) -> np.ndarray:
+    return np.floor(np.round(x, 6)).astype(np.int64)
+
+
+_PER_PATH = ("q", "n", "cash", "sats", "stab", "fund", "fund_min", "ext", "ext_s", "ext_u", "bad", "paid", "social",
+             "uncov", "fees", "liq_not", "adl_not", "n_liq", "V", "ema", "disl", "min_last", "D", "hs", "stops", "used")
+
+
+class _Sub:
+    """Per-path state (every attribute has the paths as first axis); ``take``/``put`` select active paths."""
+
+    def take(self, idx: np.ndarray) -> _Sub:
+        o = _Sub()
+        for k in _PER_PATH:
+            setattr(o, k, getattr(self, k)[idx])
+        return o
+
+    def put(self, idx: np.ndarray, o: _Sub) -> None:
+        for k in _PER_PATH:
+            getattr(self, k)[idx] = getattr(o, k)
+
+
+def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarray, acc_side: np.ndarray,
+           eq_: np.ndarray, ei_: np.ndarray, mm: np.ndarray, p0: float, stop_q: float, cap: float | None,
+           cfg: MarketConfig) -> np.ndarray:
+    """One matching round on the paths in ``s`` (module doc); returns which paths traded."""
+    ag = cfg.agents
+    hb, hsb = cfg.haircut_btc, cfg.haircut_stable
+    P = It.size
+    k = 0.02 / s.D
+    last = _last(Rt, k, s.V)
+    M = cfg.mark.mark(s.ema, It, last)
+    Mc = M[:, None]
+    q, n_ = s.q, s.n
+    notl = np.abs(q) * Mc + np.abs(n_)
+    open_ = notl > 0
+    me = (s.cash / 100.0 + s.sats / _SAT * It[:, None] * (1 - hb) + s.stab / 100.0 * St[:, None] * (1 - hsb)
+          + q * (Mc - eq_) + n_ * (1.0 / ei_ - 1.0 / Mc) * Mc)
+    need = mm * notl
+    trig = open_ & (me < need * (1.0 - 1e-9) - 1e-9)  # no re-trigger on float noise at exactly MM
+    st_q = np.zeros(P)
+    if ag.stop_losses:
+        lv = np.asarray(ag.stop_levels, float)
+        hit_lo = (last[:, None] <= p0 * (1 - lv)[None, :]) & s.stops[:, :, 0]
+        hit_hi = (last[:, None] >= p0 * (1 + lv)[None, :]) & s.stops[:, :, 1]
+        st_q = stop_q * (hit_lo.sum(1) - hit_hi.sum(1))
+        s.stops[:, :, 0] &= ~hit_lo
+        s.stops[:, :, 1] &= ~hit_hi
+    if cfg.liquidation == "full":
+        x = trig.astype(float)
+    elif cfg.liquidation == "partial":
+        mb = mm * (1.0 + cfg.buffer)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = (mb * notl - me + 0.01) / (notl * (mb - cfg.fee_rate))  # + 1 cent: rounding
+        x = np.where((me < cfg.full_below * need) | ~(x > 0) | (x > 1) | ~np.isfinite(x), 1.0, x)
+        x = np.where(trig, x, 0.0)
+    else:
+        caps = np.asarray(cfg.tiers, float)[:, 0]
+        tier = np.searchsorted(caps, notl, side="left")
+        lower = np.where(tier > 0, caps[np.maximum(tier - 1, 0)], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(notl > 0, 1.0 - lower / notl, 1.0)
+        x = np.where((me < cfg.full_below * need) | (x <= 0), 1.0, x)
+        x = np.where(trig, x, 0.0)
+    if cap is not None:
+        dem = (x * notl).sum(1)
+        room = np.maximum(cap - s.used, 0.0)
+        scale = np.where(dem > room, room / np.maximum(dem, 1e-300), 1.0)
+        x = x * scale[:, None]
+    full = x >= 1.0 - 1e-12
+    x = np.where(full, 1.0, x)
+    dq = x * q
+    dn = np.where(full, n_, np.trunc(x * n_))
+    if cap is None:  # at least one contract, so a small partial close of an inverse position makes progress
+        dn = np.where((x > 0) & (dn == 0) & (n_ != 0), np.sign(n_) * np.minimum(1.0, np.abs(n_)), dn)
+    Q = (dq + dn / Mc).sum(1) + st_q
+    active = (x > 0).any(1) | (st_q != 0)
+    if not active.any():
+        return active
+    cashQ = _G(Rt, k, s.V + Q) - _G(Rt, k, s.V) - s.hs * Rt * np.abs(Q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px = np.where(Q != 0, cashQ / np.where(Q != 0, Q, 1.0), last)
+    px = np.maximum(px, Rt * (1 - _CLIP))
+    s.V = s.V + Q
+    pxc = px[:, None]
+    lin_c = _floor(100.0 * dq * (pxc - eq_))
+    inv_s = _floor(_SAT * dn * (1.0 / ei_ - 1.0 / pxc))
+    s.cash += lin_c
+    s.ext -= lin_c.sum(1)
+    s.sats += inv_s
+    s.ext_s -= inv_s.sum(1)
+    s.q = np.where(full, 0.0, q - dq)
+    s.n = np.where(full, 0.0, n_ - dn)
+    liq_notional = np.abs(dq) * pxc + np.abs(dn)
+    worth = s.cash + _floor(s.sats * It[:, None] * (1 - hb) / 1e6) + _floor(s.stab * St[:, None] * (1 - hsb))
+    fee = np.where(x > 0, np.minimum(_floor(100.0 * cfg.fee_rate * liq_notional), np.maximum(worth, 0)), 0)
+    s.cash -= fee
+    s.fund += fee.sum(1)
+    s.fees += fee.sum(1)
+    s.liq_not += liq_notional.sum(1)
+    s.n_liq += (x > 0).sum(1)
+    s.used += liq_notional.sum(1)
+    # full close: collateral sold to the external market at the haircut price (debts at full price)
+    conv_b = np.where(full, _floor(s.sats * It[:, None] * np.where(s.sats > 0, 1 - hb, 1.0) / 1e6), 0)
+    conv_s = np.where(full, _floor(s.stab * St[:, None] * (1 - hsb)), 0)
+    s.cash += conv_b + conv_s
+    s.ext -= (conv_b + conv_s).sum(1)
+    s.ext_s += np.where(full, s.sats, 0).sum(1)
+    s.ext_u += np.where(full, s.stab, 0).sum(1)
+    s.sats = np.where(full, 0, s.sats)
+    s.stab = np.where(full, 0, s.stab)
+    B = np.where(full & (s.cash < 0), -s.cash, 0)
+    if B.any():
+        s.bad += B.sum(1)
+        cum = np.cumsum(B, axis=1)
+        pay = np.clip(s.fund[:, None] - (cum - B), 0, B)
+        s.cash += pay
+        s.fund -= pay.sum(1)
+        s.paid += pay.sum(1)
+        rest = B - pay
+        R_ = rest.sum(1)
+        if R_.any():
+            # clawback, pro rata to cash, from open accounts on the other side of the bankrupt positions
+            bankrupt_side = np.sign((rest * acc_side[None, :]).sum(1))
+            elig = (np.abs(s.q) + np.abs(s.n) > 0) & (acc_side[None, :] == -bankrupt_side[:, None]) & (s.cash > 0)
+            w = np.where(elig, s.cash, 0)
+            W = w.sum(1)
+            take = np.minimum(R_, W)
+            share = np.where(W[:, None] > 0, _floor(w * (take / np.maximum(W, 1))[:, None]), 0)
+            j = np.argmax(w, axis=1)
+            share[np.arange(P), j] += take - share.sum(1)
+            share = np.minimum(share, w)
+            taken = share.sum(1)
+            s.cash -= share
+            cumr = np.cumsum(rest, axis=1)
+            s.cash += np.clip(taken[:, None] - (cumr - rest), 0, rest)
+            s.social += taken
+            s.uncov += R_ - taken
+            s.adl_not += np.where(rest > 0, liq_notional, 0.0).sum(1)
+    s.fund_min = np.minimum(s.fund_min, s.fund)
+    # time passes (one round) only on the paths that traded: the others have finished this step
+    if ag.arbitrageurs:
+        pull = np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
+        s.V = s.V - np.where(active, np.sign(s.V) * pull, 0.0)
+    last = _last(Rt, k, s.V)
+    s.ema = np.where(active, cfg.mark.update(s.ema, It, last, cfg.round_seconds), s.ema)
+    s.disl = np.minimum(s.disl, last / It - 1.0)
+    s.min_last = np.minimum(s.min_last, last)
+    if ag.market_makers:
+        s.D = np.maximum(s.D * np.exp(-ag.eta * np.abs(Q) / s.D), ag.floor * D0)
+        s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
+    return active
+
+
+def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: np.ndarray | None = None,
+                   stable: np.ndarray | None = None, funding: np.ndarray | float = 0.0,
+                   record_paths: bool = False) -> PathResults:
+    """Run the v2 cascade on ``index`` paths of shape (P, T) (see the module doc for every rule).
+
+    ``ref``: the perp's own price (default = index); ``stable``: stablecoin price paths (default 1);
+    ``funding``: rate per funding period (scalar or (P, T)); ``cfg.depth_ratio``: a scalar or one value per
+    path (depth as a distribution). Positions open at ``index[:, 0]``. After the first round of a step only
+    the paths that traded are carried to the next round (the others cannot trigger again in that step).
+    """
+    IX = np.atleast_2d(np.asarray(index, dtype=float))
+    P, T = IX.shape
+    R = IX if ref is None else np.broadcast_to(np.atleast_2d(np.asarray(ref, float)), (P, T))
+    S = np.ones((P, T)) if stable is None else np.broadcast_to(np.atleast_2d(np.asarray(stable, float)), (P, T))
+    F = np.broadcast_to(np.asarray(funding, float), (P, T)) if np.ndim(funding) else np.full((P, T), float(funding))
+    if np.any(~(IX > 0)) or np.any(~(R > 0)) or np.any(~(S >= 0)):
+        raise ConfigError("index, ref and stable paths must be finite and > 0 (stable >= 0)")
+    N = acc.n
+    ag = cfg.agents
+    p0 = float(np.median(IX[:, 0]))
+    oi = float(acc.notional(p0).sum())
+    D0 = np.broadcast_to(np.asarray(cfg.depth_ratio, float), (P,)) * oi / p0
+    s = _Sub()
+    s.D = D0.copy()
+    s.hs = np.full(P, cfg.half_spread)
+    s.q = np.broadcast_to(acc.lin_qty, (P, N)).astype(float).copy()
+    s.n = np.broadcast_to(acc.inv_contracts, (P, N)).astype(float).copy()
+    s.cash = np.broadcast_to(acc.cash_c, (P, N)).astype(np.int64).copy()
+    s.sats = np.broadcast_to(acc.btc_sats, (P, N)).astype(np.int64).copy()
+    s.stab = np.broadcast_to(acc.stable_c, (P, N)).astype(np.int64).copy()
+    fund0 = int(round(cfg.fund_ratio * oi * 100))
+    s.fund = np.full(P, fund0, dtype=np.int64)
+    s.fund_min = s.fund.copy()
+    for name in ("ext", "ext_s", "ext_u", "bad", "paid", "social", "uncov", "fees", "n_liq"):
+        setattr(s, name, np.zeros(P, dtype=np.int64))
+    for name in ("liq_not", "adl_not", "V", "ema", "disl", "used"):
+        setattr(s, name, np.zeros(P))
+    s.min_last = R[:, 0].copy()
+    s.stops = np.full((P, len(ag.stop_levels), 2), bool(ag.stop_losses))
+    eq_, ei_, mm = acc.lin_entry[None, :], acc.inv_entry[None, :], acc.mm_rate[None, :]
+    acc_side = np.sign(np.sign(acc.lin_qty) + np.sign(acc.inv_contracts))
+    tot0 = s.cash.sum(1) + s.fund
+    sats0, stab0 = s.sats.sum(1), s.stab.sum(1)
+    stop_q = ag.stop_size * oi / p0
+    cap = None if cfg.capacity_ratio is None else cfg.capacity_ratio * oi
+    hours = cfg.step_seconds / 3600.0
+    lam = 0.94 ** (hours / 24.0)
+    var = np.full(P, (0.03 ** 2) * hours / 24.0)
+    min_depth = np.ones(P)
+    last_path = np.empty((P, T)) if record_paths else np.empty((0, 0))
+    mark_path = np.empty((P, T)) if record_paths else np.empty((0, 0))
+    allp = np.arange(P)
+    for t in range(T):
+        It, Rt, St = IX[:, t], R[:, t], S[:, t]
+        if t > 0:
+            r = np.log(It / IX[:, t - 1])
+            z = np.abs(r) / np.sqrt(var)
+            var = lam * var + (1 - lam) * r * r
+            if ag.market_makers:
+                s.D = s.D + (1.0 - np.exp(-ag.rho_per_hour * hours)) * (D0 - s.D)
+                s.D = s.D * np.exp(-ag.gamma * np.maximum(z - ag.z0, 0.0))
+            s.V = s.V * (1.0 - cfg.resilience)
+            if ag.arbitrageurs:
+                s.V = s.V - np.sign(s.V) * np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.step_seconds / 60.0)
+            if cfg.funding_every and t % cfg.funding_every == 0:
+                last_f = _last(Rt, 0.02 / s.D, s.V)
+                fl = _floor(100.0 * F[:, t:t + 1] * s.q * last_f[:, None])
+                fi = _floor(_SAT * F[:, t:t + 1] * s.n / last_f[:, None])
+                s.cash -= fl
+                s.ext += fl.sum(1)
+                s.sats -= fi
+                s.ext_s += fi.sum(1)
+        if ag.market_makers:
+            s.D = np.maximum(s.D, ag.floor * D0)
+            s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
+        s.ema = cfg.mark.update(s.ema, It, _last(Rt, 0.02 / s.D, s.V), cfg.step_seconds)
+        s.used = np.zeros(P)
+        act = allp
+        for _ in range(cfg.max_rounds):
+            if act.size == P:
+                moved = _round(s, It, Rt, St, D0, acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg)
+            else:
+                sub = s.take(act)
+                moved = _round(sub, It[act], Rt[act], St[act], D0[act], acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg)
+                s.put(act, sub)
+            act = act[moved]
+            if act.size == 0:
+                break
+        last = _last(Rt, 0.02 / s.D, s.V)
+        s.disl = np.minimum(s.disl, last / It - 1.0)
+        s.min_last = np.minimum(s.min_last, last)
+        min_depth = np.minimum(min_depth, s.D / D0)
+        if record_paths:
+            last_path[:, t] = last
+            mark_path[:, t] = cfg.mark.mark(s.ema, It, last)
+    cons = s.cash.sum(1) + s.fund + s.ext - tot0
+    return PathResults(s.bad, s.paid, s.social, s.uncov, s.fees, np.full(P, fund0), s.fund, s.fund_min, s.liq_not,
+                       s.adl_not, s.n_liq, -s.disl, s.min_last, min_depth, cons, s.sats.sum(1) + s.ext_s - sats0,
+                       s.stab.sum(1) + s.ext_u - stab0, last_path, mark_path, oi,
+                       {"liquidation": cfg.liquidation, "mark": cfg.mark.kind, "paths": P, "steps": T,
+                        "accounts": N, "agents": dict(cfg.agents.__dict__)})
+
+
+def with_agents(cfg: MarketConfig, **switches: bool) -> MarketConfig:
+    """Same configuration with some agents switched on or off."""
+    return replace(cfg, agents=replace(cfg.agents, **switches))

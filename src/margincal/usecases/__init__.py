@@ -1,0 +1,24 @@
+"""Use cases the CLI, the HTTP service and the HTML report share.
+
+One function per question a user asks of a store, so the three shells give the
+same answer: :func:`margin_history` (price, volatility and IM/MM over time of an
+instrument, with the settings of the published set), :func:`portfolio_scenarios`
+(the scenario P&L matrix and market of a book, for either portfolio method),
+:func:`standalone_margin` (published rates x notional, no offsets).
+
+This layer sits above the model packages (margin, stress, backtest, adjust) and
+below the shells (cli, service) and the report; see docs/architecture.md.
+"""
+
+from margincal.usecases.history import MarginHistory, margin_history, margin_history_path, settings_of
+from margincal.usecases.portfolio import (
+    PORTFOLIO_METHODS,
+    aggregate_positions,
+    history_closes,
+    portfolio_scenarios,
+    standalone_margin,
+    store_prices,
+)
+
+__all__ = ["PORTFOLIO_METHODS", "MarginHistory", "aggregate_positions", "history_closes", "margin_history",
+           "margin_history_path", "portfolio_scenarios", "settings_of", "standalone_margin", "store_prices"]
