@@ -82,7 +82,8 @@ def _check_store(path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume(ftx_store, tmp_path):
+@pytest.mark.parametrize("group_commit", ["0", "1.0"])
+def test_sigkill_mid_run_then_resume(ftx_store, tmp_path, group_commit):
     ref = tmp_path / "ref.duckdb"
     shutil.copy(ftx_store, ref)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -97,7 +98,9 @@ def test_sigkill_mid_run_then_resume(ftx_store, tmp_path):
     assert len(ref_out[0]) >= 6
 
     # paced run, killed with SIGKILL after its third published version
-    proc = subprocess.Popen(_cli() + ARGS + ["--store", str(ftx_store), "--speed", "600000"],
+    # (--group-commit 1.0: decisions of up to one second are written together, in one transaction)
+    proc = subprocess.Popen(_cli() + ARGS + ["--store", str(ftx_store), "--speed", "100000",
+                                             "--group-commit", group_commit],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen = 0
     t0 = time.monotonic()

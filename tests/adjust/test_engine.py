@@ -90,7 +90,12 @@ def test_first_automatic_increase_matches_fhs_scaling(btc, events):
     assert target > 0.08 * 1.05
     expected = min(math.ceil(round(target / 0.0005, 6)) * 0.0005, 0.08 * 1.25)
     assert first_auto.im_after == pytest.approx(expected, rel=1e-12)
-    assert first_auto.mm_after == pytest.approx(first_auto.im_after * 0.5, rel=1e-12)  # keeps MM/IM of the base
+    # IM applies at once to new exposure; MM (existing positions) keeps its rate and the new one, with the
+    # base MM/IM ratio, is announced for the end of the 24h notice period
+    assert first_auto.scope == "new_exposure" and first_auto.effective_at == first_auto.ts
+    assert first_auto.mm_after == 0.04
+    assert first_auto.mm_scheduled == pytest.approx(first_auto.im_after * 0.5, rel=1e-12)
+    assert first_auto.mm_effective_at == first_auto.ts + pd.Timedelta(hours=24)
     assert first_auto.ts >= START
     # every bar before it had a target inside the band (or was warm-up / before live_from)
     live = (btc["ts"] + pd.Timedelta(hours=1) >= START).to_numpy()
@@ -105,7 +110,16 @@ def test_first_automatic_increase_matches_fhs_scaling(btc, events):
     incr = [a.ts for a in autos if a.im_after > a.im_before]
     assert all((y - x) >= pd.Timedelta(hours=6) for x, y in zip(incr, incr[1:], strict=False))
     # decreases are never automatic under the default policy
-    assert all(a.im_after > a.im_before for a in autos)
+    assert all(a.im_after > a.im_before for a in autos if a.kind == "rate")
+    # the announced MM changes take effect 24h after each rate change, with IM unchanged, for all positions
+    effs = [a for a in autos if a.kind == "mm_effective"]
+    assert effs and all(a.im_after == a.im_before and a.scope == "all_positions" for a in effs)
+    for e in effs:
+        # it applies an announcement made at least 24h earlier, at the announced time
+        ann = [a for a in autos if a.kind == "rate" and a.instrument == e.instrument
+               and a.mm_effective_at == e.effective_at]
+        assert len(ann) == 1 and ann[0].ts == e.effective_at - pd.Timedelta(hours=24) and e.ts >= e.effective_at
+        assert e.mm_after == pytest.approx(min(ann[0].mm_scheduled, e.im_after))
     assert any(a.route == "proposal" and a.im_after < a.im_before for a in adjs)
 
 
@@ -123,7 +137,7 @@ def test_split_increase_is_auto_then_proposal(events):
     assert (auto.route, prop.route) == ("auto", "proposal")
     assert auto.im_after == pytest.approx(auto.im_before * 1.25)  # the automatic part
     assert prop.im_before == auto.im_after and prop.im_after > auto.im_after
-    assert "needs a risk officer" in prop.reason and "increase above +25%" in prop.rule
+    assert "needs a risk officer" in prop.reason and "automatic bound (+25%)" in prop.rule
 
 
 def test_nothing_before_live_from_and_signals_only_without_params(events):

@@ -54,19 +54,20 @@ def test_crash_and_restart_leave_each_signal_exactly_once(ftx_store_template, tm
 
     path = tmp_path / "crash.duckdb"
     shutil.copy(ftx_store_template, path)
-    real = M.create_proposal
+    real = M.GroupWriter.propose
     calls = {"n": 0}
 
-    def failing(*a, **k):
+    def failing(self, **k):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("killed while proposing")
-        return real(*a, **k)
+        return real(self, **k)
 
-    monkeypatch.setattr(M, "create_proposal", failing)
+    # commit after every event with a decision (no grouping), so that the first decisions are stored
+    monkeypatch.setattr(M.GroupWriter, "propose", failing)
     with pytest.raises(RuntimeError):
-        Monitor(path, name="t", live_from=FROM).run(_feed(path))
-    monkeypatch.setattr(M, "create_proposal", real)
+        Monitor(path, name="t", live_from=FROM, commit_latency_s=0.0).run(_feed(path))
+    monkeypatch.setattr(M.GroupWriter, "propose", real)
     partial = _stored(path)
     assert len(partial) < len(reference)  # the crash lost what was not yet checkpointed ...
     mon = Monitor(path, name="t", live_from=FROM)

@@ -31,6 +31,7 @@ in the details of every auto-adjusted row, so targets never compound.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ __all__ = ["HOURS_PER_YEAR", "Adjustment", "MonitorEngine", "sigma_anchor_from_d
 HOURS_PER_YEAR = 8760.0
 _EMPTY: list[Any] = []  # shared "nothing happened" result (never mutated)
 _NS_PER_HOUR = 3_600_000_000_000
+_MONDAY_NS = 4 * 24 * _NS_PER_HOUR  # 1970-01-05, a Monday: decrease batches start on Mondays 00:00 UTC
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,19 @@ class Adjustment:
     reason: str
     signals: tuple[sg.Signal, ...] = ()
     estimators: Mapping[str, float] = field(default_factory=dict)
+    #: what moved the target: {"vol_factor", "oi_imf", "horizon_factor", "liquidity_addon", "funding_provision",
+    #: "tier_scale", "moved_by": [...]} (see :func:`compose_target`)
+    components: Mapping[str, Any] = field(default_factory=dict)
+    #: "new_exposure" (an IM change: applies to positions opened from ``effective_at``) or "all_positions"
+    #: (an MM change: applies to existing positions too, after the notice period)
+    scope: str = "new_exposure"
+    effective_at: pd.Timestamp | None = None
+    #: MM announced now, in force from ``mm_effective_at`` (NaN / None: no MM change scheduled)
+    mm_scheduled: float = math.nan
+    mm_effective_at: pd.Timestamp | None = None
+    #: adjustments sharing a group are filed together (one proposal / one version with one diff)
+    group: str | None = None
+    kind: str = "rate"  # "rate" | "mm_effective" | "escalation" | "decrease_batch"
 
     @property
     def change_pct(self) -> float:
@@ -100,6 +115,10 @@ class Adjustment:
             "mm_base": self.mm_base, "rule": self.rule, "reason": self.reason,
             "signals": [s.as_dict() for s in self.signals],
             "estimators": {k: (None if not math.isfinite(v) else v) for k, v in self.estimators.items()},
+            "components": dict(self.components), "scope": self.scope, "kind": self.kind, "group": self.group,
+            "effective_at": (self.effective_at or self.ts).isoformat(),
+            "mm_scheduled": None if self.mm_scheduled != self.mm_scheduled else self.mm_scheduled,
+            "mm_effective_at": None if self.mm_effective_at is None else self.mm_effective_at.isoformat(),
         }
 
 
@@ -122,6 +141,79 @@ def sigma_anchor_from_details(details: Mapping[str, Any], provenance: Mapping[st
     return None
 
 
+def compose_target(im_base: float, mm_base: float, *, vol_factor: float, open_interest: float = math.nan,
+                   oi_caps: tuple[float, float] | None = None, horizon_factor: float = 1.0,
+                   horizon_exponent: float = 0.5, liquidity_addon: float = 0.0, funding_provision: float = 0.0,
+                   tier_boundary_liquidity: bool = True, tier_boundary_oi: bool = True
+                   ) -> tuple[float, float, dict[str, Any]]:
+    """Target IM and MM from the calibrated rates and what each signal measured.
+
+    ::
+
+        core      = IM_base x vol_factor x horizon_factor ** horizon_exponent
+        IM_core   = oi_scaled_imf(core, OI, lower cap, upper cap)   (margin.size_rules; dYdX v4 rule)
+        IM_target = IM_core + liquidity_addon + funding_provision
+        MM_target = IM_core x MM_base / IM_base + liquidity_addon + funding_provision
+
+    The tier scale (what the tier boundaries are multiplied by) is
+    ``min(lower cap / OI, 1 / horizon_factor, 1)``. Returns ``(im, mm,
+    components)``; ``components["moved_by"]`` names the parameters that moved.
+    """
+    from margincal.margin.size_rules import oi_scaled_imf
+
+    core = im_base * vol_factor * (horizon_factor ** horizon_exponent if horizon_factor > 1.0 else 1.0)
+    imf = core
+    tier = 1.0
+    moved = []
+    if vol_factor != 1.0:
+        moved.append("rates (volatility)")
+    if horizon_factor > 1.0:
+        moved.append("close-out horizon")
+        if tier_boundary_liquidity:
+            tier = 1.0 / horizon_factor
+    if oi_caps is not None and open_interest == open_interest and open_interest > oi_caps[0] and core < 1.0:
+        imf = float(oi_scaled_imf(min(core, 1.0), open_interest, oi_caps[0], oi_caps[1]))
+        moved.append("OI-scaled IM")
+        if tier_boundary_oi:
+            tier = min(tier, oi_caps[0] / open_interest)
+    if tier < 1.0:
+        moved.append("tier boundaries")
+    if liquidity_addon > 0:
+        moved.append("liquidity add-on")
+    if funding_provision > 0:
+        moved.append("funding provision")
+    im = imf + liquidity_addon + funding_provision
+    mm = imf * mm_base / im_base + liquidity_addon + funding_provision
+    comp = {"vol_factor": vol_factor, "horizon_factor": horizon_factor, "oi_imf": imf / core if core > 0 else 1.0,
+            "open_interest": open_interest if open_interest == open_interest else None,
+            "oi_caps": list(oi_caps) if oi_caps is not None else None, "liquidity_addon": liquidity_addon,
+            "funding_provision": funding_provision, "tier_scale": tier, "im_core": imf, "moved_by": moved}
+    return im, mm, comp
+
+
+def _signal_from_dict(r: Mapping[str, Any]) -> sg.Signal:
+    return sg.Signal(r["instrument"], pd.Timestamp(r["ts"]), r["kind"], r["severity"],
+                     {k: (math.nan if v is None else float(v)) for k, v in r["values"].items()},
+                     math.nan if r["threshold"] is None else float(r["threshold"]), r["reason"])
+
+
+def _adjustment_from_dict(d: Mapping[str, Any]) -> Adjustment:
+    """Inverse of :meth:`Adjustment.as_dict` (for decisions held in the engine's checkpointed state)."""
+    def nf(x: Any) -> float:
+        return math.nan if x is None else float(x)
+
+    def ts(x: Any) -> pd.Timestamp | None:
+        return None if x is None else pd.Timestamp(x)
+
+    return Adjustment(d["instrument"], pd.Timestamp(d["ts"]), d["route"], nf(d["im_before"]), nf(d["im_after"]),
+                      nf(d["mm_before"]), nf(d["mm_after"]), nf(d["target_im"]), nf(d["sigma_now_annual"]),
+                      nf(d["sigma_anchor_annual"]), nf(d["im_base"]), nf(d["mm_base"]), d["rule"], d["reason"],
+                      tuple(_signal_from_dict(x) for x in d["signals"]),
+                      {k: nf(v) for k, v in d["estimators"].items()}, dict(d.get("components") or {}),
+                      d.get("scope", "new_exposure"), ts(d.get("effective_at")), nf(d.get("mm_scheduled")),
+                      ts(d.get("mm_effective_at")), d.get("group"), d.get("kind", "rate"))
+
+
 class _Inst:
     """Per-instrument state (plain floats and small estimator objects)."""
 
@@ -131,6 +223,8 @@ class _Inst:
         "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
+        "apc_base", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
+        "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s",
     )
 
     def __init__(self, name: str) -> None:
@@ -155,8 +249,21 @@ class _Inst:
         self.depth_first = (math.nan, math.nan)
         self.oi_stats = self.fund_stats = self.depth_stats = self.spread_stats = None
         self.depth_seen = False
-        # triggers: vol, volume, oi, depth, spread, proxy, funding, breach
-        self.trig = [sg.Trigger() for _ in range(8)]
+        # triggers: vol, volume, oi, depth, spread, proxy, funding, breach, volume drop
+        self.trig = [sg.Trigger() for _ in range(9)]
+        self.volu_s = None  # 24h EWMA of log volume (volume drop)
+        self.oi_cal = None  # OI caps from the calibrated row (details oi_lower_cap / oi_upper_cap)
+        self.oi_ref = None  # slow EWMA of OI notional (the reference level of the OI caps)
+        self.oi_level = math.nan
+        self.fund_last = math.nan
+        self.depth_last = math.nan
+        self.spread_last = math.nan
+        self.mm_sched = math.nan  # the latest announced MM and when it takes effect
+        self.mm_sched_ns = 0
+        self.mm_queue: list[list[float]] = []  # earlier announcements still to take effect: [[rate, ns], ...]
+        self.batch_idx = -1
+        self.apc_out = math.nan
+        self.apc_base = math.nan
         self.listing_done = False
         self.recent: list[sg.Signal] = []
         self.im = self.mm = self.im_base = self.mm_base = math.nan
@@ -229,6 +336,27 @@ class MonitorEngine:
         self._bounds = Bounds(policy)
         self._dec_needs_officer = bool(policy["approval"]["decrease"])
         self._prop_cool_ns = int(policy["approval"]["proposal_cooldown_hours"] * _NS_PER_HOUR)
+        mv = self._mv = {k: policy[f"moves.{k}"] for k in ("volatility", "open_interest", "liquidity", "funding",
+                                                              "breach")}
+        self._mv_vol = mv["volatility"]["enabled"]
+        self._mv_regime = mv["volatility"]["regime_short_vol"]
+        self._mv_oi = mv["open_interest"]["enabled"]
+        self._mv_liq = mv["liquidity"]["enabled"]
+        self._mv_fund = mv["funding"]["enabled"]
+        self._mv_br = mv["breach"]["enabled"]
+        self._vd_w, self._vd_c = self._lq["volume_drop_warning"], self._lq["volume_drop_critical"]
+        self._stale = policy["signals.stale_data"]
+        ef = policy["effective"]
+        self._notice_ns = int(ef["mm_notice_hours"] * _NS_PER_HOUR)
+        self._batch_ns = int(ef["decrease_batch_hours"] * _NS_PER_HOUR)
+        self._dec_band = float(ef["decrease_hysteresis"])
+        self._apc = policy["apc"]
+        self._apc_on = bool(self._apc["enabled"])
+        self._oi_lo_mult = mv["open_interest"]["lower_cap_multiple"]
+        self._oi_hi_mult = mv["open_interest"]["upper_cap_multiple"]
+        self._fund_periods = mv["funding"]["horizon_hours"] / mv["funding"]["interval_hours"]
+        self._batch: list[Adjustment] = []  # decreases collected at a batch boundary, filed together
+        self._batch_due = 0
         if params is not None:
             self.set_params(params)
 
@@ -259,6 +387,23 @@ class MonitorEngine:
             st.sigma_anchor = anchor
         if math.isfinite(st.pending_im) and abs(st.pending_im / st.im - 1.0) <= 1e-12:
             st.pending_im = math.nan
+        lo, hi = d.get("oi_lower_cap"), d.get("oi_upper_cap")
+        st.oi_cal = (float(lo), float(hi)) if (isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+                                               and hi > lo > 0) else None
+        sched = d.get("mm_scheduled")
+        if isinstance(sched, Mapping) and isinstance(sched.get("rate"), (int, float)):
+            rate = float(sched["rate"])
+            if st.mm_sched == st.mm_sched and abs(st.mm_sched - rate) <= 1e-15:
+                pass  # already scheduled by this engine (e.g. on resume): keep its effective time
+            elif abs(rate - st.mm) > 1e-15:
+                eff = int(pd.Timestamp(sched["effective_at"]).value)
+                if now_ns is not None:  # announced on approval: the notice runs from now at the earliest
+                    eff = max(eff, now_ns + self._notice_ns)
+                st.mm_sched, st.mm_sched_ns = rate, eff
+            else:
+                st.mm_sched = math.nan
+        elif changed:
+            st.mm_sched = math.nan
 
     def set_params(self, pset: ParameterSet, *, now_ns: int | None = None,
                    pending: Mapping[str, float] | None = None) -> None:
@@ -285,6 +430,13 @@ class MonitorEngine:
     def process(self, ev: Any) -> list[Any] | None:
         """Process one event; returns None or a list of signals and adjustments."""
         k = ev.kind
+        if self._batch and ev.t_ns >= self._batch_due:
+            # one filing = one group (a window's decreases found later in the window are a filing of their own)
+            due = pd.Timestamp(self._batch_due - 1, tz="UTC").isoformat()
+            flushed: list[Any] = [dataclasses.replace(a, group=f"{a.group}@{due}") for a in self._batch]
+            self._batch = []
+            more = self.process(ev)
+            return flushed + (more or [])
         if k == "bar":
             out = self._on_bar(ev)
         elif k == "funding":
@@ -311,6 +463,7 @@ class MonitorEngine:
         st.vt = EWMAVariance(_halflife_lam(self._target_h, bh), seed)
         lam_stats = _halflife_lam(self._stats_h, bh)
         st.volu = EWMStats(lam_stats)
+        st.volu_s = EWMStats(_halflife_lam(self._short_h, bh))
         st.cs_s = EWMStats(_halflife_lam(self._short_h, bh))
         st.cs_l = EWMStats(_halflife_lam(self._long_h, bh))
         h = max(1, int(round(self._br["horizon_hours"] / bh)))
@@ -335,6 +488,7 @@ class MonitorEngine:
         lo = ev.low
         pc = st.prev_close
         open_ns = ev.t_ns - st.tf_ns
+        gap = 1
         if pc > 0.0 and c > 0.0:
             r = math.log(c / pc)
             gap = (open_ns - st.prev_open_ns) // st.tf_ns
@@ -350,6 +504,10 @@ class MonitorEngine:
         lv = math.log1p(ev.volume) if ev.volume > 0.0 else 0.0
         z_vol = volu.zscore(lv)
         volu.update(lv)
+        volu_s = st.volu_s
+        if volu_s is None:  # a state saved before the volume-drop measure existed
+            volu_s = st.volu_s = EWMStats(_halflife_lam(self._short_h, st.bar_hours))
+        volu_s.update(lv)
         im_now = st.im
         st.breach.update(c, im_now if im_now == im_now else math.inf)
         st.prev_close, st.prev_high, st.prev_low, st.prev_open_ns = c, h, lo, open_ns
@@ -400,6 +558,16 @@ class MonitorEngine:
                 self._remember(st, sg.spread_widening(st.name, ev.available_at, lvl, 1e4 * st.cs_s.mean,
                                                       1e4 * st.cs_l.mean, self._px_c if lvl == 2 else self._px_w,
                                                       proxy=True), out)
+        # ---- volume drop (liquidity: the 24h level of traded volume against its 7-day level)
+        escalate = False
+        if self._px_on and volu.n > 1 and volu_s.n > 1:
+            vdrop = 1.0 - math.exp(volu_s.mean - volu.mean)
+            lvl = trig[8].check(vdrop, self._vd_w, self._vd_c, self._vd_w * self._lq["rearm_fraction"])
+            if lvl:
+                if out is None:
+                    out = []
+                self._remember(st, sg.volume_drop(st.name, ev.available_at, lvl, math.expm1(volu_s.mean),
+                                                  math.expm1(volu.mean), self._vd_c if lvl == 2 else self._vd_w), out)
         # ---- breach cluster
         if self._br_on:
             cnt = st.breach.counts.count
@@ -411,43 +579,196 @@ class MonitorEngine:
                 self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt, self._br["window_hours"],
                                                      self._br_c if lvl == 2 else self._br_w, bc.last_move,
                                                      bc.last_margin, self._br["horizon_hours"]), out)
+                escalate = self._mv_br
+        # ---- stale data: no decision on a bar that follows a gap
+        if gap > self._stale["max_gap_bars"] and st.n_bars > 1:
+            if self._stale["enabled"]:
+                if out is None:
+                    out = []
+                self._remember(st, sg.stale_data(st.name, ev.available_at, float(gap), self._stale["max_gap_bars"],
+                                                 st.bar_hours), out)
+            return out
         # ---- margin target and policy
         if im_now == im_now:
+            # a scheduled MM change whose notice period has passed takes effect first
+            if st.mm_queue and t >= st.mm_queue[0][1]:
+                due = [q for q in st.mm_queue if t >= q[1]]
+                st.mm_queue = [q for q in st.mm_queue if t < q[1]]
+                eff = self._mm_effective(st, ev, due[-1][0], int(due[-1][1]))
+                out = eff if out is None else out + eff
+            if st.mm_sched == st.mm_sched and t >= st.mm_sched_ns:
+                rate = st.mm_sched
+                st.mm_sched = math.nan
+                st.mm_queue = []
+                eff = self._mm_effective(st, ev, rate, st.mm_sched_ns)
+                out = eff if out is None else out + eff
+                im_now = st.im
             var_t = st.vt.var
             if var_t > 0.0:
                 sig_now = math.sqrt(var_t * bpy)
                 if st.sigma_anchor != st.sigma_anchor:
                     st.sigma_anchor = sig_now
-                target = st.im_base * sig_now / st.sigma_anchor
-                if abs(target / im_now - 1.0) > self._band or not (
+                target, mm_target, comp = self._target(st, sig_now)
+                adj: list[Any] = _EMPTY
+                if target < im_now and self._batch_ns and st.batch_idx == (t - _MONDAY_NS) // self._batch_ns \
+                        and im_now <= self._cap:
+                    pass  # a decrease, and this batch window was already evaluated: nothing to do until the next
+                elif abs(target / im_now - 1.0) > self._band or not (
                         self._floor <= im_now <= self._cap and im_now >= self._floor_frac * st.im_base):
-                    adj = self._adjust(st, ev, t, target, sig_now)
-                    if adj:
-                        if out is None:
-                            out = adj
-                        else:
-                            out.extend(adj)
+                    adj = self._adjust(st, ev, t, target, mm_target / target, sig_now, comp)
+                if escalate:
+                    adj = list(adj) + self._escalate(st, ev, t, target, mm_target / target, sig_now, comp)
+                if adj:
+                    if out is None:
+                        out = list(adj)
+                    else:
+                        out.extend(adj)
         return out
 
-    def _adjust(self, st: _Inst, ev: BarEvent, t: int, target: float, sig_now: float) -> list[Adjustment]:
+    # ------------------------------------------------------------------ targets
+    def _liquidity(self, st: _Inst) -> tuple[float, float]:
+        """(horizon factor, liquidity add-on) while a liquidity_drop signal is active, else (1, 0)."""
+        trig = st.trig
+        if not (trig[3].level or trig[4].level or trig[5].level or trig[8].level):
+            return 1.0, 0.0
+        q = 1.0
+        addon = 0.0
+        if st.depth_seen:
+            ds, ss = st.depth_stats, st.spread_stats
+            if ds is not None and st.depth_last > 0 and ds.mean > 0:
+                q = max(q, ds.mean / st.depth_last)
+            if ss is not None and ss.mean > 0 and st.spread_last == st.spread_last:
+                q = max(q, st.spread_last / ss.mean)
+                addon = max(addon, (st.spread_last - ss.mean) / 1e4)
+        elif st.cs_l is not None and st.cs_l.n > 1 and st.cs_l.mean > 0:
+            q = max(q, st.cs_s.mean / st.cs_l.mean)
+            addon = max(addon, st.cs_s.mean - st.cs_l.mean)
+        if st.volu is not None and st.volu_s is not None and st.volu_s.n > 1:
+            q = max(q, math.exp(st.volu.mean - st.volu_s.mean))
+        lq = self._mv["liquidity"]
+        return min(q, lq["max_horizon_factor"]), lq["addon_multiplier"] * max(addon, 0.0)
+
+    def _oi_caps(self, st: _Inst) -> tuple[float, float] | None:
+        """OI caps: the calibrated ones on the row in force, else multiples of the monitor's OI reference level."""
+        if st.oi_cal is not None:
+            return st.oi_cal
+        ref = st.oi_ref
+        if ref is None or ref.n < 1 or not ref.mean > 0:
+            return None
+        lo_, hi_ = ref.mean * self._oi_lo_mult, ref.mean * self._oi_hi_mult
+        return (lo_, hi_) if hi_ > lo_ else None
+
+    def _target(self, st: _Inst, sig_now: float) -> tuple[float, float, Any]:
+        """Target IM and MM of one instrument now, and which signal moved what (:func:`compose_target`).
+
+        The third item is the components dict, or (when only volatility moved) the vol factor, from which
+        :meth:`_components` builds the same dict on demand (most bars change nothing).
+        """
+        if self._mv_regime and st.trig[0].level:
+            v = math.sqrt(st.vs.var * st.bars_per_year)
+            if v > sig_now:
+                sig_now = v
+        vol_factor = sig_now / st.sigma_anchor if self._mv_vol else 1.0
+        q, addon = self._liquidity(st) if self._mv_liq else (1.0, 0.0)
+        fund = 0.0
+        if self._mv_fund and st.trig[6].level and st.fund_last == st.fund_last:
+            fund = abs(st.fund_last) * self._fund_periods
+        caps = self._oi_caps(st) if self._mv_oi and st.oi_level == st.oi_level else None
+        if q == 1.0 and addon == 0.0 and fund == 0.0 and (caps is None or st.oi_level <= caps[0]) \
+                and not self._apc_on:
+            im = st.im_base * vol_factor
+            return im, im * st.mm_base / st.im_base, (vol_factor, sig_now)
+        im, mm, comp = compose_target(
+            st.im_base, st.mm_base, vol_factor=vol_factor, open_interest=st.oi_level, oi_caps=caps,
+            horizon_factor=q, horizon_exponent=self._mv["liquidity"]["horizon_exponent"], liquidity_addon=addon,
+            funding_provision=fund, tier_boundary_liquidity=self._mv["liquidity"]["tier_boundaries"],
+            tier_boundary_oi=self._mv["open_interest"]["tier_boundaries"])
+        comp["sigma_now_annual"] = sig_now
+        if self._apc_on:
+            raw = im
+            im = self.apply_apc(st, raw)
+            mm = mm * im / raw
+            comp["apc_raw_im"] = raw
+        return im, mm, comp
+
+    def _components(self, st: _Inst, comp: Any) -> dict[str, Any]:
+        if isinstance(comp, tuple):
+            c = compose_target(st.im_base, st.mm_base, vol_factor=comp[0])[2]
+            c["sigma_now_annual"] = comp[1]
+            return c
+        return comp
+
+    def apply_apc(self, st: _Inst, raw: float) -> float:
+        """The one place the monitor calls :mod:`margincal.margin.apc` (``step`` with the policy's ``[apc]``).
+
+        Its state (previous output and base) is kept per instrument and saved with the checkpoint.
+        """
+        from margincal.margin import apc as _apc
+
+        cfg = _apc.APCConfig(buffer=self._apc["buffer"], release_in_stress=True,
+                             stress_threshold=self._apc["stress_threshold"])
+        prev = None if st.apc_out != st.apc_out else _apc.APCState(st.apc_out, st.apc_base)
+        out, state = _apc.step(prev, raw, cfg)
+        st.apc_out, st.apc_base = state.out, state.base
+        return float(out)
+
+    # ------------------------------------------------------------------ decisions
+    def _mk(self, st: _Inst, ev: BarEvent, route_: str, before: float, rate: float, mm_now: float,
+            mm_sched: float, target: float, sig_now: float, rule: str, comp: Any, kind: str,
+            group: str | None = None) -> Adjustment:
+        t = ev.t_ns
+        ts = ev.available_at
+        comp = self._components(st, comp)
+        evidence = tuple(s for s in st.recent if t - s.ts.value <= 24 * _NS_PER_HOUR)
+        sched = mm_sched if (mm_sched == mm_sched and abs(mm_sched - mm_now) > 1e-15) else math.nan
+        return Adjustment(st.name, ts, route_, before, rate, st.mm, mm_now, target, sig_now, st.sigma_anchor,
+                          st.im_base, st.mm_base, rule, self._reason(st, before, rate, target, sig_now, rule, comp),
+                          evidence, self.snapshot(st.name), comp,
+                          "all_positions" if kind == "mm_effective" else "new_exposure", ts, sched,
+                          None if sched != sched else pd.Timestamp(t + self._notice_ns, tz="UTC"), group, kind)
+
+    def _mm_effective(self, st: _Inst, ev: BarEvent, rate: float, due_ns: int) -> list[Any]:
+        """An announced MM change takes effect (scope: all positions)."""
+        new_mm = min(rate, st.im)
+        if abs(new_mm - st.mm) <= 1e-15:
+            return []
+        h = self._notice_ns / _NS_PER_HOUR
+        adj = Adjustment(st.name, ev.available_at, "auto", st.im, st.im, st.mm, new_mm, st.im, math.nan,
+                         st.sigma_anchor, st.im_base, st.mm_base,
+                         f"announced MM change takes effect after the {h:g}h notice period",
+                         f"{st.name} MM {100 * st.mm:.2f}% -> {100 * new_mm:.2f}% for all positions, as announced "
+                         f"{h:g}h before {pd.Timestamp(due_ns, tz='UTC')}", (), self.snapshot(st.name), {},
+                         "all_positions", pd.Timestamp(due_ns, tz="UTC"), math.nan, None, None, "mm_effective")
+        st.mm = new_mm
+        return [adj]
+
+    def _schedule_mm(self, st: _Inst, t: int, mm_target: float) -> float:
+        """MM in force right after an IM change: unchanged (announced for later) unless it must fall under IM.
+
+        An earlier announcement that has not yet taken effect keeps its own effective time (it is queued),
+        so a run of increases does not keep postponing the MM change already announced.
+        """
+        if self._notice_ns <= 0:
+            st.mm_sched = math.nan
+            return min(mm_target, st.im)
+        if abs(mm_target - st.mm) > 1e-15:
+            if st.mm_sched == st.mm_sched and st.mm_sched_ns > t:
+                st.mm_queue.append([st.mm_sched, float(st.mm_sched_ns)])
+            st.mm_sched, st.mm_sched_ns = mm_target, t + self._notice_ns
+        return min(st.mm, st.im)
+
+    def _adjust(self, st: _Inst, ev: BarEvent, t: int, target: float, mm_ratio: float, sig_now: float,
+                comp: Any) -> list[Adjustment]:
         cur = st.im
         new = self._bounds.bound(cur, target, st.im_base, (t - st.last_change_ns) / _NS_PER_HOUR,
                                  (t - st.last_increase_ns) / _NS_PER_HOUR)
         if new is None:
+            if target < cur and self._batch_ns > 0:
+                st.batch_idx = (t - _MONDAY_NS) // self._batch_ns  # evaluated (nothing to do) for this window
             return _EMPTY
-        if new < cur and self._dec_needs_officer:
-            # a decrease waiting for an officer is the common steady state: skip it cheaply while an open
-            # proposal already asks for about the same, or was made less than the cooldown ago
-            pend = st.pending_im
-            if pend == pend and pend < cur and (abs(new / pend - 1.0) <= self._band
-                                                or t - st.last_proposal_ns < self._prop_cool_ns):
-                return _EMPTY
+        if new < cur:
+            return self._decrease(st, ev, t, cur, new, target, mm_ratio, sig_now, comp)
         steps = route(self.policy, current=cur, new=new, critical=st.critical())
-        ts = ev.available_at
-        horizon = 24 * 3600 * 10**9
-        evidence = tuple(s for s in st.recent if t - s.ts.value <= horizon)
-        est = self.snapshot(st.name)
-        ratio = st.mm_base / st.im_base
         out = []
         before = cur
         for kind, rate in steps:
@@ -460,23 +781,90 @@ class MonitorEngine:
                     if same_way and t - st.last_proposal_ns < self._prop_cool_ns:
                         continue  # do not replace an open proposal more often than the cooldown
                 rule = self._rule(kind, before, rate, st)
-                out.append(Adjustment(st.name, ts, "proposal", before, rate, before * ratio, rate * ratio, target,
-                                      sig_now, st.sigma_anchor, st.im_base, st.mm_base, rule,
-                                      self._reason(st, before, rate, target, sig_now, rule), evidence, est))
+                out.append(self._mk(st, ev, "proposal", before, rate, st.mm, rate * mm_ratio, target, sig_now,
+                                    rule, comp, "rate"))
                 st.pending_im = rate
                 st.last_proposal_ns = t
             else:
                 rule = self._rule(kind, before, rate, st)
-                out.append(Adjustment(st.name, ts, "auto", before, rate, st.mm, rate * ratio, target, sig_now,
-                                      st.sigma_anchor, st.im_base, st.mm_base, rule,
-                                      self._reason(st, before, rate, target, sig_now, rule), evidence, est))
+                mm_old = st.mm
+                st.im = rate
+                mm_now = self._schedule_mm(st, t, rate * mm_ratio)
+                st.mm = mm_old
+                a = self._mk(st, ev, "auto", before, rate, mm_now, rate * mm_ratio, target, sig_now, rule, comp,
+                             "rate")
+                out.append(a)
                 if rate > before:
                     st.last_increase_ns = t
                 st.last_change_ns = t
-                st.im, st.mm = rate, rate * ratio
+                st.mm = mm_now
                 st.pending_im = math.nan  # an open proposal was computed from the old rate: it is now stale
                 before = rate
         return out
+
+    def _decrease(self, st: _Inst, ev: BarEvent, t: int, cur: float, new: float, target: float, mm_ratio: float,
+                  sig_now: float, comp: Any) -> list[Adjustment]:
+        """Decreases are evaluated once per batch window and filed together (one proposal for all instruments)."""
+        group = None
+        if self._batch_ns > 0:
+            idx = (t - _MONDAY_NS) // self._batch_ns
+            if idx == st.batch_idx:
+                return _EMPTY
+            st.batch_idx = idx
+            if target >= cur * (1.0 - self._dec_band):
+                return _EMPTY  # within the decrease hysteresis: wait for the next window
+            group = "decreases:" + pd.Timestamp(_MONDAY_NS + idx * self._batch_ns, tz="UTC").isoformat()
+        if self._dec_needs_officer:
+            pend = st.pending_im
+            if pend == pend and pend < cur and (abs(new / pend - 1.0) <= self._band
+                                                or (group is None and t - st.last_proposal_ns < self._prop_cool_ns)):
+                return _EMPTY
+            rule = self._rule("proposal", cur, new, st)
+            a = self._mk(st, ev, "proposal", cur, new, min(st.mm, new), new * mm_ratio, target, sig_now, rule, comp,
+                         "decrease_batch" if group else "rate", group)
+            st.pending_im = new
+            st.last_proposal_ns = t
+        else:
+            rule = self._rule("auto", cur, new, st)
+            mm_old = st.mm
+            st.im = new
+            mm_now = self._schedule_mm(st, t, new * mm_ratio)
+            st.mm = mm_old
+            a = self._mk(st, ev, "auto", cur, new, mm_now, new * mm_ratio, target, sig_now, rule, comp,
+                         "decrease_batch" if group else "rate", group)
+            st.last_change_ns = t
+            st.mm = mm_now
+            st.pending_im = math.nan
+        if group is None:
+            return [a]
+        self._batch.append(a)
+        self._batch_due = t + 1
+        return _EMPTY
+
+    def _escalate(self, st: _Inst, ev: BarEvent, t: int, target: float, mm_ratio: float, sig_now: float,
+                  comp: Any) -> list[Adjustment]:
+        """A breach cluster: propose (to an officer, no speed limit) the largest of the target and the breaching move."""
+        bc = st.breach
+        cushion = self._mv["breach"]["cushion"]
+        want = max(target, bc.last_move * (1.0 + cushion))
+        rnd = self._bounds.rounding
+        if rnd > 0:
+            want = math.ceil(want / rnd - 1e-9) * rnd
+        want = min(want, self._cap)
+        cur = st.im
+        pend = st.pending_im
+        if want <= cur * (1.0 + self._band) or (pend == pend and pend >= want):
+            return _EMPTY
+        rule = (f"escalation: breach cluster ({bc.counts.count} breaches); proposed IM covers the latest "
+                f"{self._br['horizon_hours']:g}h move {100 * bc.last_move:.1f}% + {100 * cushion:g}% cushion; "
+                "needs a risk officer")
+        comp = self._components(st, comp)
+        c2 = {**comp, "moved_by": [*comp.get("moved_by", []), "escalation (breach cluster)"],
+              "breach_move": bc.last_move}
+        a = self._mk(st, ev, "proposal", cur, want, st.mm, want * mm_ratio, target, sig_now, rule, c2, "escalation")
+        st.pending_im = want
+        st.last_proposal_ns = t
+        return [a]
 
     def _rule(self, kind: str, before: float, rate: float, st: _Inst) -> str:
         ap = self.policy["approval"]
@@ -491,12 +879,29 @@ class MonitorEngine:
         if rate < before:
             return (f"needs a risk officer: decreases are approved by an officer (speed limit "
                     f"-{100 * au['max_decrease_per_day']:g}%/day)")
-        return f"needs a risk officer: increase above +{100 * ap['increase_above']:g}%"
+        return (f"needs a risk officer: emergency increase beyond the automatic bound "
+                f"(+{100 * ap['increase_above']:g}%)")
 
-    def _reason(self, st: _Inst, before: float, rate: float, target: float, sig_now: float, rule: str) -> str:
+    def _reason(self, st: _Inst, before: float, rate: float, target: float, sig_now: float, rule: str,
+                comp: Mapping[str, Any] | None = None) -> str:
+        extra = ""
+        if comp:
+            parts = []
+            if comp.get("horizon_factor", 1.0) > 1.0:
+                parts.append(f"close-out horizon x{comp['horizon_factor']:.2f} (liquidity)")
+            if comp.get("oi_imf", 1.0) > 1.0:
+                parts.append(f"OI-scaled IM x{comp['oi_imf']:.2f} (open interest above its cap)")
+            if comp.get("liquidity_addon", 0.0) > 0:
+                parts.append(f"liquidity add-on {100 * comp['liquidity_addon']:.2f}%")
+            if comp.get("funding_provision", 0.0) > 0:
+                parts.append(f"funding provision {100 * comp['funding_provision']:.2f}%")
+            if comp.get("tier_scale", 1.0) < 1.0:
+                parts.append(f"tier boundaries x{comp['tier_scale']:.2f}")
+            if parts:
+                extra = "; " + ", ".join(parts)
         return (f"{st.name} IM {100 * before:.2f}% -> {100 * rate:.2f}% ({100 * (rate / before - 1):+.1f}%): "
                 f"{self._target_h:g}h EWMA vol {100 * sig_now:.0f}% annualised vs {100 * st.sigma_anchor:.0f}% "
-                f"at calibration gives target {100 * target:.2f}% (IM_base {100 * st.im_base:.2f}%); {rule}")
+                f"at calibration gives target {100 * target:.2f}% (IM_base {100 * st.im_base:.2f}%{extra}); {rule}")
 
     def _spacing_hours(self, prev_ns: int, t_ns: int, default: float) -> float:
         h = (t_ns - prev_ns) / _NS_PER_HOUR
@@ -505,6 +910,7 @@ class MonitorEngine:
     def _on_funding(self, ev: FundingEvent) -> list[Any] | None:
         st = self._inst(ev.instrument)
         x = ev.rate
+        st.fund_last = x
         fs = st.fund_stats
         if fs is None:
             # the EWMA decay per observation follows the spacing of the first two funding events
@@ -539,6 +945,13 @@ class MonitorEngine:
             v = ev.oi_contracts * st.prev_close
         if not v > 0:
             return None
+        st.oi_level = v
+        ref = st.oi_ref
+        if ref is None and st.oi_t:
+            ref = st.oi_ref = EWMStats(_halflife_lam(self._mv["open_interest"]["reference_halflife_hours"],
+                                                     self._spacing_hours(st.oi_t, ev.t_ns, 24.0)))
+        if ref is not None:
+            ref.update(v)
         lv = math.log(v)
         prev = st.oi_prev
         prev_t = st.oi_t
@@ -567,6 +980,7 @@ class MonitorEngine:
         st.depth_seen = True
         d = ev.depth_notional(self._band_bps)
         sp = ev.spread_bps
+        st.depth_last, st.spread_last = d, sp
         if st.depth_stats is None:
             if st.depth_t == 0:
                 st.depth_t = ev.t_ns
@@ -626,6 +1040,27 @@ class MonitorEngine:
     def instruments(self) -> list[str]:
         return sorted(self._insts)
 
+    def target(self, instrument: str) -> tuple[float, float, dict[str, Any]] | None:
+        """(IM target, MM target, components) of one instrument now: which signal moves which parameter.
+
+        None before the instrument has rates and a volatility. Does not change any state (the APC
+        recursion, when enabled, is evaluated on a copy).
+        """
+        st = self._insts[instrument]
+        if not (st.im == st.im and st.vt is not None and st.vt.var > 0.0):
+            return None
+        sig_now = math.sqrt(st.vt.var * st.bars_per_year)
+        anchor = st.sigma_anchor
+        if anchor != anchor:
+            st.sigma_anchor = sig_now
+        keep = (st.apc_out, st.apc_base)
+        try:
+            im, mm, comp = self._target(st, sig_now)
+        finally:
+            st.apc_out, st.apc_base = keep
+            st.sigma_anchor = anchor
+        return im, mm, self._components(st, comp)
+
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         """Everything needed to resume exactly (JSON-able; floats round-trip exactly through JSON)."""
@@ -653,11 +1088,17 @@ class MonitorEngine:
                 "sigma_anchor": f(st.sigma_anchor), "last_change_ns": st.last_change_ns,
                 "last_increase_ns": st.last_increase_ns, "last_proposal_ns": st.last_proposal_ns,
                 "pending_im": f(st.pending_im),
+                "volu_s": est(st.volu_s), "oi_ref": est(st.oi_ref), "oi_level": f(st.oi_level),
+                "fund_last": f(st.fund_last), "depth_last": f(st.depth_last), "spread_last": f(st.spread_last),
+                "mm_sched": f(st.mm_sched), "mm_sched_ns": st.mm_sched_ns, "batch_idx": st.batch_idx,
+                "mm_queue": [[q[0], int(q[1])] for q in st.mm_queue],
+                "apc_out": f(st.apc_out), "apc_base": f(st.apc_base),
             }
         return {
             "format": 1, "policy_sha256": self.policy.sha256, "live_from_ns": self.live_from_ns,
             "events_processed": self.events_processed,
             "last_key": None if self.last_key is None else list(self.last_key), "instruments": insts,
+            "batch": [a.as_dict() for a in self._batch], "batch_due": self._batch_due,
         }
 
     @classmethod
@@ -710,7 +1151,20 @@ class MonitorEngine:
             st.last_change_ns, st.last_increase_ns = int(s["last_change_ns"]), int(s["last_increase_ns"])
             st.last_proposal_ns = int(s["last_proposal_ns"])
             st.pending_im = nf(s["pending_im"])
+            if len(st.trig) < 9:
+                st.trig += [sg.Trigger() for _ in range(9 - len(st.trig))]
+            if s.get("volu_s") is not None:
+                st.volu_s = EWMStats.from_state(s["volu_s"])
+            if s.get("oi_ref") is not None:
+                st.oi_ref = EWMStats.from_state(s["oi_ref"])
+            for key in ("oi_level", "fund_last", "depth_last", "spread_last", "mm_sched", "apc_out", "apc_base"):
+                setattr(st, key, nf(s.get(key)))
+            st.mm_sched_ns = int(s.get("mm_sched_ns", 0))
+            st.mm_queue = [[float(q[0]), float(q[1])] for q in s.get("mm_queue", [])]
+            st.batch_idx = int(s.get("batch_idx", -1))
             eng._insts[name] = st
+        eng._batch = [_adjustment_from_dict(a) for a in state.get("batch", [])]
+        eng._batch_due = int(state.get("batch_due", 0))
         if params is not None:
             eng.params = params
         return eng

@@ -41,14 +41,16 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.adjust.approval import adjusted_row, create_proposal, pending_rates
+from margincal.adjust.approval import _new_id as approval_new_id
+from margincal.adjust.approval import adjusted_row, pending_rates
 from margincal.adjust.engine import Adjustment, MonitorEngine
 from margincal.adjust.policy import Policy, default_policy
 from margincal.adjust.signals import Signal
 from margincal.data import audit
 from margincal.data.feeds import event_key
-from margincal.data.store import connect, transaction, utcnow
-from margincal.margin.params import ParameterSet, latest_version, load, new_run_id, publish
+from margincal.data.store import connect, dumps, transaction, utcnow
+from margincal.errors import ConfigError
+from margincal.margin.params import InstrumentParams, ParameterSet, latest_version, load, new_run_id
 
 __all__ = ["Monitor", "MonitorReport", "jsonable", "load_checkpoint", "summarize_state"]
 
@@ -86,6 +88,11 @@ class Monitor:
     Parameters
     ----------
     store : store path (short-lived connections) or an open connection.
+    commit_latency_s : group commit. A decision (published version, proposal) or signal waits at most this
+        long (wall time) before the transaction that writes it, with every other decision of the group and
+        the checkpoint, commits; 0 commits after each event that produced one (use 0 for a live feed, which
+        may idle between events). With a value > 0 and a store path, :meth:`run` keeps one connection (and
+        so the store's write lock) for its duration; with 0 it opens one per transaction.
     policy : the policy (default: the shipped one).
     name : checkpoint name in ``monitor_state`` (one per monitored stream).
     live_from : events before it only warm the estimators up.
@@ -95,7 +102,8 @@ class Monitor:
 
     def __init__(self, store: str | Path | duckdb.DuckDBPyConnection, policy: Policy | None = None, *,
                  name: str = "monitor", live_from: Any = None, fresh: bool = False, actor: str = "monitor",
-                 checkpoint_every: int = 5000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0) -> None:
+                 checkpoint_every: int = 100_000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0,
+                 commit_latency_s: float = 1.0) -> None:
         self.store = store
         self.policy = policy or default_policy()
         self.name = name
@@ -105,10 +113,15 @@ class Monitor:
         self.checkpoint_every = int(checkpoint_every)
         self.checkpoint_seconds = float(checkpoint_seconds)
         self.sync_seconds = float(sync_seconds)
+        if not commit_latency_s >= 0:
+            raise ConfigError(f"commit_latency_s is {commit_latency_s}; it must be >= 0")
+        self.commit_latency_s = float(commit_latency_s)
         self.engine: MonitorEngine | None = None
         self._version: int | None = None
         self._current: ParameterSet | None = None
         self._pending_signals: list[Signal] = []
+        self._queue: list[Adjustment] = []
+        self._held: duckdb.DuckDBPyConnection | None = None
         self.report = MonitorReport(name)
 
     # ---------------------------------------------------------------- store
@@ -116,6 +129,9 @@ class Monitor:
     def _con(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if isinstance(self.store, duckdb.DuckDBPyConnection):
             yield self.store
+            return
+        if self._held is not None:
+            yield self._held
             return
         c = connect(self.store)
         try:
@@ -152,10 +168,8 @@ class Monitor:
                     [self.name, last_ts, json.dumps(eng.state(), allow_nan=False), utcnow()])
 
     def checkpoint(self) -> None:
-        """Write the engine state and the signals raised since the last write (one transaction)."""
-        with self._con() as con, transaction(con):
-            self._save_state(con)
-        self._pending_signals = []
+        """Write the queued decisions, the signals and the engine state (one transaction)."""
+        self.flush()
 
     def start(self) -> MonitorEngine:
         """Load the checkpoint (unless ``fresh``) and the rates in force; returns the engine."""
@@ -196,68 +210,120 @@ class Monitor:
         self._version = v
 
     # ---------------------------------------------------------------- persistence of decisions
-    def _persist(self, adjustments: list[Adjustment]) -> list[dict[str, Any]]:
-        eng = self.engine
-        assert eng is not None
+    def _write_decisions(self, con: duckdb.DuckDBPyConnection, adjustments: list[Adjustment],
+                         current: ParameterSet | None) -> tuple[list[dict[str, Any]], ParameterSet | None, bool]:
+        """Write adjustments inside the caller's transaction; returns (records, current set, resync needed).
+
+        Adjustments sharing a ``group`` (the decreases of one batch window) become ONE proposal, or one
+        version for automatic ones, with one diff over every instrument of the group.
+        """
         records: list[dict[str, Any]] = []
         resync = False
-        with self._con() as con, transaction(con):
-            v = latest_version(con)
-            if v is None:
-                current: ParameterSet | None = None
-            elif self._current is not None and self._current.version == v:
-                current = self._current  # unchanged since our last write: no need to read it again
-            else:
-                current = load(con, v)
-            for adj in adjustments:
-                rec = {"type": "adjustment" if adj.route == "auto" else "proposal", **adj.as_dict()}
-                if current is None or adj.instrument not in current.params:
+        writer = GroupWriter(con)
+        k = 0
+        n = len(adjustments)
+        while k < n:
+            adj = adjustments[k]
+            grp = [adj]
+            if adj.group is not None:
+                while k + len(grp) < n and adjustments[k + len(grp)].group == adj.group \
+                        and adjustments[k + len(grp)].route == adj.route:
+                    grp.append(adjustments[k + len(grp)])
+            k += len(grp)
+            ok: list[Adjustment] = []
+            for a in grp:
+                rec = {"type": "adjustment" if a.route == "auto" else "proposal", **a.as_dict()}
+                records.append(rec)
+                if current is None or a.instrument not in current.params:
                     rec["skipped"] = "instrument not in the published parameter set"
-                    records.append(rec)
                     continue
-                in_force = current.params[adj.instrument].im_rate
-                if abs(in_force - adj.im_before) > 1e-12 * max(1.0, in_force):
-                    rec["skipped"] = (f"rate in force {in_force:.6g} differs from the engine's {adj.im_before:.6g} "
+                in_force = current.params[a.instrument].im_rate
+                if abs(in_force - a.im_before) > 1e-12 * max(1.0, in_force):
+                    rec["skipped"] = (f"rate in force {in_force:.6g} differs from the engine's {a.im_before:.6g} "
                                       "(changed by someone else); resynchronised")
                     resync = True
-                    records.append(rec)
                     continue
-                meta = {"im_base": adj.im_base, "mm_base": adj.mm_base, "sigma_anchor_annual": adj.sigma_anchor}
-                evidence = {"event_ts": adj.ts.isoformat(), "policy": self.policy.summary(), "monitor": self.name,
-                            "adjustment": adj.as_dict()}
-                if adj.route == "auto":
-                    row = adjusted_row(current.params[adj.instrument], adj.im_after, adj.mm_after,
-                                       {**meta, "adjusted": {"by": "auto-adjust", "event_ts": adj.ts.isoformat(),
-                                                             "target_im": adj.target_im,
-                                                             "sigma_now_annual": adj.sigma_now}})
-                    new = current.with_changes({adj.instrument: row})
-                    new = ParameterSet(params=new.params, provenance={"source": "auto-adjust", **evidence},
-                                       parent_version=current.version)
-                    version = publish(con, new, created_by=self.actor, source="auto-adjust", run_id=new_run_id(),
-                                      note=adj.reason[:500], in_transaction=True)
-                    audit.append(con, self.actor, "auto_adjust", f"instrument:{adj.instrument}",
-                                 {"version": version, "im_before": adj.im_before, "im_after": adj.im_after,
-                                  "mm_before": adj.mm_before, "mm_after": adj.mm_after, "event_ts": adj.ts.isoformat(),
-                                  "rule": adj.rule, "signals": [s.kind + ":" + s.severity for s in adj.signals]})
-                    current = dataclasses.replace(new, version=version)
-                    rec["version"] = version
-                    self.report.versions.append(version)
-                    self.report.auto_adjustments += 1
+                ok.append(a)
+            if not ok or current is None:
+                continue
+            recs = records[len(records) - len(grp):]
+            recs = [r for r in recs if "skipped" not in r]
+            evidence = {"event_ts": ok[0].ts.isoformat(), "policy": self.policy.summary(), "monitor": self.name,
+                        "adjustment": ok[0].as_dict()}
+            if len(ok) > 1:
+                evidence["group"] = ok[0].group
+                evidence["adjustments"] = [a.as_dict() for a in ok]
+            reason = ok[0].reason if len(ok) == 1 else (
+                f"{len(ok)} instruments, decreases of the window from "
+                f"{str(ok[0].group).split(':', 1)[1].split('@')[0]}: "
+                + "; ".join(a.reason for a in ok))
+            if ok[0].route == "auto":
+                rows = {a.instrument: _row(current.params[a.instrument], a) for a in ok}
+                new = current.with_changes(rows)
+                new = ParameterSet(params=new.params, provenance={"source": "auto-adjust", **evidence},
+                                   parent_version=current.version)
+                version = writer.publish(new, created_by=self.actor, source="auto-adjust", run_id=new_run_id(),
+                                         note=reason[:500])
+                for a in ok:
+                    writer.audit(self.actor, "auto_adjust", f"instrument:{a.instrument}",
+                                 {"version": version, "im_before": a.im_before, "im_after": a.im_after,
+                                  "mm_before": a.mm_before, "mm_after": a.mm_after, "event_ts": a.ts.isoformat(),
+                                  "scope": a.scope, "effective_at": (a.effective_at or a.ts).isoformat(),
+                                  "mm_scheduled": None if a.mm_scheduled != a.mm_scheduled else a.mm_scheduled,
+                                  "mm_effective_at": None if a.mm_effective_at is None
+                                  else a.mm_effective_at.isoformat(),
+                                  "rule": a.rule, "signals": [s.kind + ":" + s.severity for s in a.signals]})
+                current = dataclasses.replace(new, version=version)
+                for r in recs:
+                    r["version"] = version
+                self.report.versions.append(version)
+                self.report.auto_adjustments += 1
+            else:
+                pid = writer.propose(
+                    author=self.actor, reason=reason, base_version=current.version, evidence=evidence,
+                    changes=[{"instrument": a.instrument, "im_before": a.im_before, "im_after": a.im_after,
+                              "mm_before": a.mm_before, "mm_after": a.mm_after, "meta": _meta(a)} for a in ok])
+                for r in recs:
+                    r["proposal_id"] = pid
+                self.report.proposal_ids.append(pid)
+                self.report.proposals += 1
+        writer.write()
+        return records, current, resync
+
+    def _persist(self, adjustments: list[Adjustment]) -> list[dict[str, Any]]:
+        """Write adjustments, the pending signals and the checkpoint in one transaction (see :meth:`flush`)."""
+        self._queue.extend(adjustments)
+        return self.flush()
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Group commit: every queued decision, the pending signals and the checkpoint in ONE transaction.
+
+        Nothing is written before the commit: a crash loses the whole group, and the restart replays its
+        events from the previous checkpoint, reproducing the same decisions (exactly once in the store).
+        """
+        eng = self.engine
+        assert eng is not None
+        queue = self._queue
+        with self._con() as con, transaction(con):
+            current: ParameterSet | None = None
+            if queue:
+                v = latest_version(con)
+                if v is None:
+                    current = None
+                elif self._current is not None and self._current.version == v:
+                    current = self._current  # unchanged since our last write: no need to read it again
                 else:
-                    pid = create_proposal(
-                        con, author=self.actor, reason=adj.reason, base_version=current.version, evidence=evidence,
-                        changes=[{"instrument": adj.instrument, "im_before": adj.im_before, "im_after": adj.im_after,
-                                  "mm_before": adj.mm_before, "mm_after": adj.mm_after, "meta": meta}],
-                        in_transaction=True)
-                    rec["proposal_id"] = pid
-                    self.report.proposal_ids.append(pid)
-                    self.report.proposals += 1
-                records.append(rec)
+                    current = load(con, v)
+                records, current, resync = self._write_decisions(con, queue, current)
+            else:
+                records, resync = [], False
             self._save_state(con)
         # only after the commit succeeded
+        self._queue = []
         self._pending_signals = []
-        self._version = None if current is None else current.version
-        self._current = current
+        if queue:
+            self._version = None if current is None else current.version
+            self._current = current
         if resync:
             self._version = -1
             self._sync()
@@ -270,11 +336,31 @@ class Monitor:
             max_events: int | None = None) -> MonitorReport:
         """Process the feed; returns a :class:`MonitorReport`.
 
-        ``on_output(event, signals, records)`` is called whenever something
-        happened (records are the persisted adjustments/proposals with their
-        version or proposal id); ``on_tick(event)`` every ``tick_every`` events.
+        Writes are grouped: the decisions and signals of many events, with the checkpoint, are committed in
+        one transaction every ``checkpoint_every`` events or ``checkpoint_seconds`` of wall time (and at the
+        end). ``on_output(event, signals, records)`` is called for each event where something happened,
+        after the transaction holding it committed (records carry their version or proposal id);
+        ``on_tick(event)`` every ``tick_every`` events.
         """
         eng = self.engine or self.start()
+        if self.commit_latency_s > 0 and not isinstance(self.store, duckdb.DuckDBPyConnection):
+            # group commit: one connection for the run (opening a store file costs more than a group's writes);
+            # it holds the store's write lock until the run ends
+            self._held = connect(self.store)
+        shared = self._held is not None and hasattr(feed, "share_connection") and \
+            feed.share_connection(self.store, self._held)
+        try:
+            return self._run(eng, feed, on_output, on_tick, tick_every, max_events)
+        finally:
+            if shared:
+                feed.share_connection(self.store, None)
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+
+    def _run(self, eng: MonitorEngine, feed: Iterable[Any],
+             on_output: Callable[[Any, list[Signal], list[dict[str, Any]]], None] | None,
+             on_tick: Callable[[Any], None] | None, tick_every: int, max_events: int | None) -> MonitorReport:
         rep = self.report
         t_start = time.monotonic()
         last_ckpt_wall = last_sync = t_start
@@ -283,16 +369,35 @@ class Monitor:
         process = eng.process
         n = 0
         ev = None
-        # False while the engine has taken an event whose effects are not yet written: a checkpoint then
-        # would record changes that were never published (so none is written if that step fails)
+        outputs: list[tuple[Any, list[Signal], int]] = []  # (event, signals, number of decisions) since the commit
+        pend_sigs = self._pending_signals
+        queue = self._queue
+        latency = self.commit_latency_s
+        first_output_wall = t_start
+
+        def commit() -> None:
+            nonlocal pend_sigs, queue
+            records = self.flush()
+            pend_sigs = self._pending_signals
+            queue = self._queue
+            if on_output is not None:
+                i = 0
+                for e, sigs, k in outputs:
+                    on_output(e, sigs, records[i:i + k])
+                    i += k
+            outputs.clear()
+
+        # False while the engine has taken an event whose decisions are not yet queued: a commit then would
+        # checkpoint a state whose decisions were never written
         consistent = True
         try:
             for ev in feed:
-                if last_key is not None and event_key(ev) <= last_key:
-                    continue  # already processed before a restart
+                if last_key is not None:
+                    if event_key(ev) <= last_key:
+                        continue  # already processed before a restart
+                    last_key = None  # feeds deliver events in key order: no need to compare any further
                 consistent = False
                 out = process(ev)
-                last_key = eng.last_key
                 n += 1
                 since_ckpt += 1
                 if rep.first_event is None:
@@ -300,32 +405,34 @@ class Monitor:
                 if out is not None:
                     sigs = [x for x in out if isinstance(x, Signal)]
                     adjs = [x for x in out if isinstance(x, Adjustment)]
-                    rep.signals += len(sigs)
-                    self._pending_signals.extend(sigs)
-                    records = self._persist(adjs) if adjs else []
-                    consistent = True
-                    if adjs:
-                        since_ckpt = 0
-                        last_ckpt_wall = time.monotonic()
-                    if on_output is not None:
-                        on_output(ev, sigs, records)
+                    if sigs or adjs:
+                        rep.signals += len(sigs)
+                        pend_sigs.extend(sigs)
+                        queue.extend(adjs)
+                        if not outputs:
+                            first_output_wall = time.monotonic()
+                        outputs.append((ev, sigs, len(adjs)))
                 consistent = True
+                if outputs and (latency <= 0.0 or time.monotonic() - first_output_wall >= latency):
+                    commit()
+                    since_ckpt = 0
+                    last_ckpt_wall = time.monotonic()
                 if on_tick is not None and n % tick_every == 0:
                     on_tick(ev)
                 if n & 255 == 0 or since_ckpt >= self.checkpoint_every:
                     now = time.monotonic()
                     if since_ckpt >= self.checkpoint_every or now - last_ckpt_wall >= self.checkpoint_seconds:
-                        self.checkpoint()
+                        commit()
                         since_ckpt = 0
                         last_ckpt_wall = now
-                    if now - last_sync >= self.sync_seconds:
+                    if now - last_sync >= self.sync_seconds and not queue:
                         self._sync()
                         last_sync = now
                 if max_events is not None and n >= max_events:
                     break
         finally:
-            if since_ckpt and consistent and eng.last_key is not None:
-                self.checkpoint()
+            if consistent and eng.last_key is not None and (since_ckpt or queue or pend_sigs):
+                commit()
             rep.events += n
             rep.events_total = eng.events_processed
             if eng.last_key is not None:
@@ -334,6 +441,135 @@ class Monitor:
         if ev is not None and on_tick is not None:
             on_tick(ev)
         return rep
+
+
+class GroupWriter:
+    """Rows of many versions, proposals and audit entries, written with one multi-row INSERT per table.
+
+    Group commit needs the writes themselves to be cheap: ``params.publish``, ``approval.create_proposal``
+    and ``audit.append`` cost a few statements each (about 5 ms per decision in DuckDB, most of it the
+    audit chain's read of its last entry). This writer produces exactly the rows those functions write -
+    the same columns, the same audit actions, subjects and details, the same hash chain (computed with
+    ``audit``'s own entry hash) - but reads the last version and the last audit entry once and inserts
+    every row of a table in one statement. It writes nothing until :meth:`write`, inside the caller's
+    transaction.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._heads: list[list[Any]] = []
+        self._rows: list[list[Any]] = []
+        self._props: list[list[Any]] = []
+        self._audit: list[tuple[str, str, str, dict[str, Any]]] = []
+        self._version: int | None = None
+
+    def publish(self, pset: ParameterSet, *, created_by: str, source: str, run_id: str, note: str | None) -> int:
+        if not pset.params:
+            raise ConfigError("cannot publish an empty parameter set")
+        if self._version is None:
+            self._version = latest_version(self.con) or 0
+        parent = self._version or None
+        version = self._version + 1
+        self._version = version
+        self._heads.append([version, utcnow(), created_by, source, run_id, parent, note, dumps(pset.provenance)])
+        self._rows += [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
+                       for p in pset.params.values()]
+        self.audit(created_by, "publish", f"parameter_set:{version}",
+                   {"source": source, "run_id": run_id, "parent_version": parent,
+                    "instruments": sorted(pset.params), "note": note})
+        return version
+
+    def propose(self, *, author: str, changes: list[dict[str, Any]], reason: str, evidence: dict[str, Any],
+                base_version: int | None) -> str:
+        clean = []
+        for c in changes:
+            im, mm = float(c["im_after"]), float(c["mm_after"])
+            InstrumentParams(str(c["instrument"]), im, mm)  # validates the rates, as create_proposal does
+            clean.append({**c, "im_before": float(c["im_before"]), "im_after": im,
+                          "mm_before": float(c["mm_before"]), "mm_after": mm})
+        if not reason.strip():
+            raise ConfigError("a proposal needs a reason")
+        now = utcnow()
+        pid = approval_new_id(now)
+        self._props.append([pid, now, author, base_version, reason, dumps(clean), dumps(evidence)])
+        self.audit(author, "propose", f"proposal:{pid}",
+                   {"instruments": [c["instrument"] for c in clean],
+                    "im": {c["instrument"]: [c["im_before"], c["im_after"]] for c in clean},
+                    "base_version": base_version, "reason": reason})
+        return pid
+
+    def audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+        self._audit.append((actor, action, subject, details))
+
+    def write(self) -> None:
+        con = self.con
+        for table, rows, width in (("parameter_sets", self._heads, 8), ("parameter_rows", self._rows, 5),
+                                   ("proposals", self._props, 7)):
+            if rows:
+                ph = "(" + ", ".join(["?"] * width) + ")"
+                con.execute(f"INSERT INTO {table} VALUES " + ", ".join([ph] * len(rows)),
+                            [v for r in rows for v in r])
+        if self._audit:
+            row = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (0, audit.GENESIS) if row is None else (int(row[0]), str(row[1]))
+            out: list[Any] = []
+            ts = utcnow()
+            ts_text = audit._ts_text(ts)
+            for actor, action, subject, details in self._audit:
+                seq += 1
+                det = dumps(details)
+                h = audit._entry_hash(seq, ts_text, actor, action, subject, det, prev)
+                out += [seq, ts, actor, action, subject, det, prev, h]
+                prev = h
+            con.execute("INSERT INTO audit_log VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(self._audit)),
+                        out)
+        self._heads, self._rows, self._props, self._audit = [], [], [], []
+
+
+def _meta(a: Adjustment) -> dict[str, Any]:
+    """Details written on the instrument's row with a change: base rates, anchor, announced MM, tier scale."""
+    m: dict[str, Any] = {"im_base": a.im_base, "mm_base": a.mm_base, "sigma_anchor_annual": a.sigma_anchor,
+                         "mm_scheduled": None if a.mm_scheduled != a.mm_scheduled else
+                         {"rate": a.mm_scheduled, "effective_at": a.mm_effective_at.isoformat()
+                          if a.mm_effective_at is not None else None, "scope": "all_positions"}}
+    if a.components:
+        m["tier_scale"] = a.components.get("tier_scale", 1.0)
+        m["moved_by"] = list(a.components.get("moved_by", []))
+    return m
+
+
+def _row(prev: InstrumentParams, a: Adjustment) -> InstrumentParams:
+    """The published row after an automatic adjustment: rates, tiers rescaled, effective time and scope."""
+    meta = _meta(a)
+    meta["adjusted"] = {"by": "auto-adjust", "event_ts": a.ts.isoformat(), "target_im": a.target_im,
+                        "sigma_now_annual": a.sigma_now, "kind": a.kind, "scope": a.scope,
+                        "effective_at": (a.effective_at or a.ts).isoformat()}
+    if a.kind == "mm_effective":
+        meta["mm_scheduled"] = None
+        meta.pop("tier_scale", None)
+    row = adjusted_row(prev, a.im_after, a.mm_after, meta)
+    scale = meta.get("tier_scale")
+    tiers = row.details.get("tiers")
+    if isinstance(scale, (int, float)) and isinstance(tiers, list) and tiers:
+        d = dict(row.details)
+        base = d.setdefault("tier_bounds_base", [{k: t.get(k) for k in _BOUND_KEYS if k in t} for t in tiers])
+        prev_scale = float(prev.details.get("tier_scale", 1.0) or 1.0)
+        new_tiers = []
+        for t, b in zip(tiers, base, strict=False):
+            t2 = dict(t)
+            for key, v in b.items():
+                if isinstance(v, (int, float)):
+                    t2[key] = float(v) * float(scale)
+            if isinstance(t2.get("maintenance_amount"), (int, float)) and prev_scale > 0:
+                # cumulative deduction = sum of boundary x rate step: it scales with the boundaries
+                t2["maintenance_amount"] = float(t2["maintenance_amount"]) * float(scale) / prev_scale
+            new_tiers.append(t2)
+        d["tiers"] = new_tiers
+        row = InstrumentParams(row.instrument, row.im_rate, row.mm_rate, d)
+    return row
+
+
+_BOUND_KEYS = ("lower", "upper", "notional_floor", "notional_cap", "max_notional")
 
 
 def summarize_state(engine: MonitorEngine) -> list[dict[str, Any]]:

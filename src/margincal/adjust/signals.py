@@ -22,6 +22,11 @@ Kinds:
 ``funding_extreme``  |funding rate| >= threshold, or its |z-score| >= threshold
 ``breach_cluster``   k margin breaches within the last n days
 ``new_listing``      instrument seen with fewer than N bars of history
+``stale_data``       a gap of more than N bar intervals in an instrument's bars: the monitor
+                     does not adjust on the bar after a gap (the data it would act on is stale)
+
+Which parameter each signal moves is set in the policy's ``[moves.*]`` sections
+(see :mod:`margincal.adjust.engine` and docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ __all__ = ["KINDS", "SEVERITIES", "Signal", "Trigger", "severity_name"]
 
 SEVERITIES = ("info", "warning", "critical")
 KINDS = ("vol_regime", "volume_surge", "oi_surge", "liquidity_drop", "funding_extreme", "breach_cluster",
-         "new_listing")
+         "new_listing", "stale_data")
 
 
 def severity_name(level: int) -> str:
@@ -193,3 +198,19 @@ def new_listing(instrument: str, ts: pd.Timestamp, bars: int, min_bars: int, bar
                   float(min_bars),
                   f"{instrument} has {bars} bars ({bars * bar_hours / 24:.1f} days) of history, fewer than "
                   f"{min_bars}: treat as a new listing (thin history, margins rest on few observations)")
+
+
+def volume_drop(instrument: str, ts: pd.Timestamp, level: int, recent: float, typical: float,
+                threshold: float) -> Signal:
+    drop = 1.0 - recent / typical
+    return Signal(instrument, ts, "liquidity_drop", SEVERITIES[level],
+                  {"volume_recent": recent, "typical_volume": typical, "drop": drop}, threshold,
+                  f"{instrument} traded volume (24h EWMA {recent:,.0f} per bar) is {_pct(drop)} below its typical "
+                  f"{typical:,.0f} (threshold {_pct(threshold)})")
+
+
+def stale_data(instrument: str, ts: pd.Timestamp, gap_bars: float, max_gap_bars: float, bar_hours: float) -> Signal:
+    return Signal(instrument, ts, "stale_data", "warning", {"gap_bars": float(gap_bars), "bar_hours": bar_hours},
+                  float(max_gap_bars),
+                  f"{instrument} no bar for {gap_bars:g} bar intervals ({gap_bars * bar_hours:g}h; threshold "
+                  f"{max_gap_bars:g}): data were stale, no margin change is made on this bar")

@@ -108,6 +108,9 @@ def monitor(
                                                      "BTC/USDT:USDT.")] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", help="--live: bar timeframe.")] = "1m",
     poll: Annotated[float, typer.Option("--poll", help="--live: seconds between polls.")] = 10.0,
+    group_commit: Annotated[float | None, typer.Option("--group-commit", help="Seconds a decision may wait to be "
+                                                       "written with others in one transaction (default 1 for "
+                                                       "an unpaced replay, 0 for --live and --speed).")] = None,
 ) -> None:
     """Run the margin monitor: signals and margin adjustments as they happen."""
     if replay == live:
@@ -132,7 +135,11 @@ def monitor(
         stop = None
         insts = None
         ck_name = name or f"live:{exchange}:{','.join(symbol)}:{timeframe}"
-    mon = Monitor(store_path, pol, name=ck_name, live_from=live_from, fresh=fresh)
+    if group_commit is None:
+        group_commit = 1.0 if (replay and speed is None) else 0.0
+    elif not (group_commit >= 0 and group_commit < float("inf")):
+        raise ConfigError(f"--group-commit is {group_commit}; it must be a finite number of seconds >= 0")
+    mon = Monitor(store_path, pol, name=ck_name, live_from=live_from, fresh=fresh, commit_latency_s=group_commit)
     with open_store(store_path) as con:
         resuming = (not fresh) and load_checkpoint(con, ck_name) is not None
     if calibrate and replay:

@@ -290,12 +290,30 @@ class ReplayFeed:
         self._clock = clock
         self.instruments = list(instruments) if instruments else None
         self.timeframes_: dict[str, str] = {}
+        self._shared: duckdb.DuckDBPyConnection | None = None
+
+    def share_connection(self, store: Any, con: duckdb.DuckDBPyConnection | None) -> bool:
+        """Read through ``con`` (a writer's open connection to the same store file) while it is set.
+
+        DuckDB refuses a second, read-only connection to a file the same process holds open for writing;
+        the monitor's group commit holds one for its run and hands it over here. Returns whether the feed
+        reads from ``store`` (else nothing changes); ``con=None`` goes back to short-lived connections.
+        """
+        if isinstance(self.source, duckdb.DuckDBPyConnection) or isinstance(store, duckdb.DuckDBPyConnection):
+            return False
+        if Path(self.source).resolve() != Path(store).resolve():
+            return False
+        self._shared = con
+        return True
 
     # ---------------------------------------------------------------- store access
     @contextlib.contextmanager
     def _con(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if isinstance(self.source, duckdb.DuckDBPyConnection):
             yield self.source
+            return
+        if self._shared is not None:
+            yield self._shared
             return
         c = connect(self.source, read_only=True)
         try:
@@ -518,6 +536,8 @@ class LiveFeed:
         self._last_ts: dict[tuple[str, str], int] = {}
         self._mark: dict[str, float] = {}
         self._loaded = False
+        self.disconnects = 0
+        self.last_error: str | None = None
 
     # ---------------------------------------------------------------- helpers
     def _load(self) -> None:
@@ -643,11 +663,34 @@ class LiveFeed:
         out.sort(key=event_key)
         return out
 
-    def iter_events(self, max_polls: int | None = None) -> Iterator[Event]:
-        """Poll forever (or ``max_polls`` rounds), sleeping ``poll_seconds`` between rounds."""
+    def iter_events(self, max_polls: int | None = None, *, max_retries: int | None = 10) -> Iterator[Event]:
+        """Poll forever (or ``max_polls`` rounds), sleeping ``poll_seconds`` between rounds.
+
+        A dropped connection or time-out (ccxt ``NetworkError``) does not end the stream: the round is
+        retried after ``poll_seconds`` times 1, 2, 4 ... (at most 60 s), up to ``max_retries`` failures in
+        a row (None: forever), and counted in :attr:`disconnects`. The next successful round fetches every
+        bar closed since the last one emitted (``since`` = last bar + one bar), so an outage leaves no gap
+        where the exchange has the bars; bars the exchange no longer returns stay missing, and the monitor
+        reports that gap as a ``stale_data`` signal. Rows that arrive out of order are sorted, and rows at
+        or before the last emitted bar are dropped, so the events come out in the replay's order, each once.
+        """
+        import ccxt
+
         n = 0
+        fails = 0
         while max_polls is None or n < max_polls:
-            yield from self.poll_once()
+            try:
+                events = self.poll_once()
+            except ccxt.NetworkError as exc:
+                fails += 1
+                self.disconnects += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if max_retries is not None and fails > max_retries:
+                    raise
+                self._sleep(min(self.poll_seconds * 2 ** (fails - 1), 60.0))
+                continue
+            fails = 0
+            yield from events
             n += 1
             if max_polls is None or n < max_polls:
                 self._sleep(self.poll_seconds)
