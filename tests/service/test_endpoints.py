@@ -293,11 +293,16 @@ def test_results_list_and_payload(client: Any) -> None:
 
 
 def test_http_key_admin_roundtrip(client: Any) -> None:
-    made = client.post("/api/keys", json={"role": "risk_officer", "name": "dora"}, headers=_h(client, "admin"))
+    # an admin cannot mint an approver (segregation of duties), nor a second key for an existing name
+    r = client.post("/api/keys", json={"role": "risk_officer", "name": "dora"}, headers=_h(client, "admin"))
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    r = client.post("/api/keys", json={"role": "trader", "name": " Alice"}, headers=_h(client, "admin"))
+    assert r.status_code == 422 and "already exists" in r.json()["detail"]
+    made = client.post("/api/keys", json={"role": "trader", "name": "dora"}, headers=_h(client, "admin"))
     assert made.status_code == 201
     key = made.json()["key"]
     who = client.get("/api/whoami", headers={"X-API-Key": key}).json()
-    assert (who["role"], who["name"], who["permissions"]) == ("risk_officer", "dora", ["decide", "margin", "read"])
+    assert (who["role"], who["name"], who["permissions"]) == ("trader", "dora", ["margin", "read"])
     listed = client.get("/api/keys", headers=_h(client, "admin")).json()
     assert "dora" in [k["name"] for k in listed] and all("hash" not in json.dumps(k) for k in listed)
     assert client.post("/api/keys", json={"role": "god"}, headers=_h(client, "admin")).status_code == 422

@@ -64,3 +64,25 @@ def revoke(
         print_json(row)
         return
     console.print(f"key {row['key_id']} ({row['role']}, {row['name']}) revoked at {row['revoked_at']}")
+
+
+@app.command("rotate")
+def rotate(
+    key: Annotated[str | None, typer.Option("--key", envvar="MARGINCAL_API_KEY", show_default=False,
+                                            help="Your current key (default $MARGINCAL_API_KEY).")] = None,
+    store: StoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Replace your own key: same name and role, a new secret; the old key is revoked."""
+    from margincal.errors import AuthError
+
+    if not key:
+        raise AuthError("rotating needs your current key: pass --key mc_... or set MARGINCAL_API_KEY")
+    with open_store(store) as con:
+        new = auth.rotate_key(con, key)
+    if json_out:
+        print_json({"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name})
+        return
+    typer.echo(new.key)
+    err_console.print(f"key {new.key_id} ({new.role}, {new.name}) replaces your old key, now revoked; the line "
+                      "above is the only copy of the new key.")

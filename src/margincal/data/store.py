@@ -205,6 +205,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0300_key_identity",
+        # who minted each key, and its holder's name normalised (casefold, whitespace collapsed) so that
+        # names are unique identities: "Alice" and "alice " are the same person
+        """
+        ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS created_by VARCHAR;
+        ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS name_norm VARCHAR;
+        UPDATE api_keys SET name_norm = lower(regexp_replace(trim(name), '\\s+', ' ', 'g'));
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
