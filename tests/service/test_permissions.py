@@ -8,7 +8,6 @@ not derived from the code's PERMISSIONS table, so a change there that breaks the
 from __future__ import annotations
 
 import uuid
-
 from importlib import resources
 from typing import Any
 

@@ -91,11 +91,15 @@ class Monitor:
     live_from : events before it only warm the estimators up.
     fresh : ignore an existing checkpoint of this name (start over).
     actor : author of proposals and automatic versions.
+    replay : the run replays history into a live store (``--live-store``): every version and proposal it
+        writes is marked (``[replay]`` in notes and reasons, ``replay: true`` in the evidence).
     """
 
     def __init__(self, store: str | Path | duckdb.DuckDBPyConnection, policy: Policy | None = None, *,
                  name: str = "monitor", live_from: Any = None, fresh: bool = False, actor: str = "monitor",
-                 checkpoint_every: int = 5000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0) -> None:
+                 checkpoint_every: int = 5000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0,
+                 replay: bool = False) -> None:
+        self.replay = bool(replay)
         self.store = store
         self.policy = policy or default_policy()
         self.name = name
@@ -225,6 +229,9 @@ class Monitor:
                 meta = {"im_base": adj.im_base, "mm_base": adj.mm_base, "sigma_anchor_annual": adj.sigma_anchor}
                 evidence = {"event_ts": adj.ts.isoformat(), "policy": self.policy.summary(), "monitor": self.name,
                             "adjustment": adj.as_dict()}
+                mark = "[replay] " if self.replay else ""
+                if self.replay:
+                    evidence["replay"] = True
                 if adj.route == "auto":
                     row = adjusted_row(current.params[adj.instrument], adj.im_after, adj.mm_after,
                                        {**meta, "adjusted": {"by": "auto-adjust", "event_ts": adj.ts.isoformat(),
@@ -234,7 +241,7 @@ class Monitor:
                     new = ParameterSet(params=new.params, provenance={"source": "auto-adjust", **evidence},
                                        parent_version=current.version)
                     version = publish(con, new, created_by=self.actor, source="auto-adjust", run_id=new_run_id(),
-                                      note=adj.reason[:500], in_transaction=True)
+                                      note=(mark + adj.reason)[:500], in_transaction=True)
                     audit.append(con, self.actor, "auto_adjust", f"instrument:{adj.instrument}",
                                  {"version": version, "im_before": adj.im_before, "im_after": adj.im_after,
                                   "mm_before": adj.mm_before, "mm_after": adj.mm_after, "event_ts": adj.ts.isoformat(),
@@ -245,7 +252,8 @@ class Monitor:
                     self.report.auto_adjustments += 1
                 else:
                     pid = create_proposal(
-                        con, author=self.actor, reason=adj.reason, base_version=current.version, evidence=evidence,
+                        con, author=self.actor, reason=mark + adj.reason, base_version=current.version,
+                        evidence=evidence,
                         changes=[{"instrument": adj.instrument, "im_before": adj.im_before, "im_after": adj.im_after,
                                   "mm_before": adj.mm_before, "mm_after": adj.mm_after, "meta": meta}],
                         in_transaction=True)

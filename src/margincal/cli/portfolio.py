@@ -19,6 +19,7 @@ from margincal.cli.common import (
     JsonOption,
     StoreOption,
     console,
+    date_option,
     err_console,
     print_json,
     print_table,
@@ -78,7 +79,8 @@ def portfolio(
     spot: Annotated[list[str] | None, typer.Option("--spot", help="Spot override, e.g. BTC=65000 (repeatable).")] = None,
     vol: Annotated[float | None, typer.Option("--vol", help="Flat implied vol for options without a quote "
                                               "(0.6 = 60%).")] = None,
-    asof: Annotated[str | None, typer.Option("--asof", help="Valuation time (UTC), e.g. 2024-05-24T13:00.")] = None,
+    asof: Annotated[str | None, typer.Option("--asof", callback=date_option(),
+                                             help="Valuation time (UTC), e.g. 2024-05-24T13:00.")] = None,
     method: Annotated[str, typer.Option("--method", help="risk-matrix or historical (FHS ES).")] = "risk-matrix",
     preset: Annotated[str, typer.Option("--preset", help="Risk-matrix preset: deribit or derive.")] = "deribit",
     level: Annotated[float, typer.Option("--level", help="ES level (historical).")] = 0.99,

@@ -479,3 +479,53 @@ def latest_result(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, Any] |
     if row is None:
         return None
     return {"run_id": row[0], "created_at": row[1], "params": json.loads(row[2]), "payload": json.loads(row[3])}
+
+
+# ---------------------------------------------------------------- sandboxes
+
+_SANDBOX_NAME = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def sandbox_path(store: str | Path | None, name: str) -> Path:
+    """Where the sandbox ``name`` of ``store`` lives: ``<store stem>.sandbox-<name>.duckdb`` beside it."""
+    if not _SANDBOX_NAME.match(name or ""):
+        raise StoreError(f"sandbox name {str(name)[:70]!r} is invalid: 1-64 letters, digits, '_', '.', '-', "
+                         "starting with a letter or digit")
+    live = resolve_store_path(store)
+    return live.with_name(f"{live.stem}.sandbox-{name}.duckdb")
+
+
+def open_sandbox(store: str | Path | None, name: str, *, fresh: bool = False) -> Path:
+    """Create (or reuse) the sandbox ``name``: a separate store file holding a copy of the live store.
+
+    Replays and experiments write there, never into the live parameter set. The copy is taken through
+    DuckDB (live store attached read-only, ``COPY FROM DATABASE``), into a temporary file renamed into
+    place, so a crash never leaves a half-copied sandbox. An existing sandbox is reused (a replay resumes
+    there) unless ``fresh``. Returns the sandbox path.
+    """
+    live = resolve_store_path(store)
+    if not live.exists():
+        raise StoreError(f"store {live} does not exist; run `margincal run` or `margincal ingest` first")
+    path = sandbox_path(live, name)
+    if path.exists() and not fresh:
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{_sql_path(live)}' AS live_src (READ_ONLY)")
+        con.execute(f"ATTACH '{_sql_path(tmp)}' AS sandbox_dst")
+        con.execute("COPY FROM DATABASE live_src TO sandbox_dst")
+        con.execute("DETACH sandbox_dst")
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot copy {live} into sandbox {path.name}: {exc}") from None
+    finally:
+        con.close()
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+    tmp.replace(path)
+    return path
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
