@@ -44,6 +44,10 @@ def _input_error(exc: BaseException) -> str | None:
     mod = type(exc).__module__ or ""
     if mod.startswith(("duckdb", "_duckdb")):
         return f"store error: {exc}"
+    if mod.startswith("pyarrow") or type(exc).__name__ in ("ArrowInvalid", "ArrowIOError"):
+        return f"cannot read the file as Parquet/Arrow: {exc}"
+    if type(exc).__name__ in ("ParserError", "EmptyDataError") and mod.startswith("pandas"):
+        return f"cannot parse the file as CSV: {exc}"
     return None
 
 
@@ -181,6 +185,9 @@ app.command("cascade")(_cascade.cascade)
 from margincal.cli import book as _book  # noqa: E402
 
 app.add_typer(_book.app, name="book")
+from margincal.cli import data as _data  # noqa: E402
+
+app.add_typer(_data.app, name="data")
 
 
 def main() -> None:

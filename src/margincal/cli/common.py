@@ -147,13 +147,15 @@ def parse_time(value: Any, option: str = "time", *, end: bool = False, check_ran
                               "(UTC, or with Z / +HH:MM)")
         if m.group(8) and m.group(8) != "Z" and (int(m.group(9)) > 14 or int(m.group(10)) > 59):
             raise ConfigError(f"{option} {text!r} has UTC offset {m.group(8)}; offsets lie within +-14:00")
+        if not 1900 <= int(m.group(1)) <= 2200:
+            raise ConfigError(f"{option} {text!r}: year {m.group(1)} is implausible for market data")
         try:
             ts = pd.Timestamp(text)
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            if end and m.group(4) is None:
+                ts = ts + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"{option} {text!r} is not a valid date: {' '.join(str(exc).split())}") from None
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        if end and m.group(4) is None:
-            ts = ts + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
     if check_range:
         lo, hi = plausible_time_range()
         if not lo <= ts <= hi:
@@ -210,6 +212,8 @@ def number_option(**bounds: Any) -> Any:
             return None
         name = param.opts[0] if param is not None and getattr(param, "opts", None) else "value"
         try:
+            if isinstance(value, (list, tuple)):
+                return [parse_number(v, name, **bounds) for v in value]
             return parse_number(value, name, **bounds)
         except ConfigError as exc:
             raise typer.BadParameter(str(exc)) from None

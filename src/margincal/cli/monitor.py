@@ -163,13 +163,13 @@ def monitor(
 
         sb_name = sandbox or "replay-" + hashlib.sha256(ck_name.encode()).hexdigest()[:10]
         sandbox_path(live_path, sb_name)  # validates the name before anything is created
-    if calibrate and replay:
+    if replay and insts:
         with open_store(live_path, read_only=True) as con:
             stored = set(bar_instruments(con))
-        missing = [i for i in (insts or []) if i not in stored]
+        missing = [i for i in insts if i not in stored]
         if missing:
-            raise ConfigError(f"--calibrate: no bars stored for {', '.join(missing)}; stored: "
-                              f"{', '.join(sorted(stored)) or 'none'}")
+            raise ConfigError(f"{'--calibrate: ' if calibrate else ''}no bars stored for {', '.join(missing)}; "
+                              f"stored: {', '.join(sorted(stored)) or 'none'}")
     # ---- from here on the store is written: the sandbox, or the live store when asked for explicitly
     if replay and not live_store:
         store_path = open_sandbox(live_path, sb_name, fresh=fresh)

@@ -21,6 +21,7 @@ from margincal.cli.common import (
     console,
     date_option,
     err_console,
+    number_option,
     print_json,
     print_table,
     progress,
@@ -77,15 +78,15 @@ def portfolio(
     book: Annotated[Path | None, typer.Option("--book", help="Positions file (CSV or Parquet), or a folder of "
                                               "Parquet partitions, instead of FILE.")] = None,
     spot: Annotated[list[str] | None, typer.Option("--spot", help="Spot override, e.g. BTC=65000 (repeatable).")] = None,
-    vol: Annotated[float | None, typer.Option("--vol", help="Flat implied vol for options without a quote "
+    vol: Annotated[float | None, typer.Option("--vol", callback=number_option(lo=1e-4, hi=10), help="Flat implied vol for options without a quote "
                                               "(0.6 = 60%).")] = None,
     asof: Annotated[str | None, typer.Option("--asof", callback=date_option(),
                                              help="Valuation time (UTC), e.g. 2024-05-24T13:00.")] = None,
     method: Annotated[str, typer.Option("--method", help="risk-matrix or historical (FHS ES).")] = "risk-matrix",
     preset: Annotated[str, typer.Option("--preset", help="Risk-matrix preset: deribit or derive.")] = "deribit",
-    level: Annotated[float, typer.Option("--level", help="ES level (historical).")] = 0.99,
-    horizon_hours: Annotated[float, typer.Option("--horizon-hours", help="Liquidation horizon (historical).")] = 24.0,
-    offset: Annotated[float, typer.Option("--offset", help="Cross-underlying offset 0..1 (historical).")] = 1.0,
+    level: Annotated[float, typer.Option("--level", callback=number_option(lo=0.5, hi=0.999999), help="ES level (historical).")] = 0.99,
+    horizon_hours: Annotated[float, typer.Option("--horizon-hours", callback=number_option(lo=0.01, hi=24 * 365), help="Liquidation horizon (historical).")] = 24.0,
+    offset: Annotated[float, typer.Option("--offset", callback=number_option(lo=0, hi=1), help="Cross-underlying offset 0..1 (historical).")] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help="Treat instruments as coin-margined (inverse).")] = False,
     no_contingency: Annotated[bool, typer.Option("--no-contingency", help="Leave out contingency add-ons.")] = False,
     block_size: Annotated[int, typer.Option("--block-size", help="Accounts per block.")] = 100_000,

@@ -529,3 +529,44 @@ def open_sandbox(store: str | Path | None, name: str, *, fresh: bool = False) ->
 
 def _sql_path(p: Path) -> str:
     return str(p).replace("'", "''")
+
+
+# ---------------------------------------------------------------- removing rows ingested by mistake
+
+DELETABLE: dict[str, tuple[str, str]] = {
+    # kind -> (table, time column); parameter sets, proposals and the audit log are never deletable
+    "bars": ("bars", "ts"),
+    "funding": ("funding", "ts"),
+    "open_interest": ("open_interest", "ts"),
+    "options": ("option_quotes", "snapshot_ts"),
+    "depth": ("depth_snapshots", "ts"),
+}
+
+
+def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, instrument: str, *, timeframe: str | None = None,
+                start: Any = None, end: Any = None, dry_run: bool = False) -> int:
+    """Delete market-data rows of one instrument (optionally one timeframe and a time window, both ends
+    included); returns how many. The caller owns the transaction and records the audit entry."""
+    if kind not in DELETABLE:
+        raise StoreError(f"kind {kind!r} is not one of {', '.join(DELETABLE)} (parameter sets, proposals and the "
+                         "audit log are append-only)")
+    table, tcol = DELETABLE[kind]
+    icol = "underlying" if kind == "options" else "instrument"
+    where = [f"{icol} = ?"]
+    args: list[Any] = [instrument]
+    if timeframe is not None:
+        if kind != "bars":
+            raise StoreError("--timeframe applies to bars only")
+        where.append("timeframe = ?")
+        args.append(timeframe)
+    if start is not None:
+        where.append(f"{tcol} >= ?")
+        args.append(to_store_ts(start))
+    if end is not None:
+        where.append(f"{tcol} <= ?")
+        args.append(to_store_ts(end))
+    sql = " AND ".join(where)
+    n = int(con.execute(f"SELECT count(*) FROM {table} WHERE {sql}", args).fetchone()[0])  # type: ignore[index]
+    if n and not dry_run:
+        con.execute(f"DELETE FROM {table} WHERE {sql}", args)
+    return n
