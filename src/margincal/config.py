@@ -6,6 +6,7 @@ The store path resolves in this order: explicit argument (``--store``), the
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -89,6 +90,12 @@ def sample_data_dir() -> Path:
     )
 
 
+LEVEL_BOUNDS = (0.9, 0.9999)
+HORIZON_BOUNDS_H = (0.25, 720.0)
+BUFFER_MAX = 10.0
+MAX_LEVERAGE = 200.0  # a calibrated IM below 0.5% (above 200x) is rejected at publication
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """Defaults of the first-line calibration (FHS with EWMA volatility).
@@ -118,10 +125,14 @@ class CalibrationSettings:
     extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0.5 < self.level < 1.0:
-            raise ConfigError(f"level is {self.level}; it must be in (0.5, 1), e.g. 0.99")
-        if self.horizon_hours <= 0:
-            raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be > 0")
+        # documented bounds (docs/margin_calibration.md): outside them a calibration is a typo, not a choice
+        if not (math.isfinite(self.level) and LEVEL_BOUNDS[0] <= self.level <= LEVEL_BOUNDS[1]):
+            raise ConfigError(f"level is {self.level}; it must be in [{LEVEL_BOUNDS[0]}, {LEVEL_BOUNDS[1]}], e.g. 0.99")
+        if not (math.isfinite(self.horizon_hours) and HORIZON_BOUNDS_H[0] <= self.horizon_hours <= HORIZON_BOUNDS_H[1]):
+            raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be in [{HORIZON_BOUNDS_H[0]}, "
+                              f"{HORIZON_BOUNDS_H[1]}] hours (15 minutes to 30 days)")
+        if not (math.isfinite(self.buffer) and self.buffer <= BUFFER_MAX):
+            raise ConfigError(f"buffer is {self.buffer}; it must be in [0, {BUFFER_MAX:g}] (IM = ES x (1 + buffer))")
         if not 0.0 < self.ewma_lambda < 1.0:
             raise ConfigError(f"ewma_lambda is {self.ewma_lambda}; it must be in (0, 1)")
         if not 0.0 < self.mm_fraction <= 1.0:

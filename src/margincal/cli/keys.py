@@ -40,7 +40,7 @@ def list_(
     json_out: JsonOption = False,
 ) -> None:
     """List keys (id, role, name, created, revoked); secrets are never shown."""
-    with open_store(store) as con:
+    with open_store(store, read_only=True) as con:
         rows = auth.list_keys(con, include_revoked=not active)
     if json_out:
         print_json(rows)

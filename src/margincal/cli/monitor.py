@@ -140,7 +140,7 @@ def monitor(
         if start is None:
             raise ConfigError("--replay needs --from (the first time the monitor acts on)")
         live_from = parse_time(start, "--from")
-        stop = parse_time(end, "--to", end=True) if end else None
+        stop = parse_time(end, "--to", end=True) if end is not None else None
         if stop is not None and stop < live_from:
             raise ConfigError(f"--to {end} is before --from {start}")
         insts = list(instrument) if instrument else None

@@ -202,10 +202,10 @@ def _timestamps(df: pd.DataFrame, col: str, probs: _Problems) -> pd.DatetimeInde
     raw = df[col]
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.to_datetime(raw, utc=True)
-    elif pd.api.types.is_numeric_dtype(raw):
+    elif pd.api.types.is_numeric_dtype(raw) or raw.astype(str).str.strip().str.fullmatch(r"-?\d{9,19}").all():
         # epoch numbers: the unit is read from the magnitude (seconds ~1.7e9, ms ~1.7e12, us ~1.7e15,
         # ns ~1.7e18 today); a value in another unit than the rest lands outside the plausible range below
-        v = raw.to_numpy(dtype=float)
+        v = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         med = float(np.nanmedian(np.abs(v))) if np.isfinite(v).any() else 0.0
         unit = "ns" if med > 1e17 else "us" if med > 1e14 else "ms" if med > 1e11 else "s"
         with np.errstate(invalid="ignore", over="ignore"):

@@ -242,6 +242,8 @@ def connect(
     path = resolve_store_path(store)
     if read_only and str(path) != ":memory:" and not path.exists():
         raise StoreError(f"store {path} does not exist; run `margincal run` or `margincal ingest` first")
+    if str(path) != ":memory:" and path.exists():
+        _check_is_store(path)
     if str(path) != ":memory:" and path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
@@ -262,6 +264,20 @@ def connect(
     elif read_only:
         check_schema(con, path)
     return con
+
+
+def _check_is_store(path: Path) -> None:
+    """Refuse to open (and so to overwrite) a file that is not a DuckDB database: a CSV passed as --store by
+    mistake, an empty file. DuckDB files carry the magic bytes ``DUCK`` at offset 8."""
+    if path.is_dir():
+        raise StoreError(f"store {path} is a folder, not a DuckDB file")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise StoreError(f"cannot read store {path}: {exc.strerror or exc}") from None
+    if len(head) < 12 or head[8:12] != b"DUCK":
+        raise StoreError(f"{path} is not a margincal store (not a DuckDB database file); check --store")
 
 
 def _has_icu(con: duckdb.DuckDBPyConnection) -> bool:

@@ -178,6 +178,15 @@ def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: s
     if remove and source != "approval":
         raise ConfigError("removing instruments from the live set needs an approved proposal "
                           "(`margincal proposals remove`), not a direct publication")
+    if source == "calibration":
+        from margincal.config import MAX_LEVERAGE
+
+        wild = [p for p in pset.params.values() if p.max_leverage > MAX_LEVERAGE]
+        if wild:
+            p = wild[0]
+            raise ConfigError(f"calibration gives {p.instrument} IM {100 * p.im_rate:.3g}% ({p.max_leverage:,.0f}x "
+                              f"leverage), above the {MAX_LEVERAGE:g}x bound; check --horizon and --level "
+                              "(nothing published)")
     run_id = run_id or pset.run_id or new_run_id()
 
     def _write() -> int:
