@@ -435,6 +435,14 @@ class MonitorEngine:
                                  (t - st.last_increase_ns) / _NS_PER_HOUR)
         if new is None:
             return _EMPTY
+        # the stated target is the volatility target lifted to the policy floor; a change never moves the rate
+        # away from it (e.g. no cut towards a cap below the rate in force while volatility asks for more)
+        b = self._bounds
+        floor = b.floor if b.floor >= b.floor_frac * st.im_base else b.floor_frac * st.im_base
+        if target < floor:
+            target = floor
+        if (new - cur) * (target - cur) <= 0.0:
+            return _EMPTY
         if new < cur and self._dec_needs_officer:
             # a decrease waiting for an officer is the common steady state: skip it cheaply while an open
             # proposal already asks for about the same, or was made less than the cooldown ago
