@@ -31,7 +31,11 @@ def ingest(
     """Validate FILE (every rule, with file/line/field in each error) and load it atomically."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with open_store(store) as con:
+        from margincal.config import resolve_store_path
+
+        # a dry run against a store that does not exist yet validates in memory: it creates no file
+        target = ":memory:" if dry_run and not resolve_store_path(store).exists() else store
+        with open_store(target) as con:
             rep = ingest_file(con, file, instrument=instrument, timeframe=timeframe, kind=kind,
                               replace=replace, snapshot_ts=snapshot_ts, dry_run=dry_run)
     d = rep.as_dict()
