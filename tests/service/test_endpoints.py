@@ -361,3 +361,15 @@ def test_signals_recorded_as_evidence_by_the_monitor(client: Any) -> None:
     r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": f"{seq0}~"})
     kinds = [(e[1], e[2].get("action") or e[2].get("kind")) for e in _events(r.text)]
     assert kinds == [("audit", "propose"), ("signal", "vol_regime")]
+
+
+def test_key_is_checked_before_the_body_is_parsed(client: Any) -> None:
+    bad_json = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+    r = client.post("/api/proposals/P-x/approve", **bad_json)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized" and "request_id" in r.json()
+    r = client.post("/api/proposals/P-x/approve", content=b"{not json",
+                    headers={"Content-Type": "application/json", "X-API-Key": "mc_000000000000_" + "x" * 43})
+    assert r.status_code == 401
+    r = client.post("/api/proposals/P-x/approve", content=b"{not json",
+                    headers={"Content-Type": "application/json", **_h(client, "risk_officer")})
+    assert r.status_code == 422  # authenticated: now the body is parsed and refused
