@@ -110,6 +110,7 @@ def progress(transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=transient,
+        disable=not err_console.is_terminal,  # no bar redrawn into pipes and logs (stderr stays one line per error)
     )
 
 

@@ -58,6 +58,12 @@ def revoke(
     json_out: JsonOption = False,
 ) -> None:
     """Revoke a key (it stays listed, marked revoked)."""
+    import re
+
+    from margincal.errors import ConfigError
+
+    if not re.fullmatch(r"[0-9a-f]{12}", key_id):
+        raise ConfigError(f"key id {key_id[:40]!r} is not 12 hex characters; `margincal keys list` shows the ids")
     with open_store(store) as con:
         row = auth.revoke_key(con, key_id)
     if json_out:
@@ -78,6 +84,8 @@ def rotate(
 
     if not key:
         raise AuthError("rotating needs your current key: pass --key mc_... or set MARGINCAL_API_KEY")
+    if auth.parse_key(key) is None:
+        raise AuthError("invalid or revoked API key")
     with open_store(store) as con:
         new = auth.rotate_key(con, key)
     if json_out:

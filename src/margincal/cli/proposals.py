@@ -74,6 +74,14 @@ def _who(con: object, key: str | None) -> tuple[str, str]:
 
 def _decide(verb: str, proposal_id: str, key: str | None, comment: str | None, store: object,
             json_out: bool) -> None:
+    from margincal.errors import AuthError
+    from margincal.service.auth import parse_key
+
+    if not key:
+        raise AuthError("deciding needs your API key: pass --key mc_... or set MARGINCAL_API_KEY "
+                        "(create one with `margincal keys create --role risk_officer --name YOU`)")
+    if parse_key(key) is None:  # not shaped like a key: refused before the store is opened
+        raise AuthError("invalid or revoked API key")
     fn = AP.approve if verb == "approve" else AP.reject
     with open_store(store) as con:  # type: ignore[arg-type]
         user, role = _who(con, key)
