@@ -373,3 +373,9 @@ def test_key_is_checked_before_the_body_is_parsed(client: Any) -> None:
     r = client.post("/api/proposals/P-x/approve", content=b"{not json",
                     headers={"Content-Type": "application/json", **_h(client, "risk_officer")})
     assert r.status_code == 422  # authenticated: now the body is parsed and refused
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1~x", "1" * 30, "5~not-a-time\x01"])
+def test_malformed_last_event_id_is_a_400(client: Any, cursor: str) -> None:
+    r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": cursor})
+    assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
