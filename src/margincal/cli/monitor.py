@@ -161,7 +161,7 @@ def monitor(
     if replay and not live_store:
         import hashlib
 
-        sb_name = sandbox or "replay-" + hashlib.sha256(ck_name.encode()).hexdigest()[:10]
+        sb_name = sandbox if sandbox is not None else "replay-" + hashlib.sha256(ck_name.encode()).hexdigest()[:10]
         sandbox_path(live_path, sb_name)  # validates the name before anything is created
     if replay and insts:
         with open_store(live_path, read_only=True) as con:
