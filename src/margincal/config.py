@@ -6,15 +6,23 @@ The store path resolves in this order: explicit argument (``--store``), the
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from margincal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_STORE = "margincal.duckdb"
 STORE_ENV = "MARGINCAL_STORE"
 DATA_ENV = "MARGINCAL_DATA"
+TIME_RANGE_ENV = "MARGINCAL_TIME_RANGE"
+DEFAULT_TIME_FLOOR = "2009-01-01"  # before the first Bitcoin block there is no crypto market data
 
 
 def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
@@ -27,6 +35,41 @@ def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:
     return Path(DEFAULT_STORE)
 
 
+def plausible_time_range() -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The timestamps accepted at the door (ingest, fetch, command-line dates): by default from
+    2009-01-01 to now + 1 day, both UTC. ``MARGINCAL_TIME_RANGE="FROM/TO"`` overrides it (``TO`` may be
+    ``now+Nd``; an empty side keeps the default)."""
+    import pandas as pd
+
+    lo_txt, hi_txt = DEFAULT_TIME_FLOOR, "now+1d"
+    env = os.environ.get(TIME_RANGE_ENV, "").strip()
+    if env:
+        if "/" not in env:
+            raise ConfigError(f"{TIME_RANGE_ENV}={env!r}: write FROM/TO, e.g. 2009-01-01/now+1d")
+        a, b = (x.strip() for x in env.split("/", 1))
+        lo_txt, hi_txt = a or lo_txt, b or hi_txt
+
+    def one(txt: str) -> pd.Timestamp:
+        try:
+            if txt.startswith("now"):
+                rest = txt[3:].strip()
+                m = re.fullmatch(r"\+?(\d+(?:\.\d+)?)([dhm])", rest) if rest else None
+                if rest and m is None:
+                    raise ValueError(rest)
+                ahead = pd.Timedelta(float(m.group(1)) * {"d": 86400, "h": 3600, "m": 60}[m.group(2)], "s") if m \
+                    else pd.Timedelta(0)
+                return pd.Timestamp.now(tz="UTC") + ahead
+            t = pd.Timestamp(txt)
+        except (ValueError, OverflowError):
+            raise ConfigError(f"{TIME_RANGE_ENV}: {txt!r} is not a date or now+<duration>") from None
+        return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+    lo, hi = one(lo_txt), one(hi_txt)
+    if not lo < hi:
+        raise ConfigError(f"{TIME_RANGE_ENV}: {lo_txt} is not before {hi_txt}")
+    return lo, hi
+
+
 def sample_data_dir() -> Path:
     """Directory holding the bundled real data: :func:`margincal.datasets.data_dir`.
 
@@ -37,6 +80,12 @@ def sample_data_dir() -> Path:
     from margincal.datasets import data_dir
 
     return data_dir()
+
+
+LEVEL_BOUNDS = (0.9, 0.9999)
+HORIZON_BOUNDS_H = (0.25, 720.0)
+BUFFER_MAX = 10.0
+MAX_LEVERAGE = 200.0  # a calibrated IM below 0.5% (above 200x) is rejected at publication
 
 
 @dataclass(frozen=True)
@@ -68,10 +117,14 @@ class CalibrationSettings:
     extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0.5 < self.level < 1.0:
-            raise ConfigError(f"level is {self.level}; it must be in (0.5, 1), e.g. 0.99")
-        if self.horizon_hours <= 0:
-            raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be > 0")
+        # documented bounds (docs/margin_calibration.md): outside them a calibration is a typo, not a choice
+        if not (math.isfinite(self.level) and LEVEL_BOUNDS[0] <= self.level <= LEVEL_BOUNDS[1]):
+            raise ConfigError(f"level is {self.level}; it must be in [{LEVEL_BOUNDS[0]}, {LEVEL_BOUNDS[1]}], e.g. 0.99")
+        if not (math.isfinite(self.horizon_hours) and HORIZON_BOUNDS_H[0] <= self.horizon_hours <= HORIZON_BOUNDS_H[1]):
+            raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be in [{HORIZON_BOUNDS_H[0]}, "
+                              f"{HORIZON_BOUNDS_H[1]}] hours (15 minutes to 30 days)")
+        if not (math.isfinite(self.buffer) and self.buffer <= BUFFER_MAX):
+            raise ConfigError(f"buffer is {self.buffer}; it must be in [0, {BUFFER_MAX:g}] (IM = ES x (1 + buffer))")
         if not 0.0 < self.ewma_lambda < 1.0:
             raise ConfigError(f"ewma_lambda is {self.ewma_lambda}; it must be in (0, 1)")
         if not 0.0 < self.mm_fraction <= 1.0:

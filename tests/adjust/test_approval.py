@@ -13,6 +13,7 @@ from margincal.data import audit
 from margincal.data.store import connect
 from margincal.errors import AuthError, ConfigError
 from margincal.margin import params as P
+from margincal.service.auth import create_key
 
 
 @pytest.fixture
@@ -69,7 +70,8 @@ def test_approve_publishes_records_and_audits_atomically(store):
 @pytest.mark.parametrize("user, role, match", [
     ("monitor", "risk_officer", "four-eyes"),  # the author cannot decide
     ("carol", "trader", "only role 'risk_officer'"),
-    ("", "risk_officer", "give the deciding user"),
+    ("", "risk_officer", "authenticate with an API key"),
+    (" MONITOR ", "risk_officer", "four-eyes"),  # names compare normalised: case and spaces do not matter
 ])
 def test_auth_rules(store, user, role, match):
     con = connect(store)
@@ -139,17 +141,28 @@ def test_proposals_cli_and_audit_verify(store):
     run = CliRunner().invoke
     res = run(app, ["proposals", "list", "--store", str(store), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)[0]["proposal_id"] == pid
-    res = run(app, ["proposals", "approve", pid, "--as", "monitor", "--role", "risk_officer", "--store", str(store)])
-    assert res.exit_code == 2 and "four-eyes" in res.output
-    res = run(app, ["proposals", "approve", pid, "--as", "alice", "--role", "risk_officer", "--comment", "ok",
-                    "--store", str(store), "--json"])
+    # a self-declared identity is no longer accepted: the decider is the holder of an API key
+    res = run(app, ["proposals", "approve", pid, "--as", "alice", "--role", "risk_officer", "--store", str(store)])
+    assert res.exit_code == 2 and "--as" in res.output
+    res = run(app, ["proposals", "approve", pid, "--store", str(store)], env={"MARGINCAL_API_KEY": ""})
+    assert res.exit_code == 2 and "API key" in res.output
+    con = connect(store)
+    alice = create_key(con, "risk_officer", "alice").key
+    trader = create_key(con, "trader", "tom").key
+    con.close()
+    res = run(app, ["proposals", "approve", pid, "--key", trader, "--store", str(store)])
+    assert res.exit_code == 2 and "only role 'risk_officer'" in res.output
+    res = run(app, ["proposals", "approve", pid, "--key", alice[:-3] + "xyz", "--store", str(store)])
+    assert res.exit_code == 2 and "invalid or revoked" in res.output
+    res = run(app, ["proposals", "approve", pid, "--comment", "ok", "--store", str(store), "--json"],
+              env={"MARGINCAL_API_KEY": alice})
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["published_version"] == 2
     res = run(app, ["proposals", "show", pid, "--store", str(store)])
     assert res.exit_code == 0 and "approved by alice" in res.output
     res = run(app, ["audit", "verify", "--store", str(store), "--json"])
-    assert res.exit_code == 0 and json.loads(res.output) == {"ok": True, "entries": 4, "first_bad_seq": None,
-                                                             "reason": "4 entries, chain intact"}
+    assert res.exit_code == 0 and json.loads(res.output) == {"ok": True, "entries": 6, "first_bad_seq": None,
+                                                             "reason": "6 entries, chain intact"}
     res = run(app, ["audit", "show", "--store", str(store), "--action", "approve", "--json"])
     assert res.exit_code == 0 and [r["actor"] for r in json.loads(res.output)] == ["alice"]
     # tamper with entry 2: verify exits 2 and names it

@@ -34,7 +34,8 @@ from margincal.data.feeds import ReplayFeed
 from margincal.data.store import connect
 from margincal.margin import params as P
 
-ARGS = ["monitor", "--replay", "--from", "2022-11-05", "--to", "2022-11-12", "--warmup-days", "14", "--json"]
+ARGS = ["monitor", "--replay", "--from", "2022-11-05", "--to", "2022-11-12", "--warmup-days", "14", "--json",
+        "--live-store"]  # crash semantics of the store the monitor writes (here the live one)
 NAME = "replay:all:2022-11-05:2022-11-12"
 
 

@@ -151,11 +151,26 @@ def test_monitor_picks_up_an_approved_proposal(ftx_store):
     assert not any("skipped" in r for r in recs)
 
 
+def _fingerprint(path):
+    con = connect(path, read_only=True)
+    try:
+        return [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("parameter_sets", "parameter_rows", "proposals", "audit_log", "signals", "monitor_state")]
+    finally:
+        con.close()
+
+
 def test_cli_monitor_replay_json(ftx_store):
+    live_before = _fingerprint(ftx_store)
     res = CliRunner().invoke(app, ["monitor", "--replay", "--from", "2022-11-08", "--to", "2022-11-09",
                                    "--store", str(ftx_store), "--json", "--warmup-days", "20"])
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.output.splitlines() if x.strip()]
+    # the replay ran in a sandbox copy of the store: the live store is untouched
+    assert lines[0]["type"] == "sandbox" and ".sandbox-replay-" in lines[0]["store"]
+    assert _fingerprint(ftx_store) == live_before
+    sandbox = ftx_store.with_name(lines[0]["store"])
+    assert _fingerprint(sandbox)[0] > live_before[0]
     types = {x["type"] for x in lines}
     assert {"signal", "adjustment", "summary"} <= types
     summary = lines[-1]
@@ -170,7 +185,7 @@ def test_cli_monitor_replay_json(ftx_store):
     res = CliRunner().invoke(app, ["monitor", "--replay", "--from", "2022-11-08", "--to", "2022-11-09",
                                    "--store", str(ftx_store), "--json", "--warmup-days", "20"])
     lines = [json.loads(x) for x in res.output.splitlines() if x.strip()]
-    assert lines[0]["type"] == "resume" and lines[-1]["events"] == 0
+    assert lines[0]["type"] == "sandbox" and lines[1]["type"] == "resume" and lines[-1]["events"] == 0
     # human output: the state table and the log
     res = CliRunner().invoke(app, ["monitor", "--replay", "--from", "2022-11-08", "--to", "2022-11-09",
                                    "--store", str(ftx_store), "--warmup-days", "20", "--fresh", "--name", "h"])
@@ -188,3 +203,36 @@ def test_cli_monitor_errors(ftx_store, tmp_path):
     bad.write_text("[auto]\nmax_increase = 0\n")
     res = run(app, ["monitor", "--replay", "--from", "2022-11-01", "--store", str(ftx_store), "--policy", str(bad)])
     assert res.exit_code == 2 and "bad.toml: [auto] max_increase is 0.0; it must be > 0" in res.output
+
+
+def test_cli_monitor_live_store_is_explicit_and_marked(ftx_store):
+    before = _fingerprint(ftx_store)
+    res = CliRunner().invoke(app, ["monitor", "--replay", "--from", "2022-11-08", "--to", "2022-11-09",
+                                   "--store", str(ftx_store), "--json", "--warmup-days", "20", "--live-store"])
+    assert res.exit_code == 0, res.output
+    assert _fingerprint(ftx_store)[0] > before[0]
+    con = connect(ftx_store, read_only=True)
+    try:
+        rows = con.execute("SELECT created_by, note FROM parameter_sets WHERE version > ?", [before[0]]).fetchall()
+        assert rows and all(r[0] == "monitor-replay" and r[1].startswith("[replay] ") for r in rows)
+        props = AP.list_proposals(con)
+        assert all(p.reason.startswith("[replay] ") and p.evidence.get("replay") is True for p in props)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("bad, match", [
+    (["--speed", "-1"], "--speed"), (["--speed", "inf"], "--speed"), (["--speed", "1e-300"], "--speed"),
+    (["--warmup-days", "inf"], "--warmup-days"), (["--to", "2022-02-30"], "--to"),
+    (["--sandbox", "../evil"], "sandbox name"), (["--live-store", "--sandbox", "x"], "one of"),
+    (["-i", "NOPE-PERP"], "no bars stored for NOPE-PERP"),
+])
+def test_cli_monitor_calibrate_validates_before_publishing(ftx_store, bad, match):
+    before = _fingerprint(ftx_store)
+    files = sorted(p.name for p in ftx_store.parent.iterdir())
+    args = ["monitor", "--replay", "--from", "2022-11-08", "--calibrate", "--store", str(ftx_store)]
+    res = CliRunner().invoke(app, args + ([] if "--sandbox" in bad else ["--live-store"]) + bad)
+    assert res.exit_code == 2, res.output
+    assert match in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert _fingerprint(ftx_store) == before
+    assert sorted(p.name for p in ftx_store.parent.iterdir()) == files  # no sandbox created either

@@ -140,6 +140,19 @@ def _drive(page: Any, keys: dict[str, str], pid: str, rates: tuple[float, float]
     btn.wait_for(timeout=15000)
     assert btn.is_enabled()
     btn.click()
+    # a confirmation dialog shows the diff and its evidence; it publishes only after a comment and confirm
+    page.wait_for_selector("#decide-dialog[open]", timeout=15000)
+    diff = page.inner_text("#decide-diff")
+    assert f"{100 * rates[0]:.2f}%" in diff and f"{100 * rates[1]:.2f}%" in diff, diff
+    assert page.is_disabled("#decide-confirm")
+    page.click("#decide-cancel")
+    page.wait_for_timeout(300)
+    assert page.locator("#versions tr[data-version='2']").count() == 0  # cancelled: nothing published
+    btn.click()
+    page.wait_for_selector("#decide-dialog[open]", timeout=15000)
+    page.fill("#decide-comment", "vol regime change confirmed")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-decide-dialog.png"))
+    page.click("#decide-confirm")
     page.wait_for_selector("#versions tr[data-version='2']", timeout=15000)
     page.wait_for_selector(f"#proposals tr[data-proposal='{pid}'][data-status='approved']", timeout=15000)
     # the live stream delivered the approval as an event

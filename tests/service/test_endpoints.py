@@ -293,11 +293,16 @@ def test_results_list_and_payload(client: Any) -> None:
 
 
 def test_http_key_admin_roundtrip(client: Any) -> None:
-    made = client.post("/api/keys", json={"role": "risk_officer", "name": "dora"}, headers=_h(client, "admin"))
+    # an admin cannot mint an approver (segregation of duties), nor a second key for an existing name
+    r = client.post("/api/keys", json={"role": "risk_officer", "name": "dora"}, headers=_h(client, "admin"))
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    r = client.post("/api/keys", json={"role": "trader", "name": " Alice"}, headers=_h(client, "admin"))
+    assert r.status_code == 422 and "already exists" in r.json()["detail"]
+    made = client.post("/api/keys", json={"role": "trader", "name": "dora"}, headers=_h(client, "admin"))
     assert made.status_code == 201
     key = made.json()["key"]
     who = client.get("/api/whoami", headers={"X-API-Key": key}).json()
-    assert (who["role"], who["name"], who["permissions"]) == ("risk_officer", "dora", ["decide", "margin", "read"])
+    assert (who["role"], who["name"], who["permissions"]) == ("trader", "dora", ["margin", "read"])
     listed = client.get("/api/keys", headers=_h(client, "admin")).json()
     assert "dora" in [k["name"] for k in listed] and all("hash" not in json.dumps(k) for k in listed)
     assert client.post("/api/keys", json={"role": "god"}, headers=_h(client, "admin")).status_code == 422
@@ -356,3 +361,21 @@ def test_signals_recorded_as_evidence_by_the_monitor(client: Any) -> None:
     r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": f"{seq0}~"})
     kinds = [(e[1], e[2].get("action") or e[2].get("kind")) for e in _events(r.text)]
     assert kinds == [("audit", "propose"), ("signal", "vol_regime")]
+
+
+def test_key_is_checked_before_the_body_is_parsed(client: Any) -> None:
+    bad_json = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+    r = client.post("/api/proposals/P-x/approve", **bad_json)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized" and "request_id" in r.json()
+    r = client.post("/api/proposals/P-x/approve", content=b"{not json",
+                    headers={"Content-Type": "application/json", "X-API-Key": "mc_000000000000_" + "x" * 43})
+    assert r.status_code == 401
+    r = client.post("/api/proposals/P-x/approve", content=b"{not json",
+                    headers={"Content-Type": "application/json", **_h(client, "risk_officer")})
+    assert r.status_code == 422  # authenticated: now the body is parsed and refused
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1~x", "1" * 30, "5~not-a-time\x01"])
+def test_malformed_last_event_id_is_a_400(client: Any, cursor: str) -> None:
+    r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": cursor})
+    assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]

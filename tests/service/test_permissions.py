@@ -7,6 +7,7 @@ not derived from the code's PERMISSIONS table, so a change there that breaks the
 
 from __future__ import annotations
 
+import uuid
 from importlib import resources
 from typing import Any
 
@@ -59,7 +60,7 @@ def _call(client: Any, method: str, path: str, body: Any, headers: dict[str, str
     if "{proposal}" in path:
         path = path.replace("{proposal}", client.proposal())
     if "{key_id}" in path:
-        r = client.post("/api/keys", json={"role": "viewer", "name": "to-revoke"},
+        r = client.post("/api/keys", json={"role": "viewer", "name": f"to-revoke-{uuid.uuid4().hex[:8]}"},
                         headers={"X-API-Key": client.keys["admin"]})
         assert r.status_code == 201, r.text
         path = path.replace("{key_id}", r.json()["key_id"])

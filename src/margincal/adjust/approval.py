@@ -17,8 +17,15 @@ rates are no longer the rates in force (e.g. an automatic change happened
 since), or ``pending``. Superseded and stale proposals cannot be approved
 (reject them; the monitor proposes again from the current rates).
 
-Authentication is the caller's job: the CLI takes ``--as USER --role ROLE``;
-the service maps API keys to users and roles and calls the same functions.
+Authentication is the caller's job, and both callers bind the decider to an API
+key: the CLI takes ``--key`` (or ``MARGINCAL_API_KEY``), the service the
+``X-API-Key`` header; each key maps to one unique, normalised name and a role.
+The four-eyes check here compares normalised names (``"Alice "`` is
+``alice``) and refuses a decider whose key was minted by the proposal's author.
+
+Removing an instrument from the live set is its own proposal
+(:func:`create_removal_proposal`); :func:`margincal.margin.params.publish`
+refuses removals from anything but an approval.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = [
     "adjusted_row",
     "approve",
     "create_proposal",
+    "create_removal_proposal",
     "get_proposal",
     "list_proposals",
     "reject",
@@ -90,6 +98,7 @@ class Proposal:
     def row(self) -> dict[str, Any]:
         """One line for a table."""
         ch = "; ".join(f"{c['instrument']} IM {100 * c['im_before']:.2f}%->{100 * c['im_after']:.2f}%"
+                       if c.get("im_after") is not None else f"{c['instrument']} REMOVE"
                        for c in self.changes)
         return {"proposal_id": self.proposal_id, "created_at": str(self.created_at)[:19], "author": self.author,
                 "status": self.status, "changes": ch, "decided_by": self.decided_by or "",
@@ -153,6 +162,13 @@ def create_proposal(con: duckdb.DuckDBPyConnection, *, author: str, changes: Seq
         raise ConfigError("a proposal needs at least one change")
     clean = []
     for c in changes:
+        if c.get("action") == "remove":
+            for k in ("instrument", "im_before", "mm_before"):
+                if k not in c:
+                    raise ConfigError(f"proposal change {dict(c)} lacks {k!r}")
+            clean.append({"instrument": str(c["instrument"]), "action": "remove", "im_before": float(c["im_before"]),
+                          "im_after": None, "mm_before": float(c["mm_before"]), "mm_after": None})
+            continue
         for k in ("instrument", "im_before", "im_after", "mm_before", "mm_after"):
             if k not in c:
                 raise ConfigError(f"proposal change {dict(c)} lacks {k!r}")
@@ -178,6 +194,28 @@ def create_proposal(con: duckdb.DuckDBPyConnection, *, author: str, changes: Seq
         return _write()
     with transaction(con):
         return _write()
+
+
+def create_removal_proposal(con: duckdb.DuckDBPyConnection, *, author: str, instruments: Sequence[str],
+                            reason: str) -> str:
+    """Propose removing ``instruments`` from the live parameter set (published only once approved)."""
+    if not instruments:
+        raise ConfigError("name at least one instrument to remove")
+    with transaction(con):
+        v = latest_version(con)
+        if v is None:
+            raise StoreError("no parameter set is published; there is nothing to remove")
+        current = load(con, v)
+        missing = [i for i in instruments if i not in current.params]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} is not in the live parameter set v{v} "
+                              f"(it has {', '.join(current.instruments())})")
+        if len(set(instruments)) >= len(current.params):
+            raise ConfigError("a removal cannot empty the live parameter set")
+        changes = [{"instrument": i, "action": "remove", "im_before": current.params[i].im_rate,
+                    "mm_before": current.params[i].mm_rate} for i in dict.fromkeys(instruments)]
+        return create_proposal(con, author=author, changes=changes, reason=reason, base_version=v,
+                               evidence={"removal": True}, in_transaction=True)
 
 
 _SELECT = ("SELECT p.proposal_id, p.created_at, p.author, p.base_version, p.reason, p.changes, p.evidence, "
@@ -245,18 +283,35 @@ def pending_rates(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     for p in _rows(con):
         if p.status == "pending":
             for c in p.changes:
-                out[c["instrument"]] = float(c["im_after"])
+                if c.get("im_after") is not None:
+                    out[c["instrument"]] = float(c["im_after"])
     return out
 
 
-def _check_decider(p: Proposal, officer: str, role: str, verb: str) -> None:
+def _norm(name: str | None) -> str:
+    return " ".join(str(name or "").split()).casefold()
+
+
+def _check_decider(p: Proposal, officer: str, role: str, verb: str,
+                   con: duckdb.DuckDBPyConnection | None = None) -> None:
     if not officer or not officer.strip():
-        raise AuthError(f"to {verb} proposal {p.proposal_id} give the deciding user (--as USER)")
+        raise AuthError(f"to {verb} proposal {p.proposal_id} authenticate with an API key (--key or "
+                        "MARGINCAL_API_KEY)")
     if role != OFFICER_ROLE:
         raise AuthError(f"user {officer!r} has role {role!r}; only role {OFFICER_ROLE!r} may {verb} proposals")
-    if officer == p.author:
+    if _norm(officer) == _norm(p.author):
         raise AuthError(f"user {officer!r} wrote proposal {p.proposal_id} and cannot {verb} it (four-eyes rule: "
                         "the decider must not be the author)")
+    if con is not None:
+        # the decider's key must not have been minted by the author (an author cannot issue their own approver)
+        try:
+            rows = con.execute("SELECT created_by FROM api_keys WHERE name_norm = ? AND revoked_at IS NULL",
+                               [_norm(officer)]).fetchall()
+        except duckdb.Error:  # a store from before 0300_key_identity (read-only): no minting record
+            rows = []
+        if any(r[0] is not None and _norm(r[0]) == _norm(p.author) for r in rows):
+            raise AuthError(f"the key of {officer!r} was created by {p.author!r}, the author of proposal "
+                            f"{p.proposal_id}; four-eyes needs a decider the author did not appoint")
     if p.status in ("approved", "rejected"):
         raise ConfigError(f"proposal {p.proposal_id} was already {p.status} by {p.decided_by} at {p.decided_at}; "
                           "a proposal is decided once")
@@ -267,7 +322,7 @@ def approve(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comm
     """Approve: publish the proposed rates, record the decision and the audit entry in one transaction."""
     with transaction(con):
         p = get_proposal(con, proposal_id)
-        _check_decider(p, officer, role, "approve")
+        _check_decider(p, officer, role, "approve", con)
         if p.status == "superseded":
             raise ConfigError(f"proposal {proposal_id} is superseded by {p.superseded_by}; decide that one "
                               "(and reject this one)")
@@ -276,8 +331,15 @@ def approve(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comm
             raise StoreError("no parameter set is published; a proposal can only change a published set")
         current = load(con)
         rows = {}
+        removed = []
         for c in p.changes:
             inst = c["instrument"]
+            if c.get("action") == "remove":
+                if inst not in current.params:
+                    raise ConfigError(f"proposal {proposal_id}: {inst} is no longer in parameter set "
+                                      f"v{current.version}")
+                removed.append(inst)
+                continue
             if inst not in current.params:
                 raise ConfigError(f"proposal {proposal_id}: {inst} is not in parameter set v{current.version}")
             now_im = current.params[inst].im_rate
@@ -287,12 +349,11 @@ def approve(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comm
                     f"force (v{current.version}) is {now_im:.6g}; reject it and let the monitor propose again")
             rows[inst] = adjusted_row(current.params[inst], float(c["im_after"]), float(c["mm_after"]),
                                       c.get("meta"))
-        new = current.with_changes(rows)
-        new = ParameterSet(params=new.params, provenance={
+        new = ParameterSet(params=rows, provenance={
             "source": "approval", "proposal_id": proposal_id, "proposal_author": p.author, "reason": p.reason,
             "approved_by": officer, "comment": comment, "evidence": p.evidence, "changes": p.changes,
             "parent_provenance_run_id": current.run_id}, parent_version=current.version)
-        version = publish(con, new, created_by=officer, source="approval",
+        version = publish(con, new, created_by=officer, source="approval", remove=removed,
                           note=f"proposal {proposal_id}" + (f": {comment}" if comment else ""), in_transaction=True)
         now = utcnow()
         con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, 'approved', ?, ?)",
@@ -308,7 +369,7 @@ def reject(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comme
     """Reject: record the decision and the audit entry in one transaction (nothing is published)."""
     with transaction(con):
         p = get_proposal(con, proposal_id)
-        _check_decider(p, officer, role, "reject")
+        _check_decider(p, officer, role, "reject", con)
         now = utcnow()
         con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, 'rejected', ?, NULL)",
                     [proposal_id, now, officer, comment])

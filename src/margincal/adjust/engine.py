@@ -766,6 +766,14 @@ class MonitorEngine:
             if target < cur and self._batch_ns > 0:
                 st.batch_idx = (t - _MONDAY_NS) // self._batch_ns  # evaluated (nothing to do) for this window
             return _EMPTY
+        # the stated target is the volatility target lifted to the policy floor; a change never moves the rate
+        # away from it (e.g. no cut towards a cap below the rate in force while volatility asks for more)
+        b = self._bounds
+        floor = b.floor if b.floor >= b.floor_frac * st.im_base else b.floor_frac * st.im_base
+        if target < floor:
+            target = floor
+        if (new - cur) * (target - cur) <= 0.0:
+            return _EMPTY
         if new < cur:
             return self._decrease(st, ev, t, cur, new, target, mm_ratio, sig_now, comp)
         steps = route(self.policy, current=cur, new=new, critical=st.critical())

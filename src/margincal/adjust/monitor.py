@@ -98,12 +98,15 @@ class Monitor:
     live_from : events before it only warm the estimators up.
     fresh : ignore an existing checkpoint of this name (start over).
     actor : author of proposals and automatic versions.
+    replay : the run replays history into a live store (``--live-store``): every version and proposal it
+        writes is marked (``[replay]`` in notes and reasons, ``replay: true`` in the evidence).
     """
 
     def __init__(self, store: str | Path | duckdb.DuckDBPyConnection, policy: Policy | None = None, *,
                  name: str = "monitor", live_from: Any = None, fresh: bool = False, actor: str = "monitor",
                  checkpoint_every: int = 100_000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0,
-                 commit_latency_s: float = 1.0) -> None:
+                 commit_latency_s: float = 1.0, replay: bool = False) -> None:
+        self.replay = bool(replay)
         self.store = store
         self.policy = policy or default_policy()
         self.name = name
@@ -253,10 +256,14 @@ class Monitor:
             if len(ok) > 1:
                 evidence["group"] = ok[0].group
                 evidence["adjustments"] = [a.as_dict() for a in ok]
+            if self.replay:
+                evidence["replay"] = True
             reason = ok[0].reason if len(ok) == 1 else (
                 f"{len(ok)} instruments, decreases of the window from "
                 f"{str(ok[0].group).split(':', 1)[1].split('@')[0]}: "
                 + "; ".join(a.reason for a in ok))
+            if self.replay:
+                reason = "[replay] " + reason
             if ok[0].route == "auto":
                 rows = {a.instrument: _row(current.params[a.instrument], a) for a in ok}
                 new = current.with_changes(rows)

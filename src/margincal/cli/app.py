@@ -10,23 +10,107 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
+from typer import _click as click  # typer >= 0.20 vendors click: its exceptions are these, not click's
+from typer._click import exceptions as click_exc
 from typer.core import TyperGroup
 
 from margincal import __version__
 from margincal.errors import MargincalError
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:2000]
+
+
+def _input_error(exc: BaseException) -> str | None:
+    """One line for an error caused by the user's input or environment (files, store), else None.
+
+    These are the exceptions a command raises on a bad file or store rather than on a bug: a truncated
+    or corrupt compressed file (EOFError, zlib/gzip/lzma errors), undecodable text, operating-system
+    errors (missing file, permission, disk full) and DuckDB's own errors on a damaged store file.
+    """
+    import gzip
+    import lzma
+    import zlib
+
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)):
+        return f"cannot read the input: it is truncated or not validly compressed ({type(exc).__name__}: {exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"cannot read the input as UTF-8 text: {exc}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"{where}{exc.strerror or exc}"
+    mod = type(exc).__module__ or ""
+    if mod.startswith(("duckdb", "_duckdb")):
+        return f"store error: {exc}"
+    if mod.startswith("pyarrow") or type(exc).__name__ in ("ArrowInvalid", "ArrowIOError"):
+        return f"cannot read the file as Parquet/Arrow: {exc}"
+    if type(exc).__name__ in ("ParserError", "EmptyDataError") and mod.startswith("pandas"):
+        return f"cannot parse the file as CSV: {exc}"
+    return None
+
+
 class _Group(TyperGroup):
-    """Root group that turns MargincalError into one line on stderr and exit code 2."""
+    """Root group: every error ends as ONE line on stderr, never a traceback.
+
+    * :class:`MargincalError` (bad input named by the API) and input/environment errors (unreadable,
+      truncated or non-UTF-8 files, OS errors, a damaged store) -> ``error: ...``, exit 2;
+    * usage errors (unknown option, a value of the wrong type, a missing argument) -> one line, exit 2;
+    * anything else is a bug: one line saying so, exit 1 (``MARGINCAL_DEBUG=1`` re-raises it for the
+      traceback).
+    """
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except MargincalError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {_one_line(exc)}", err=True)
             ctx.exit(2)
+        except (typer.Exit, typer.Abort, click_exc.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            import os
+
+            if os.environ.get("MARGINCAL_DEBUG"):
+                raise
+            msg = _input_error(exc)
+            if msg is not None:
+                typer.echo(f"error: {_one_line(msg)}", err=True)
+                ctx.exit(2)
+            typer.echo(f"internal error: {type(exc).__name__}: {_one_line(exc)} (a bug: please report it; "
+                       "MARGINCAL_DEBUG=1 shows the traceback)", err=True)
+            ctx.exit(1)
+        return None  # pragma: no cover - ctx.exit raises
+
+    def main(self, args: object = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: object) -> object:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[arg-type]
+        except click_exc.NoArgsIsHelpError as exc:  # `margincal` or `margincal params` alone: the help
+            exc.show()
+            rv = 2
+            if not standalone_mode:
+                raise
+        except click_exc.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "margincal"
+            typer.echo(f"error: {_one_line(exc.format_message())} (see `{where} --help`)", err=True)
+            rv = 2
+            if not standalone_mode:
+                raise
+        except click_exc.ClickException as exc:
+            typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+            rv = exc.exit_code
+            if not standalone_mode:
+                raise
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("interrupted", err=True)
+            rv = 130
+            if not standalone_mode:
+                raise
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = typer.Typer(
@@ -101,6 +185,9 @@ app.command("cascade")(_cascade.cascade)
 from margincal.cli import book as _book  # noqa: E402
 
 app.add_typer(_book.app, name="book")
+from margincal.cli import data as _data  # noqa: E402
+
+app.add_typer(_data.app, name="data")
 
 
 def main() -> None:

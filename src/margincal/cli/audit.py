@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table
+from margincal.cli.common import JsonOption, StoreOption, console, number_option, print_json, print_table
 from margincal.data import audit as A
 from margincal.data.store import open_store
 
@@ -33,7 +33,7 @@ def verify(store: StoreOption = None, json_out: JsonOption = False) -> None:
 
 @app.command("show")
 def show(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N entries.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", callback=number_option(lo=1, hi=1_000_000, integer=True), help="Newest N entries.")] = 20,
     action: Annotated[str | None, typer.Option("--action", help="Only this action (publish, propose, "
                                                "approve, reject, auto_adjust...).")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Only subjects containing this text.")] = None,

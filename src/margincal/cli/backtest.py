@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    number_option,
+    print_json,
+    print_table,
+    progress,
+)
 
 
 def _pct(v: Any, digits: int = 1) -> str:
@@ -78,11 +86,11 @@ def backtest(
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Policy (repeatable): raw, static, apc:<name>, preset:<name>. Default: all.")] = None,
     level: Annotated[list[float] | None, typer.Option(
-        "--level", help="Coverage of the two-sided loss (repeatable). Default 0.99.")] = None,
+        "--level", callback=number_option(lo=0.5, hi=0.9999), help="Coverage of the two-sided loss (repeatable). Default 0.99.")] = None,
     horizon: Annotated[list[str] | None, typer.Option(
         "--horizon", help="Liquidation horizon in hours or 1d/8h (repeatable). Default 24.")] = None,
-    min_history: Annotated[int, typer.Option("--min-history", help="Bars of data before the first test day.")] = 250,
-    worst: Annotated[int, typer.Option("--worst", help="Worst days per instrument added to the crash table.")] = 5,
+    min_history: Annotated[int, typer.Option("--min-history", callback=number_option(lo=20, hi=100_000, integer=True), help="Bars of data before the first test day.")] = 250,
+    worst: Annotated[int, typer.Option("--worst", callback=number_option(lo=0, hi=1000, integer=True), help="Worst days per instrument added to the crash table.")] = 5,
     per_instrument: Annotated[bool, typer.Option("--per-instrument", help="Also print one row per "
                                                  "instrument.")] = False,
     crash: Annotated[bool, typer.Option("--crash/--no-crash", help="Print the crash-day table.")] = True,

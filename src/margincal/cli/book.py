@@ -20,7 +20,15 @@ from typing import Annotated, Any
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    number_option,
+    print_json,
+    print_table,
+    progress,
+)
 from margincal.errors import ConfigError, DataError
 
 app = typer.Typer(help="Large position books: generate, partition, inspect.", no_args_is_help=True)
@@ -55,10 +63,10 @@ def _du(path: Path) -> int:
 
 @app.command("generate")
 def generate(
-    accounts: Annotated[int, typer.Option("--accounts", help="Number of accounts.")],
+    accounts: Annotated[int, typer.Option("--accounts", callback=number_option(lo=1, hi=100_000_000, integer=True), help="Number of accounts.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the partitions to (must not hold a book).")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of numpy's SeedSequence.")] = 20260331,
-    per_partition: Annotated[int, typer.Option("--accounts-per-partition", help="Accounts per Parquet file.")
+    per_partition: Annotated[int, typer.Option("--accounts-per-partition", callback=number_option(lo=1, hi=10_000_000, integer=True), help="Accounts per Parquet file.")
                              ] = 100_000,
     engine: EngineOption = "local",
     workers: WorkersOption = None,
@@ -91,7 +99,7 @@ def generate(
 def partition(
     file: Annotated[Path, typer.Argument(help="Book file (CSV or Parquet): account, instrument, quantity.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the partitions to.")],
-    per_partition: Annotated[int, typer.Option("--accounts-per-partition", help="Accounts per Parquet file.")
+    per_partition: Annotated[int, typer.Option("--accounts-per-partition", callback=number_option(lo=1, hi=10_000_000, integer=True), help="Accounts per Parquet file.")
                              ] = 100_000,
 ) -> None:
     """Split a book file into Parquet partitions (the whole file is read here once)."""
@@ -110,6 +118,8 @@ def partition(
             raise DataError(f"{file.name}: cannot read as CSV ({exc})") from None
     if out.exists() and any(out.glob("*.parquet")):
         raise DataError(f"{out} already holds Parquet files; choose another folder")
+    if len(df) == 0:
+        raise DataError(f"{file.name}: the book has no positions (only a header, or empty)")
     bk = partition_frame(df, out, accounts_per_partition=per_partition, source=file.name)
     console.print(f"wrote {bk.n_accounts:,} accounts, {bk.n_rows:,} rows in {bk.n_partitions} partition(s) to {out}")
 

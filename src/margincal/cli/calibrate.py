@@ -53,6 +53,9 @@ def calibrate(
     settings = CalibrationSettings(model=model, level=level, horizon_hours=horizon_hours(horizon),
                                    mm_fraction=mm_fraction, buffer=buffer)
     with open_store(store) as con:
+        from margincal.margin.params import latest_version
+
+        before = latest_version(con)
         targets = _targets(con, instrument, timeframe)
         with progress(transient=True) as prog:
             task = prog.add_task("calibrating", total=len(targets))
@@ -66,4 +69,8 @@ def calibrate(
         print_json({"version": version, "run_id": pset.run_id, "provenance": pset.provenance, "rows": rows})
         return
     print_table(rows, title=f"parameter set v{version} ({model}, ES {level:g}, {settings.horizon_hours:g}h)")
-    console.print(f"published version {version}, run id {pset.run_id}")
+    if version == before:
+        console.print(f"unchanged: the live set v{version} already holds these rates (nothing published)")
+    else:
+        console.print(f"published version {version}, run id {pset.run_id} (instruments not calibrated here are "
+                      "carried over unchanged)")

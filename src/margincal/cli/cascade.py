@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    number_option,
+    print_json,
+    print_table,
+    progress,
+)
 from margincal.data.store import open_store, save_result
 from margincal.errors import ConfigError
 
@@ -17,9 +25,9 @@ _EVENTS = ("ftx", "2025-10-10", "mc")
 def cascade(
     policy: Annotated[str, typer.Option("--policy", help="static, calibrated, dynamic or all.")] = "all",
     event: Annotated[str, typer.Option("--event", help="ftx, 2025-10-10, mc or all.")] = "ftx",
-    accounts: Annotated[int, typer.Option("--accounts", help="Simulated accounts.")] = 5_000,
-    paths: Annotated[int, typer.Option("--paths", help="Monte Carlo paths (event mc; v1 200, v2 use 10000).")] = 200,
-    rare_event: Annotated[int, typer.Option("--rare-event", help="Importance-sampling draws for "
+    accounts: Annotated[int, typer.Option("--accounts", callback=number_option(lo=1, hi=1_000_000, integer=True), help="Simulated accounts.")] = 5_000,
+    paths: Annotated[int, typer.Option("--paths", callback=number_option(lo=1, hi=100_000, integer=True), help="Monte Carlo paths (event mc; v1 200, v2 use 10000).")] = 200,
+    rare_event: Annotated[int, typer.Option("--rare-event", callback=number_option(lo=0, hi=10_000_000, integer=True), help="Importance-sampling draws for "
                                             "P(bad debt > fund) per policy (event mc; 0 = skip).")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Population seed.")] = 7,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with the charts.")] = None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, print_json, print_table, progress
+from margincal.cli.common import JsonOption, StoreOption, date_option, print_json, print_table, progress
 from margincal.data.fetch import fetch_bars, make_exchange
 from margincal.data.store import open_store
 
@@ -16,8 +16,8 @@ def fetch(
     symbol: Annotated[str, typer.Option("--symbol", "-s", help="ccxt symbol: BTC/USDT (spot), "
                                         "BTC/USDT:USDT (USD-M perpetual).")] = "BTC/USDT",
     timeframe: Annotated[str, typer.Option("--timeframe", "-t")] = "1h",
-    since: Annotated[str, typer.Option("--since", help="Start (UTC), e.g. 2024-01-01.")] = "2024-01-01",
-    until: Annotated[str | None, typer.Option("--until", help="End (UTC, exclusive); default now.")] = None,
+    since: Annotated[str, typer.Option("--since", callback=date_option(), help="Start (UTC), e.g. 2024-01-01.")] = "2024-01-01",
+    until: Annotated[str | None, typer.Option("--until", callback=date_option(), help="End (UTC, exclusive); default now.")] = None,
     instrument: Annotated[str | None, typer.Option("--instrument", "-i", help="Store name (default from the "
                                                    "symbol: BTC-USDT, BTC-PERP).")] = None,
     store: StoreOption = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table
+from margincal.cli.common import JsonOption, StoreOption, console, date_option, print_json, print_table
 from margincal.data.ingest import ingest_file
 from margincal.data.store import open_store
 
@@ -23,7 +23,7 @@ def ingest(
                                              "(default: detected from the columns).")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite stored rows whose values differ.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; write nothing.")] = False,
-    snapshot_ts: Annotated[str | None, typer.Option("--snapshot-ts", help="Quote time (UTC) for option "
+    snapshot_ts: Annotated[str | None, typer.Option("--snapshot-ts", callback=date_option(), help="Quote time (UTC) for option "
                                                     "snapshots that have none.")] = None,
     store: StoreOption = None,
     json_out: JsonOption = False,
@@ -31,7 +31,11 @@ def ingest(
     """Validate FILE (every rule, with file/line/field in each error) and load it atomically."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with open_store(store) as con:
+        from margincal.config import resolve_store_path
+
+        # a dry run against a store that does not exist yet validates in memory: it creates no file
+        target = ":memory:" if dry_run and not resolve_store_path(store).exists() else store
+        with open_store(target) as con:
             rep = ingest_file(con, file, instrument=instrument, timeframe=timeframe, kind=kind,
                               replace=replace, snapshot_ts=snapshot_ts, dry_run=dry_run)
     d = rep.as_dict()

@@ -40,7 +40,7 @@ def list_(
     json_out: JsonOption = False,
 ) -> None:
     """List keys (id, role, name, created, revoked); secrets are never shown."""
-    with open_store(store) as con:
+    with open_store(store, read_only=True) as con:
         rows = auth.list_keys(con, include_revoked=not active)
     if json_out:
         print_json(rows)
@@ -58,9 +58,39 @@ def revoke(
     json_out: JsonOption = False,
 ) -> None:
     """Revoke a key (it stays listed, marked revoked)."""
+    import re
+
+    from margincal.errors import ConfigError
+
+    if not re.fullmatch(r"[0-9a-f]{12}", key_id):
+        raise ConfigError(f"key id {key_id[:40]!r} is not 12 hex characters; `margincal keys list` shows the ids")
     with open_store(store) as con:
         row = auth.revoke_key(con, key_id)
     if json_out:
         print_json(row)
         return
     console.print(f"key {row['key_id']} ({row['role']}, {row['name']}) revoked at {row['revoked_at']}")
+
+
+@app.command("rotate")
+def rotate(
+    key: Annotated[str | None, typer.Option("--key", envvar="MARGINCAL_API_KEY", show_default=False,
+                                            help="Your current key (default $MARGINCAL_API_KEY).")] = None,
+    store: StoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Replace your own key: same name and role, a new secret; the old key is revoked."""
+    from margincal.errors import AuthError
+
+    if not key:
+        raise AuthError("rotating needs your current key: pass --key mc_... or set MARGINCAL_API_KEY")
+    if auth.parse_key(key) is None:
+        raise AuthError("invalid or revoked API key")
+    with open_store(store) as con:
+        new = auth.rotate_key(con, key)
+    if json_out:
+        print_json({"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name})
+        return
+    typer.echo(new.key)
+    err_console.print(f"key {new.key_id} ({new.role}, {new.name}) replaces your old key, now revoked; the line "
+                      "above is the only copy of the new key.")

@@ -4,6 +4,14 @@ A thin shell over :class:`margincal.adjust.monitor.Monitor`: it builds the
 feed, shows a live Rich display (latest state per instrument + a log of
 signals and adjustments) or, with ``--json``, prints one JSON object per line
 (``type`` = signal / adjustment / proposal / summary).
+
+A replay never touches the live parameter set by default: it runs in a named
+sandbox, a separate store file ``<store>.sandbox-<name>.duckdb`` created as a
+copy of the live store (:func:`margincal.data.store.open_sandbox`). Writing a
+replay's versions and proposals into the live store needs ``--live-store``;
+they are then marked ``[replay]`` (author ``monitor-replay``, ``replay: true`` in
+their evidence) everywhere they show. Every argument is validated before
+anything is written (a rejected ``--calibrate`` run publishes nothing).
 """
 
 from __future__ import annotations
@@ -21,21 +29,17 @@ from rich.text import Text
 
 from margincal.adjust.monitor import Monitor, jsonable, load_checkpoint, summarize_state
 from margincal.adjust.policy import load_policy
-from margincal.cli.common import JsonOption, StoreOption, console, err_console
+from margincal.cli.common import JsonOption, StoreOption, console, err_console, parse_number, parse_time
 from margincal.config import resolve_store_path
 from margincal.data.feeds import LiveFeed, ReplayFeed, timeframe_ns
-from margincal.data.store import bar_instruments, load_bars, open_store, to_utc
+from margincal.data.store import bar_instruments, load_bars, open_sandbox, open_store, sandbox_path
 from margincal.errors import ConfigError
 
-
-def _parse_end(value: str) -> pd.Timestamp:
-    ts = to_utc(value)
-    if len(value.strip()) <= 10:  # a date: the whole day is included
-        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-    return ts
+REPLAY_ACTOR = "monitor-replay"
 
 
-def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp) -> dict[str, Any]:
+def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *, actor: str = "monitor-cli",
+                    note_prefix: str = "") -> dict[str, Any]:
     """Calibrate each instrument on its bars strictly before ``before`` and publish that as the base version."""
     from margincal.config import CalibrationSettings
     from margincal.margin.params import new_run_id, publish
@@ -53,8 +57,8 @@ def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp) -
             bars = load_bars(con, inst, tf, end=before - pd.Timedelta(timeframe_ns(tf), "ns"))
             cals.append(calibrate_bars(bars, inst, tf, settings))
         pset = to_parameter_set(cals, settings, new_run_id())
-        version = publish(con, pset, created_by="monitor-cli", source="calibration",
-                          note=f"calibrated on data before {before.isoformat()} for a monitor replay")
+        version = publish(con, pset, created_by=actor, source="calibration",
+                          note=f"{note_prefix}calibrated on data before {before.isoformat()} for a monitor replay")
     return {"version": version, "im": {c.instrument: c.im_rate for c in cals}}
 
 
@@ -111,19 +115,35 @@ def monitor(
     group_commit: Annotated[float | None, typer.Option("--group-commit", help="Seconds a decision may wait to be "
                                                        "written with others in one transaction (default 1 for "
                                                        "an unpaced replay, 0 for --live and --speed).")] = None,
+    sandbox: Annotated[str | None, typer.Option("--sandbox", help="--replay: the sandbox store to run in "
+                                                "(default: one named after the arguments); --fresh recreates "
+                                                "it from the live store.")] = None,
+    live_store: Annotated[bool, typer.Option("--live-store", help="--replay: write versions and proposals into "
+                                             "the LIVE store (marked [replay]) instead of a sandbox.")] = False,
 ) -> None:
-    """Run the margin monitor: signals and margin adjustments as they happen."""
+    """Run the margin monitor: signals and margin adjustments as they happen.
+
+    A replay runs in a sandbox store (a copy of the live one) unless --live-store is given."""
+    # ---- every argument is checked before anything is written
     if replay == live:
         raise ConfigError("choose exactly one of --replay or --live")
+    if speed is not None:
+        speed = parse_number(speed, "--speed", lo=1e-3, hi=1e12)
+    warmup_days = parse_number(warmup_days, "--warmup-days", lo=0.0, hi=3650.0)
+    poll = parse_number(poll, "--poll", lo=0.1, hi=86400.0)
+    if live_store and not replay:
+        raise ConfigError("--live-store applies to --replay (a --live monitor writes into the store it is given)")
+    if live_store and sandbox is not None:
+        raise ConfigError("choose one of --sandbox NAME or --live-store")
     pol = load_policy(policy)
-    store_path = resolve_store_path(store)
+    live_path = resolve_store_path(store)
     if replay:
-        if not store_path.exists():
-            raise ConfigError(f"store {store_path} does not exist; run `margincal run` or `margincal ingest` first")
+        if not live_path.exists():
+            raise ConfigError(f"store {live_path} does not exist; run `margincal run` or `margincal ingest` first")
         if start is None:
             raise ConfigError("--replay needs --from (the first time the monitor acts on)")
-        live_from = to_utc(start)
-        stop = _parse_end(end) if end else None
+        live_from = parse_time(start, "--from")
+        stop = parse_time(end, "--to", end=True) if end is not None else None
         if stop is not None and stop < live_from:
             raise ConfigError(f"--to {end} is before --from {start}")
         insts = list(instrument) if instrument else None
@@ -131,7 +151,11 @@ def monitor(
     else:
         if not symbol:
             raise ConfigError("--live needs at least one --symbol, e.g. --symbol BTC/USDT:USDT")
-        live_from = to_utc(start) if start else pd.Timestamp.now(tz="UTC")
+        try:
+            timeframe_ns(timeframe)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"--timeframe {timeframe!r} is not a timeframe (e.g. 1m, 1h): {exc}") from None
+        live_from = parse_time(start, "--from") if start else pd.Timestamp.now(tz="UTC")
         stop = None
         insts = None
         ck_name = name or f"live:{exchange}:{','.join(symbol)}:{timeframe}"
@@ -139,7 +163,37 @@ def monitor(
         group_commit = 1.0 if (replay and speed is None) else 0.0
     elif not (group_commit >= 0 and group_commit < float("inf")):
         raise ConfigError(f"--group-commit is {group_commit}; it must be a finite number of seconds >= 0")
-    mon = Monitor(store_path, pol, name=ck_name, live_from=live_from, fresh=fresh, commit_latency_s=group_commit)
+    if name is not None and not (0 < len(name) <= 200) or any(ord(ch) < 32 for ch in ck_name):
+        raise ConfigError("--name must be 1-200 printable characters")
+    if replay and not live_store:
+        import hashlib
+
+        sb_name = sandbox if sandbox is not None else "replay-" + hashlib.sha256(ck_name.encode()).hexdigest()[:10]
+        sandbox_path(live_path, sb_name)  # validates the name before anything is created
+    if replay and insts:
+        with open_store(live_path, read_only=True) as con:
+            stored = set(bar_instruments(con))
+        missing = [i for i in insts if i not in stored]
+        if missing:
+            raise ConfigError(f"{'--calibrate: ' if calibrate else ''}no bars stored for {', '.join(missing)}; "
+                              f"stored: {', '.join(sorted(stored)) or 'none'}")
+    # ---- from here on the store is written: the sandbox, or the live store when asked for explicitly
+    if replay and not live_store:
+        store_path = open_sandbox(live_path, sb_name, fresh=fresh)
+        msg = (f"replaying in sandbox {store_path.name} (the live store {live_path.name} is not touched; "
+               "--live-store writes there instead)")
+        if json_out:
+            typer.echo(jsonable({"type": "sandbox", "store": store_path.name, "live_store": live_path.name}))
+        else:
+            err_console.print(msg)
+    else:
+        store_path = live_path
+        if replay:
+            err_console.print(f"[bold yellow]--live-store: this replay writes into the live store {live_path.name}; "
+                              "its versions and proposals are marked [replay][/]")
+    marked = replay and live_store
+    mon = Monitor(store_path, pol, name=ck_name, live_from=live_from, fresh=fresh, commit_latency_s=group_commit,
+                  actor=REPLAY_ACTOR if marked else "monitor", replay=marked)
     with open_store(store_path) as con:
         resuming = (not fresh) and load_checkpoint(con, ck_name) is not None
     if calibrate and replay:
@@ -149,7 +203,8 @@ def monitor(
             with open_store(store_path) as con:
                 if insts is None:
                     insts = bar_instruments(con)
-            info = _calibrate_base(store_path, insts, live_from)
+            info = _calibrate_base(store_path, insts, live_from, actor=REPLAY_ACTOR if marked else "monitor-cli",
+                                   note_prefix="[replay] " if marked else "")
             if json_out:
                 typer.echo(jsonable({"type": "calibration", **info}))
             else:

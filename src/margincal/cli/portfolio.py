@@ -19,7 +19,9 @@ from margincal.cli.common import (
     JsonOption,
     StoreOption,
     console,
+    date_option,
     err_console,
+    number_option,
     print_json,
     print_table,
     progress,
@@ -67,13 +69,14 @@ def portfolio(
     book: Annotated[Path | None, typer.Option("--book", help="Positions file (CSV or Parquet), or a folder of "
                                               "Parquet partitions, instead of FILE.")] = None,
     spot: Annotated[list[str] | None, typer.Option("--spot", help="Spot override, e.g. BTC=65000 (repeatable).")] = None,
-    vol: Annotated[float | None, typer.Option("--vol", help="Flat implied vol for options without a quote "
+    vol: Annotated[float | None, typer.Option("--vol", callback=number_option(lo=1e-4, hi=10), help="Flat implied vol for options without a quote "
                                               "(0.6 = 60%).")] = None,
-    asof: Annotated[str | None, typer.Option("--asof", help="Valuation time (UTC), e.g. 2024-05-24T13:00.")] = None,
+    asof: Annotated[str | None, typer.Option("--asof", callback=date_option(),
+                                             help="Valuation time (UTC), e.g. 2024-05-24T13:00.")] = None,
     method: Annotated[str, typer.Option("--method", help="risk-matrix or historical (FHS ES).")] = "risk-matrix",
     preset: Annotated[str, typer.Option("--preset", help="Risk-matrix preset: deribit or derive.")] = "deribit",
-    level: Annotated[float, typer.Option("--level", help="ES level (historical).")] = 0.99,
-    horizon_hours: Annotated[float, typer.Option("--horizon-hours", help="Liquidation horizon (historical).")] = 24.0,
+    level: Annotated[float, typer.Option("--level", callback=number_option(lo=0.5, hi=0.999999), help="ES level (historical).")] = 0.99,
+    horizon_hours: Annotated[float, typer.Option("--horizon-hours", callback=number_option(lo=0.01, hi=24 * 365), help="Liquidation horizon (historical).")] = 24.0,
     offset: Annotated[str, typer.Option("--offset", help="Cross-underlying offset (historical): 'stressed' "
                                         "(stressed-correlation credit, floor 0.5, cap 0.8) or a fraction 0..1; "
                                         "1 = full offset.")] = "stressed",

@@ -1,8 +1,10 @@
 """`margincal proposals list|show|approve|reject`: the four-eyes approval workflow from the command line.
 
-The CLI names the deciding user with ``--as USER --role ROLE``; the HTTP
-service does the same through API keys (each key maps to a user and a role)
-and calls the same :mod:`margincal.adjust.approval` functions.
+The deciding user is whoever holds the API key given with ``--key`` (or the
+``MARGINCAL_API_KEY`` environment variable): the key is checked against the
+store and maps to one unique name and a role, exactly as in the HTTP service,
+and both call the same :mod:`margincal.adjust.approval` functions. Nobody
+declares a name or a role on the command line.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ app = typer.Typer(name="proposals", help="List, approve and reject margin-change
                   no_args_is_help=True, add_completion=False)
 
 IdArg = Annotated[str, typer.Argument(help="Proposal id (see `margincal proposals list`).")]
-AsOption = Annotated[str, typer.Option("--as", help="The deciding user.")]
-RoleOption = Annotated[str, typer.Option("--role", help="The user's role; deciding needs risk_officer.")]
+KeyOption = Annotated[str | None, typer.Option(
+    "--key", envvar="MARGINCAL_API_KEY", show_envvar=True, show_default=False,
+    help="Your API key (mc_...; `margincal keys create`); default $MARGINCAL_API_KEY. Its holder is the decider.")]
 CommentOption = Annotated[str | None, typer.Option("--comment", "-c", help="Why (kept in the decision and "
                                                    "the audit log).")]
 
@@ -58,10 +61,30 @@ def show(proposal_id: IdArg, store: StoreOption = None, json_out: JsonOption = F
                       f"(version {p.published_version})")
 
 
-def _decide(verb: str, proposal_id: str, user: str, role: str, comment: str | None, store: object,
+def _who(con: object, key: str | None) -> tuple[str, str]:
+    from margincal.errors import AuthError
+    from margincal.service.auth import authenticate
+
+    if not key:
+        raise AuthError("deciding needs your API key: pass --key mc_... or set MARGINCAL_API_KEY "
+                        "(create one with `margincal keys create --role risk_officer --name YOU`)")
+    p = authenticate(con, key)  # type: ignore[arg-type]
+    return p.name, p.role
+
+
+def _decide(verb: str, proposal_id: str, key: str | None, comment: str | None, store: object,
             json_out: bool) -> None:
+    from margincal.errors import AuthError
+    from margincal.service.auth import parse_key
+
+    if not key:
+        raise AuthError("deciding needs your API key: pass --key mc_... or set MARGINCAL_API_KEY "
+                        "(create one with `margincal keys create --role risk_officer --name YOU`)")
+    if parse_key(key) is None:  # not shaped like a key: refused before the store is opened
+        raise AuthError("invalid or revoked API key")
     fn = AP.approve if verb == "approve" else AP.reject
     with open_store(store) as con:  # type: ignore[arg-type]
+        user, role = _who(con, key)
         d = fn(con, proposal_id, user, comment, role=role)
     if json_out:
         print_json({"proposal_id": d.proposal_id, "decision": d.decision, "decided_by": d.decided_by,
@@ -73,14 +96,39 @@ def _decide(verb: str, proposal_id: str, user: str, role: str, comment: str | No
 
 
 @app.command("approve")
-def approve(proposal_id: IdArg, user: AsOption, role: RoleOption, comment: CommentOption = None,
+def approve(proposal_id: IdArg, key: KeyOption = None, comment: CommentOption = None,
             store: StoreOption = None, json_out: JsonOption = False) -> None:
-    """Approve: publish the proposed rates (one transaction with the decision and the audit entry)."""
-    _decide("approve", proposal_id, user, role, comment, store, json_out)
+    """Approve as the holder of --key: publish the proposed rates (one transaction with the decision and the
+    audit entry)."""
+    _decide("approve", proposal_id, key, comment, store, json_out)
 
 
 @app.command("reject")
-def reject(proposal_id: IdArg, user: AsOption, role: RoleOption, comment: CommentOption = None,
+def reject(proposal_id: IdArg, key: KeyOption = None, comment: CommentOption = None,
            store: StoreOption = None, json_out: JsonOption = False) -> None:
-    """Reject: record the decision and the audit entry (nothing is published)."""
-    _decide("reject", proposal_id, user, role, comment, store, json_out)
+    """Reject as the holder of --key: record the decision and the audit entry (nothing is published)."""
+    _decide("reject", proposal_id, key, comment, store, json_out)
+
+
+@app.command("remove")
+def remove(
+    instrument: Annotated[list[str], typer.Option("--instrument", "-i", help="Instrument to remove from the live "
+                                                  "set (repeat for several).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the proposal and the audit log).")],
+    key: KeyOption = None,
+    store: StoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Propose removing instruments from the live parameter set; another risk officer approves it."""
+    from margincal.errors import AuthError
+    from margincal.service.auth import authenticate
+
+    if not key:
+        raise AuthError("proposing needs your API key: pass --key mc_... or set MARGINCAL_API_KEY")
+    with open_store(store) as con:
+        who = authenticate(con, key)
+        pid = AP.create_removal_proposal(con, author=who.name, instruments=instrument, reason=reason)
+    if json_out:
+        print_json({"proposal_id": pid, "author": who.name, "remove": instrument})
+        return
+    console.print(f"proposal {pid} by {who.name}: remove {', '.join(instrument)} (pending approval)")

@@ -12,6 +12,7 @@ import typer
 from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
 from margincal.config import resolve_store_path
 from margincal.data.store import open_store
+from margincal.errors import ConfigError
 from margincal.reports.html import write_report
 from margincal.reports.store_report import build_sections, section_status
 
@@ -25,6 +26,8 @@ def report(
 ) -> None:
     """Write calibration, parameter history, backtest, stress and adjustment results to one HTML file."""
     path = resolve_store_path(store)
+    if out.is_dir() or str(out).endswith(("/", "\\")):
+        raise ConfigError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
     with progress(transient=True) as prog:
         task = prog.add_task("report", total=None)
         with open_store(path, read_only=True) as con:

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from margincal.backtest import backtest_figures
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    number_option,
+    print_json,
+    print_table,
+    progress,
+)
 from margincal.config import CalibrationSettings, resolve_store_path
 from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
 from margincal.data.store import load_bars, open_store
@@ -23,7 +31,8 @@ def run(
     report: Annotated[Path, typer.Option("--report", help="Where to write the HTML report.")] = Path(
         "reports/margincal-report.html"),
     horizon: Annotated[str, typer.Option("--horizon", help="Liquidation horizon (hours or 1d, 8h...).")] = "1d",
-    level: Annotated[float, typer.Option("--level", help="Expected Shortfall confidence.")] = 0.99,
+    level: Annotated[float, typer.Option("--level", callback=number_option(lo=0.5, hi=0.9999),
+                                         help="Expected Shortfall confidence.")] = 0.99,
     json_out: JsonOption = False,
 ) -> None:
     """Ingest the bundled data, calibrate every bundled instrument, publish, print and report."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import StoreOption, err_console
+from margincal.cli.common import StoreOption, err_console, number_option
 from margincal.config import resolve_store_path
 from margincal.data.store import open_store
 from margincal.errors import ConfigError
@@ -21,7 +21,7 @@ def serve(
     policy: Annotated[Path | None, typer.Option("--policy", help="Adjustment policy TOML that admins may "
                                                 "replace through PUT /api/policy.")] = None,
     release_after: Annotated[float | None, typer.Option(
-        "--release-after", help="Close the store after this many idle seconds so other processes can write "
+        "--release-after", callback=number_option(lo=0, hi=86400), help="Close the store after this many idle seconds so other processes can write "
         "it (default: keep it open).")] = None,
     private_docs: Annotated[bool, typer.Option("--private-docs", help="Require a key for /openapi.json.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
@@ -35,6 +35,10 @@ def serve(
     path = resolve_store_path(store)
     if policy is not None and not policy.exists():
         raise ConfigError(f"--policy {policy} does not exist")
+    if policy is not None:  # a policy the service could not load fails now, not at the first request
+        from margincal.adjust.policy import load_policy
+
+        load_policy(policy)
     with open_store(path) as con:  # creates / migrates the store, and fails now if it is locked
         n_keys = con.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()[0]  # type: ignore[index]
         n_sets = con.execute("SELECT count(*) FROM parameter_sets").fetchone()[0]  # type: ignore[index]

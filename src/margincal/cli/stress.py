@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    number_option,
+    print_json,
+    print_table,
+    progress,
+)
 from margincal.config import resolve_store_path
 from margincal.data.store import open_store, save_result
 from margincal.errors import ConfigError, StoreError
@@ -43,15 +51,15 @@ def stress(
                                           "'hypothetical' or 'all'.")] = "all",
     book: Annotated[Path | None, typer.Option("--book", help="Book file (CSV/Parquet): account,instrument,"
                                               "quantity[,collateral]. Default: the synthetic book.")] = None,
-    accounts: Annotated[int, typer.Option("--accounts", help="Size of the synthetic book.")] = 10_000,
+    accounts: Annotated[int, typer.Option("--accounts", callback=number_option(lo=1, hi=1_000_000, integer=True), help="Size of the synthetic book.")] = 10_000,
     margin: Annotated[str, typer.Option("--margin", help="'published' (latest ParameterSet), 'portfolio' (risk-matrix portfolio "
                                           "margin) or a flat IM rate.")
                       ] = "published",
     resources: Annotated[str, typer.Option("--resources", help="'margin' (requirement) or 'collateral'.")
                          ] = "margin",
-    n_worst: Annotated[int, typer.Option("--worst", help="Worst windows per horizon and direction.")] = 3,
+    n_worst: Annotated[int, typer.Option("--worst", callback=number_option(lo=1, hi=1000, integer=True), help="Worst windows per horizon and direction.")] = 3,
     reverse: Annotated[bool, typer.Option("--reverse/--no-reverse", help="Also run reverse stress.")] = False,
-    fund: Annotated[float, typer.Option("--fund", help="Insurance fund for reverse stress (quote currency).")
+    fund: Annotated[float, typer.Option("--fund", callback=number_option(lo=0, hi=1e15), help="Insurance fund for reverse stress (quote currency).")
                     ] = 0.0,
     store: StoreOption = None,
     json_out: JsonOption = False,

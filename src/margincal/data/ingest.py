@@ -41,6 +41,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from margincal.config import plausible_time_range
 from margincal.data.store import transaction, upsert_instrument
 from margincal.errors import DataError, MargincalWarning
 from margincal.instruments import Instrument, format_name
@@ -203,10 +204,15 @@ def _timestamps(df: pd.DataFrame, col: str, probs: _Problems) -> pd.DatetimeInde
     raw = df[col]
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.to_datetime(raw, utc=True)
-    elif pd.api.types.is_numeric_dtype(raw):
-        v = raw.to_numpy(dtype=float)
-        unit = "ms" if np.nanmedian(v) > 1e11 else "s"
-        ts = pd.to_datetime(v, unit=unit, utc=True, errors="coerce")
+    elif pd.api.types.is_numeric_dtype(raw) or raw.astype(str).str.strip().str.fullmatch(r"-?\d{9,19}").all():
+        # epoch numbers: the unit is read from the magnitude (seconds ~1.7e9, ms ~1.7e12, us ~1.7e15,
+        # ns ~1.7e18 today); a value in another unit than the rest lands outside the plausible range below
+        v = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        med = float(np.nanmedian(np.abs(v))) if np.isfinite(v).any() else 0.0
+        unit = "ns" if med > 1e17 else "us" if med > 1e14 else "ms" if med > 1e11 else "s"
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.isfinite(v) & (np.abs(v) < 9.2e18 / {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit])
+        ts = pd.to_datetime(np.where(ok, v, np.nan), unit=unit, utc=True, errors="coerce")
     else:
         s = raw.astype(str).str.strip()
         ts = pd.to_datetime(s, utc=True, errors="coerce", format="mixed")
@@ -214,7 +220,27 @@ def _timestamps(df: pd.DataFrame, col: str, probs: _Problems) -> pd.DatetimeInde
     bad = np.flatnonzero(ts.isna())
     if bad.size:
         probs.add(bad, lambda p: f"{col} {str(raw.iloc[p])!r} is not a timestamp (use ISO-8601, UTC)")
+    lo, hi = plausible_time_range()
+    out = np.flatnonzero(~ts.isna() & ((ts < lo) | (ts > hi)))
+    if out.size:
+        probs.add(out, lambda p: f"{col} {str(raw.iloc[p])!r} ({ts[p].isoformat()}) is outside the plausible range "
+                  f"{lo.date()} .. {hi.strftime('%Y-%m-%d %H:%M')} UTC (wrong epoch unit or a typo? "
+                  "MARGINCAL_TIME_RANGE widens it)")
     return ts
+
+
+PRICE_FLOOR = 1e-12
+PRICE_CEILING = 1e13
+
+
+def _plausible_prices(arr: np.ndarray, col: str, probs: _Problems) -> None:
+    """Prices must be > 0 and within [1e-12, 1e13] (no denormals, no overflowed or unit-shifted values)."""
+    bad = np.flatnonzero(arr <= 0)
+    if bad.size:
+        probs.add(bad, lambda p: f"{col} is {arr[p]:g}; prices must be > 0")
+    odd = np.flatnonzero((arr > 0) & ((arr < PRICE_FLOOR) | (arr > PRICE_CEILING)))
+    if odd.size:
+        probs.add(odd, lambda p: f"{col} is {arr[p]:g}; prices must lie in [{PRICE_FLOOR:g}, {PRICE_CEILING:g}]")
 
 
 def _dedupe(frame: pd.DataFrame, key_cols: list[str], value_cols: list[str], probs: _Problems,
@@ -256,9 +282,7 @@ def validate_bars(df: pd.DataFrame, name: str, parquet: bool, timeframe: str) ->
     o, h, lo, c, v = (_numeric(df, k, probs) for k in ("open", "high", "low", "close", "volume"))
     probs.raise_if_any()
     for col, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-        bad = np.flatnonzero(arr <= 0)
-        if bad.size:
-            probs.add(bad, lambda p, col=col, arr=arr: f"{col} is {arr[p]:g}; prices must be > 0")
+        _plausible_prices(arr, col, probs)
     bad = np.flatnonzero(h < lo)
     if bad.size:
         probs.add(bad, lambda p: f"high {h[p]:g} < low {lo[p]:g}; high must be >= low")
@@ -298,6 +322,10 @@ def _spacing(ts: pd.Series, pos: np.ndarray, timeframe: str, probs: _Problems, t
     if bad.size:
         probs.add(pos[bad + 1], lambda p: f"{tcol} spacing is not a whole multiple of {timeframe} "
                   "after the previous bar")
+    if d.size >= 2 and int(d.min()) > step_ns:
+        raise DataError(f"{tcol}: every bar is at least {pd.Timedelta(int(d.min()))} after the previous one, but the "
+                        f"timeframe is {timeframe}: these are not {timeframe} bars (pass the timeframe they have, "
+                        f"e.g. --timeframe {_tf_label(int(d.min()))})")
     gaps_idx = np.flatnonzero(d > step_ns)
     largest = pd.Timedelta(int(d[gaps_idx].max()) - step_ns) if gaps_idx.size else None
     return {
@@ -305,6 +333,13 @@ def _spacing(ts: pd.Series, pos: np.ndarray, timeframe: str, probs: _Problems, t
         "missing_bars": int(((d[gaps_idx] // step_ns) - 1).sum()) if gaps_idx.size else 0,
         "largest_gap": str(largest) if largest is not None else None,
     }
+
+
+def _tf_label(ns: int) -> str:
+    for unit, size in (("d", 86_400e9), ("h", 3_600e9), ("m", 60e9)):
+        if ns % int(size) == 0:
+            return f"{ns // int(size)}{unit}"
+    return f"{ns // 1_000_000_000}s"
 
 
 def validate_funding(df: pd.DataFrame, name: str, parquet: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -432,9 +467,7 @@ def validate_depth(df: pd.DataFrame, name: str, parquet: bool) -> tuple[pd.DataF
     if bad.size:
         probs.add(bad, lambda p: f"side {side.iloc[p]!r} must be bid or ask")
     probs.raise_if_any()
-    bad = np.flatnonzero(price <= 0)
-    if bad.size:
-        probs.add(bad, lambda p: f"price is {price[p]:g}; prices must be > 0")
+    _plausible_prices(price, "price", probs)
     bad = np.flatnonzero(size < 0)
     if bad.size:
         probs.add(bad, lambda p: f"size is {size[p]:g}; sizes must be >= 0")

@@ -205,6 +205,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0300_key_identity",
+        # who minted each key, and its holder's name normalised (casefold, whitespace collapsed) so that
+        # names are unique identities: "Alice" and "alice " are the same person
+        """
+        ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS created_by VARCHAR;
+        ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS name_norm VARCHAR;
+        UPDATE api_keys SET name_norm = lower(regexp_replace(trim(name), '\\s+', ' ', 'g'));
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -232,6 +242,8 @@ def connect(
     path = resolve_store_path(store)
     if read_only and str(path) != ":memory:" and not path.exists():
         raise StoreError(f"store {path} does not exist; run `margincal run` or `margincal ingest` first")
+    if str(path) != ":memory:" and path.exists():
+        _check_is_store(path)
     if str(path) != ":memory:" and path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
@@ -252,6 +264,20 @@ def connect(
     elif read_only:
         check_schema(con, path)
     return con
+
+
+def _check_is_store(path: Path) -> None:
+    """Refuse to open (and so to overwrite) a file that is not a DuckDB database: a CSV passed as --store by
+    mistake, an empty file. DuckDB files carry the magic bytes ``DUCK`` at offset 8."""
+    if path.is_dir():
+        raise StoreError(f"store {path} is a folder, not a DuckDB file")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise StoreError(f"cannot read store {path}: {exc.strerror or exc}") from None
+    if len(head) < 12 or head[8:12] != b"DUCK":
+        raise StoreError(f"{path} is not a margincal store (not a DuckDB database file); check --store")
 
 
 def _has_icu(con: duckdb.DuckDBPyConnection) -> bool:
@@ -469,3 +495,94 @@ def latest_result(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, Any] |
     if row is None:
         return None
     return {"run_id": row[0], "created_at": row[1], "params": json.loads(row[2]), "payload": json.loads(row[3])}
+
+
+# ---------------------------------------------------------------- sandboxes
+
+_SANDBOX_NAME = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def sandbox_path(store: str | Path | None, name: str) -> Path:
+    """Where the sandbox ``name`` of ``store`` lives: ``<store stem>.sandbox-<name>.duckdb`` beside it."""
+    if not _SANDBOX_NAME.match(name or ""):
+        raise StoreError(f"sandbox name {str(name)[:70]!r} is invalid: 1-64 letters, digits, '_', '.', '-', "
+                         "starting with a letter or digit")
+    live = resolve_store_path(store)
+    return live.with_name(f"{live.stem}.sandbox-{name}.duckdb")
+
+
+def open_sandbox(store: str | Path | None, name: str, *, fresh: bool = False) -> Path:
+    """Create (or reuse) the sandbox ``name``: a separate store file holding a copy of the live store.
+
+    Replays and experiments write there, never into the live parameter set. The copy is taken through
+    DuckDB (live store attached read-only, ``COPY FROM DATABASE``), into a temporary file renamed into
+    place, so a crash never leaves a half-copied sandbox. An existing sandbox is reused (a replay resumes
+    there) unless ``fresh``. Returns the sandbox path.
+    """
+    live = resolve_store_path(store)
+    if not live.exists():
+        raise StoreError(f"store {live} does not exist; run `margincal run` or `margincal ingest` first")
+    path = sandbox_path(live, name)
+    if path.exists() and not fresh:
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{_sql_path(live)}' AS live_src (READ_ONLY)")
+        con.execute(f"ATTACH '{_sql_path(tmp)}' AS sandbox_dst")
+        con.execute("COPY FROM DATABASE live_src TO sandbox_dst")
+        con.execute("DETACH sandbox_dst")
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot copy {live} into sandbox {path.name}: {exc}") from None
+    finally:
+        con.close()
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+    tmp.replace(path)
+    return path
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+# ---------------------------------------------------------------- removing rows ingested by mistake
+
+DELETABLE: dict[str, tuple[str, str]] = {
+    # kind -> (table, time column); parameter sets, proposals and the audit log are never deletable
+    "bars": ("bars", "ts"),
+    "funding": ("funding", "ts"),
+    "open_interest": ("open_interest", "ts"),
+    "options": ("option_quotes", "snapshot_ts"),
+    "depth": ("depth_snapshots", "ts"),
+}
+
+
+def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, instrument: str, *, timeframe: str | None = None,
+                start: Any = None, end: Any = None, dry_run: bool = False) -> int:
+    """Delete market-data rows of one instrument (optionally one timeframe and a time window, both ends
+    included); returns how many. The caller owns the transaction and records the audit entry."""
+    if kind not in DELETABLE:
+        raise StoreError(f"kind {kind!r} is not one of {', '.join(DELETABLE)} (parameter sets, proposals and the "
+                         "audit log are append-only)")
+    table, tcol = DELETABLE[kind]
+    icol = "underlying" if kind == "options" else "instrument"
+    where = [f"{icol} = ?"]
+    args: list[Any] = [instrument]
+    if timeframe is not None:
+        if kind != "bars":
+            raise StoreError("--timeframe applies to bars only")
+        where.append("timeframe = ?")
+        args.append(timeframe)
+    if start is not None:
+        where.append(f"{tcol} >= ?")
+        args.append(to_store_ts(start))
+    if end is not None:
+        where.append(f"{tcol} <= ?")
+        args.append(to_store_ts(end))
+    sql = " AND ".join(where)
+    n = int(con.execute(f"SELECT count(*) FROM {table} WHERE {sql}", args).fetchone()[0])  # type: ignore[index]
+    if n and not dry_run:
+        con.execute(f"DELETE FROM {table} WHERE {sql}", args)
+    return n

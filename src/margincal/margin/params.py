@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,33 +119,104 @@ def new_run_id() -> str:
     return pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
+def _same_row(a: InstrumentParams, b: InstrumentParams) -> bool:
+    """True when two rows publish the same numbers and details (compared as stored, i.e. after JSON)."""
+    return (float(a.im_rate) == float(b.im_rate) and float(a.mm_rate) == float(b.mm_rate)
+            and dumps(a.details or {}) == dumps(b.details or {}))
+
+
+def same_params(a: Mapping[str, InstrumentParams], b: Mapping[str, InstrumentParams]) -> bool:
+    """True when two instrument -> params maps would publish identical rows."""
+    return set(a) == set(b) and all(_same_row(a[k], b[k]) for k in a)
+
+
+def scoped(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *,
+           remove: Sequence[str] = ()) -> tuple[ParameterSet | None, dict[str, Any]]:
+    """What publishing ``pset`` would make the live set: the version in force with ``pset``'s rows
+    replacing (or adding) theirs and every other instrument carried unchanged; ``remove`` drops rows.
+
+    Returns ``(current, scope)``; ``scope`` lists ``changed``, ``added``, ``carried``, ``removed`` and
+    ``unchanged`` instruments.
+    """
+    v = latest_version(con)
+    current = load(con, v) if v is not None else None
+    base = dict(current.params) if current is not None else {}
+    unknown = [r for r in remove if r not in base]
+    if unknown:
+        raise ConfigError(f"cannot remove {', '.join(unknown)}: not in the live parameter set"
+                          + (f" v{v}" if v is not None else ""))
+    both = set(pset.params) & set(remove)
+    if both:
+        raise ConfigError(f"{', '.join(sorted(both))} is both updated and removed in one publication")
+    scope = {
+        "added": sorted(k for k in pset.params if k not in base),
+        "changed": sorted(k for k in pset.params if k in base and not _same_row(base[k], pset.params[k])),
+        "unchanged": sorted(k for k in pset.params if k in base and _same_row(base[k], pset.params[k])),
+        "carried": sorted(k for k in base if k not in pset.params and k not in remove),
+        "removed": sorted(remove),
+    }
+    return current, scope
+
+
 def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: str, source: str,
-            run_id: str | None = None, note: str | None = None, in_transaction: bool = False) -> int:
+            run_id: str | None = None, note: str | None = None, in_transaction: bool = False,
+            remove: Sequence[str] = ()) -> int:
     """Publish ``pset`` as the next version (one transaction with its audit entry); returns the version.
+
+    Publishing is **scoped**: the new version is the version in force with the rows of ``pset``
+    replaced or added and every other instrument carried unchanged (a calibration of one instrument
+    never drops the others). Removing an instrument is its own explicit action (``remove``), which only
+    the approval workflow passes (:func:`margincal.adjust.approval.create_removal_proposal`). When the
+    result equals the version in force, nothing is written and that version is returned (an identical
+    set is never republished).
 
     With ``in_transaction=True`` the caller owns the transaction (used by the
     approval workflow to publish and record the decision atomically).
     """
-    if not pset.params:
+    if not pset.params and not remove:
         raise ConfigError("cannot publish an empty parameter set")
+    if remove and source != "approval":
+        raise ConfigError("removing instruments from the live set needs an approved proposal "
+                          "(`margincal proposals remove`), not a direct publication")
+    if source == "calibration":
+        from margincal.config import MAX_LEVERAGE
+
+        wild = [p for p in pset.params.values() if p.max_leverage > MAX_LEVERAGE]
+        if wild:
+            p = wild[0]
+            raise ConfigError(f"calibration gives {p.instrument} IM {100 * p.im_rate:.3g}% ({p.max_leverage:,.0f}x "
+                              f"leverage), above the {MAX_LEVERAGE:g}x bound; check --horizon and --level "
+                              "(nothing published)")
     run_id = run_id or pset.run_id or new_run_id()
 
     def _write() -> int:
-        row = con.execute("SELECT max(version) FROM parameter_sets").fetchone()
-        parent = row[0] if row else None
+        current, scope = scoped(con, pset, remove=remove)
+        merged = dict(current.params) if current is not None else {}
+        for r in remove:
+            merged.pop(r, None)
+        merged.update(pset.params)
+        if not merged:
+            raise ConfigError("cannot publish an empty parameter set (it would remove every instrument)")
+        if current is not None and same_params(merged, current.params):
+            return int(current.version)  # type: ignore[arg-type]
+        parent = current.version if current is not None else None
         version = int(parent or 0) + 1
+        prov = dict(pset.provenance)
+        if current is not None and (scope["carried"] or scope["removed"]):
+            prov["scope"] = {**scope, "carried_from_version": parent}
         con.execute(
             "INSERT INTO parameter_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [version, utcnow(), created_by, source, run_id, parent, note, dumps(pset.provenance)],
+            [version, utcnow(), created_by, source, run_id, parent, note, dumps(prov)],
         )
         rows = [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
-                for p in pset.params.values()]
+                for p in merged.values()]
         # one multi-row statement: duckdb's executemany runs one statement per row (about 0.6 ms each)
         con.execute("INSERT INTO parameter_rows VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)),
                     [v for r in rows for v in r])
         audit.append(con, created_by, "publish", f"parameter_set:{version}",
                      {"source": source, "run_id": run_id, "parent_version": parent,
-                      "instruments": sorted(pset.params), "note": note})
+                      "instruments": sorted(pset.params), "changed": scope["changed"], "added": scope["added"],
+                      "carried": scope["carried"], "removed": scope["removed"], "note": note})
         return version
 
     if in_transaction:

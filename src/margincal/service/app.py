@@ -263,6 +263,9 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.state.engine = backends.MarginEngine()
     app.state.history_cache = backends.HistoryCache()
     app.state.principals = PrincipalCache()
+    from margincal.service.authfirst import AuthFirstMiddleware
+
+    app.add_middleware(AuthFirstMiddleware)  # inner: runs after the request id and size limit are set
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_handlers(app)
     for r in (health, instruments, parameters, margin, signals, proposals, results, admin):

@@ -21,7 +21,16 @@ admin          read + margin + manage keys + policy
 =============  =====================================================
 
 Admins do not approve proposals: whoever can mint keys should not also be the
-second pair of eyes (segregation of duties).
+second pair of eyes (segregation of duties). Names are identities: they are
+normalised (:func:`normalize_name`: whitespace collapsed, casefolded) and
+unique over every key ever created, so nobody can mint a second key acting as
+an existing person ("Alice" and "alice " are one name); system actors
+(``monitor``, ``cli``...) are reserved. Keys with the deciding role
+(``risk_officer``) are issued only by the store owner from the command line
+(``margincal keys create``), never through the service, so an admin cannot
+mint themselves an approver; each key records who minted it (``created_by``).
+A key's holder rotates it with ``margincal keys rotate --key OLD`` (same name,
+new secret, old key revoked).
 """
 
 from __future__ import annotations
@@ -106,31 +115,76 @@ def parse_key(key: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+RESERVED_NAMES = frozenset({"monitor", "monitor-cli", "cli", "calibrator", "margincal-run", "system",
+                            "auto-adjust", "policy", "seed", "anonymous"})
+
+
+def normalize_name(name: str) -> str:
+    """The identity of a name: surrounding whitespace stripped, inner runs collapsed, casefolded."""
+    return " ".join(str(name).split()).casefold()
+
+
 def _check_role(role: str) -> str:
     if role not in ROLES:
         raise ConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
     return role
 
 
-def create_key(con: duckdb.DuckDBPyConnection, role: str, name: str | None = None, *, actor: str = "cli") -> NewKey:
-    """Create a key with ``role`` (stored hashed) and audit it; returns the key text, shown only this once."""
+def create_key(con: duckdb.DuckDBPyConnection, role: str, name: str | None = None, *, actor: str = "cli",
+               via_service: bool = False) -> NewKey:
+    """Create a key with ``role`` (stored hashed) and audit it; returns the key text, shown only this once.
+
+    ``name`` is the holder's identity: normalised and unique over every key ever created (revoked
+    ones included), and not a reserved system actor. ``via_service=True`` (an admin over HTTP) may
+    not create ``risk_officer`` keys.
+    """
     _check_role(role)
+    if via_service and role == "risk_officer":
+        raise AuthError("risk_officer keys are issued by the store owner with `margincal keys create`, not "
+                        "through the service (an admin must not be able to mint an approver)")
     key_id = secrets.token_hex(6)
     if name is None or name == "":
         name = f"{role}-{key_id}"
+    name = " ".join(str(name).split())
     if not _NAME_RE.match(name):
         raise ConfigError(
-            f"key name {name!r} is invalid: 1-64 characters, letters, digits, space, '.', '_', '@', '-', "
+            f"key name {name[:70]!r} is invalid: 1-64 characters, letters, digits, space, '.', '_', '@', '-', "
             "starting with a letter or digit"
         )
+    norm = normalize_name(name)
+    if norm in RESERVED_NAMES:
+        raise ConfigError(f"key name {name!r} is reserved for a system actor; choose the holder's own name")
     secret = secrets.token_urlsafe(32)
     with transaction(con):
+        taken = con.execute("SELECT key_id, name FROM api_keys WHERE name_norm = ? OR lower(trim(name)) = ? "
+                            "LIMIT 1", [norm, norm]).fetchone()
+        if taken is not None:
+            raise ConfigError(f"a key named {taken[1]!r} already exists (key {taken[0]}); names are identities and "
+                              "unique: its holder rotates it with `margincal keys rotate --key KEY`")
         con.execute(
-            "INSERT INTO api_keys (key_id, key_hash, role, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
-            [key_id, hash_secret(secret), role, name, utcnow()],
+            "INSERT INTO api_keys (key_id, key_hash, role, name, created_at, revoked_at, created_by, name_norm) "
+            "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+            [key_id, hash_secret(secret), role, name, utcnow(), actor, norm],
         )
         audit.append(con, actor, "key_create", f"api_key:{key_id}", {"role": role, "name": name})
     return NewKey(key_id=key_id, key=f"{KEY_PREFIX}_{key_id}_{secret}", role=role, name=name)
+
+
+def rotate_key(con: duckdb.DuckDBPyConnection, key: str) -> NewKey:
+    """The holder of an active ``key`` replaces it: a new secret for the same name and role, the old key
+    revoked, in one transaction (audited with the holder as actor)."""
+    who = authenticate(con, key)
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    with transaction(con):
+        con.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", [utcnow(), who.key_id])
+        con.execute(
+            "INSERT INTO api_keys (key_id, key_hash, role, name, created_at, revoked_at, created_by, name_norm) "
+            "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+            [key_id, hash_secret(secret), who.role, who.name, utcnow(), who.name, normalize_name(who.name)],
+        )
+        audit.append(con, who.name, "key_rotate", f"api_key:{key_id}", {"replaces": who.key_id, "role": who.role})
+    return NewKey(key_id=key_id, key=f"{KEY_PREFIX}_{key_id}_{secret}", role=who.role, name=who.name)
 
 
 def list_keys(con: duckdb.DuckDBPyConnection, include_revoked: bool = True) -> list[dict[str, Any]]:

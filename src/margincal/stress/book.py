@@ -203,6 +203,8 @@ def load_book(path: str | Path, instruments: Sequence[StressInstrument] | None =
         df = pd.read_parquet(p) if name.endswith((".parquet", ".pq")) else pd.read_csv(p, compression="infer")
     except Exception as exc:  # parser errors of several types
         raise DataError(f"book file {p.name}: cannot read ({exc})") from None
+    if len(df) == 0:
+        raise DataError(f"book file {p.name}: no positions (only a header, or empty)")
     return book_from_frame(df, instruments, source=p.name)
 
 

@@ -33,7 +33,7 @@ def list_keys(_: KeyAdmin, con: Con) -> list[dict[str, Any]]:
              response_model=None)
 def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, Any]:
     with request.app.state.store.writer() as cur:
-        new = auth.create_key(cur, body.role, body.name, actor=who.name)
+        new = auth.create_key(cur, body.role, body.name, actor=who.name, via_service=True)
     request.app.state.principals.clear()
     return {"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name}
 

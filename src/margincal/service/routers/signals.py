@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from margincal.service import backends
@@ -43,13 +43,13 @@ def list_signals(
 
 
 def _parse_cursor(text: str | None) -> tuple[int, str | None] | None:
+    """``<audit seq>~<signal cursor>`` as sent in the ``id:`` of each event; a malformed one is a 400."""
     if not text:
         return None
     seq, _, ts = text.partition("~")
-    try:
-        return int(seq), (ts or None)
-    except ValueError:
-        return None
+    if not seq.isdigit() or len(seq) > 18 or any(ord(c) < 32 for c in ts):
+        raise HTTPException(400, "malformed Last-Event-ID: send back the id of an event this stream sent")
+    return int(seq), (ts or None)
 
 
 def _sse(event: dict[str, Any], cursor: str) -> bytes:
@@ -69,9 +69,17 @@ async def stream(
     store = request.app.state.store
     poll = float(request.app.state.settings.sse_poll_interval)
 
+    cur0 = _parse_cursor(last_event_id)
+
     def start() -> tuple[int, str | None]:
-        cur = _parse_cursor(last_event_id)
+        cur = cur0
         if cur is not None:
+            try:  # a cursor the store cannot resume from is refused now, before the 200
+                with store.cursor(touch=False) as con:
+                    backends.events_after(con, cur[0], cur[1])
+            except Exception:
+                raise HTTPException(400, "malformed Last-Event-ID: send back the id of an event this stream "
+                                    "sent") from None
             return cur
         with store.cursor(touch=False) as con:
             seq = max(backends.audit_tail(con) - backlog, 0)

@@ -214,10 +214,12 @@ async function loadProposals() {
   const body = $("proposals").tBodies[0];
   body.replaceChildren();
   for (const p of rows) {
+    state.proposals[p.proposal_id] = p;
     const actions = el("td", {class: "text"});
     const open = ["pending", "stale", "superseded"].includes(p.status);
     if (canDecide && open) {
-      const own = p.author === state.who.name;
+      const norm = (n) => String(n || "").trim().replace(/\s+/g, " ").toLowerCase();
+      const own = norm(p.author) === norm(state.who.name);
       const title = own ? "four-eyes: you authored this proposal" : null;
       if (p.status === "pending") {
         actions.append(el("button", {class: "approve", "data-action": "approve", "data-proposal": p.proposal_id,
@@ -236,8 +238,76 @@ async function loadProposals() {
   if (!rows.length) body.append(el("tr", {}, el("td", {colspan: 6, class: "text"}, "no proposals")));
 }
 
+// Deciding opens a confirmation dialog: the diff (before, after, target, change) with the evidence that
+// supports it (reason, signals, sigma, policy rule), and a comment that is required before the decision
+// is sent. Nothing is published by a single click.
+state.proposals = {};
+
+function evidenceRows(p) {
+  const ev = p.evidence || {};
+  const adj = ev.adjustment || {};
+  const out = [];
+  if (p.reason) out.push(["reason", p.reason]);
+  if (ev.event_ts) out.push(["market time", String(ev.event_ts).slice(0, 19).replace("T", " ")]);
+  if (adj.target_im !== undefined && adj.target_im !== null) out.push(["target IM", pct(adj.target_im)]);
+  if (adj.sigma_now !== undefined && adj.sigma_now !== null) out.push(["volatility now (annual)", pct(adj.sigma_now)]);
+  if (adj.sigma_anchor !== undefined && adj.sigma_anchor !== null) {
+    out.push(["volatility at calibration (annual)", pct(adj.sigma_anchor)]);
+  }
+  if (adj.rule) out.push(["policy rule", adj.rule]);
+  const sigs = adj.signals || ev.signals || [];
+  if (Array.isArray(sigs) && sigs.length) {
+    out.push(["signals", sigs.map((s) => (typeof s === "string" ? s : `${s.kind || ""} [${s.severity || ""}] ` +
+      `${s.reason || ""}`)).join("; ")]);
+  }
+  if (ev.backtest_run_id) out.push(["backtest", ev.backtest_run_id]);
+  if (ev.monitor) out.push(["monitor", ev.monitor]);
+  if (ev.replay) out.push(["replay", "written by a replay"]);
+  return out;
+}
+
+function decisionDialog(p, action) {
+  return new Promise((resolve) => {
+    const adj = (p.evidence || {}).adjustment || {};
+    const diff = el("table", {class: "diff", id: "decide-diff"},
+      el("thead", {}, el("tr", {}, ...["instrument", "IM before", "IM after", "change", "target IM", "MM before",
+        "MM after"].map((h) => el("th", {}, h)))));
+    const tb = el("tbody");
+    for (const c of p.changes || []) {
+      const b = c.im_before, a = c.im_after;
+      const ch = a === null || a === undefined ? "remove" : (b ? ((100 * (a / b - 1)).toFixed(2) + "%") : "-");
+      tb.append(el("tr", {}, el("td", {class: "text"}, c.instrument), el("td", {}, pct(b)), el("td", {}, pct(a)),
+        el("td", {}, ch), el("td", {}, adj.instrument === c.instrument ? pct(adj.target_im) : "-"),
+        el("td", {}, pct(c.mm_before)), el("td", {}, pct(c.mm_after))));
+    }
+    diff.append(tb);
+    const evid = el("dl", {id: "decide-evidence"});
+    for (const [k, v] of evidenceRows(p)) evid.append(el("dt", {}, k), el("dd", {}, v));
+    const comment = el("textarea", {id: "decide-comment", rows: 3, cols: 60, maxlength: 2000,
+      placeholder: action === "approve" ? "Why you approve (required, kept in the audit log)"
+        : "Why you reject (required, kept in the audit log)"});
+    const confirm = el("button", {id: "decide-confirm", class: action, disabled: true},
+      action === "approve" ? "Confirm approval and publish" : "Confirm rejection");
+    const cancel = el("button", {id: "decide-cancel"}, "Cancel");
+    const dlg = el("dialog", {id: "decide-dialog", "data-action": action, "data-proposal": p.proposal_id},
+      el("h3", {}, `${action === "approve" ? "Approve" : "Reject"} proposal ${p.proposal_id} by ${p.author}`),
+      diff, el("h4", {}, "Evidence"), evid, el("label", {for: "decide-comment"}, "Comment"), comment,
+      el("div", {class: "dialog-actions"}, confirm, " ", cancel));
+    comment.addEventListener("input", () => { confirm.disabled = comment.value.trim().length < 3; });
+    const done = (value) => { dlg.close(); dlg.remove(); resolve(value); };
+    confirm.addEventListener("click", () => done(comment.value.trim()));
+    cancel.addEventListener("click", () => done(null));
+    dlg.addEventListener("cancel", (e) => { e.preventDefault(); done(null); });
+    document.body.append(dlg);
+    dlg.showModal();
+    comment.focus();
+  });
+}
+
 async function decide(id, action) {
-  const comment = action === "reject" ? (window.prompt("Reason for rejecting (optional)") || null) : null;
+  const p = state.proposals[id] || {proposal_id: id, changes: []};
+  const comment = await decisionDialog(p, action);
+  if (comment === null) { setStatus(`${action} cancelled`); return; }
   try {
     const r = await api(`/api/proposals/${encodeURIComponent(id)}/${action}`, {method: "POST", body: {comment}});
     setStatus(r.published_version ? `approved: published v${r.published_version}` : `${r.decision || action}`);
