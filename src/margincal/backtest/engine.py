@@ -452,7 +452,7 @@ def run_backtest(
                 raw: dict[str, np.ndarray] = {}
                 for m in mods:
                     vl, vs = m.var_paths(r, side_level=q, horizon_bars=float(h), bar_hours=inst.bar_hours,
-                                         index=idx)
+                                         index=idx, bars=getattr(inst, "bars", None))
                     raw[m.label] = np.maximum(vl, vs)
                     done += 1
                     if progress:

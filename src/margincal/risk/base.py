@@ -356,7 +356,7 @@ class TailModel:
             raise CalibrationError(f"{self.name}: forecast is not finite (var={var}, es={es})")
         return TailForecast(
             model=self.name,
-            params=self.get_params(),
+            params=jsonable_params(self.get_params()),
             level=float(level),
             horizon_hours=hh,
             var=float(var),
@@ -494,6 +494,11 @@ class TailModel:
         frame = pd.DataFrame({**{c: out[c] for c in PATH_COLUMNS}, "var": var, "es": es, "side": side}, index=index)
         frame.attrs.update({"model": self.name, "params": self.get_params()})
         return frame
+
+
+def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters with every :class:`Decay` written as its dict (``{"per_day": 0.94}``), for provenance."""
+    return {k: (v.as_dict() if isinstance(v, Decay) else v) for k, v in params.items()}
 
 
 def sides_of(side: str) -> tuple[str, ...]:

@@ -65,6 +65,11 @@ class Decay:
             return f"half-life {self.half_life_hours:g}h"
         return f"{self.per_bar:g}/bar"
 
+    def as_dict(self) -> dict[str, float]:
+        """The one given field, e.g. ``{"per_day": 0.94}`` (JSON-ready provenance)."""
+        return {k: float(v) for k, v in (("per_day", self.per_day), ("half_life_hours", self.half_life_hours),
+                                         ("per_bar", self.per_bar)) if v is not None}
+
     def __repr__(self) -> str:
         k = "per_day" if self.per_day is not None else "half_life_hours" if self.half_life_hours is not None \
             else "per_bar"

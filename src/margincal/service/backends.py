@@ -1,7 +1,7 @@
 """What the routes call: thin adapters over the Python API, plus the service's caches.
 
 * instruments, parameter sets, diffs: :mod:`margincal.margin.params`; per-instrument history:
-  :func:`margincal.pipeline.margin_path` (cached per instrument, timeframe and last bar);
+  :func:`margincal.margin.published.published_history` (cached per instrument, timeframe and last bar);
 * portfolio margin and what-if: :mod:`margincal.margin.portfolio` (risk matrix), or the published
   rates (stand-alone sum, no offsets) with ``method="standalone"``; see :class:`MarginEngine`;
 * proposals: :mod:`margincal.adjust.approval` (list, approve, reject: role and four-eyes checks,
@@ -172,7 +172,7 @@ def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timefram
                        max_points: int, cache: HistoryCache) -> dict[str, Any]:
     """Price, forecast (EWMA, causal) volatility and IM/MM rate paths of one instrument, plus its
     published rates by version. Hourly data are thinned to one point per day past ``max_points``."""
-    from margincal.pipeline import margin_path
+    from margincal.margin.published import published_history
 
     tfs = [r[0] for r in con.execute(
         "SELECT DISTINCT timeframe FROM bars WHERE instrument = ? ORDER BY 1", [instrument]).fetchall()]
@@ -194,7 +194,7 @@ def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timefram
         if len(bars) < settings.min_history + 40:
             path = pd.DataFrame(columns=["close", "sigma_ann", "im_rate", "mm_rate"])
         else:
-            path = margin_path(bars, tf, settings)
+            path = published_history(bars, tf, settings)
         if len(path) > max_points:
             path = path.resample("1D").last().dropna(subset=["close"])
             if len(path) > max_points:

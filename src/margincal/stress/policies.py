@@ -6,9 +6,9 @@ Policies (all for the BTC USDT-margined perpetual):
   (leverage brackets: 125x / MM 0.4% up to 50,000 USDT notional, then lower leverage and higher
   MM for larger positions). Each account gets its bracket's IM (leverage cap) and effective MM.
 * ``calibrated``: FHS ES 99% over 24 h (the ``margincal run`` settings) fitted with
-  :func:`margincal.pipeline.calibrate_bars` on the hourly perp bars strictly BEFORE the window
+  :func:`margincal.margin.published.calibrate_bars` on the hourly perp bars strictly BEFORE the window
   (no look-ahead), or the published ParameterSet's ``BTC-PERP`` row when one is given.
-* ``dynamic``: the causal margin path of :func:`margincal.pipeline.margin_path` (EWMA volatility
+* ``dynamic``: the causal margin path of :func:`margincal.margin.published.published_history` (EWMA volatility
   updated every bar, FHS multiplier refitted weekly): the IM in force when the window opens
   caps leverage; the MM moves bar by bar through the window (as a venue that re-marks
   maintenance margin with volatility would).
@@ -141,7 +141,7 @@ def calibrated_policy(bars: pd.DataFrame, start: pd.Timestamp, settings: Calibra
         return MarginPolicy("calibrated", f"published ParameterSet v{getattr(params, 'version', '?')} BTC-PERP",
                             im_rate=row.im_rate, mm_rate=row.mm_rate,
                             details={"im": row.im_rate, "mm": row.mm_rate, "note": "fitted on all data (look-ahead)"})
-    from margincal.pipeline import calibrate_bars
+    from margincal.margin.published import calibrate_bars
 
     hist = bars[bars.index < start]
     cal = calibrate_bars(hist, "BTC-PERP", "1h", settings)
@@ -152,16 +152,16 @@ def calibrated_policy(bars: pd.DataFrame, start: pd.Timestamp, settings: Calibra
 
 def dynamic_policy(bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, settings: CalibrationSettings,
                    path: pd.DataFrame | None = None) -> MarginPolicy:
-    from margincal.pipeline import margin_path
+    from margincal.margin.published import published_history
 
     if path is None:
-        path = margin_path(bars[bars.index < end], "1h", settings)
+        path = published_history(bars[bars.index < end], "1h", settings)
     w = path[(path.index >= start) & (path.index < end)]
     if w.empty or w["im_rate"].isna().any():
         raise DataError(f"dynamic margin path does not cover {start}..{end}")
     im0 = float(w["im_rate"].iloc[0])
     mm = w["mm_rate"].to_numpy(dtype=float)
-    return MarginPolicy("dynamic", "causal FHS margin path (EWMA sigma per bar, weekly ES refit)", im_rate=im0,
+    return MarginPolicy("dynamic", "causal history of the published IM/MM (published rule on data before each bar)", im_rate=im0,
                         mm_bars=mm, details={"im_at_start": im0, "mm_min": float(mm.min()), "mm_max": float(mm.max())})
 
 
@@ -314,7 +314,8 @@ class MCState:
 def _mc_state_cached(as_of: str, lam_day: float, mult: float, sigma: float | None, df: float | None) -> MCState:
     from scipy import stats
 
-    from margincal.pipeline import bar_lambda, log_returns
+    from margincal.data.returns import log_returns
+    from margincal.risk.decay import Decay
     from margincal.vol.ewma import ewma_variance
 
     bars = perp_bars("BTC")
@@ -322,7 +323,7 @@ def _mc_state_cached(as_of: str, lam_day: float, mult: float, sigma: float | Non
     if len(hist) < 500:
         raise DataError(f"Monte Carlo as_of {as_of}: fewer than 500 hourly bars before it")
     r = log_returns(hist).to_numpy()
-    v = ewma_variance(r, bar_lambda(lam_day, 1.0))
+    v = ewma_variance(r, Decay(per_day=lam_day).for_bars(1.0))
     sig = sigma if sigma is not None else math.sqrt(v[-1]) * mult
     if df is None:
         zres = r[30:] / np.sqrt(v[30:-1])
