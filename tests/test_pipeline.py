@@ -17,6 +17,7 @@ from margincal.margin.published import calibrate_bars, published_history, publis
 from margincal.margin.rounding import ceil_to_increment
 from margincal.risk import Decay
 from margincal.risk.models import FilteredHistoricalSimulation
+from margincal.vol.ewma import EWMAVolatility, ewma_variance, ewma_variance_reference, fit_lambda
 
 
 def ceil_to(x: float, step: float) -> float:
@@ -25,7 +26,6 @@ def ceil_to(x: float, step: float) -> float:
 
 def bar_lambda(lam_day: float, bar_hours: float) -> float:
     return Decay(per_day=lam_day).for_bars(bar_hours)
-from margincal.vol.ewma import EWMAVolatility, ewma_variance, ewma_variance_reference, fit_lambda
 
 
 def test_ceil_to_worked_examples():

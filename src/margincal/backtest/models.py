@@ -141,12 +141,21 @@ class PublishedPath(PathModel):
                               "load the data with margincal.backtest.load_returns")
         tf = _timeframe(bar_hours)
         cfg = CalibrationSettings(**{"horizon_hours": horizon_bars * bar_hours, **self.settings})
-        h = published_history(bars, tf, cfg)
+        key = (id(bars), len(bars), tf, repr(cfg))
+        cached = _HISTORY_CACHE.get("last")
+        if cached is not None and cached[0] == key and cached[1] is bars:
+            h = cached[2]  # IM and MM of the same instrument share one history
+        else:
+            h = published_history(bars, tf, cfg)
+            _HISTORY_CACHE["last"] = (key, bars, h)
         out = h["im_rate" if self.rate == "im" else "mm_rate"].to_numpy(float)
         r = np.asarray(returns, dtype=float)
         if out.size != r.size:
             raise ConfigError(f"published: {out.size} bars of history for {r.size} returns")
         return out, out
+
+
+_HISTORY_CACHE: dict[str, tuple[Any, pd.DataFrame, pd.DataFrame]] = {}
 
 
 def _timeframe(bar_hours: float) -> str:

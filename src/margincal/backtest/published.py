@@ -38,18 +38,24 @@ def backtest_published_data(data: object, settings: CalibrationSettings) -> Back
 
 
 def backtest_published(store: Any, settings: CalibrationSettings,
-                       timeframe: str | Sequence[str] = "1d") -> BacktestResult:
-    """Out-of-sample backtest of the published IM and MM on every instrument of ``timeframe`` (one or several).
+                       timeframe: str | Sequence[str] = "1d",
+                       targets: Sequence[tuple[str, str]] | None = None) -> BacktestResult:
+    """Out-of-sample backtest of the published IM and MM on every instrument of ``timeframe`` (one or several),
+    or on the ``(instrument, timeframe)`` pairs of ``targets`` (what was calibrated).
 
     Stores the result (kind ``"backtest"``) so that ``margincal report`` and the
     service show it, and returns it.
     """
     from margincal.data.store import open_store, save_result
 
-    tfs = [timeframe] if isinstance(timeframe, str) else list(timeframe)
+    if targets is not None:
+        tfs = sorted({tf for _, tf in targets})
+    else:
+        tfs = [timeframe] if isinstance(timeframe, str) else list(timeframe)
     results = []
     for tf in tfs:
-        data = load_returns(None, timeframe=tf, store=store)
+        names = None if targets is None else [i for i, t in targets if t == tf]
+        data = load_returns(names, timeframe=tf, store=store)
         results.append(backtest_published_data(data, settings))
     res = combine_results(results)
     params = {"instruments": [d["instrument"] for d in res.instruments], "models": list(PUBLISHED_MODELS),

@@ -47,7 +47,7 @@ def run(
                 prog.update(t_rep, advance=1, description=f"history {inst} {tf}")
                 figures.append(instrument_figure(f"{inst} ({tf} bars)", published_history(
                     load_bars(con, inst, tf), tf, settings)))
-        bt = backtest_published(path, settings, timeframe=sorted({tf for _, tf in targets}))
+        bt = backtest_published(path, settings, targets=targets)
         prog.update(t_bt, advance=1)
     rows = [c.row() for c in cals]
     inserted = sum(r.rows_inserted for r in reports)

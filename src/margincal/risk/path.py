@@ -76,6 +76,7 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
     j_in = 0
     j_out = 0
     held: tuple[np.ndarray, np.ndarray, int, int, float] | None = None
+    idx_table = inverted_cdf_index(np.arange(len(vals) + 1), level).tolist()
     for t in range(n1):
         while j_in < len(vals) and av[j_in] <= t:
             bisect.insort(buf, vals[j_in])
@@ -89,12 +90,12 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
             continue
         if held is None or (t - t_min) % refit == 0:
             m = len(buf)
-            i = int(inverted_cdf_index(m, level))
+            i = idx_table[m]
             k, used = tail_count(m, level)
             kk = min(k + 1, m)
             # smallest values -> long losses, largest -> short losses; both in descending loss order
-            held = (np.array(buf[:max(kk, m - i)]), np.array(buf[::-1][:max(kk, m - i)]), m, i,
-                    float(used))
+            top = max(kk, m - i)
+            held = (np.array(buf[:top]), np.array(buf[m - top:][::-1]), m, i, float(used))
         low, high, m, i, used = held
         k, _ = tail_count(m, level)
         s = float(scale[t])
