@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.margincal-installed
 
-.PHONY: run test install lint bench serve clean
+.PHONY: run test install lint bench docs serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 # risk_models in quick mode: its full run refits every ML-fitted model on every day (about 25 min of CPU)
 bench: $(STAMP)
 	$(PY) bench/run_all.py --quick-for risk_models
+
+# figures in docs/ come from code: regenerate them (validation.md runs the backtests, a few minutes)
+docs: $(STAMP)
+	$(PY) docs/make_validation.py
 
 serve: $(STAMP)
 	$(VENV)/bin/margincal serve
