@@ -174,3 +174,13 @@ def test_fhs_same_decay_same_memory_on_daily_and_hourly_bars() -> None:
     fh = make_model("fhs").fit(hourly).forecast(24, 0.99)
     fd = make_model("fhs").fit(daily).forecast(24, 0.99)
     assert fh.sigma == pytest.approx(fd.sigma, rel=0.15)
+
+
+@pytest.mark.parametrize("name", ["hs", "fhs"])
+def test_var_only_path_reads_the_same_order_statistics(name: str, r: pd.Series) -> None:
+    m = make_model(name, window=150)
+    full = m.fit_path(r, horizon=24, level=0.995, refit=3)
+    var_only = m.fit_path(r, horizon=24, level=0.995, refit=3, es=False)
+    for c in ("var_long", "var_short"):
+        np.testing.assert_allclose(var_only[c].to_numpy(), full[c].to_numpy(), rtol=1e-15, equal_nan=True)
+    assert var_only["es_long"].isna().all()

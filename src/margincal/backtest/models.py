@@ -103,7 +103,7 @@ class FamilyPath(PathModel):
         r = np.asarray(returns, dtype=float)
         p = self.tail_model().clone(side="both").fit_path(
             r, horizon=horizon_bars * bar_hours, level=side_level, refit=self.refit_bars(bar_hours),
-            bar_hours=bar_hours, fast=self.fast)
+            bar_hours=bar_hours, fast=self.fast, es=False)
         return p["var_long"].to_numpy(float)[: r.size], p["var_short"].to_numpy(float)[: r.size]
 
 

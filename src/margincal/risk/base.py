@@ -388,7 +388,7 @@ class TailModel:
 
     # ------------------------------------------------------------ fit_path
     def fit_path(self, returns: object, *, horizon: object = 24.0, level: float = 0.99, refit: int = 1,
-                 bar_hours: float | None = None, fast: bool = True) -> pd.DataFrame:
+                 bar_hours: float | None = None, fast: bool = True, es: bool = True) -> pd.DataFrame:
         """Causal forecast history: row ``t`` from ``returns[:t]`` only (module doc).
 
         Returns a frame of ``n + 1`` rows with ``var_long``, ``es_long``,
@@ -397,7 +397,9 @@ class TailModel:
         (the side with the larger ES for ``side="both"``). The index is the
         returns' index plus one bar (row ``t`` is labelled by the bar whose
         horizon it covers); a RangeIndex without timestamps. ``fast=False``
-        runs the reference refit loop. The model itself is not fitted by this call.
+        runs the reference refit loop. ``es=False`` may skip the ES columns (NaN; ``var``/``side``
+        then follow the larger VaR) where that is cheaper (historical simulation: two order
+        statistics per bar instead of the tail average). The model itself is not fitted by this call.
         """
         self._validate()
         r, idx, _ = self._as_series_array(returns)
@@ -414,6 +416,7 @@ class TailModel:
         if fast:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SubBarHorizonWarning)
+                self._path_es = bool(es)
                 out = self._path_fast(r, bh, hh, lv, k)
         if out is None:
             out = self._path_reference(r, bh, hh, lv, k)
@@ -478,6 +481,8 @@ class TailModel:
             other = "short" if side_param == "long" else "long"
             out = {**out, f"var_{other}": np.full(n1, np.nan), f"es_{other}": np.full(n1, np.nan)}
         el, es_ = out["es_long"], out["es_short"]
+        if np.isnan(el).all() and np.isnan(es_).all():  # ES skipped (es=False): choose by VaR
+            el, es_ = out["var_long"], out["var_short"]
         if side_param == "long":
             short = np.zeros(n1, dtype=bool)
         elif side_param == "short":

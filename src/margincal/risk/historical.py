@@ -81,7 +81,8 @@ class HistoricalSimulation(TailModel):
         h = hh / bar_hours
         vals, avail, drop, sq = _scenario_layout(r, 0, h, self.scaling, self.window, n)
         scale = np.full(n + 1, math.sqrt(h) if sq else 1.0)
-        return sorted_tails(vals, avail, scale, level=level, t_min=20, drop_before=drop, refit=refit)
+        return sorted_tails(vals, avail, scale, level=level, t_min=20, drop_before=drop, refit=refit,
+                            es=getattr(self, "_path_es", True))
 
 
 class FilteredHistoricalSimulation(TailModel):
@@ -135,4 +136,5 @@ class FilteredHistoricalSimulation(TailModel):
         vals, avail, drop, sq = _scenario_layout(z, int(self.seed), h, self.scaling, self.window, n)
         scale = sig * math.sqrt(h) if sq else sig
         t_min = max(int(self.seed) + 11, 20)
-        return sorted_tails(vals, avail, scale, level=level, t_min=t_min, drop_before=drop, refit=refit)
+        return sorted_tails(vals, avail, scale, level=level, t_min=t_min, drop_before=drop, refit=refit,
+                            es=getattr(self, "_path_es", True))
