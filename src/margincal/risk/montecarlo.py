@@ -75,7 +75,7 @@ from margincal.risk.base import (
 from margincal.risk.decay import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.parametric import clamp_df, fit_t_mle, standardized_t_scale
-from margincal.risk.path import PATH_COLUMNS
+from margincal.risk.path import PATH_COLUMNS, inverted_cdf_index, tail_count
 
 
 def _fit_t_df(x: np.ndarray, df_min: float = 2.1, df_max: float = 500.0,
@@ -145,10 +145,18 @@ class MonteCarloModel(TailModel):
     def _unit_tails(self, nu: float, level: float) -> dict[str, tuple[float, float]]:
         """Per-side log-loss (VaR, ES) of the unit one-bar draws ``sqrt((nu-2)/nu) T_nu`` (seeded)."""
         rng = np.random.default_rng(self.random_state)
-        d = standardized_t_scale(nu) * rng.standard_t(nu, int(self.n_sims))
-        return {s: (value_at_risk(-d if s == "long" else d, level), expected_shortfall(-d if s == "long" else d,
-                                                                                       level))
-                for s in ("long", "short")}
+        d = np.sort(standardized_t_scale(nu) * rng.standard_t(nu, int(self.n_sims)))
+        # one sort serves both sides: the definitions of margincal.risk.measures on sorted draws
+        m = d.size
+        i = int(inverted_cdf_index(m, level))
+        k, used = tail_count(m, level)
+        tail = 1.0 - level
+        out = {}
+        for side, desc in (("long", -d), ("short", d[::-1])):  # losses, largest first
+            var = float(desc[m - 1 - i])
+            total = float(np.sum(desc[:k])) / m + ((tail - used) * float(desc[k]) if k < m and used < tail else 0.0)
+            out[side] = (var, total / tail)
+        return out
 
     def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
                    refit: int) -> dict[str, np.ndarray] | None:
