@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.margincal-installed
 
-.PHONY: run test install lint bench serve clean docs-tables
+.PHONY: run test install lint bench docs docs-tables serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ docs-tables: $(STAMP)
 	$(PY) docs/make_new_listings.py
 	$(PY) docs/make_vol_surfaces.py --figures docs/figures
 	$(PY) docs/make_vol_forecasting.py --start 2021-01-01 --refit-every 30
+
+# figures in docs/ come from code: regenerate them (validation.md runs the backtests, a few minutes)
+docs: $(STAMP)
+	$(PY) docs/make_validation.py
 
 serve: $(STAMP)
 	$(VENV)/bin/margincal serve

@@ -7,7 +7,7 @@ recursive EWMA, sorted-window quantiles, cumulative-sum moments, t degrees of
 freedom and EVT tails refitted every 90 days.
 
 Baseline: the same comparison where every model is refitted on all data before
-each day with :mod:`margincal.risk` (``RefitModel(..., refit_every=1)``, the
+each day with :mod:`margincal.risk` (the model's own ``fit`` on every prefix, the
 obvious implementation: one fit per side per day). Refitting every day for
 ~25,000 instrument-days x 5 models takes hours (the t likelihood fit alone is
 ~50 ms), so the naive loop is timed on a SAMPLE of days spread evenly over

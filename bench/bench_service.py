@@ -72,7 +72,7 @@ def _seed(path: Path) -> str:
     from margincal.data.ingest import ingest_file
     from margincal.data.samples import sample_path
     from margincal.data.store import connect
-    from margincal.pipeline import calibrate_and_publish
+    from margincal.margin.published import calibrate_and_publish
     from margincal.service.auth import create_key
 
     con = connect(path)

@@ -80,14 +80,18 @@ def test_run_end_to_end(ran_store):
     html = report.read_text()
     assert "plotly" in html and "BTC-PERP" in html and "<script" in html
     assert 'src="http' not in html  # plotly.js is inlined: the report opens offline
-    # 12 instruments' history + one backtest chart per daily instrument (10)
-    assert html.count("Plotly.newPlot") == 22 and "Backtest of the published margin" in html
-    bt = out["backtest"]["summary"]
-    assert bt["model"] == "published" and bt["instruments"] == 10
-    # independent recount of the breach rate from the per-instrument rows
+    # 12 instruments' history + one backtest chart per instrument (IM and MM on the same chart)
+    assert html.count("Plotly.newPlot") == 24 and "Backtest of the published IM and MM" in html
+    b = out["backtest"]["breaches"]
+    assert {k: v["instruments"] for k, v in b.items()} == {"IM 1d": 10, "MM 1d": 10, "IM 1h": 2, "MM 1h": 2}
+    # independent recount of the breach counts from the per-instrument rows
     rows = out["backtest"]["rows"]
-    assert bt["breaches"] == sum(r["breaches"] for r in rows) and bt["n_obs"] == sum(r["n_obs"] for r in rows)
-    assert bt["breach_rate"] == pytest.approx(bt["breaches"] / bt["n_obs"])
+    for rate in ("IM", "MM"):
+        mine = [r for r in rows if r["rate"] == rate]
+        assert len(mine) == 12
+        assert sum(r["breaches"] for r in mine) == b[f"{rate} 1d"]["breaches"] + b[f"{rate} 1h"]["breaches"]
+        assert sum(r["n_obs"] for r in mine) == b[f"{rate} 1d"]["n_obs"] + b[f"{rate} 1h"]["n_obs"]
+    assert b["IM 1d"]["breach_rate"] == pytest.approx(b["IM 1d"]["breaches"] / b["IM 1d"]["n_obs"])
     with open_store(store, read_only=True) as c:
         p = load(c)
         assert p.version == 1 and p.provenance["model"] == "fhs" and p.provenance["level"] == 0.99
@@ -104,13 +108,20 @@ def test_run_end_to_end(ran_store):
     import numpy as np
 
     from margincal.config import CalibrationSettings
-    from margincal.pipeline import margin_path
+    from margincal.margin.published import published_history
 
-    row = next(r for r in out["backtest"]["rows"] if r["instrument"] == "BTC-USDT")
-    path = margin_path(btc_bars, "1d", CalibrationSettings()).loc[row["start"]:row["end"]]
-    loss = np.maximum(-np.expm1(path["ret"]), np.expm1(path["ret"]))
-    assert path["im_rate"].notna().all() and len(path) == row["n_obs"]
-    assert int((loss > path["im_rate"]).sum()) == row["breaches"]
+    path = published_history(btc_bars, "1d", CalibrationSettings())
+    for rate, col in (("IM", "im_rate"), ("MM", "mm_rate")):
+        row = next(r for r in out["backtest"]["rows"] if r["instrument"] == "BTC-USDT" and r["rate"] == rate)
+        p = path.loc[row["start"]:row["end"]]
+        loss = np.maximum(-np.expm1(p["ret"]), np.expm1(p["ret"]))
+        assert p[col].notna().all() and len(p) == row["n_obs"]
+        assert int((loss > p[col]).sum()) == row["breaches"]
+    # the published numbers are the last row of the history that was backtested
+    assert p["im_rate"].iloc[-1] > 0
+    b = out["backtest"]["breaches"]
+    assert set(b) == {"IM 1d", "MM 1d", "IM 1h", "MM 1h"}
+    assert b["MM 1d"]["breaches"] > b["IM 1d"]["breaches"] > 0
 
 
 def test_run_again_reuses_store(ran_store):

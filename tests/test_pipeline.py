@@ -1,4 +1,5 @@
-"""First-line calibration (FHS + EWMA) against an independent computation; rounding; EWMA reference."""
+"""The calibration use case (FHS + EWMA + liquidity add-on + rounding) against an independent computation,
+and its causal history: one published rule for the frozen number and the backtested path."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ from margincal.config import CalibrationSettings
 from margincal.data.ingest import ingest_file
 from margincal.data.store import load_bars
 from margincal.errors import CalibrationError, ConfigError, DataError
-from margincal.pipeline import bar_lambda, calibrate_bars, ceil_to, margin_path
+from margincal.margin.published import calibrate_bars, published_history, published_path
+from margincal.margin.rounding import ceil_to_increment
+from margincal.risk import Decay
 from margincal.risk.models import FilteredHistoricalSimulation
 from margincal.vol.ewma import EWMAVolatility, ewma_variance, ewma_variance_reference, fit_lambda
+
+
+def ceil_to(x: float, step: float) -> float:
+    return float(ceil_to_increment(x, step)) if step > 0 else float(x)
+
+
+def bar_lambda(lam_day: float, bar_hours: float) -> float:
+    return Decay(per_day=lam_day).for_bars(bar_hours)
 
 
 def test_ceil_to_worked_examples():
@@ -113,8 +124,8 @@ def test_calibration_is_monotone_in_level_and_horizon(con, data_dir):
 def test_fhs_direct_and_sqrt_scaling_agree_roughly_on_iid_data():
     rng = np.random.default_rng(5)
     r = pd.Series(rng.normal(0, 0.01, 20000), index=pd.date_range("2020-01-01", periods=20000, freq="h"))
-    a = FilteredHistoricalSimulation(lam=0.999, scaling="sqrt").fit(r).forecast(24, 0.99)
-    b = FilteredHistoricalSimulation(lam=0.999, scaling="direct").fit(r).forecast(24, 0.99)
+    a = FilteredHistoricalSimulation(lam=Decay(per_bar=0.999), scaling="sqrt").fit(r).forecast(24, 0.99)
+    b = FilteredHistoricalSimulation(lam=Decay(per_bar=0.999), scaling="direct").fit(r).forecast(24, 0.99)
     assert a.es == pytest.approx(b.es, rel=0.15)
     assert b.effective_n == pytest.approx(a.effective_n / 24, rel=0.01)
 
@@ -133,12 +144,89 @@ def test_settings_validated():
         CalibrationSettings(horizon_hours=-1)
 
 
-def test_margin_path_is_causal(con, data_dir):
+def test_published_history_is_causal(con, data_dir):
     ingest_file(con, data_dir / "sol_daily.csv", instrument="SOL-USDT", timeframe="1d")
     bars = load_bars(con, "SOL-USDT", "1d")
     s = CalibrationSettings()
-    full = margin_path(bars, "1d", s)
-    cut = margin_path(bars.iloc[:1500], "1d", s)
+    full = published_history(bars, "1d", s)
+    cut = published_history(bars.iloc[:1500], "1d", s)
     common = cut.index
-    assert np.allclose(full.loc[common, "im_rate"].to_numpy(), cut["im_rate"].to_numpy(), equal_nan=True)
+    for col in ("im_rate", "mm_rate", "es", "liq_addon"):
+        np.testing.assert_array_equal(full.loc[common, col].to_numpy(), cut[col].to_numpy())
     assert full["im_rate"].notna().sum() > 1500
+
+
+@pytest.mark.parametrize(("file", "inst", "tf", "rows"), [
+    ("eth_daily.csv", "ETH-USDT", "1d", None),
+    ("btcusdt_perp_1h.csv.gz", "BTC-PERP", "1h", 1400),
+])
+def test_published_history_row_is_the_published_calibration_on_data_up_to_it(con, data_dir, file, inst, tf, rows):
+    """One rule: row t of the causal history is exactly what calibrate_bars publishes from bars[:t + 1]
+    (ES, add-on, rounding, cap, MM), on daily bars (sqrt) and hourly bars (24-bar direct sums)."""
+    ingest_file(con, data_dir / file, instrument=inst, timeframe=tf)
+    bars = load_bars(con, inst, tf)
+    if rows:
+        bars = bars.iloc[-rows:]
+    s = CalibrationSettings()
+    p = published_path(bars, tf, s)
+    assert len(p) == len(bars)
+    assert p["im_rate"].iloc[: s.min_history].isna().all()
+    for t in (s.min_history, s.min_history + 37, len(bars) // 2, len(bars) - 1):
+        cal = calibrate_bars(bars.iloc[: t + 1], inst, tf, s)
+        row = p.iloc[t]
+        assert row["im_rate"] == cal.im_rate and row["mm_rate"] == cal.mm_rate
+        assert row["es"] == pytest.approx(cal.es, rel=1e-12)
+        assert row["liq_addon"] == pytest.approx(cal.extra["liquidity_addon"], rel=1e-10)
+    h = published_history(bars, tf, s)
+    # the history row of a bar holds what was published at the close before it
+    np.testing.assert_array_equal(h["im_rate"].to_numpy(), p["im_rate"].to_numpy()[:-1])
+
+
+def test_fhs_gives_the_same_margin_from_every_entry_point(con, data_dir):
+    """Calibration, the backtest's fhs path, its reference loop (risk:fhs), the risk model's fit and the
+    published backtest all compute the same FHS on hourly BTC-PERP: one definition, one decay unit."""
+    from margincal.backtest.models import make_path_model
+    from margincal.margin.calibration import calibrate_instrument
+
+    ingest_file(con, data_dir / "btcusdt_perp_1h.csv.gz", instrument="BTC-PERP", timeframe="1h")
+    bars = load_bars(con, "BTC-PERP", "1h").iloc[-700:]
+    r = np.diff(np.log(bars["close"].to_numpy()))
+    fast_l, fast_s = make_path_model("fhs").var_paths(r, side_level=0.995, horizon_bars=8.0, bar_hours=1.0)
+    ref_l, ref_s = make_path_model("risk:fhs").var_paths(r, side_level=0.995, horizon_bars=8.0, bar_hours=1.0)
+    np.testing.assert_allclose(fast_l, ref_l, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(fast_s, ref_s, rtol=1e-12, equal_nan=True)
+    # the same decay through the calibration entry point (per day, converted at the shell)
+    s = CalibrationSettings(horizon_hours=8.0)
+    cal = calibrate_instrument(r[:500], model="fhs", model_params={"lam": Decay(per_day=s.ewma_lambda)},
+                               level=0.995, horizon_hours=8.0, bar_hours=1.0, rounding=0.0)
+    fit_long = FilteredHistoricalSimulation(side="long").fit(r[:500], bar_hours=1.0).forecast(8, 0.995)
+    fit_short = FilteredHistoricalSimulation(side="short").fit(r[:500], bar_hours=1.0).forecast(8, 0.995)
+    assert fast_l[500] == pytest.approx(fit_long.var, rel=1e-12)
+    assert fast_s[500] == pytest.approx(fit_short.var, rel=1e-12)
+    both = max((fit_long, fit_short), key=lambda f: f.es)
+    assert cal.es == pytest.approx(both.es, rel=1e-12) and cal.var == pytest.approx(both.var, rel=1e-12)
+    # the published margin: calibrate_bars == the published history == the backtest's published path
+    s24 = CalibrationSettings(min_history=300)
+    from margincal.backtest.models import PublishedPath
+
+    im, _ = PublishedPath(min_history=300).var_paths(r, side_level=0.995, horizon_bars=24.0, bar_hours=1.0,
+                                                     bars=bars)
+    hist = published_history(bars, "1h", s24)
+    np.testing.assert_array_equal(im, hist["im_rate"].to_numpy())
+    assert im[-1] == published_path(bars, "1h", s24)["im_rate"].iloc[-2]
+    assert calibrate_bars(bars.iloc[:-1], "BTC-PERP", "1h", s24).im_rate == im[-1]
+    # a bare float decay is refused: its unit is ambiguous
+    with pytest.raises(ConfigError, match="ambiguous"):
+        calibrate_instrument(r, model="fhs", model_params={"lam": 0.94}, bar_hours=1.0)
+
+
+def test_pipeline_module_is_a_deprecated_re_export():
+    import margincal.pipeline as old
+    from margincal.margin import published
+
+    with pytest.warns(DeprecationWarning, match="published_history"):
+        assert old.margin_path is published.published_history
+    with pytest.warns(DeprecationWarning):
+        assert old.calibrate_bars is published.calibrate_bars
+    with pytest.warns(DeprecationWarning):
+        assert old.bar_lambda(0.94, 24.0) == pytest.approx(0.94)

@@ -28,6 +28,10 @@ class CalibrationError(MargincalError):
     """A model could not be fitted or a margin could not be calibrated."""
 
 
+class NotFittedError(CalibrationError):
+    """An estimator was used before ``fit`` (same class for every model of the package)."""
+
+
 class StoreError(MargincalError):
     """The store is missing, locked, or its schema is newer than this code."""
 
@@ -47,5 +51,6 @@ __all__ = [
     "DataError",
     "MargincalError",
     "MargincalWarning",
+    "NotFittedError",
     "StoreError",
 ]

@@ -11,7 +11,7 @@ import pytest
 from margincal.config import CalibrationSettings, sample_data_dir
 from margincal.data.store import connect, load_bars, transaction
 from margincal.margin.params import new_run_id, publish
-from margincal.pipeline import calibrate_bars, to_parameter_set
+from margincal.margin.published import calibrate_bars, to_parameter_set
 
 FIRST, LAST = "2022-08-20", "2022-11-21"
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from margincal.errors import CalibrationError, DataError
-from margincal.risk.base import ModelFitWarning, SubBarHorizonWarning
+from margincal.errors import CalibrationError, ConfigError, DataError, NotFittedError
+from margincal.risk.base import ModelFitWarning, SubBarHorizonWarning, jsonable_params
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.models import (
     MODELS,
@@ -39,9 +39,9 @@ def btc() -> pd.Series:
 
 def test_registry_has_cli_names() -> None:
     assert set(CLI_NAMES) == set(MODELS)
-    with pytest.raises(CalibrationError, match="unknown model 'garch'"):
+    with pytest.raises(ConfigError, match="unknown model 'garch'"):
         make_model("garch")
-    with pytest.raises(CalibrationError, match="model 'hs'"):
+    with pytest.raises(ConfigError, match="model 'hs'"):
         make_model("hs", lam=0.9)
 
 
@@ -57,7 +57,7 @@ def test_horizon_hours(h: object, hours: float) -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, "soon", True])
 def test_horizon_hours_rejects(bad: object) -> None:
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         horizon_hours(bad)
 
 
@@ -121,7 +121,7 @@ def test_every_model_same_interface(name: str, btc: pd.Series) -> None:
     assert f10.var > f.var and d.var > f.var
     assert f.side in ("long", "short")
     assert f.n_obs == btc.size and f.window_end == str(btc.index[-1])
-    assert f.params == model.get_params()
+    assert f.params == jsonable_params(model.get_params())
     # a daily model asked for 1 hour scales down and says so
     with pytest.warns(SubBarHorizonWarning):
         f1h = model.forecast(1, 0.99)
@@ -129,11 +129,11 @@ def test_every_model_same_interface(name: str, btc: pd.Series) -> None:
 
 
 def test_unfitted_and_bad_options(btc: pd.Series) -> None:
-    with pytest.raises(CalibrationError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         make_model("t").forecast(24, 0.99)
-    with pytest.raises(CalibrationError, match="scaling"):
+    with pytest.raises(ConfigError, match="scaling"):
         make_model("fhs", scaling="linear").fit(btc)
-    with pytest.raises(CalibrationError, match="side"):
+    with pytest.raises(ConfigError, match="side"):
         make_model("normal", side="up").fit(btc)
     with pytest.raises(DataError, match="finite"):
         make_model("hs").fit(pd.Series([0.01] * 30 + [np.nan]))

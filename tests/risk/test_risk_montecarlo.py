@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from margincal.errors import CalibrationError, DataError
+from margincal.errors import ConfigError, DataError
 from margincal.risk.measures import expected_shortfall
 from margincal.risk.montecarlo import MonteCarloModel, TCopulaMonteCarlo, kendall_correlation, t_copula_loglik
 from margincal.risk.parametric import StudentTModel, student_t_var_es
@@ -79,7 +79,7 @@ def test_mc_garch_t_simulation_matches_arch_variance_forecast() -> None:
 
 
 def test_mc_rejects_small_n_sims(t_series: pd.Series) -> None:
-    with pytest.raises(CalibrationError, match="n_sims"):
+    with pytest.raises(ConfigError, match="n_sims"):
         MonteCarloModel(n_sims=10).fit(t_series)
 
 

@@ -18,7 +18,7 @@ from margincal.data.ingest import ingest_file
 from margincal.data.samples import sample_path
 from margincal.data.store import connect, save_result
 from margincal.margin import params as mparams
-from margincal.pipeline import calibrate_and_publish
+from margincal.margin.published import calibrate_and_publish
 from margincal.service.app import ServiceSettings, create_app
 from margincal.service.auth import create_key
 

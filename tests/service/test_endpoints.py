@@ -91,19 +91,21 @@ def test_instruments_carry_the_published_rates(client: Any) -> None:
 def test_history_is_the_causal_margin_path(client: Any) -> None:
     from margincal.config import CalibrationSettings
     from margincal.data.store import load_bars
-    from margincal.pipeline import margin_path
+    from margincal.margin.published import published_history
 
     h = client.get("/api/instruments/ETH-USDT/history", headers=_h(client, "viewer")).json()
     con = connect(client.store_path)
     try:
-        path = margin_path(load_bars(con, "ETH-USDT", "1d"), "1d", CalibrationSettings())
+        path = published_history(load_bars(con, "ETH-USDT", "1d"), "1d", CalibrationSettings())
     finally:
         con.close()
     assert h["timeframe"] == "1d" and len(h["ts"]) == len(path)
     assert h["close"][-1] == pytest.approx(float(path["close"].iloc[-1]))
     im = [x for x in h["im_rate"] if x is not None]
     assert im[-1] == pytest.approx(float(path["im_rate"].iloc[-1]))
-    assert h["mm_rate"][-1] == pytest.approx(0.5 * h["im_rate"][-1])  # MM = 0.5 x IM (CalibrationSettings)
+    assert h["mm_rate"][-1] == pytest.approx(float(path["mm_rate"].iloc[-1]))
+    # MM = 0.5 x IM before rounding up to 5 bp (CalibrationSettings), never above IM
+    assert 0.5 * h["im_rate"][-1] - 0.0005 <= h["mm_rate"][-1] <= h["im_rate"][-1]
     assert [p["version"] for p in h["published"]] == [1]
 
 

@@ -32,7 +32,7 @@ def test_bar_substeps_order():
 
 
 def test_calibrated_policy_uses_no_data_from_the_window():
-    from margincal.pipeline import calibrate_bars
+    from margincal.margin.published import calibrate_bars
 
     bars = perp_bars("BTC")
     start = pd.Timestamp("2022-11-07T00:00:00Z")

@@ -28,12 +28,17 @@ from margincal.errors import DataError
 
 @dataclass(frozen=True, eq=False)
 class InstrumentData:
-    """One-bar log returns of an instrument with where they came from."""
+    """One-bar log returns of an instrument with where they came from (and its bars, when known).
+
+    ``bars`` (OHLCV indexed by time, ``returns`` are their close-to-close log
+    returns) lets the published rule compute its liquidity add-on.
+    """
 
     instrument: str
     returns: pd.Series
     bar_hours: float
     source: str
+    bars: pd.DataFrame | None = None
 
     @property
     def window(self) -> tuple[str, str]:
@@ -89,6 +94,17 @@ def _log_returns(close: pd.Series, label: str) -> pd.Series:
 
 def read_bundled(file: str | Path, instrument: str) -> pd.Series:
     """Log returns from a bundled OHLCV file (``date`` or ``timestamp`` column, ``close``)."""
+    return _log_returns_of(read_bundled_bars(file), instrument)
+
+
+def _log_returns_of(bars: pd.DataFrame, instrument: str) -> pd.Series:
+    r = _log_returns(bars["close"], str(bars.attrs.get("file", instrument)))
+    r.name = instrument
+    return r
+
+
+def read_bundled_bars(file: str | Path) -> pd.DataFrame:
+    """The bars of a bundled OHLCV file, indexed by UTC time (sorted, no duplicates)."""
     from margincal import datasets
 
     path = Path(file)
@@ -102,12 +118,11 @@ def read_bundled(file: str | Path, instrument: str) -> pd.Series:
     if tcol is None or "close" not in df.columns:
         raise DataError(f"{path.name}: needs a 'date' or 'timestamp' column and 'close'")
     idx = pd.DatetimeIndex(pd.to_datetime(df[tcol], utc=True)).as_unit("ns")
-    s = pd.Series(df["close"].to_numpy(float), index=idx).sort_index()
-    if s.index.has_duplicates:
-        raise DataError(f"{path.name}: duplicate timestamps (first {s.index[s.index.duplicated()][0]})")
-    r = _log_returns(s, path.name)
-    r.name = instrument
-    return r
+    bars = df.drop(columns=[tcol]).set_axis(idx, axis=0).sort_index()
+    if bars.index.has_duplicates:
+        raise DataError(f"{path.name}: duplicate timestamps (first {bars.index[bars.index.duplicated()][0]})")
+    bars.attrs["file"] = path.name
+    return bars
 
 
 def bundled_catalog(timeframe: str) -> dict[str, tuple[str, str]]:
@@ -141,7 +156,8 @@ def _from_store(store: str | Path | None, instruments: Sequence[str] | None, tim
             r = _log_returns(bars["close"], f"store {Path(path).name} {inst} {timeframe}")
             r.index = pd.DatetimeIndex(r.index).as_unit("ns")
             r.name = inst
-            out[instrument_key(inst)] = InstrumentData(inst, r, bh, f"store:{Path(path).name}:{timeframe}")
+            out[instrument_key(inst)] = InstrumentData(inst, r, bh, f"store:{Path(path).name}:{timeframe}",
+                                                       bars=bars)
     return out
 
 
@@ -164,7 +180,9 @@ def load_returns(instruments: Sequence[str] | None = None, *, timeframe: str = "
             out.append(stored[key])
         elif key in catalog:
             inst, file = catalog[key]
-            out.append(InstrumentData(inst, read_bundled(file, inst), _bar_hours(timeframe), f"bundled:{file}"))
+            bars = read_bundled_bars(file)
+            out.append(InstrumentData(inst, _log_returns_of(bars, inst), _bar_hours(timeframe), f"bundled:{file}",
+                                      bars=bars))
         else:
             avail = sorted({d.instrument for d in stored.values()} | {v[0] for v in catalog.values()})
             raise DataError(f"instrument {name!r}: no {timeframe} bars in the store or the bundled data; "
@@ -179,4 +197,5 @@ def load_returns(instruments: Sequence[str] | None = None, *, timeframe: str = "
 
 
 __all__ = ["InstrumentData", "bundled_catalog", "instrument_key", "load_returns", "read_bundled",
+           "read_bundled_bars",
            "timeframe_for_horizon"]

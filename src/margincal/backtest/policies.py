@@ -21,7 +21,7 @@ Anti-procyclicality (``apc:<name>``) wraps :func:`margincal.margin.apc.apply_apc
 (EMIR RTS 153/2013 Art. 28 tools); the named configurations are in
 :data:`APC_CONFIGS`. ``apc:floor`` passes as floor the same coverage taken by
 historical simulation over the longest lookback available (up to 10 years,
-:class:`margincal.backtest.models.HSPath`), the margin option (c) asks for.
+:class:`margincal.risk.historical.HistoricalSimulation` ``fit_path``), the margin option (c) asks for.
 """
 
 from __future__ import annotations
@@ -158,13 +158,13 @@ class APCPolicy(Policy):
     def _floor_series(self, ctx: PolicyContext) -> np.ndarray:
         key = f"hs-floor:{self.floor_years}"
         if key not in ctx.cache:
-            from margincal.backtest.models import HSPath
+            from margincal.risk.historical import HistoricalSimulation
 
             window = int(round(self.floor_years * 365 * 24 / ctx.bar_hours))
-            vl, vs = HSPath(window=window).var_paths(ctx.returns.to_numpy(float), side_level=ctx.side_level,
-                                                     horizon_bars=float(ctx.horizon_bars),
-                                                     bar_hours=ctx.bar_hours)
-            ctx.cache[key] = np.maximum(vl, vs)
+            r = ctx.returns.to_numpy(float)
+            p = HistoricalSimulation(window=window).fit_path(r, horizon=ctx.horizon_bars * ctx.bar_hours,
+                                                             level=ctx.side_level, bar_hours=ctx.bar_hours)
+            ctx.cache[key] = np.maximum(p["var_long"].to_numpy(float), p["var_short"].to_numpy(float))[: r.size]
         return ctx.cache[key]
 
     def apply(self, margin: pd.Series | None, ctx: PolicyContext) -> pd.Series:

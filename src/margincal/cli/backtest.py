@@ -81,8 +81,9 @@ def backtest(
     instrument: Annotated[list[str] | None, typer.Option(
         "--instrument", "-i", help="Instrument (repeatable; BTC-USDT, btc, btc_daily...). Default: all.")] = None,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", help="Model (repeatable): fhs, hs, normal, t, cf, evt, published; name@k refits every k bars; "
-        "risk:<name> runs any margincal.risk model. Default: fhs hs normal t cf evt.")] = None,
+        "--model", "-m", help="Model (repeatable): fhs, hs, normal, t, cf, evt, mc, published (the published IM), "
+        "published-mm; name@k re-estimates the tail every k bars; risk:<name> runs a model's reference refit "
+        "loop. Default: fhs hs normal t cf evt.")] = None,
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Policy (repeatable): raw, static, apc:<name>, preset:<name>. Default: all.")] = None,
     level: Annotated[list[float] | None, typer.Option(

@@ -11,7 +11,7 @@ from margincal.config import CalibrationSettings
 from margincal.data.samples import calibration_targets
 from margincal.data.store import bar_instruments, open_store
 from margincal.errors import ConfigError
-from margincal.pipeline import calibrate_and_publish
+from margincal.margin.published import calibrate_and_publish
 from margincal.risk.models import MODELS, horizon_hours
 
 

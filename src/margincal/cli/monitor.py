@@ -43,7 +43,7 @@ def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *
     """Calibrate each instrument on its bars strictly before ``before`` and publish that as the base version."""
     from margincal.config import CalibrationSettings
     from margincal.margin.params import new_run_id, publish
-    from margincal.pipeline import calibrate_bars, to_parameter_set
+    from margincal.margin.published import calibrate_bars, to_parameter_set
 
     settings = CalibrationSettings()
     with open_store(store) as con:

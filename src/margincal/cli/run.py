@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from margincal.backtest import backtest_figures
+from margincal.backtest.published import backtest_published, breach_summary
 from margincal.cli.common import (
     JsonOption,
     StoreOption,
@@ -21,7 +22,7 @@ from margincal.cli.common import (
 from margincal.config import CalibrationSettings, resolve_store_path
 from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
 from margincal.data.store import load_bars, open_store
-from margincal.pipeline import backtest_published, calibrate_and_publish, margin_path
+from margincal.margin.published import calibrate_and_publish, published_history
 from margincal.reports.html import Section, instrument_figure, table_html, write_report
 from margincal.risk.models import horizon_hours
 
@@ -53,15 +54,19 @@ def run(
             figures = []
             for inst, tf in targets:
                 prog.update(t_rep, advance=1, description=f"history {inst} {tf}")
-                figures.append(instrument_figure(f"{inst} ({tf} bars)", margin_path(load_bars(con, inst, tf), tf,
-                                                                                   settings)))
-        bt = backtest_published(path, settings)
+                figures.append(instrument_figure(f"{inst} ({tf} bars)", published_history(
+                    load_bars(con, inst, tf), tf, settings)))
+        bt = backtest_published(path, settings, targets=targets)
         prog.update(t_bt, advance=1)
     rows = [c.row() for c in cals]
     inserted = sum(r.rows_inserted for r in reports)
-    bt_sum = bt.summary()[0]
-    bt_rows = [{k: r[k] for k in ("instrument", "start", "end", "n_obs", "breaches", "breach_rate", "kupiec_p",
-                                  "christoffersen_p", "zone", "avg_margin", "crash_coverage")} for r in bt.rows()]
+    breaches = breach_summary(bt)
+    bt_rows = [{"rate": "IM" if r["model"] == "published" else "MM",
+                **{k: r[k] for k in ("instrument", "start", "end", "n_obs", "breaches", "breach_rate", "kupiec_p",
+                                     "christoffersen_p", "zone", "avg_margin", "crash_coverage")}}
+               for r in bt.rows()]
+    lines = "; ".join(f"{k}: {v['breaches']} breaches in {v['n_obs']:,} bars ({100 * v['breach_rate']:.2f}%)"
+                      for k, v in breaches.items())
     meta = (f"parameter set v{version} &middot; run {html.escape(str(pset.run_id))} &middot; model FHS (EWMA "
             f"&lambda;={settings.ewma_lambda}/day) &middot; ES {settings.level:g} over {settings.horizon_hours:g}h "
             f"&middot; MM = {settings.mm_fraction:g} x IM &middot; store {html.escape(path.name)}")
@@ -71,28 +76,29 @@ def run(
             {"file": r.file, "instrument": r.instrument, "kind": r.kind, "timeframe": r.timeframe or "",
              "rows": r.rows_in_file, "new rows": r.rows_inserted, "from": (r.first_ts or "")[:16],
              "to": (r.last_ts or "")[:16], "gaps": r.gaps} for r in reports])),
-        Section("Backtest of the published margin (daily instruments)",
-                f"<p class='meta'>Each day's IM from data before it, against the realised loss of either side over "
-                f"{settings.horizon_hours:g}h; a breach is a loss above the IM in force. {bt_sum['breaches']} "
-                f"breaches in {bt_sum['n_obs']:,} instrument-days ({100 * bt_sum['breach_rate']:.2f}% against at "
-                f"most {100 * (1 - settings.level):.0f}%), Basel zones green/yellow/red {bt_sum['zones']}. The IM "
-                "is an Expected Shortfall, so it is expected to be breached less often than a VaR at the same "
-                "level; a low Kupiec p-value here means over-coverage. <code>margincal backtest</code> compares "
-                "every model and policy.</p>" + table_html(bt_rows), backtest_figures(bt)),
+        Section("Backtest of the published IM and MM",
+                f"<p class='meta'>The IM and MM in force at each bar are the published rule (ES, liquidity add-on, "
+                f"rounding up, cap, MM) computed from data before the bar by the same function that publishes "
+                f"them; each is judged against the realised loss of either side over {settings.horizon_hours:g}h. "
+                f"{html.escape(lines)}. The IM is an Expected Shortfall at {settings.level:g}, so it is expected "
+                f"to be breached less often than {100 * (1 - settings.level):.0f}% of bars; the MM, about half of "
+                "it, is expected to be breached more often. <code>margincal backtest</code> compares every model "
+                "and policy.</p>" + table_html(bt_rows), backtest_figures(bt)),
         Section("Price, volatility and margin over time",
-                "<p class='note'>Margin history is causal: each day uses only data before it (EWMA volatility "
-                "updated every bar, FHS tail multiplier refitted weekly, square-root-of-time to the horizon).</p>",
+                "<p class='note'>Margin history is causal: each bar uses only data before it (the published rule "
+                "on the data available then: EWMA volatility and the FHS tail updated every bar).</p>",
                 figures),
     ]
     out = write_report(report, "margincal: calibration report", sections, meta)
     if json_out:
         print_json({"store": str(path), "version": version, "run_id": pset.run_id, "rows_ingested": inserted,
-                    "report": str(out), "parameters": rows, "backtest": {"summary": bt_sum, "rows": bt_rows}})
+                    "report": str(out), "parameters": rows,
+                    "backtest": {"breaches": breaches, "summary": bt.summary(), "rows": bt_rows}})
         return
     print_table(rows, title=f"parameter set v{version}: FHS ES {settings.level:g}, {settings.horizon_hours:g}h "
                 f"liquidation horizon")
-    console.print(f"backtest of the published IM on daily bars: {bt_sum['breaches']} breaches in "
-                  f"{bt_sum['n_obs']:,} instrument-days ({100 * bt_sum['breach_rate']:.2f}%, target at most "
-                  f"{100 * (1 - settings.level):.0f}%), zones green/yellow/red {bt_sum['zones']}")
+    for k, v in breaches.items():
+        console.print(f"backtest of the published {k}: {v['breaches']} breaches in {v['n_obs']:,} bars of "
+                      f"{v['instruments']} instrument(s) ({100 * v['breach_rate']:.2f}%)")
     console.print(f"store [bold]{path}[/] ({inserted} new rows) - published version [bold]{version}[/] "
                   f"- report [bold]{out}[/]")

@@ -141,7 +141,9 @@ class Calibration:
 class MarginCalibrator:
     """Estimator: ``MarginCalibrator(model="fhs", level=0.99, ...).fit(log_returns).calibration_``.
 
-    Parameters (keyword-only) are those of :func:`calibrate_instrument`.
+    Parameters (keyword-only) are those of :func:`calibrate_instrument`; ``model_params``
+    go to :func:`margincal.risk.models.make_model` (an EWMA decay is a
+    :class:`margincal.risk.Decay`, e.g. ``{"lam": Decay(per_day=0.94)}``).
     Attributes after ``fit``: ``calibration_`` (:class:`Calibration`),
     ``forecast_`` (the :class:`~margincal.risk.models.TailForecast`), ``model_``.
     """
@@ -169,7 +171,7 @@ class MarginCalibrator:
         self.run_id = run_id
 
     def _validate(self) -> None:
-        if not 0.5 < self.level < 1.0:
+        if not isinstance(self.level, (int, float)) or not 0.5 < self.level < 1.0:
             raise ConfigError(f"level is {self.level}; it must be in (0.5, 1), e.g. 0.99")
         if not (self.horizon_hours > 0 and math.isfinite(self.horizon_hours)):
             raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be > 0")
@@ -201,6 +203,25 @@ class MarginCalibrator:
         return self
 
 
+def published_rates(es: object, cost: object, *, buffer: float = 0.0, mm_fraction: float = DEFAULT_MM_FRACTION,
+                    rounding: float = 0.0005) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """THE published rule, vectorised: ``(im, mm, im_raw, mm_raw)`` from ES and the liquidity add-on.
+
+    ``IM_raw = min(ES (1 + buffer) + cost, 1)``; ``MM_raw = min(max(mm_fraction IM_raw, cost), IM_raw)``;
+    ``IM = min(ceil(IM_raw, rounding), 1)``; ``MM = min(ceil(MM_raw, rounding), IM)``. The frozen
+    calibration (:func:`calibration_from_forecast`) and the causal history that the backtest replays
+    (:func:`margincal.margin.published.published_path`) both call this function. NaN in, NaN out.
+    """
+    e = np.asarray(es, dtype=float)
+    c = np.asarray(cost, dtype=float)
+    with np.errstate(invalid="ignore"):
+        im_raw = np.minimum(e * (1.0 + buffer) + c, 1.0)
+        mm_raw = np.minimum(np.maximum(mm_fraction * im_raw, c), im_raw)
+        im = np.minimum(np.asarray(ceil_to_increment(im_raw, rounding), dtype=float), 1.0)
+        mm = np.minimum(np.asarray(ceil_to_increment(mm_raw, rounding), dtype=float), im)
+    return im, mm, im_raw, mm_raw
+
+
 def calibration_from_forecast(forecast: TailForecast, *, buffer: float = 0.0,
                               liquidity: LiquidityModel | None = None, reference_size: float | None = None,
                               mm_fraction: float = DEFAULT_MM_FRACTION, rounding: float = 0.0005,
@@ -217,14 +238,12 @@ def calibration_from_forecast(forecast: TailForecast, *, buffer: float = 0.0,
         cost = float(liquidity.effective_half_spread)
     else:
         cost = float(liquidity.cost(ref))
-    im_raw = forecast.es * (1.0 + buffer) + cost
-    if im_raw > 1.0:
-        warnings.warn(f"{instrument}: calibrated IM {im_raw:.4f} exceeds 100% of notional; capped at 1.0",
-                      MarginWarning, stacklevel=3)
-        im_raw = 1.0
-    mm_raw = min(max(mm_fraction * im_raw, cost), im_raw)
-    im = min(float(ceil_to_increment(im_raw, rounding)), 1.0)
-    mm = min(float(ceil_to_increment(mm_raw, rounding)), im)
+    if forecast.es * (1.0 + buffer) + cost > 1.0:
+        warnings.warn(f"{instrument}: calibrated IM {forecast.es * (1.0 + buffer) + cost:.4f} exceeds 100% of "
+                      "notional; capped at 1.0", MarginWarning, stacklevel=3)
+    im_a, mm_a, im_raw_a, mm_raw_a = published_rates(forecast.es, cost, buffer=buffer, mm_fraction=mm_fraction,
+                                                     rounding=rounding)
+    im, mm, im_raw, mm_raw = float(im_a), float(mm_a), float(im_raw_a), float(mm_raw_a)
     if liquidity is not None and ref is not None and liquidity.reference_size != ref:
         liquidity = dataclasses.replace(liquidity, reference_size=ref)
     prov = {

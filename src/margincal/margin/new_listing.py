@@ -55,6 +55,7 @@ from scipy import signal, stats
 from margincal.errors import CalibrationError, ConfigError, DataError
 from margincal.margin.liquidity import index_bar_hours
 from margincal.margin.rounding import ceil_to_increment
+from margincal.units import Decay
 from margincal.risk.models import FilteredHistoricalSimulation
 
 VALIDATION_ASSETS = ("sol", "doge", "bnb", "ada", "trx", "bch", "xrp", "ltc", "eth")
@@ -77,7 +78,7 @@ def reference_tail(reference_returns: pd.Series, *, level: float = 0.99, horizon
     bar_hours = None
     if isinstance(reference_returns.index, pd.DatetimeIndex) and len(reference_returns) > 1:
         bar_hours = index_bar_hours(reference_returns.index)
-    model = FilteredHistoricalSimulation(lam=lam).fit(reference_returns, bar_hours=bar_hours)
+    model = FilteredHistoricalSimulation(lam=Decay(per_bar=lam)).fit(reference_returns, bar_hours=bar_hours)
     fc = model.forecast(horizon_hours, level)
     if not fc.sigma > 0:
         raise CalibrationError("reference volatility forecast is 0; cannot build a proxy")

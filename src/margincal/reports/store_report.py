@@ -5,7 +5,7 @@ which command produces it):
 
 1. published margin parameters (latest version, with provenance);
 2. price, forecast volatility and IM/MM over time per instrument (causal,
-   :func:`margincal.pipeline.margin_path` with the latest set's settings);
+   :func:`margincal.margin.published.published_history` with the latest set's settings);
 3. parameter-set history and the latest version's changes;
 4. backtests, 5. stress tests, 6. liquidation cascades (latest stored result of
    each kind: summary tables, and figures where the producing module has a figure function);
@@ -111,8 +111,8 @@ def history_figures(con: duckdb.DuckDBPyConnection, pset: mparams.ParameterSet |
             skipped.append(inst)
             continue
         figs.append(instrument_figure(f"{inst} ({h.timeframe} bars)", h.path))
-    text = _note("Causal history: each bar uses only data before it (EWMA volatility updated every bar, FHS "
-                 "tail multiplier refitted weekly, square-root-of-time to the horizon), with the settings of "
+    text = _note("Causal history: each bar uses only data before it (the published rule - ES, liquidity "
+                 "add-on, rounding, MM - on the data available then), with the settings of "
                  f"version {pset.version}.")
     if skipped:
         text += f"<p class='meta'>no chart (no or too few stored bars): {html.escape(', '.join(skipped))}</p>"

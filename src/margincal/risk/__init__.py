@@ -1,14 +1,18 @@
-"""margincal.risk: VaR/ES measures, tail models, Monte Carlo, rare-event sampling, rolling forecasts.
+"""margincal.risk: VaR/ES measures, tail models, Monte Carlo, rare-event sampling; one model family with fit and causal fit_path.
 
 See docs/risk_models.md. The model registry used by the CLI is
 :data:`margincal.risk.models.MODELS` (``hs, fhs, normal, t, cf, evt, mc``).
 """
 
+from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk, var_es
-from margincal.risk.models import MODELS, TailForecast, TailModel, horizon_hours, make_model
+from margincal.risk.models import MODELS, TailForecast, TailModel, horizon_hours, make_model, tail_model
 
 __all__ = [
     "MODELS",
+    "RISKMETRICS",
+    "Decay",
+    "tail_model",
     "TailForecast",
     "TailModel",
     "expected_shortfall",

@@ -23,6 +23,31 @@ Horizon scaling (``scaling=``), ``h`` = horizon in bars of the fitted data:
 Horizons shorter than one bar (e.g. 1h on daily data) cannot be built from the
 data: they are always scaled down by ``sqrt(h)`` and a
 :class:`SubBarHorizonWarning` says so. Use hourly bars for intraday horizons.
+
+The family (composed like ``arch``: a volatility filter x a tail method)
+--------------------------------------------------------------------------
+Volatility filter (``sigma=`` / ``filter=``): ``"ewma"`` (RiskMetrics, decay a
+:class:`~margincal.units.Decay` with its unit), ``"garch"`` (GARCH(1,1) by
+``arch``), ``"sample"`` / ``"none"`` (the zero-mean sample volatility: no
+filter). Tail method: historical, normal, Student-t, Cornish-Fisher, EVT,
+Monte Carlo. :func:`margincal.risk.models.tail_model` builds any pair.
+
+Every model has ``fit(returns)`` (a frozen forecast via ``forecast``) and a
+causal ``fit_path(returns, horizon=, level=, refit=)``: a frame of ``n + 1``
+rows, row ``t`` the forecast made from ``returns[:t]`` only (row ``n`` is what
+``fit`` on all the data gives). ``refit=k`` re-estimates the tail (residual
+distribution, t degrees of freedom, GPD, skewness/kurtosis) every ``k`` bars
+and holds it in between while the volatility filter moves every bar (a GARCH
+filter, whose parameters come from a likelihood fit, is held with the tail).
+A row whose fit fails (too little history) is NaN, and the following rows try
+again until a fit succeeds. Each model's fast path is checked against
+:meth:`TailModel._path_reference`, the refit loop that defines it.
+
+Errors: parameter mistakes raise :class:`~margincal.errors.ConfigError`, data
+mistakes :class:`~margincal.errors.DataError`, fits that cannot be done
+:class:`~margincal.errors.CalibrationError`, use before ``fit``
+:class:`~margincal.errors.NotFittedError` (helpers :func:`check_choice`,
+:func:`check_level`, :func:`check_fitted`).
 """
 
 from __future__ import annotations
@@ -36,13 +61,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from margincal.errors import CalibrationError, DataError, MargincalWarning
+from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning, NotFittedError
+from margincal.units import Decay, as_decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
+from margincal.risk.path import PATH_COLUMNS
 from margincal.vol.ewma import ewma_variance, fit_lambda
 
 Side = Literal["long", "short", "both"]
 SCALINGS = ("sqrt", "direct")
 SIDES = ("long", "short", "both")
+FILTERS = ("ewma", "garch", "sample", "none")
 
 
 class SubBarHorizonWarning(MargincalWarning):
@@ -61,7 +89,7 @@ _UNIT_HOURS = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "d": 
 def horizon_hours(horizon: object) -> float:
     """Normalise a horizon (hours as a number, a Timedelta, or a string like '1d', '4h') to hours."""
     if isinstance(horizon, bool):
-        raise DataError(f"horizon {horizon!r} is not hours or a duration like '1d', '8h'")
+        raise ConfigError(f"horizon {horizon!r} is not hours or a duration like '1d', '8h'")
     if isinstance(horizon, (int, float, np.floating, np.integer)):
         h = float(horizon)
     elif isinstance(horizon, str) and (m := _HORIZON_RE.match(horizon)):
@@ -70,9 +98,9 @@ def horizon_hours(horizon: object) -> float:
         try:
             h = pd.Timedelta(horizon).total_seconds() / 3600.0
         except (ValueError, TypeError):
-            raise DataError(f"horizon {horizon!r} is not hours or a duration like '1d', '8h'") from None
-    if not h > 0:
-        raise DataError(f"horizon is {h} hours; it must be > 0")
+            raise ConfigError(f"horizon {horizon!r} is not hours or a duration like '1d', '8h'") from None
+    if not (h > 0 and math.isfinite(h)):
+        raise ConfigError(f"horizon is {h} hours; it must be > 0")
     return h
 
 
@@ -144,15 +172,49 @@ def overlapping_sums(x: np.ndarray, h: int) -> np.ndarray:
 
 
 def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    """A parameter that must be one of ``allowed`` (:class:`ConfigError` otherwise)."""
     if value not in allowed:
-        raise CalibrationError(f"{name} is {value!r}; use one of {', '.join(map(repr, allowed))}")
+        raise ConfigError(f"{name} is {value!r}; use one of {', '.join(map(repr, allowed))}")
 
 
-def check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise DataError(f"level is {level}; it must be in (0, 1), e.g. 0.99")
-    return level
+def check_level(level: object, name: str = "level") -> float:
+    """A confidence level in (0, 1) (:class:`ConfigError` otherwise)."""
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)):
+        raise ConfigError(f"{name} is {level!r}; it must be a number in (0, 1), e.g. 0.99")
+    lv = float(level)
+    if not 0.0 < lv < 1.0:
+        raise ConfigError(f"{name} is {lv}; it must be in (0, 1), e.g. 0.99")
+    return lv
+
+
+def check_int(name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
+    """A whole-number parameter ``>= minimum`` (None allowed when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value \
+            or int(value) < minimum:
+        raise ConfigError(f"{name} is {value!r}; it must be a whole number >= {minimum}"
+                          + (" or None" if allow_none else ""))
+    return int(value)
+
+
+def check_number(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = True,
+                 high_open: bool = True) -> float:
+    """A real parameter inside ``(low, high)`` (ends open or closed as given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ConfigError(f"{name} is {value!r}; it must be a number")
+    v = float(value)
+    ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high) and not math.isnan(v)
+    if not ok:
+        lb, hb = "(" if low_open else "[", ")" if high_open else "]"
+        raise ConfigError(f"{name} is {v}; it must be in {lb}{low:g}, {high:g}{hb}")
+    return v
+
+
+def check_fitted(estimator: object, attribute: str = "n_obs_") -> None:
+    """:class:`NotFittedError` (the same class for every model) when ``fit`` has not run."""
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(f"{type(estimator).__name__} is not fitted; call fit(returns) first")
 
 
 def whole_bars(h: float) -> int:
@@ -196,63 +258,105 @@ def empirical_side(hret: np.ndarray, level: float, side: Side) -> tuple[float, f
 
 
 class TailModel:
-    """Base class: holds the input, its time window, and the shared forecast logic.
+    """Base class: holds the input, its time window, the shared forecast logic and ``fit_path``.
 
-    Subclasses implement ``fit(returns, bar_hours=None)`` (calling :meth:`_prepare`)
-    and ``forecast(horizon=24.0, level=0.99)``.
+    Subclasses implement ``fit(returns, bar_hours=None)`` (calling :meth:`_prepare`),
+    ``forecast(horizon=24.0, level=0.99)``, :meth:`_validate` (parameter checks) and,
+    where a one-pass history exists, :meth:`_path_fast`.
     """
 
     name = "base"
+    #: fitted attribute whose absence means "not fitted"
+    _fitted_attr = "n_obs_"
 
-    def _prepare(self, returns: object, bar_hours: float | None) -> np.ndarray:
-        if hasattr(self, "scaling"):
-            check_choice("scaling", self.scaling, SCALINGS)
-        if hasattr(self, "side"):
-            check_choice("side", self.side, SIDES)
+    # ------------------------------------------------------------ parameters
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_") and not k.startswith("_")}
+
+    def set_params(self, **params: Any) -> TailModel:
+        known = self.get_params()
+        for k, v in params.items():
+            if k not in known:
+                raise ConfigError(f"{type(self).__name__} has no parameter {k!r}; parameters: {', '.join(known)}")
+            setattr(self, k, v)
+        return self
+
+    def clone(self, **overrides: Any) -> TailModel:
+        """A new, unfitted model with the same parameters (``overrides`` replace some)."""
+        return type(self)(**{**self.get_params(), **overrides})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    def _validate(self) -> None:
+        """Check every parameter (shared helpers; :class:`ConfigError`). Subclasses extend."""
+        p = self.get_params()
+        if "scaling" in p:
+            check_choice("scaling", self.scaling, SCALINGS)  # type: ignore[attr-defined]
+        if "side" in p:
+            check_choice("side", self.side, SIDES)  # type: ignore[attr-defined]
+        if "window" in p:
+            check_int("window", self.window, 2, allow_none=True)  # type: ignore[attr-defined]
+        if "seed" in p:
+            check_int("seed", self.seed, 1)  # type: ignore[attr-defined]
+        if "lam" in p:
+            as_decay(self.lam, "lam")  # type: ignore[attr-defined]
+        if "fit_lambda" in p and not isinstance(self.fit_lambda, bool):  # type: ignore[attr-defined]
+            raise ConfigError(f"fit_lambda is {self.fit_lambda!r}; it must be True or False")  # type: ignore
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def _as_series_array(returns: object) -> tuple[np.ndarray, pd.Index | None, str | None]:
         if isinstance(returns, pd.DataFrame):
             if returns.shape[1] != 1:
                 raise DataError("a univariate tail model needs one column of returns")
             returns = returns.iloc[:, 0]
         r = np.asarray(returns, dtype=float).ravel()
-        if r.size < 20:
-            raise CalibrationError(f"{self.name}: need at least 20 returns, got {r.size}")
-        if not np.all(np.isfinite(r)):
+        if r.size and not np.all(np.isfinite(r)):
             i = int(np.flatnonzero(~np.isfinite(r))[0])
             raise DataError(f"returns[{i}] is {r[i]}; returns must be finite")
         idx = returns.index if isinstance(returns, pd.Series) else None
+        name = str(returns.name) if isinstance(returns, pd.Series) and returns.name is not None else None
+        return r, idx, name
+
+    @staticmethod
+    def _bar_hours_of(idx: pd.Index | None, bar_hours: float | None) -> float:
         if bar_hours is None:
             bar_hours = infer_bar_hours(idx) if isinstance(idx, pd.DatetimeIndex) else 24.0
-        if not float(bar_hours) > 0:
-            raise DataError(f"bar_hours is {bar_hours}; it must be > 0")
-        self.bar_hours_ = float(bar_hours)
+        return check_number("bar_hours", bar_hours, low=0.0)
+
+    def _prepare(self, returns: object, bar_hours: float | None) -> np.ndarray:
+        self._validate()
+        r, idx, name = self._as_series_array(returns)
+        if r.size < 20:
+            raise CalibrationError(f"{self.name}: need at least 20 returns, got {r.size}")
+        self.bar_hours_ = self._bar_hours_of(idx, bar_hours)
         self.n_obs_ = int(r.size)
         self.window_ = (
             (str(idx[0]), str(idx[-1])) if isinstance(idx, pd.DatetimeIndex) and len(idx) else (None, None)
         )
-        self.instrument_ = getattr(returns, "name", None) if isinstance(returns, pd.Series) else None
-        if self.instrument_ is not None:
-            self.instrument_ = str(self.instrument_)
+        self.instrument_ = name
         self.returns_ = r
         return r
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not k.endswith("_") and not k.startswith("_")}
-
     def _check_fitted(self) -> None:
-        if not hasattr(self, "returns_"):
-            raise CalibrationError(f"{type(self).__name__} is not fitted; call fit(returns) first")
+        check_fitted(self, self._fitted_attr)
 
     def _bars(self, horizon: object) -> tuple[float, float]:
         hh = horizon_hours(horizon)
         return hh, hh / self.bar_hours_
 
+    def _decay_per_bar(self, bar_hours: float) -> float:
+        return as_decay(self.lam, "lam").for_bars(bar_hours)  # type: ignore[attr-defined]
+
+    # -------------------------------------------------------------- results
     def _result(self, level: float, hh: float, var: float, es: float, sigma: float, side: str,
                 eff_n: float) -> TailForecast:
         if not (np.isfinite(var) and np.isfinite(es)):
             raise CalibrationError(f"{self.name}: forecast is not finite (var={var}, es={es})")
         return TailForecast(
             model=self.name,
-            params=self.get_params(),
+            params=jsonable_params(self.get_params()),
             level=float(level),
             horizon_hours=hh,
             var=float(var),
@@ -282,39 +386,227 @@ class TailModel:
         assert best is not None
         return self._result(level, hh, best[0], best[1], sigma, best[2], eff_n)
 
+    # ------------------------------------------------------------ fit_path
+    def fit_path(self, returns: object, *, horizon: object = 24.0, level: float = 0.99, refit: int = 1,
+                 bar_hours: float | None = None, fast: bool = True, es: bool = True) -> pd.DataFrame:
+        """Causal forecast history: row ``t`` from ``returns[:t]`` only (module doc).
+
+        Returns a frame of ``n + 1`` rows with ``var_long``, ``es_long``,
+        ``var_short``, ``es_short`` (the sides the model's ``side`` asks for;
+        fractions of notional, positive = loss) and ``var``, ``es``, ``side``
+        (the side with the larger ES for ``side="both"``). The index is the
+        returns' index plus one bar (row ``t`` is labelled by the bar whose
+        horizon it covers); a RangeIndex without timestamps. ``fast=False``
+        runs the reference refit loop. ``es=False`` may skip the ES columns (NaN; ``var``/``side``
+        then follow the larger VaR) where that is cheaper (historical simulation: two order
+        statistics per bar instead of the tail average). The model itself is not fitted by this call.
+        """
+        self._validate()
+        r, idx, _ = self._as_series_array(returns)
+        bh = self._bar_hours_of(idx, bar_hours)
+        hh = horizon_hours(horizon)
+        lv = check_level(level)
+        k = check_int("refit", refit, 1)
+        assert k is not None
+        if hh / bh < 1.0 - 1e-12:
+            warnings.warn(f"horizon is {hh / bh:.4g} bars (shorter than one bar of the data); scaled down by "
+                          "sqrt(h). Use data with shorter bars for intraday horizons.", SubBarHorizonWarning,
+                          stacklevel=2)
+        out = None
+        if fast:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SubBarHorizonWarning)
+                self._path_es = bool(es)
+                out = self._path_fast(r, bh, hh, lv, k)
+        if out is None:
+            out = self._path_reference(r, bh, hh, lv, k)
+        return self._path_frame(out, idx, bh)
+
+    def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
+                   refit: int) -> dict[str, np.ndarray] | None:
+        """One-pass history for these parameters, or None (then the reference loop runs)."""
+        return None
+
+    def _rescale_to(self, r_prefix: np.ndarray) -> bool:
+        """Move the fitted volatility forecast to the end of ``r_prefix`` keeping the tail (for ``refit > 1``).
+
+        Returns False when the model has no separate volatility (the whole forecast is held).
+        """
+        filt = getattr(self, "filter_", None)
+        if filt == "ewma":
+            v = ewma_variance(r_prefix, self.lam_, self.seed)  # type: ignore[attr-defined]
+            self.sigma_next_ = float(np.sqrt(max(v[-1], 1e-300)))
+        elif filt == "sample":
+            self.sigma_next_ = float(np.sqrt(np.mean(r_prefix * r_prefix)))
+        else:
+            return False
+        if hasattr(self, "_direct_cache"):
+            self._direct_cache = {}
+        return True
+
+    def _path_reference(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
+                        refit: int) -> dict[str, np.ndarray]:
+        """The definition of ``fit_path``: fit a clone on every prefix (tail every ``refit`` bars)."""
+        n = r.size
+        out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
+        sides = sides_of(getattr(self, "side", "both"))
+        models: dict[str, TailModel | None] = {s: None for s in sides}
+        anchor: dict[str, int] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MargincalWarning)
+            for t in range(20, n + 1):
+                for s in sides:
+                    m = models[s]
+                    due = m is None or (t - anchor[s]) % refit == 0
+                    try:
+                        if due:
+                            m = self.clone(**({"side": s} if "side" in self.get_params() else {}))
+                            m.fit(r[:t], bar_hours=bar_hours)
+                            models[s], anchor[s] = m, t
+                        else:
+                            assert m is not None
+                            m._rescale_to(r[:t])
+                        f = m.forecast(hh, level)
+                    except CalibrationError:
+                        if due:
+                            models[s] = None
+                        continue
+                    out[f"var_{s}"][t], out[f"es_{s}"][t] = f.var, f.es
+        return out
+
+    def _path_frame(self, out: dict[str, np.ndarray], idx: pd.Index | None, bar_hours: float) -> pd.DataFrame:
+        n1 = next(iter(out.values())).size
+        side_param = getattr(self, "side", "both")
+        if side_param != "both":
+            other = "short" if side_param == "long" else "long"
+            out = {**out, f"var_{other}": np.full(n1, np.nan), f"es_{other}": np.full(n1, np.nan)}
+        el, es_ = out["es_long"], out["es_short"]
+        if np.isnan(el).all() and np.isnan(es_).all():  # ES skipped (es=False): choose by VaR
+            el, es_ = out["var_long"], out["var_short"]
+        if side_param == "long":
+            short = np.zeros(n1, dtype=bool)
+        elif side_param == "short":
+            short = np.ones(n1, dtype=bool)
+        else:
+            short = np.nan_to_num(es_, nan=-np.inf) > np.nan_to_num(el, nan=-np.inf)
+        var = np.where(short, out["var_short"], out["var_long"])
+        es = np.where(short, es_, el)
+        side = np.where(np.isfinite(es), np.where(short, "short", "long"), None)
+        if isinstance(idx, pd.DatetimeIndex) and len(idx):
+            index: pd.Index = idx.append(pd.DatetimeIndex([idx[-1] + pd.Timedelta(hours=bar_hours)]))
+        else:
+            index = pd.RangeIndex(n1)
+        frame = pd.DataFrame({**{c: out[c] for c in PATH_COLUMNS}, "var": var, "es": es, "side": side}, index=index)
+        frame.attrs.update({"model": self.name, "params": self.get_params()})
+        return frame
+
+
+def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters with every :class:`Decay` written as its dict (``{"per_day": 0.94}``), for provenance."""
+    return {k: (v.as_dict() if isinstance(v, Decay) else v) for k, v in params.items()}
+
 
 def sides_of(side: str) -> tuple[str, ...]:
     return ("long", "short") if side == "both" else (side,)
 
 
-def filter_returns(r: np.ndarray, sigma: str, lam: float, fit_lam: bool, seed: int,
-                   window: int | None) -> dict[str, Any]:
-    """Volatility filter shared by FHS and the parametric models.
+def _garch_filter(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, dict[str, float]]:
+    """GARCH(1,1), zero mean, normal quasi-likelihood, fitted by ``arch`` on percent returns.
+
+    Returns (standardised residuals, conditional volatility per bar, one-step forecast, params).
+    ``arch`` is the implementation; this only converts units (percent <-> fraction).
+    """
+    from arch import arch_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = arch_model(100.0 * r, mean="Zero", vol="GARCH", p=1, q=1, dist="normal",
+                         rescale=False).fit(disp="off")
+    if res.convergence_flag != 0:
+        warnings.warn(f"garch filter: arch optimiser flag {res.convergence_flag}", ModelFitWarning, stacklevel=3)
+    vol = np.asarray(res.conditional_volatility, dtype=float) / 100.0
+    nxt = float(np.sqrt(res.forecast(horizon=1, reindex=False).variance.to_numpy()[-1, 0])) / 100.0
+    p = res.params
+    params = {"omega": float(p["omega"]) / 1e4, "alpha": float(p["alpha[1]"]), "beta": float(p["beta[1]"])}
+    return r / vol, vol, nxt, params
+
+
+def filter_returns(r: np.ndarray, sigma: str, lam: object, fit_lam: bool, seed: int,
+                   window: int | None, bar_hours: float = 24.0) -> dict[str, Any]:
+    """The volatility filter shared by FHS, the parametric models, EVT and Monte Carlo.
 
     ``sigma="ewma"``: ``z_t = r_t / s_t`` with the EWMA volatility ``s_t`` built from
     returns strictly before ``t`` (the first ``seed`` returns only seed the
-    recursion and give no residual); the scale of the forecast is the EWMA
-    forecast for the next bar.
-    ``sigma="sample"``: ``z_t = r_t / s`` with the zero-mean sample volatility
-    ``s = sqrt(mean(r^2))`` (zero mean, as the EWMA); the scale is ``s``.
+    recursion and give no residual), decay ``lam`` (a :class:`Decay`, converted to
+    ``bar_hours``; ``fit_lam`` fits the per-bar decay by likelihood instead); the
+    scale of the forecast is the EWMA forecast for the next bar.
+    ``sigma="garch"``: GARCH(1,1) by ``arch`` (:func:`_garch_filter`).
+    ``sigma="sample"`` (or ``"none"``): ``z_t = r_t / s`` with the zero-mean sample
+    volatility ``s = sqrt(mean(r^2))``; the scale is ``s``.
     ``window`` keeps the last ``window`` residuals.
     """
-    check_choice("sigma", sigma, ("ewma", "sample"))
+    check_choice("sigma", sigma, FILTERS)
+    extra: dict[str, Any] = {}
     if sigma == "ewma":
         if r.size <= seed + 10:
             raise CalibrationError(f"ewma filter: need more than {seed + 10} returns, got {r.size}")
-        lam_ = fit_lambda(r, seed) if fit_lam else float(lam)
+        lam_ = fit_lambda(r, seed) if fit_lam else as_decay(lam, "lam").for_bars(bar_hours)
         v = ewma_variance(r, lam_, seed)
         sig = np.sqrt(np.maximum(v, 1e-300))
         z = r[seed:] / sig[:-1][seed:]
-        path, nxt = sig[:-1], float(sig[-1])
+        path, nxt, kind = sig[:-1], float(sig[-1]), "ewma"
+    elif sigma == "garch":
+        if r.size < 100:
+            raise CalibrationError(f"garch filter: need at least 100 returns, got {r.size}")
+        lam_ = float("nan")
+        z, path, nxt, extra = _garch_filter(r)
+        kind = "garch"
     else:
         lam_ = float("nan")
         s = float(np.sqrt(np.mean(r * r)))
         if not s > 0:
             raise CalibrationError("sample volatility is 0; the returns are all zero")
         z = r / s
-        path, nxt = np.full(r.size, s), s
+        path, nxt, kind = np.full(r.size, s), s, "sample"
     if window:
         z = z[-int(window):]
-    return {"lam": lam_, "residuals": z, "sigma_path": path, "sigma_next": nxt}
+    return {"lam": lam_, "residuals": z, "sigma_path": path, "sigma_next": nxt, "filter": kind,
+            "garch_params": extra}
+
+
+def store_filter(model: TailModel, f: dict[str, Any]) -> None:
+    """Copy the output of :func:`filter_returns` onto the fitted model's attributes."""
+    model.lam_ = f["lam"]  # type: ignore[attr-defined]
+    model.residuals_ = f["residuals"]  # type: ignore[attr-defined]
+    model.sigma_path_ = f["sigma_path"]  # type: ignore[attr-defined]
+    model.sigma_next_ = f["sigma_next"]  # type: ignore[attr-defined]
+    model.filter_ = f["filter"]  # type: ignore[attr-defined]
+    if f["garch_params"]:
+        model.garch_filter_params_ = f["garch_params"]  # type: ignore[attr-defined]
+
+
+def ewma_path(r: np.ndarray, lam_bar: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma[0..n], residuals z[0..n-1]) of the EWMA filter on every prefix at once (z before ``seed`` is 0).
+
+    ``sigma[t]`` is the forecast made from ``r[:t]``, the same number :func:`filter_returns`
+    gives as ``sigma_next`` on ``r[:t]`` (the recursion is causal and its seed uses the first
+    ``seed`` returns only).
+    """
+    v = ewma_variance(r, lam_bar, seed)
+    sig = np.sqrt(np.maximum(v, 1e-300))
+    z = np.zeros(r.size)
+    z[seed:] = r[seed:] / sig[:-1][seed:]
+    return sig, z
+
+
+def sample_scale_path(r: np.ndarray) -> np.ndarray:
+    """``sqrt(mean(r[:t]^2))`` for ``t = 0 .. n`` (NaN at 0)."""
+    c2 = np.concatenate([[0.0], np.cumsum(r * r)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(c2 / np.arange(r.size + 1))
+
+
+def held_index(n1: int, t_min: int, refit: int) -> np.ndarray:
+    """Row whose tail estimate is in force at each row ``t >= t_min`` with a refit every ``refit`` rows."""
+    t = np.arange(n1)
+    return np.where(t >= t_min, t_min + ((t - t_min) // refit) * refit, t)

@@ -54,13 +54,21 @@ from margincal.risk.base import (
     SubBarHorizonWarning,
     TailForecast,
     TailModel,
+    check_choice,
     check_level,
+    check_number,
+    ewma_path,
     filter_returns,
+    log_loss_to_simple,
     overlapping_sums,
+    sample_scale_path,
     sides_of,
+    store_filter,
     whole_bars,
 )
+from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
+from margincal.risk.path import PATH_COLUMNS, newton_minimize
 
 MIN_EXCEEDANCES = 10
 
@@ -79,8 +87,34 @@ def gpd_var_es(level: float, u: float, xi: float, beta: float, n: int, n_u: int)
     return float(var), float(es)
 
 
-def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
-    """(xi, beta) of a GPD fitted by maximum likelihood to positive excesses, location fixed at 0."""
+def _gpd_nll(theta: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean negative GPD log-likelihood of excesses ``y`` and its gradient in ``(xi, log beta)``."""
+    xi = float(theta[0])
+    if not (abs(float(theta[1])) < 700 and math.isfinite(xi)):
+        return 1e10, np.zeros(2)
+    beta = math.exp(float(theta[1]))
+    a = y / beta
+    w = 1.0 + xi * a
+    if np.any(w <= 0):
+        return 1e10, np.zeros(2)
+    if abs(xi) < 1e-8:
+        nll = math.log(beta) + float(np.mean(a))
+        return nll, -np.array([float(np.mean(a * a / 2 - a)), -1.0 + float(np.mean(a))])
+    lw = np.log(w)
+    nll = math.log(beta) + (1.0 + 1.0 / xi) * float(np.mean(lw))
+    d_xi = float(np.mean(lw)) / xi**2 - (1.0 + 1.0 / xi) * float(np.mean(a / w))
+    d_lb = -1.0 + (1.0 + xi) * float(np.mean(a / w))
+    return nll, -np.array([d_xi, d_lb])
+
+
+def fit_gpd(excesses: np.ndarray, start: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(xi, beta) of a GPD fitted by maximum likelihood to positive excesses, location fixed at 0.
+
+    Without ``start`` the search starts from ``scipy.stats.genpareto.fit(y, floc=0)``;
+    with ``start`` (the previous fit of a rolling history) from there. Both end with
+    a damped Newton polish (:func:`margincal.risk.path.newton_minimize`) on the analytic gradient to a tight tolerance, so warm and cold starts
+    reach the same optimum. Why hand-written: scipy's fit has no warm start.
+    """
     y = np.asarray(excesses, dtype=float)
     if y.size < MIN_EXCEEDANCES:
         raise CalibrationError(f"GPD fit needs at least {MIN_EXCEEDANCES} excesses, got {y.size}")
@@ -88,11 +122,21 @@ def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
         raise DataError("GPD excesses must be finite and >= 0")
     if not y.max() > 0:
         raise CalibrationError("GPD fit: all excesses are 0")
-    xi, _, beta = stats.genpareto.fit(y, floc=0)
-    return float(xi), float(beta)
+    if start is None:
+        xi0, _, beta0 = stats.genpareto.fit(y, floc=0)
+        start = (float(xi0), float(beta0))
+    th0 = np.array([start[0], math.log(max(start[1], 1e-300))])
+    f0 = _gpd_nll(th0, y)[0]
+    if f0 >= 1e10:  # the start is outside the support of these excesses: restart cold
+        xi0, _, beta0 = stats.genpareto.fit(y, floc=0)
+        th0 = np.array([float(xi0), math.log(float(beta0))])
+        f0 = _gpd_nll(th0, y)[0]
+    th = newton_minimize(lambda th: _gpd_nll(th, y), th0)
+    return float(th[0]), float(math.exp(th[1]))
 
 
-def pot_tail(losses: np.ndarray, threshold: float = 0.90) -> dict[str, float]:
+def pot_tail(losses: np.ndarray, threshold: float = 0.90,
+             start: tuple[float, float] | None = None) -> dict[str, float]:
     """Peaks-over-threshold fit on positive ``losses``: threshold ``u``, ``k``, ``n``, ``xi``, ``beta``."""
     x = np.asarray(losses, dtype=float).ravel()
     if not np.all(np.isfinite(x)):
@@ -107,7 +151,7 @@ def pot_tail(losses: np.ndarray, threshold: float = 0.90) -> dict[str, float]:
         )
     top = -np.partition(-x, k)[: k + 1]  # the k+1 largest, unordered except top[k] is the (k+1)-th largest
     u = float(top[k])
-    xi, beta = fit_gpd(top[:k] - u)
+    xi, beta = fit_gpd(top[:k] - u, start)
     return {"u": u, "k": k, "n": n, "xi": xi, "beta": beta, "threshold": float(threshold)}
 
 
@@ -209,7 +253,9 @@ class EVTModel(TailModel):
 
     name = "evt"
 
-    def __init__(self, *, threshold: float = 0.90, filter: str = "ewma", lam: float = 0.94,
+    _fitted_attr = "tails_"
+
+    def __init__(self, *, threshold: float = 0.90, filter: str = "ewma", lam: Decay = RISKMETRICS,
                  fit_lambda: bool = False, seed: int = 30, window: int | None = None, scaling: str = "sqrt",
                  side: Side = "both", stability: bool = False, stability_tolerance: float = 0.2) -> None:
         self.threshold = threshold
@@ -227,15 +273,17 @@ class EVTModel(TailModel):
     def _side_losses(x: np.ndarray, side: str) -> np.ndarray:
         return -x if side == "long" else x
 
+    def _validate(self) -> None:
+        super()._validate()
+        check_choice("filter", self.filter, ("ewma", "garch", "none", "sample"))
+        check_number("threshold", self.threshold, low=0.0, high=1.0)
+        check_number("stability_tolerance", self.stability_tolerance, low=0.0)
+
     def fit(self, returns: object, bar_hours: float | None = None) -> EVTModel:
         r = self._prepare(returns, bar_hours)
-        if self.filter not in ("ewma", "none"):
-            raise CalibrationError(f"filter is {self.filter!r}; use 'ewma' or 'none'")
-        f = filter_returns(r, "ewma" if self.filter == "ewma" else "sample", self.lam, self.fit_lambda,
-                           self.seed, self.window)
-        self.lam_ = f["lam"]
-        self.residuals_ = f["residuals"]
-        self.sigma_next_ = f["sigma_next"]
+        filt = "sample" if self.filter in ("none", "sample") else self.filter
+        store_filter(self, filter_returns(r, filt, self.lam, self.fit_lambda, self.seed, self.window,
+                                          self.bar_hours_))
         self.tails_ = {s: pot_tail(self._side_losses(self.residuals_, s), self.threshold)
                        for s in sides_of(self.side)}
         self._direct_cache: dict[tuple[int, str], dict[str, float]] = {}
@@ -299,3 +347,45 @@ class EVTModel(TailModel):
                 per_side[s] = self._side_var_es(losses, self._direct_cache[key], level, 1.0, s)
             sigma = float(np.sqrt(np.mean(sums * sums)))
         return self._from_log_losses(per_side, level, hh, sigma, eff)
+
+    def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
+                   refit: int) -> dict[str, np.ndarray] | None:
+        """GPD tails refitted every ``refit`` rows (warm-started from the previous fit), volatility every row."""
+        h = hh / bar_hours
+        if self.fit_lambda or self.filter == "garch" or (self.scaling == "direct" and h > 1.0 + 1e-12):
+            return None
+        n = r.size
+        if self.filter == "ewma":
+            seed = int(self.seed)
+            sig, z = ewma_path(r, self._decay_per_bar(bar_hours), seed)
+            first, t_min = seed, max(seed + 11, 20)
+        else:
+            sig, z, first, t_min = sample_scale_path(r), r, 0, 20
+        out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
+        sq = math.sqrt(h)
+        for side in sides_of(self.side):
+            unit = (np.nan, np.nan)
+            start: tuple[float, float] | None = None
+            anchor: int | None = None
+            for t in range(t_min, n + 1):
+                if anchor is None or (t - anchor) % refit == 0:
+                    lo = first if self.window is None else max(first, t - int(self.window))
+                    x = z[lo:t] if self.filter == "ewma" else z[lo:t] / sig[t]
+                    losses = self._side_losses(x, side)
+                    try:
+                        tail = pot_tail(losses, self.threshold, start)
+                        start = (tail["xi"], tail["beta"])
+                        if 1.0 - level >= tail["k"] / tail["n"]:
+                            unit = (value_at_risk(losses, level), expected_shortfall(losses, level))
+                        else:
+                            unit = gpd_var_es(level, tail["u"], tail["xi"], tail["beta"], int(tail["n"]),
+                                              int(tail["k"]))
+                        anchor = t
+                    except CalibrationError:
+                        unit, anchor = (np.nan, np.nan), None
+                        continue
+                s = sig[t] * sq
+                v = float(log_loss_to_simple(s * unit[0], side))
+                e = float(log_loss_to_simple(s * unit[1], side))
+                out[f"var_{side}"][t], out[f"es_{side}"][t] = v, max(e, v)
+        return out

@@ -59,25 +59,30 @@ from margincal.risk.base import (
     TailForecast,
     TailModel,
     check_choice,
+    check_fitted,
+    check_int,
     check_level,
+    ewma_path,
     filter_returns,
     horizon_hours,
     infer_bar_hours,
+    log_loss_to_simple,
+    sample_scale_path,
     sides_of,
+    store_filter,
     whole_bars,
 )
+from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
-from margincal.risk.parametric import standardized_t_scale
+from margincal.risk.parametric import clamp_df, fit_t_mle, standardized_t_scale
+from margincal.risk.path import PATH_COLUMNS, inverted_cdf_index, tail_count
 
 
-def _fit_t_df(x: np.ndarray, df_min: float = 2.1, df_max: float = 500.0) -> float:
-    nu, _, _ = stats.t.fit(x, floc=0)
-    nu = float(nu)
-    if nu < df_min or nu > df_max:
-        clamped = min(max(nu, df_min), df_max)
-        warnings.warn(f"fitted t df {nu:.3g} clamped to {clamped:.3g}", ModelFitWarning, stacklevel=3)
-        nu = clamped
-    return nu
+def _fit_t_df(x: np.ndarray, df_min: float = 2.1, df_max: float = 500.0,
+              start: tuple[float, float] | None = None) -> tuple[float, tuple[float, float]]:
+    """Clamped maximum-likelihood df and the raw ``(nu, scale)`` (for a warm start)."""
+    mle = fit_t_mle(x, start)
+    return clamp_df(mle[0], df_min, df_max), mle
 
 
 class MonteCarloModel(TailModel):
@@ -85,8 +90,10 @@ class MonteCarloModel(TailModel):
 
     name = "mc"
 
+    _fitted_attr = "df_"
+
     def __init__(self, *, dist: str = "t", n_sims: int = 100_000, random_state: int = 12345,
-                 sigma: str = "ewma", lam: float = 0.94, fit_lambda: bool = False, seed: int = 30,
+                 sigma: str = "ewma", lam: Decay = RISKMETRICS, fit_lambda: bool = False, seed: int = 30,
                  window: int | None = None, scaling: str = "sqrt", side: Side = "both") -> None:
         self.dist = dist
         self.n_sims = n_sims
@@ -99,17 +106,19 @@ class MonteCarloModel(TailModel):
         self.scaling = scaling
         self.side = side
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> MonteCarloModel:
+    def _validate(self) -> None:
+        super()._validate()
         check_choice("dist", self.dist, ("t", "garch-t"))
-        if int(self.n_sims) < 1000:
-            raise CalibrationError(f"n_sims is {self.n_sims}; use at least 1000 simulations")
+        check_choice("sigma", self.sigma, ("ewma", "garch", "sample", "none"))
+        check_int("n_sims", self.n_sims, 1000)
+        check_int("random_state", self.random_state, 0)
+
+    def fit(self, returns: object, bar_hours: float | None = None) -> MonteCarloModel:
         r = self._prepare(returns, bar_hours)
         if self.dist == "t":
-            f = filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window)
-            self.lam_ = f["lam"]
-            self.residuals_ = f["residuals"]
-            self.sigma_next_ = f["sigma_next"]
-            self.df_ = _fit_t_df(self.residuals_)
+            store_filter(self, filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window,
+                                              self.bar_hours_))
+            self.df_, _ = _fit_t_df(self.residuals_)
         else:
             from arch import arch_model
 
@@ -130,7 +139,61 @@ class MonteCarloModel(TailModel):
             s2 = float(res.forecast(horizon=1, reindex=False).variance.to_numpy()[-1, 0]) / 1e4
             self.sigma_next_ = math.sqrt(s2)
             self.residuals_ = np.asarray(res.std_resid, dtype=float)
+            self.filter_ = "garch"
         return self
+
+    def _unit_tails(self, nu: float, level: float) -> dict[str, tuple[float, float]]:
+        """Per-side log-loss (VaR, ES) of the unit one-bar draws ``sqrt((nu-2)/nu) T_nu`` (seeded)."""
+        rng = np.random.default_rng(self.random_state)
+        d = np.sort(standardized_t_scale(nu) * rng.standard_t(nu, int(self.n_sims)))
+        # one sort serves both sides: the definitions of margincal.risk.measures on sorted draws
+        m = d.size
+        i = int(inverted_cdf_index(m, level))
+        k, used = tail_count(m, level)
+        tail = 1.0 - level
+        out = {}
+        for side, desc in (("long", -d), ("short", d[::-1])):  # losses, largest first
+            var = float(desc[m - 1 - i])
+            total = float(np.sum(desc[:k])) / m + ((tail - used) * float(desc[k]) if k < m and used < tail else 0.0)
+            out[side] = (var, total / tail)
+        return out
+
+    def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
+                   refit: int) -> dict[str, np.ndarray] | None:
+        """t fitted every ``refit`` rows (warm start), unit draws simulated once per fit, volatility every row.
+
+        With common random numbers (the generator is re-seeded with ``random_state`` for every
+        forecast, as ``forecast`` does) the simulated VaR/ES scale exactly with the volatility.
+        """
+        h = hh / bar_hours
+        if (self.dist != "t" or self.fit_lambda or self.sigma == "garch"
+                or (self.scaling == "direct" and h > 1.0 + 1e-12)):
+            return None
+        n = r.size
+        if self.sigma == "ewma":
+            seed = int(self.seed)
+            sig, z = ewma_path(r, self._decay_per_bar(bar_hours), seed)
+            first, t_min = seed, max(seed + 11, 20)
+        else:
+            sig, z, first, t_min = sample_scale_path(r), r, 0, 20
+        out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
+        start: tuple[float, float] | None = None
+        unit: dict[str, tuple[float, float]] = {}
+        sq = math.sqrt(h)
+        for t in range(t_min, n + 1):
+            if (t - t_min) % refit == 0:
+                lo = first if self.window is None else max(first, t - int(self.window))
+                x = z[lo:t] if self.sigma == "ewma" else z[lo:t] / sig[t]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ModelFitWarning)
+                    nu, start = _fit_t_df(x, start=start)
+                unit = self._unit_tails(nu, level)
+            s = sig[t] * sq
+            for side in sides_of(self.side):
+                v = float(log_loss_to_simple(s * unit[side][0], side))
+                e = float(log_loss_to_simple(s * unit[side][1], side))
+                out[f"var_{side}"][t], out[f"es_{side}"][t] = v, max(e, v)
+        return out
 
     def simulate(self, horizon: object = 24.0) -> np.ndarray:
         """``n_sims`` simulated horizon log returns (reproducible: seeded with ``random_state``)."""
@@ -160,6 +223,7 @@ class MonteCarloModel(TailModel):
         return total
 
     def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+        self._check_fitted()
         level = check_level(level)
         hh, _ = self._bars(horizon)
         sims = self.simulate(horizon)
@@ -220,7 +284,7 @@ class TCopulaMonteCarlo:
     name = "tcopula"
 
     def __init__(self, *, df: float | None = None, marginals: str = "t", filter: str = "ewma",
-                 lam: float = 0.94, seed: int = 30, df_bounds: tuple[float, float] = (2.05, 100.0),
+                 lam: Decay = RISKMETRICS, seed: int = 30, df_bounds: tuple[float, float] = (2.05, 100.0),
                  n_sims: int = 100_000, random_state: int = 12345, scaling: str = "sqrt") -> None:
         self.df = df
         self.marginals = marginals
@@ -259,7 +323,8 @@ class TCopulaMonteCarlo:
         self.window_ = (str(idx[0]), str(idx[-1])) if isinstance(idx, pd.DatetimeIndex) else (None, None)
         self.n_obs_ = x.shape[0]
         sig = "ewma" if self.filter == "ewma" else "sample"
-        fs = [filter_returns(x[:, j], sig, self.lam, False, self.seed, None) for j in range(x.shape[1])]
+        fs = [filter_returns(x[:, j], sig, self.lam, False, self.seed, None, self.bar_hours_)
+              for j in range(x.shape[1])]
         z = np.column_stack([f["residuals"] for f in fs])
         self.sigma_next_ = np.array([f["sigma_next"] for f in fs])
         self.residuals_ = pd.DataFrame(z, columns=self.columns_, index=idx[-z.shape[0]:])
@@ -293,8 +358,7 @@ class TCopulaMonteCarlo:
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "corr_"):
-            raise CalibrationError("TCopulaMonteCarlo is not fitted; call fit(returns) first")
+        check_fitted(self, "corr_")
 
     def _steps(self, horizon: object) -> tuple[float, float, int]:
         hh = horizon_hours(horizon)

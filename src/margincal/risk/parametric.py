@@ -50,21 +50,31 @@ import math
 import warnings
 
 import numpy as np
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 
-from margincal.errors import CalibrationError
+from margincal.errors import CalibrationError, ConfigError
 from margincal.risk.base import (
+    FILTERS,
     ModelFitWarning,
     Side,
     SubBarHorizonWarning,
     TailForecast,
     TailModel,
+    check_choice,
     check_level,
+    check_number,
+    ewma_path,
     filter_returns,
+    held_index,
+    log_loss_to_simple,
     overlapping_sums,
+    sample_scale_path,
     sides_of,
+    store_filter,
     whole_bars,
 )
+from margincal.units import RISKMETRICS, Decay
+from margincal.risk.path import PATH_COLUMNS, cornish_fisher_domain_vec, newton_minimize, rolling_moments
 
 # ---------------------------------------------------------------- closed forms
 
@@ -91,6 +101,59 @@ def standardized_t_scale(df: float) -> float:
     if not df > 2.0:
         raise CalibrationError(f"df is {df}; a Student-t has finite variance only for df > 2")
     return math.sqrt((df - 2.0) / df)
+
+
+def _t_nll(theta: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean negative log-likelihood of ``x`` under ``scale * T_nu`` (location 0) and its gradient in
+    ``(log nu, log scale)``."""
+    v, sc = math.exp(theta[0]), math.exp(theta[1])
+    u2 = (x / sc) ** 2
+    a = 1.0 + u2 / v
+    la = np.log(a)
+    ll = (special.gammaln((v + 1) / 2) - special.gammaln(v / 2) - 0.5 * math.log(v * math.pi) - math.log(sc)
+          - (v + 1) / 2 * float(np.mean(la)))
+    d_v = (0.5 * special.digamma((v + 1) / 2) - 0.5 * special.digamma(v / 2) - 0.5 / v - 0.5 * float(np.mean(la))
+           + (v + 1) / 2 * float(np.mean(u2 / (v * v) / a)))
+    d_sc = -1.0 / sc + (v + 1) / (v * sc) * float(np.mean(u2 / a))
+    return -ll, -np.array([v * d_v, sc * d_sc])
+
+
+def fit_t_mle(x: np.ndarray, start: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Maximum-likelihood ``(nu, scale)`` of a zero-location Student-t (unclamped).
+
+    Without ``start`` the search starts from ``scipy.stats.t.fit(x, floc=0)``; with
+    ``start`` (the previous fit of a rolling history) from there. Either way it ends
+    with L-BFGS-B on the analytic gradient (in ``log nu``, ``log scale``) to a tight
+    tolerance, so a warm start and a cold start reach the same optimum: the warm
+    start only saves iterations. Why hand-written: scipy's ``t.fit`` has no warm
+    start and stops at a loose Nelder-Mead tolerance.
+    """
+    x = np.asarray(x, dtype=float)
+    if start is not None and not 0.5 < start[0] < 100.0:
+        start = None  # a previous fit on the flat part of the likelihood (nearly normal) is a poor start
+    if start is None:
+        nu0, _, sc0 = stats.t.fit(x, floc=0)
+        start = (float(nu0), float(sc0))
+    nu0, sc0 = start
+    if not (np.isfinite(nu0) and np.isfinite(sc0) and nu0 > 0 and sc0 > 0):
+        raise CalibrationError(f"t: maximum-likelihood start ({nu0}, {sc0}) is not finite and positive")
+    th0 = np.array([math.log(min(max(nu0, 0.05), 1e6)), math.log(sc0)])
+    th = newton_minimize(lambda th: _t_nll(th, x), th0, lower=np.array([math.log(0.05), -np.inf]),
+                         upper=np.array([math.log(1e6), np.inf]))
+    nu, sc = math.exp(th[0]), math.exp(th[1])
+    if not np.isfinite(nu):
+        raise CalibrationError("t: maximum-likelihood df is not finite")
+    return nu, sc
+
+
+def clamp_df(nu: float, df_min: float, df_max: float, warn: bool = True) -> float:
+    """``nu`` kept in ``[df_min, df_max]``, with a :class:`ModelFitWarning` when clamped."""
+    if nu < df_min or nu > df_max:
+        clamped = min(max(nu, df_min), df_max)
+        if warn:
+            warnings.warn(f"t: fitted df {nu:.3g} clamped to {clamped:.3g}", ModelFitWarning, stacklevel=4)
+        return clamped
+    return nu
 
 
 def cornish_fisher_quantile(level: float | np.ndarray, skew: float, exkurt: float) -> float | np.ndarray:
@@ -173,7 +236,7 @@ class ParametricModel(TailModel):
 
     name = "parametric"
 
-    def __init__(self, *, sigma: str = "ewma", lam: float = 0.94, fit_lambda: bool = False, seed: int = 30,
+    def __init__(self, *, sigma: str = "ewma", lam: Decay = RISKMETRICS, fit_lambda: bool = False, seed: int = 30,
                  window: int | None = None, scaling: str = "sqrt", side: Side = "both") -> None:
         self.sigma = sigma
         self.lam = lam
@@ -190,13 +253,16 @@ class ParametricModel(TailModel):
     def _log_var_es(self, shape: dict[str, float], scale: float, level: float, side: str) -> tuple[float, float]:
         raise NotImplementedError
 
+    _fitted_attr = "shape_"
+
+    def _validate(self) -> None:
+        super()._validate()
+        check_choice("sigma", self.sigma, FILTERS)
+
     def fit(self, returns: object, bar_hours: float | None = None) -> ParametricModel:
         r = self._prepare(returns, bar_hours)
-        f = filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window)
-        self.lam_ = f["lam"]
-        self.residuals_ = f["residuals"]
-        self.sigma_path_ = f["sigma_path"]
-        self.sigma_next_ = f["sigma_next"]
+        store_filter(self, filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window,
+                                          self.bar_hours_))
         self.shape_ = self._fit_shape(self.residuals_)
         self._direct_cache: dict[int, tuple[dict[str, float], float, float]] = {}
         for k, v in self.shape_.items():
@@ -229,6 +295,40 @@ class ParametricModel(TailModel):
         per_side = {s: self._log_var_es(shape, scale, level, s) for s in sides_of(self.side)}
         return self._from_log_losses(per_side, level, hh, scale, eff)
 
+    # ------------------------------------------------------------ fit_path
+    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Per side, log-loss (VaR, ES) of a unit-scale loss for every row (subclasses)."""
+        return None
+
+    def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
+                   refit: int) -> dict[str, np.ndarray] | None:
+        h = hh / bar_hours
+        if self.fit_lambda or self.sigma == "garch" or (self.scaling == "direct" and h > 1.0 + 1e-12):
+            return None
+        n = r.size
+        if self.sigma == "ewma":
+            seed = int(self.seed)
+            sig, z = ewma_path(r, self._decay_per_bar(bar_hours), seed)
+            first, t_min = seed, max(seed + 11, 20)
+        else:
+            sig, z, first, t_min = sample_scale_path(r), r, 0, 20
+            if n >= t_min and not np.all(sig[t_min:] > 0):
+                return None
+        unit = self._unit_path(z, first, t_min, level, refit, sig)
+        if unit is None:
+            return None
+        valid = np.arange(n + 1) >= t_min
+        scale_h = np.where(valid, sig, np.nan) * math.sqrt(h)
+        out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
+        with np.errstate(invalid="ignore"):
+            for side, (uv, ue) in unit.items():
+                v, e = scale_h * uv, scale_h * ue
+                out[f"var_{side}"] = np.asarray(log_loss_to_simple(v, side), dtype=float)
+                es = np.asarray(log_loss_to_simple(e, side), dtype=float)
+                out[f"es_{side}"] = np.maximum(es, out[f"var_{side}"])
+        return out
+
 
 class NormalModel(ParametricModel):
     """Normal (RiskMetrics with ``sigma="ewma"``) VaR/ES; symmetric, zero mean."""
@@ -237,6 +337,12 @@ class NormalModel(ParametricModel):
 
     def _log_var_es(self, shape: dict[str, float], scale: float, level: float, side: str) -> tuple[float, float]:
         return normal_var_es(level, 0.0, scale)
+
+    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        v, e = normal_var_es(level)
+        one = np.ones(z.size + 1)
+        return {s: (v * one, e * one) for s in ("long", "short")}
 
 
 class StudentTModel(ParametricModel):
@@ -252,7 +358,7 @@ class StudentTModel(ParametricModel):
     name = "t"
 
     def __init__(self, *, df: float | None = None, df_min: float = 2.1, df_max: float = 500.0,
-                 sigma: str = "ewma", lam: float = 0.94, fit_lambda: bool = False, seed: int = 30,
+                 sigma: str = "ewma", lam: Decay = RISKMETRICS, fit_lambda: bool = False, seed: int = 30,
                  window: int | None = None, scaling: str = "sqrt", side: Side = "both") -> None:
         super().__init__(sigma=sigma, lam=lam, fit_lambda=fit_lambda, seed=seed, window=window,
                          scaling=scaling, side=side)
@@ -260,20 +366,50 @@ class StudentTModel(ParametricModel):
         self.df_min = df_min
         self.df_max = df_max
 
-    def _fit_shape(self, x: np.ndarray) -> dict[str, float]:
+    def _validate(self) -> None:
+        super()._validate()
         if self.df is not None:
-            if not self.df > 2:
-                raise CalibrationError(f"df is {self.df}; it must be > 2 for a volatility-scaled t")
+            check_number("df", self.df, low=2.0)
+        lo = check_number("df_min", self.df_min, low=2.0)
+        if not check_number("df_max", self.df_max, low=lo, low_open=False) >= lo:  # pragma: no cover
+            raise ConfigError("df_max must be >= df_min")
+
+    def _fit_shape(self, x: np.ndarray, start: tuple[float, float] | None = None) -> dict[str, float]:
+        if self.df is not None:
             return {"df": float(self.df)}
-        nu, _, _ = stats.t.fit(x, floc=0)
-        nu = float(nu)
-        if not np.isfinite(nu):
-            raise CalibrationError("t: maximum-likelihood df is not finite")
-        if nu < self.df_min or nu > self.df_max:
-            clamped = min(max(nu, self.df_min), self.df_max)
-            warnings.warn(f"t: fitted df {nu:.3g} clamped to {clamped:.3g}", ModelFitWarning, stacklevel=4)
-            nu = clamped
-        return {"df": nu}
+        nu, sc = fit_t_mle(x, start)
+        self._mle_ = (nu, sc)
+        return {"df": clamp_df(nu, self.df_min, self.df_max)}
+
+    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Degrees of freedom by maximum likelihood at each refit row, warm-started from the previous fit."""
+        n1 = z.size + 1
+        nu = np.full(n1, np.nan)
+        start: tuple[float, float] | None = None
+        clamped = 0
+        for t in range(t_min, n1):
+            if (t - t_min) % refit == 0:
+                lo = first if self.window is None else max(first, t - int(self.window))
+                x = z[lo:t] if self.sigma == "ewma" else z[lo:t] / scale[t]
+                if self.df is not None:
+                    cur = float(self.df)
+                else:
+                    mle = fit_t_mle(x, start)
+                    start = mle
+                    cur = clamp_df(mle[0], self.df_min, self.df_max, warn=False)
+                    clamped += cur != mle[0]
+            nu[t] = cur
+        if clamped:
+            warnings.warn(f"t: fitted df clamped to [{self.df_min:g}, {self.df_max:g}] at {clamped} refits",
+                          ModelFitWarning, stacklevel=4)
+        ok = np.isfinite(nu)
+        safe = np.where(ok, nu, 3.0)
+        q = stats.t.ppf(level, safe)
+        ts = np.sqrt((safe - 2.0) / safe)
+        es = stats.t.pdf(q, safe) * (safe + q * q) / ((safe - 1.0) * (1.0 - level))
+        v, e = np.where(ok, ts * q, np.nan), np.where(ok, ts * es, np.nan)
+        return {s: (v, e) for s in ("long", "short")}
 
     def _log_var_es(self, shape: dict[str, float], scale: float, level: float, side: str) -> tuple[float, float]:
         nu = shape["df"]
@@ -306,3 +442,19 @@ class CornishFisherModel(ParametricModel):
         s = shape["skew"] if side == "short" else -shape["skew"]
         k = shape["exkurt"]
         return (scale * float(cornish_fisher_quantile(level, s, k)), scale * cornish_fisher_es(level, s, k))
+
+    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Skewness and excess kurtosis of the residuals so far by cumulative sums (moments are scale-free)."""
+        _, sk, ku = rolling_moments(z, first, self.window)
+        hold = held_index(z.size + 1, t_min, refit)
+        sk, ku = np.nan_to_num(sk[hold], nan=0.0), np.nan_to_num(ku[hold], nan=0.0)
+        sk, ku, adjusted = cornish_fisher_domain_vec(sk, ku)
+        n_adj = int(np.count_nonzero(adjusted[t_min:]))
+        if n_adj:
+            warnings.warn(f"cf: {n_adj} rows needed the monotonicity guard", ModelFitWarning, stacklevel=4)
+        out = {}
+        for side, sgn in (("long", -1.0), ("short", 1.0)):
+            q, e = cornish_fisher_var_es_arrays(level, sgn * sk, ku)
+            out[side] = (np.asarray(q, dtype=float), np.asarray(e, dtype=float))
+        return out

@@ -69,7 +69,8 @@ class MCState:
 def _mc_state_cached(as_of: str, lam_day: float, mult: float, sigma: float | None, df: float | None) -> MCState:
     from scipy import stats
 
-    from margincal.pipeline import bar_lambda, log_returns
+    from margincal.data.returns import log_returns
+    from margincal.units import Decay
     from margincal.vol.ewma import ewma_variance
 
     bars = perp_bars("BTC")
@@ -77,7 +78,7 @@ def _mc_state_cached(as_of: str, lam_day: float, mult: float, sigma: float | Non
     if len(hist) < 500:
         raise DataError(f"Monte Carlo as_of {as_of}: fewer than 500 hourly bars before it")
     r = log_returns(hist).to_numpy()
-    v = ewma_variance(r, bar_lambda(lam_day, 1.0))
+    v = ewma_variance(r, Decay(per_day=lam_day).for_bars(1.0))
     sig = sigma if sigma is not None else math.sqrt(v[-1]) * mult
     if df is None:
         zres = r[30:] / np.sqrt(v[30:-1])

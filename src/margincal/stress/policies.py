@@ -6,9 +6,9 @@ Policies (all for the BTC USDT-margined perpetual):
   (leverage brackets: 125x / MM 0.4% up to 50,000 USDT notional, then lower leverage and higher
   MM for larger positions). Each account gets its bracket's IM (leverage cap) and effective MM.
 * ``calibrated``: FHS ES 99% over 24 h (the ``margincal run`` settings) fitted with
-  :func:`margincal.pipeline.calibrate_bars` on the hourly perp bars strictly BEFORE the window
+  :func:`margincal.margin.published.calibrate_bars` on the hourly perp bars strictly BEFORE the window
   (no look-ahead), or the published ParameterSet's ``BTC-PERP`` row when one is given.
-* ``dynamic``: the causal margin path of :func:`margincal.pipeline.margin_path` (EWMA volatility
+* ``dynamic``: the causal margin path of :func:`margincal.margin.published.published_history` (EWMA volatility
   updated every bar, FHS multiplier refitted weekly): the IM in force when the window opens
   caps leverage; the MM moves bar by bar through the window (as a venue that re-marks
   maintenance margin with volatility would).
@@ -131,7 +131,7 @@ def calibrated_policy(bars: pd.DataFrame, start: pd.Timestamp, settings: Calibra
         return MarginPolicy("calibrated", f"published ParameterSet v{getattr(params, 'version', '?')} BTC-PERP",
                             im_rate=row.im_rate, mm_rate=row.mm_rate,
                             details={"im": row.im_rate, "mm": row.mm_rate, "note": "fitted on all data (look-ahead)"})
-    from margincal.pipeline import calibrate_bars
+    from margincal.margin.published import calibrate_bars
 
     hist = bars[bars.index < start]
     cal = calibrate_bars(hist, "BTC-PERP", "1h", settings)
@@ -142,16 +142,16 @@ def calibrated_policy(bars: pd.DataFrame, start: pd.Timestamp, settings: Calibra
 
 def dynamic_policy(bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, settings: CalibrationSettings,
                    path: pd.DataFrame | None = None) -> MarginPolicy:
-    from margincal.pipeline import margin_path
+    from margincal.margin.published import published_history
 
     if path is None:
-        path = margin_path(bars[bars.index < end], "1h", settings)
+        path = published_history(bars[bars.index < end], "1h", settings)
     w = path[(path.index >= start) & (path.index < end)]
     if w.empty or w["im_rate"].isna().any():
         raise DataError(f"dynamic margin path does not cover {start}..{end}")
     im0 = float(w["im_rate"].iloc[0])
     mm = w["mm_rate"].to_numpy(dtype=float)
-    return MarginPolicy("dynamic", "causal FHS margin path (EWMA sigma per bar, weekly ES refit)", im_rate=im0,
+    return MarginPolicy("dynamic", "causal history of the published IM/MM (published rule on data before each bar)", im_rate=im0,
                         mm_bars=mm, details={"im_at_start": im0, "mm_min": float(mm.min()), "mm_max": float(mm.max())})
 
 

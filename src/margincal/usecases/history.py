@@ -32,12 +32,12 @@ def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
 def margin_history_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings) -> pd.DataFrame:
     """Causal per-bar ``close, sigma_ann, im_rate, mm_rate`` of stored bars under ``settings``.
 
-    The single place the history is computed; it calls the published-path function of the
-    calibration (today :func:`margincal.pipeline.margin_path`).
+    The single place the history is computed: :func:`margincal.margin.published.published_history`,
+    the causal history of the published rule (the same function that computes the published rates).
     """
-    from margincal.pipeline import margin_path
+    from margincal.margin.published import published_history
 
-    return margin_path(bars, timeframe, settings)
+    return published_history(bars, timeframe, settings)
 
 
 @dataclass(frozen=True)

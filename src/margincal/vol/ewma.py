@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, signal
 
-from margincal.errors import CalibrationError, DataError
+from margincal.errors import CalibrationError, DataError, NotFittedError
 
 RISKMETRICS_LAMBDA = 0.94
 
@@ -85,7 +85,10 @@ class EWMAVolatility:
 
     Parameters
     ----------
-    lam : decay (RiskMetrics daily 0.94); ignored when ``fit_lambda`` is true.
+    lam : decay per bar of the data (a float), or a :class:`margincal.units.Decay` with its unit
+        (``Decay(per_day=0.94)``), converted to the bar spacing of a Series' DatetimeIndex (24 h
+        without one); ignored when ``fit_lambda`` is true. The functions of this module
+        (:func:`ewma_variance`) take the decay per bar.
     fit_lambda : fit lambda by maximum likelihood on the data.
     seed : number of first returns whose mean square seeds the recursion.
 
@@ -95,14 +98,14 @@ class EWMAVolatility:
     ``next_variance_`` (forecast for the bar after the data).
     """
 
-    def __init__(self, *, lam: float = RISKMETRICS_LAMBDA, fit_lambda: bool = False, seed: int = 30) -> None:
+    def __init__(self, *, lam: object = RISKMETRICS_LAMBDA, fit_lambda: bool = False, seed: int = 30) -> None:
         self.lam = lam
         self.fit_lambda = fit_lambda
         self.seed = seed
 
     def fit(self, returns: object) -> EWMAVolatility:
         r = _as_array(returns)
-        self.lam_ = fit_lambda(r, self.seed) if self.fit_lambda else float(self.lam)
+        self.lam_ = fit_lambda(r, self.seed) if self.fit_lambda else self._per_bar(returns)
         v = ewma_variance(r, self.lam_, self.seed)
         self.variance_ = v[:-1]
         self.next_variance_ = float(v[-1])
@@ -111,8 +114,19 @@ class EWMAVolatility:
         self.n_obs_ = r.size
         return self
 
+    def _per_bar(self, returns: object) -> float:
+        from margincal.units import Decay
+
+        if not isinstance(self.lam, Decay):
+            return float(self.lam)
+        idx = getattr(returns, "index", None)
+        bh = 24.0
+        if isinstance(idx, pd.DatetimeIndex) and len(idx) > 1:
+            bh = float(np.median(np.asarray((idx[1:] - idx[:-1]).total_seconds(), dtype=float))) / 3600.0
+        return self.lam.for_bars(bh)
+
     def forecast_variance(self, horizon_bars: float = 1.0) -> float:
         """Variance of the sum of the next ``horizon_bars`` returns (flat EWMA term structure)."""
         if not hasattr(self, "next_variance_"):
-            raise CalibrationError("EWMAVolatility is not fitted; call fit(returns) first")
+            raise NotFittedError("EWMAVolatility is not fitted; call fit(returns) first")
         return float(self.next_variance_ * horizon_bars)

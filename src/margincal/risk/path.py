@@ -1,0 +1,227 @@
+"""Kernels of the causal ``fit_path`` of the tail models: one pass over the data, no look-ahead.
+
+A path row ``t`` (``t = 0 .. n``) is the forecast made after seeing the first
+``t`` returns ``r_0 .. r_{t-1}``; row ``n`` is the forecast of ``fit`` on all
+the data. The kernels here make that history fast without a second model:
+
+* :func:`sorted_tails`: the empirical VaR/ES (the definitions of
+  :mod:`margincal.risk.measures`) of a growing (or sliding) set of scenarios,
+  kept in a sorted list (one binary insertion, and one deletion for a window,
+  per bar), scaled by a per-bar volatility and mapped to simple-return losses
+  per side. Used by historical and filtered historical simulation.
+* :func:`rolling_moments`: count, skewness and excess kurtosis of the residuals
+  so far (or the last ``window``) for every ``t`` from cumulative sums of
+  ``z, z^2, z^3, z^4``. Used by Cornish-Fisher.
+* :func:`cornish_fisher_domain_vec`: the monotonicity guard of
+  :func:`margincal.risk.parametric.cornish_fisher_domain`, element-wise.
+
+Each model's ``_path_reference`` (refit the model on every prefix) is the
+definition; ``tests/risk/test_risk_family.py`` checks these kernels against it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+
+from margincal.errors import ConfigError
+
+#: columns of a path frame
+PATH_COLUMNS = ("var_long", "es_long", "var_short", "es_short")
+
+
+def inverted_cdf_index(n: object, q: float) -> np.ndarray:
+    """0-based position of numpy's ``method="inverted_cdf"`` quantile ``q`` in a sorted sample of size ``n``.
+
+    The same floating-point steps as numpy (``v = n q - 1``; the floor of ``v``
+    when ``v`` is whole, else the next integer; clipped at 0).
+    """
+    v = np.asarray(n, dtype=float) * float(q) - 1.0
+    prev = np.floor(v)
+    idx = np.where((v - prev) == 0, prev, prev + 1.0)
+    return np.maximum(idx, 0.0).astype(np.intp)
+
+
+def tail_count(m: int, level: float) -> tuple[int, float]:
+    """(k, used): the ES of :func:`margincal.risk.measures.expected_shortfall` with ``m`` equal weights takes
+    the ``k`` largest losses in full and ``tail - used`` of the next one."""
+    tail = 1.0 - level
+    k = int(math.floor((tail + 1e-12) * m))
+    k = min(k, m)
+    return k, k / m
+
+
+def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, level: float, t_min: int,
+                 drop_before: np.ndarray | None = None, refit: int = 1, es: bool = True) -> dict[str, np.ndarray]:
+    """Per-side VaR/ES of the scenarios available at each ``t``, on the simple-loss scale.
+
+    ``values[j]`` (log-return scenario in units of ``scale``) joins the sample
+    at row ``avail[j]`` (non-decreasing); with ``drop_before`` given, the
+    sample at row ``t`` keeps only ``j >= drop_before[t]`` (a sliding window,
+    non-decreasing too). At row ``t >= t_min`` with a non-empty sample the
+    scenario returns are ``scale[t] * values`` and, per side, the losses are
+    ``1 - exp(x)`` (long) and ``exp(x) - 1`` (short). With ``refit = k > 1``
+    the order statistics are re-read every ``k``-th row from ``t_min`` and held
+    in between while ``scale`` still moves every row. ``es=False`` reads the two VaR
+    order statistics only (ES columns NaN): what a VaR backtest needs, far cheaper.
+    """
+    n1 = scale.size
+    out = {c: np.full(n1, np.nan) for c in PATH_COLUMNS}
+    if int(refit) != refit or refit < 1:
+        raise ConfigError(f"refit is {refit}; it must be a whole number of bars >= 1")
+    vals = np.asarray(values, dtype=float).tolist()
+    av = np.asarray(avail, dtype=np.intp)
+    buf: list[float] = []
+    j_in = 0
+    j_out = 0
+    held: tuple[np.ndarray, np.ndarray, int, int, float] | None = None
+    idx_table = inverted_cdf_index(np.arange(len(vals) + 1), level).tolist()
+    lo_v = np.full(n1, np.nan)
+    hi_v = np.full(n1, np.nan)
+    for t in range(n1):
+        while j_in < len(vals) and av[j_in] <= t:
+            bisect.insort(buf, vals[j_in])
+            j_in += 1
+        if drop_before is not None:
+            lo = int(drop_before[t])
+            while j_out < min(lo, j_in):
+                del buf[bisect.bisect_left(buf, vals[j_out])]
+                j_out += 1
+        if t < t_min or not buf:
+            continue
+        if not es:
+            if held is None or (t - t_min) % refit == 0:
+                m = len(buf)
+                i = idx_table[m]
+                held = (buf[m - 1 - i], buf[i], m, i, 0.0)  # type: ignore[assignment]
+            lo_v[t], hi_v[t] = held[0], held[1]  # type: ignore[index]
+            continue
+        if held is None or (t - t_min) % refit == 0:
+            m = len(buf)
+            i = idx_table[m]
+            k, used = tail_count(m, level)
+            kk = min(k + 1, m)
+            # smallest values -> long losses, largest -> short losses; both in descending loss order
+            top = max(kk, m - i)
+            held = (np.array(buf[:top]), np.array(buf[m - top:][::-1]), m, i, float(used))
+        low, high, m, i, used = held
+        k, _ = tail_count(m, level)
+        s = float(scale[t])
+        tail = 1.0 - level
+        for side, arr in (("long", low), ("short", high)):
+            x = s * arr
+            loss = -np.expm1(x) if side == "long" else np.expm1(x)
+            var = float(loss[m - 1 - i])
+            total = float(np.sum(loss[:k])) / m
+            if k < m and used < tail:
+                total += (tail - used) * float(loss[k])
+            out[f"var_{side}"][t] = var
+            out[f"es_{side}"][t] = max(total / tail, var)
+    if not es:
+        out["var_long"] = -np.expm1(scale * lo_v)
+        out["var_short"] = np.expm1(scale * hi_v)
+    return out
+
+
+def rolling_moments(z: np.ndarray, first: int, window: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(count, skewness, excess kurtosis) of ``z[first:t]`` (or its last ``window``) for ``t = 0 .. n``.
+
+    Biased moment estimators, as ``scipy.stats.skew`` / ``kurtosis``; NaN where the count is below 2.
+    """
+    n = z.size
+    xs = np.where(np.arange(n) >= first, z, 0.0)
+    cs = [np.concatenate([[0.0], np.cumsum(xs**p)]) for p in (1, 2, 3, 4)]
+    t = np.arange(n + 1)
+    start = np.full(n + 1, first) if window is None else np.maximum(first, t - int(window))
+    start = np.minimum(start, t)
+    cnt = (t - start).astype(float)
+    s1, s2, s3, s4 = (c[t] - c[start] for c in cs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m1, e2, e3, e4 = s1 / cnt, s2 / cnt, s3 / cnt, s4 / cnt
+        m2 = np.maximum(e2 - m1**2, 0.0)
+        m3 = e3 - 3 * m1 * e2 + 2 * m1**3
+        m4 = e4 - 4 * m1 * e3 + 6 * m1**2 * e2 - 3 * m1**4
+        skew = np.where(m2 > 0, m3 / m2**1.5, 0.0)
+        kurt = np.where(m2 > 0, m4 / m2**2 - 3.0, 0.0)
+    bad = cnt < 2
+    return cnt, np.where(bad, np.nan, skew), np.where(bad, np.nan, kurt)
+
+
+def _cf_monotone(skew: np.ndarray, exkurt: np.ndarray) -> np.ndarray:
+    a = exkurt / 8 - skew * skew / 6
+    b = skew / 3
+    c = 1 - exkurt / 8 + 5 * skew * skew / 36
+    tol = 1e-12
+    return np.where(a > tol, b * b - 4 * a * c <= tol, (np.abs(a) <= tol) & (np.abs(b) <= tol) & (c >= -tol))
+
+
+def cornish_fisher_domain_vec(skew: np.ndarray, exkurt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Element-wise :func:`margincal.risk.parametric.cornish_fisher_domain`: (skew, exkurt, adjusted)."""
+    s = np.asarray(skew, dtype=float).copy()
+    k = np.asarray(exkurt, dtype=float).copy()
+    ok = _cf_monotone(s, k)
+    k = np.where(ok, k, np.minimum(np.maximum(k, 0.0), 8.0))
+    need = ~(ok | _cf_monotone(s, k))
+    if need.any():
+        lo = np.zeros(int(need.sum()))
+        hi = np.abs(s[need])
+        kk = k[need]
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            mono = _cf_monotone(mid, kk)
+            lo = np.where(mono, mid, lo)
+            hi = np.where(mono, hi, mid)
+        s[need] = np.copysign(lo, s[need])
+    return s, k, ~ok
+
+
+__all__ = ["PATH_COLUMNS", "cornish_fisher_domain_vec", "inverted_cdf_index", "rolling_moments", "sorted_tails",
+           "tail_count"]
+
+
+def newton_minimize(fun: object, x0: np.ndarray, *, lower: np.ndarray | None = None,
+                    upper: np.ndarray | None = None, tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:
+    """Damped Newton minimisation of a smooth function of a few variables from a good start.
+
+    ``fun(x) -> (value, gradient)``; the Hessian is the central difference of the
+    analytic gradient; a non-positive-definite Hessian falls back to a gradient
+    step; steps are halved until the value decreases (Armijo) and clipped to the
+    bounds. It stops when a step moves no coordinate by more than ``tol``.
+    Why hand-written: the warm-started rolling fits (t degrees of freedom, GPD tail)
+    need a few cheap iterations and a tight, deterministic stopping rule; scipy's
+    general minimisers cost more per call than the fit itself on these sizes.
+    """
+    f = fun  # type: ignore[assignment]
+    x = np.asarray(x0, dtype=float).copy()
+    lo = np.full(x.size, -np.inf) if lower is None else np.asarray(lower, dtype=float)
+    hi = np.full(x.size, np.inf) if upper is None else np.asarray(upper, dtype=float)
+    x = np.clip(x, lo, hi)
+    val, g = f(x)  # type: ignore[operator]
+    eye = np.eye(x.size)
+    for _ in range(max_iter):
+        hstep = 1e-5 * np.maximum(1.0, np.abs(x))
+        H = np.empty((x.size, x.size))
+        for i in range(x.size):
+            H[:, i] = (f(x + hstep[i] * eye[i])[1] - f(x - hstep[i] * eye[i])[1]) / (2 * hstep[i])  # type: ignore
+        H = 0.5 * (H + H.T)
+        try:
+            np.linalg.cholesky(H)
+            step = -np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            step = -g / max(1.0, float(np.linalg.norm(g)))
+        alpha = 1.0
+        while True:
+            xn = np.clip(x + alpha * step, lo, hi)
+            vn, gn = f(xn)  # type: ignore[operator]
+            if vn <= val + 1e-4 * float(np.dot(g, xn - x)) or alpha < 1e-10:
+                break
+            alpha *= 0.5
+        moved = float(np.max(np.abs(xn - x)))
+        if vn > val:  # no decrease possible: at the optimum up to rounding
+            break
+        x, val, g = xn, vn, gn
+        if moved < tol:
+            break
+    return x
