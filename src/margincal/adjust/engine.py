@@ -217,6 +217,23 @@ def _adjustment_from_dict(d: Mapping[str, Any]) -> Adjustment:
 class _Inst:
     """Per-instrument state (plain floats and small estimator objects)."""
 
+    # the estimators exist from the first bar (or event) on: None until then
+    tf: str | None
+    vs: EWMAVariance | None
+    vl: EWMAVariance | None
+    vt: EWMAVariance | None
+    volu: EWMStats | None
+    volu_s: EWMStats | None
+    cs_s: EWMStats | None
+    cs_l: EWMStats | None
+    breach: BreachCounter | None
+    oi_stats: EWMStats | None
+    fund_stats: EWMStats | None
+    depth_stats: EWMStats | None
+    spread_stats: EWMStats | None
+    oi_ref: EWMStats | None
+    oi_cal: tuple[float, float] | None
+
     __slots__ = (
         "bar_hours", "bars_per_year", "breach", "cs_l", "cs_s", "depth_first", "depth_seen", "depth_stats", "depth_t",
         "fund_first", "fund_stats", "fund_t",
@@ -483,6 +500,9 @@ class MonitorEngine:
             st = self._inst(ev.instrument)
         if st.vs is None:
             self._first_bar(st, ev)
+        vs, vl, vt, volu, cs_s, cs_l, breach = st.vs, st.vl, st.vt, st.volu, st.cs_s, st.cs_l, st.breach
+        assert (vs is not None and vl is not None and vt is not None and volu is not None and cs_s is not None
+                and cs_l is not None and breach is not None), "the bar estimators are created by _first_bar"
         c = ev.close
         h = ev.high
         lo = ev.low
@@ -493,14 +513,13 @@ class MonitorEngine:
             r = math.log(c / pc)
             gap = (open_ns - st.prev_open_ns) // st.tf_ns
             x2 = r * r if gap <= 1 else r * r / gap
-            st.vs.update_scaled(x2)
-            st.vl.update_scaled(x2)
-            st.vt.update_scaled(x2)
+            vs.update_scaled(x2)
+            vl.update_scaled(x2)
+            vt.update_scaled(x2)
             if gap == 1 and lo > 0.0 and st.prev_low > 0.0:
                 s = corwin_schultz_spread(st.prev_high, st.prev_low, h, lo)
-                st.cs_s.update(s)
-                st.cs_l.update(s)
-        volu = st.volu
+                cs_s.update(s)
+                cs_l.update(s)
         lv = math.log1p(ev.volume) if ev.volume > 0.0 else 0.0
         z_vol = volu.zscore(lv)
         volu.update(lv)
@@ -509,7 +528,7 @@ class MonitorEngine:
             volu_s = st.volu_s = EWMStats(_halflife_lam(self._short_h, st.bar_hours))
         volu_s.update(lv)
         im_now = st.im
-        st.breach.update(c, im_now if im_now == im_now else math.inf)
+        breach.update(c, im_now if im_now == im_now else math.inf)
         st.prev_close, st.prev_high, st.prev_low, st.prev_open_ns = c, h, lo, open_ns
         st.n_bars += 1
         t = ev.t_ns
@@ -530,14 +549,14 @@ class MonitorEngine:
         bpy = st.bars_per_year
         trig = st.trig
         # ---- volatility regime
-        if self._vr_on and st.vl.var > 0.0:
-            ratio = math.sqrt(st.vs.var / st.vl.var)
+        if self._vr_on and vl.var > 0.0:
+            ratio = math.sqrt(vs.var / vl.var)
             lvl = trig[0].check(ratio, self._vr_w, self._vr_c, self._vr_r)
             if lvl:
                 if out is None:
                     out = []
-                self._remember(st, sg.vol_regime(st.name, ev.available_at, lvl, math.sqrt(st.vs.var * bpy),
-                                                 math.sqrt(st.vl.var * bpy), self._vr_c if lvl == 2 else self._vr_w,
+                self._remember(st, sg.vol_regime(st.name, ev.available_at, lvl, math.sqrt(vs.var * bpy),
+                                                 math.sqrt(vl.var * bpy), self._vr_c if lvl == 2 else self._vr_w,
                                                  self._short_h, self._long_h), out)
         # ---- volume surge
         if self._vu_on and z_vol == z_vol:
@@ -549,14 +568,14 @@ class MonitorEngine:
                                                    math.expm1(volu.mean), z_vol,
                                                    self._vu_c if lvl == 2 else self._vu_w), out)
         # ---- bar spread proxy (only while no order-book data has been seen)
-        if self._px_on and not st.depth_seen and st.cs_l.n > 1 and st.cs_l.mean > 0.0:
-            pr = st.cs_s.mean / st.cs_l.mean
+        if self._px_on and not st.depth_seen and cs_l.n > 1 and cs_l.mean > 0.0:
+            pr = cs_s.mean / cs_l.mean
             lvl = trig[5].check(pr, self._px_w, self._px_c, self._px_r)
             if lvl:
                 if out is None:
                     out = []
-                self._remember(st, sg.spread_widening(st.name, ev.available_at, lvl, 1e4 * st.cs_s.mean,
-                                                      1e4 * st.cs_l.mean, self._px_c if lvl == 2 else self._px_w,
+                self._remember(st, sg.spread_widening(st.name, ev.available_at, lvl, 1e4 * cs_s.mean,
+                                                      1e4 * cs_l.mean, self._px_c if lvl == 2 else self._px_w,
                                                       proxy=True), out)
         # ---- volume drop (liquidity: the 24h level of traded volume against its 7-day level)
         escalate = False
@@ -570,12 +589,12 @@ class MonitorEngine:
                                                   math.expm1(volu.mean), self._vd_c if lvl == 2 else self._vd_w), out)
         # ---- breach cluster
         if self._br_on:
-            cnt = st.breach.counts.count
+            cnt = breach.counts.count
             lvl = trig[7].check(cnt, self._br_w, self._br_c, self._br_w)
             if lvl:
                 if out is None:
                     out = []
-                bc = st.breach
+                bc = breach
                 self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt, self._br["window_hours"],
                                                      self._br_c if lvl == 2 else self._br_w, bc.last_move,
                                                      bc.last_margin, self._br["horizon_hours"]), out)
@@ -603,7 +622,7 @@ class MonitorEngine:
                 eff = self._mm_effective(st, ev, rate, st.mm_sched_ns)
                 out = eff if out is None else out + eff
                 im_now = st.im
-            var_t = st.vt.var
+            var_t = vt.var
             if var_t > 0.0:
                 sig_now = math.sqrt(var_t * bpy)
                 if st.sigma_anchor != st.sigma_anchor:
@@ -640,7 +659,7 @@ class MonitorEngine:
             if ss is not None and ss.mean > 0 and st.spread_last == st.spread_last:
                 q = max(q, st.spread_last / ss.mean)
                 addon = max(addon, (st.spread_last - ss.mean) / 1e4)
-        elif st.cs_l is not None and st.cs_l.n > 1 and st.cs_l.mean > 0:
+        elif st.cs_s is not None and st.cs_l is not None and st.cs_l.n > 1 and st.cs_l.mean > 0:
             q = max(q, st.cs_s.mean / st.cs_l.mean)
             addon = max(addon, st.cs_s.mean - st.cs_l.mean)
         if st.volu is not None and st.volu_s is not None and st.volu_s.n > 1:
@@ -664,7 +683,7 @@ class MonitorEngine:
         The third item is the components dict, or (when only volatility moved) the vol factor, from which
         :meth:`_components` builds the same dict on demand (most bars change nothing).
         """
-        if self._mv_regime and st.trig[0].level:
+        if self._mv_regime and st.trig[0].level and st.vs is not None:
             v = math.sqrt(st.vs.var * st.bars_per_year)
             if v > sig_now:
                 sig_now = v
@@ -853,6 +872,7 @@ class MonitorEngine:
                   comp: Any) -> list[Adjustment]:
         """A breach cluster: propose (to an officer, no speed limit) the largest of the target and the breaching move."""
         bc = st.breach
+        assert bc is not None, "an escalation follows a breach cluster, counted from the first bar"
         cushion = self._mv["breach"]["cushion"]
         want = max(target, bc.last_move * (1.0 + cushion))
         rnd = self._bounds.rounding
@@ -989,16 +1009,17 @@ class MonitorEngine:
         d = ev.depth_notional(self._band_bps)
         sp = ev.spread_bps
         st.depth_last, st.spread_last = d, sp
-        if st.depth_stats is None:
+        ds, ss = st.depth_stats, st.spread_stats
+        if ds is None or ss is None:  # both are created together
             if st.depth_t == 0:
                 st.depth_t = ev.t_ns
                 st.depth_first = (d, sp)
                 return None
             lam = _halflife_lam(self._stats_h, self._spacing_hours(st.depth_t, ev.t_ns, 1.0))
-            st.depth_stats, st.spread_stats = EWMStats(lam), EWMStats(lam)
-            st.depth_stats.update(st.depth_first[0])
-            st.spread_stats.update(st.depth_first[1])
-        ds, ss = st.depth_stats, st.spread_stats
+            ds = st.depth_stats = EWMStats(lam)
+            ss = st.spread_stats = EWMStats(lam)
+            ds.update(st.depth_first[0])
+            ss.update(st.depth_first[1])
         typical_d, typical_s = ds.mean, ss.mean
         n = ds.n
         ds.update(d)
@@ -1036,7 +1057,8 @@ class MonitorEngine:
         return {
             "close": st.prev_close, "bars": float(st.n_bars), "sigma_short_annual": vol(st.vs),
             "sigma_long_annual": vol(st.vl), "sigma_target_annual": vol(st.vt),
-            "vol_ratio": (math.sqrt(st.vs.var / st.vl.var) if st.vl is not None and st.vl.n and st.vl.var > 0
+            "vol_ratio": (math.sqrt(st.vs.var / st.vl.var)
+                          if st.vs is not None and st.vl is not None and st.vl.n and st.vl.var > 0
                           else nan),
             "bar_spread_bps": 1e4 * st.cs_s.mean if st.cs_s is not None and st.cs_s.n else nan,
             "breaches": float(st.breach.count) if st.breach is not None else nan,

@@ -250,6 +250,33 @@ _PER_PATH = ("q", "n", "cash", "sats", "stab", "fund", "fund_min", "ext", "ext_s
 class _Sub:
     """Per-path state (every attribute has the paths as first axis); ``take``/``put`` select active paths."""
 
+    q: np.ndarray
+    n: np.ndarray
+    cash: np.ndarray
+    sats: np.ndarray
+    stab: np.ndarray
+    fund: np.ndarray
+    fund_min: np.ndarray
+    ext: np.ndarray
+    ext_s: np.ndarray
+    ext_u: np.ndarray
+    bad: np.ndarray
+    paid: np.ndarray
+    social: np.ndarray
+    uncov: np.ndarray
+    fees: np.ndarray
+    liq_not: np.ndarray
+    adl_not: np.ndarray
+    n_liq: np.ndarray
+    V: np.ndarray
+    ema: np.ndarray
+    disl: np.ndarray
+    min_last: np.ndarray
+    D: np.ndarray
+    hs: np.ndarray
+    stops: np.ndarray
+    used: np.ndarray
+
     def take(self, idx: np.ndarray) -> _Sub:
         o = _Sub()
         for k in _PER_PATH:
