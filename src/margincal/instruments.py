@@ -328,7 +328,8 @@ def format_name(inst: Instrument | str, style: str = "margincal") -> str:
         if i.expiry is not None:
             out += f"-{i.expiry:%y%m%d}"
         if i.kind == "option":
-            out += f"-{_strike_token(float(i.strike), '.')}-{i.option_type}"  # type: ignore[arg-type]
+            assert i.strike is not None  # Instrument.__post_init__: every option has a strike
+            out += f"-{_strike_token(float(i.strike), '.')}-{i.option_type}"
         return out
     if style != "margincal":
         raise DataError(f"style {style!r}: use 'margincal' or 'ccxt'")
@@ -337,10 +338,11 @@ def format_name(inst: Instrument | str, style: str = "margincal") -> str:
     head = i.base if i.quote in ("USD", "USDT") else f"{i.base}_{i.quote}"
     if i.kind == "perpetual":
         return f"{head}-PERP"
-    date = _date_token(i.expiry)  # type: ignore[arg-type]
+    date = _date_token(i.expiry)
     if i.kind == "future":
         return f"{head}-{date}"
-    return f"{head}-{date}-{_strike_token(float(i.strike))}-{i.option_type}"  # type: ignore[arg-type]
+    assert i.strike is not None  # Instrument.__post_init__: every option has a strike
+    return f"{head}-{date}-{_strike_token(float(i.strike))}-{i.option_type}"
 
 
 def perpetual_name(underlying: str) -> str:

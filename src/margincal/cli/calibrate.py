@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import duckdb
 import typer
 
 from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
@@ -15,7 +16,8 @@ from margincal.margin.published import calibrate_and_publish
 from margincal.risk.models import MODELS, horizon_hours
 
 
-def _targets(con, instruments: list[str] | None, timeframe: str | None) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _targets(con: duckdb.DuckDBPyConnection, instruments: list[str] | None,
+             timeframe: str | None) -> list[tuple[str, str]]:
     if instruments:
         out = []
         for inst in instruments:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import pandas as pd
 import typer
 
@@ -59,7 +60,7 @@ def _parse_spots(items: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _history(con, underlyings: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def _history(con: duckdb.DuckDBPyConnection, underlyings: list[str]) -> pd.DataFrame:
     """Daily closes (moved to :func:`margincal.usecases.history_closes`; kept for callers)."""
     return history_closes(con, underlyings)
 

@@ -10,7 +10,7 @@ import typer
 
 from margincal.cli.common import StoreOption, err_console, number_option
 from margincal.config import resolve_store_path
-from margincal.data.store import open_store
+from margincal.data.store import open_store, scalar
 from margincal.errors import ConfigError
 
 
@@ -40,8 +40,8 @@ def serve(
 
         load_policy(policy)
     with open_store(path) as con:  # creates / migrates the store, and fails now if it is locked
-        n_keys = con.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()[0]  # type: ignore[index]
-        n_sets = con.execute("SELECT count(*) FROM parameter_sets").fetchone()[0]  # type: ignore[index]
+        n_keys = scalar(con, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+        n_sets = scalar(con, "SELECT count(*) FROM parameter_sets")
     if not n_keys:
         err_console.print("[yellow]no active API key: create one with `margincal keys create --role admin` "
                           "(stop the service first: the store has one writer at a time)[/]")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,8 +20,11 @@ from margincal.config import resolve_store_path
 from margincal.data.store import open_store, save_result
 from margincal.errors import ConfigError, StoreError
 
+if TYPE_CHECKING:
+    from margincal.margin.params import ParameterSet
 
-def _margin_policy(margin: str, store: Path | None):  # type: ignore[no-untyped-def]
+
+def _margin_policy(margin: str, store: Path | None) -> tuple[ParameterSet | str | float, str]:
     """'published' -> latest ParameterSet; 'portfolio' -> risk-matrix portfolio margin; a number -> flat rate."""
     if margin == "portfolio":
         return "portfolio", "portfolio (risk matrix)"

@@ -236,8 +236,8 @@ def open_book(path: str | Path) -> PartitionedBook:
         meta = json.loads(text)
         if meta.get("format") != FORMAT:
             raise DataError(f"book {path}: {META_FILE} has format {meta.get('format')!r}; expected {FORMAT!r}")
-        parts = tuple(BookPartition(**p) for p in meta["partitions"])
-        return PartitionedBook(root_s, tuple(meta["instruments"]), parts,
+        return PartitionedBook(root_s, tuple(meta["instruments"]),
+                               tuple(BookPartition(**p) for p in meta["partitions"]),
                                {k: v for k, v in meta.items() if k not in ("partitions", "instruments")})
     try:
         dset = ds.dataset(root, format="parquet", filesystem=fs)
@@ -247,7 +247,7 @@ def open_book(path: str | Path) -> PartitionedBook:
     if not files:
         raise DataError(f"book {path}: no Parquet files")
     names: set[str] = set()
-    parts = []
+    parts: list[BookPartition] = []
     for k, f in enumerate(files):
         meta_f = pq.ParquetFile(f, filesystem=fs).metadata
         col = pq.read_table(f, columns=["instrument"], filesystem=fs).column("instrument")
@@ -348,11 +348,11 @@ def load_book_to_store(book: PartitionedBook, con: Any, name: str, *, replace: b
     Each Parquet partition becomes ``part = k`` of ``book_positions``, inserted
     through Arrow one partition at a time (memory: one partition).
     """
-    from margincal.data.store import transaction, utcnow
+    from margincal.data.store import scalar, transaction, utcnow
 
     if not name or not str(name).strip():
         raise ConfigError("a store book needs a name")
-    exists = con.execute("SELECT count(*) FROM books WHERE book = ?", [name]).fetchone()[0]
+    exists = scalar(con, "SELECT count(*) FROM books WHERE book = ?", [name])
     if exists and not replace:
         raise DataError(f"the store already has a book {name!r}; choose another name or replace it")
     total = 0
@@ -573,7 +573,7 @@ def default_instruments(asof: Any, spot: Mapping[str, float],
     """
     t0 = pd.Timestamp(asof)
     t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
-    months = []
+    months: list[pd.Timestamp] = []
     y, m = t0.year, t0.month
     while len(months) < 12:
         d = _last_friday(y, m).tz_localize("UTC") + pd.Timedelta(hours=8)
@@ -599,8 +599,7 @@ def default_instruments(asof: Any, spot: Mapping[str, float],
                 k = float(round(k, 10))
                 for cp in ("C", "P"):
                     out.append(_option_name(u, d, k, cp))
-    seen: set[str] = set()
-    return [n for n in out if not (n in seen or seen.add(n))]
+    return list(dict.fromkeys(out))  # first occurrence of each name, in order
 
 
 def make_generator(instruments: Sequence[str] | None = None, *, seed: int = 20260331,

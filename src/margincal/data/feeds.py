@@ -386,22 +386,23 @@ class ReplayFeed:
                         out.append(BarEvent(inst, pd.Timestamp(t, tz="UTC"), o[i], h[i], lw[i], c[i], v[i], tf))
         rng = [us_floor(lo), us_after(hi)]
         if "funding" in self.kinds:
-            q = con.execute(f"SELECT instrument, ts, rate FROM funding WHERE instrument IN ({ph}) AND ts >= ? "
-                            "AND ts < ? ORDER BY ts", [*insts, *rng]).fetchall()
-            out.extend(e for e in (FundingEvent(r[0], pd.Timestamp(r[1], tz="UTC"), float(r[2])) for r in q)
+            rows = con.execute(f"SELECT instrument, ts, rate FROM funding WHERE instrument IN ({ph}) AND ts >= ? "
+                               "AND ts < ? ORDER BY ts", [*insts, *rng]).fetchall()
+            out.extend(e for e in (FundingEvent(r[0], pd.Timestamp(r[1], tz="UTC"), float(r[2])) for r in rows)
                        if lo <= e.t_ns < hi)
         if "oi" in self.kinds:
-            q = con.execute(f"SELECT instrument, ts, oi_notional, oi_contracts FROM open_interest WHERE instrument "
-                            f"IN ({ph}) AND ts >= ? AND ts < ? ORDER BY ts", [*insts, *rng]).fetchall()
+            rows = con.execute(f"SELECT instrument, ts, oi_notional, oi_contracts FROM open_interest WHERE "
+                               f"instrument IN ({ph}) AND ts >= ? AND ts < ? ORDER BY ts", [*insts, *rng]).fetchall()
             out.extend(e for e in (OpenInterestEvent(r[0], pd.Timestamp(r[1], tz="UTC"),
                                                      None if r[2] is None else float(r[2]),
-                                                     None if r[3] is None else float(r[3])) for r in q)
+                                                     None if r[3] is None else float(r[3])) for r in rows)
                        if lo <= e.t_ns < hi)
         if "depth" in self.kinds:
-            q = con.execute(f"SELECT instrument, ts, side, price, size FROM depth_snapshots WHERE instrument "
-                            f"IN ({ph}) AND ts >= ? AND ts < ? ORDER BY instrument, ts", [*insts, *rng]).fetchall()
+            rows = con.execute(f"SELECT instrument, ts, side, price, size FROM depth_snapshots WHERE instrument "
+                               f"IN ({ph}) AND ts >= ? AND ts < ? ORDER BY instrument, ts",
+                               [*insts, *rng]).fetchall()
             books: dict[tuple[str, Any], tuple[list, list]] = {}
-            for inst, ts, side, price, size in q:
+            for inst, ts, side, price, size in rows:
                 b = books.setdefault((inst, ts), ([], []))
                 (b[0] if side == "bid" else b[1]).append((float(price), float(size)))
             for (inst, ts), (bids, asks) in books.items():
@@ -588,7 +589,7 @@ class LiveFeed:
     def _funding_event(self, symbol: str, fr: Mapping[str, Any]) -> FundingEvent | None:
         ts = fr.get("timestamp")
         rate = fr.get("fundingRate")
-        if rate is None or not self._fresh(symbol, "funding", ts):
+        if rate is None or ts is None or not self._fresh(symbol, "funding", ts):
             return None
         if fr.get("markPrice"):
             self._mark[symbol] = float(fr["markPrice"])
@@ -599,7 +600,7 @@ class LiveFeed:
 
     def _oi_event(self, symbol: str, oi: Mapping[str, Any]) -> OpenInterestEvent | None:
         ts = oi.get("timestamp")
-        if not self._fresh(symbol, "oi", ts):
+        if ts is None or not self._fresh(symbol, "oi", ts):
             return None
         amount = oi.get("openInterestAmount")
         value = oi.get("openInterestValue")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ def fetch_bars(
     cursor = start
     while cursor + step <= end:
         ms = int(cursor.value // 1_000_000)
-        rows = _with_retries(lambda ms=ms: exchange.fetch_ohlcv(symbol, timeframe, since=ms, limit=page_limit),
+        rows = _with_retries(functools.partial(exchange.fetch_ohlcv, symbol, timeframe, since=ms, limit=page_limit),
                              max_retries, base_delay, report, sleep)
         if not rows:
             break

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from margincal.config import plausible_time_range
-from margincal.data.store import transaction, upsert_instrument
+from margincal.data.store import scalar, transaction, upsert_instrument
 from margincal.errors import DataError, MargincalWarning
 from margincal.instruments import Instrument, format_name
 from margincal.instruments import parse as parse_instrument_name
@@ -595,13 +595,12 @@ def store_frame(con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame, 
         with transaction(con):
             on = " AND ".join(f"t.{k} = i.{k}" for k in keys)
             neq = " OR ".join(f"t.{v} IS DISTINCT FROM i.{v}" for v in values)
-            present = int(con.execute(f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on}").fetchone()[0])
+            present = int(scalar(con, f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on}"))
             conflicts = con.execute(
                 f"SELECT i.* FROM _incoming i JOIN {table} t ON {on} WHERE {neq} ORDER BY i.{tcol} LIMIT 3"
             ).df()
             if len(conflicts) and not replace:
-                n_conf = con.execute(
-                    f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on} WHERE {neq}").fetchone()[0]
+                n_conf = scalar(con, f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on} WHERE {neq}")
                 first = conflicts.iloc[0]
                 raise DataError(
                     f"{name}: {n_conf} row(s) conflict with data already stored for {instrument} "
@@ -609,8 +608,7 @@ def store_frame(con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame, 
                 )
             if replace and len(conflicts):
                 con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {on} AND ({neq})")
-                present = int(con.execute(
-                    f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on}").fetchone()[0])
+                present = int(scalar(con, f"SELECT count(*) FROM _incoming i JOIN {table} t ON {on}"))
             cols = ", ".join(frame.columns)
             con.execute(
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming i "

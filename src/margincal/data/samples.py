@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from margincal import datasets
+
+if TYPE_CHECKING:
+    from margincal.data.ingest import IngestReport
 
 
 @dataclass(frozen=True)
@@ -41,14 +46,16 @@ def sample_path(file: str) -> Path:
 def calibration_targets() -> list[tuple[str, str]]:
     """(instrument, timeframe) pairs calibrated by `margincal run`: daily spot and hourly perpetuals."""
     return [(s.instrument, s.timeframe) for s in SAMPLES
-            if s.kind == "bars" and (s.timeframe == "1d" or s.instrument_kind == "perpetual")]  # type: ignore[misc]
+            if s.kind == "bars" and s.timeframe is not None
+            and (s.timeframe == "1d" or s.instrument_kind == "perpetual")]
 
 
-def ingest_samples(con: duckdb.DuckDBPyConnection, progress=None) -> list:  # type: ignore[no-untyped-def]
+def ingest_samples(con: duckdb.DuckDBPyConnection,
+                   progress: Callable[[Sample], object] | None = None) -> list[IngestReport]:
     """Ingest every bundled sample (idempotent). ``progress(sample)`` is called before each file."""
     from margincal.data.ingest import ingest_file
 
-    reports = []
+    reports: list[IngestReport] = []
     for s in SAMPLES:
         if progress is not None:
             progress(s)

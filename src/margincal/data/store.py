@@ -337,8 +337,19 @@ def check_schema(con: duckdb.DuckDBPyConnection, path: Path | str = "store") -> 
         )
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """The first column of the one row of an aggregate query (``count(*)``, ``max(...)``).
+
+    Such a query always returns one row; none is a :class:`StoreError`, not an ``IndexError`` on ``None``.
+    """
+    row = con.execute(sql, params).fetchone() if params is not None else con.execute(sql).fetchone()
+    if row is None:
+        raise StoreError(f"query returned no row: {sql.split(chr(10))[0][:120]}")
+    return row[0]
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])  # type: ignore[index]
+    return int(scalar(con, "SELECT count(*) FROM schema_migrations"))
 
 
 @contextlib.contextmanager
@@ -582,7 +593,7 @@ def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, instrument: str, *, t
         where.append(f"{tcol} <= ?")
         args.append(to_store_ts(end))
     sql = " AND ".join(where)
-    n = int(con.execute(f"SELECT count(*) FROM {table} WHERE {sql}", args).fetchone()[0])  # type: ignore[index]
+    n = int(scalar(con, f"SELECT count(*) FROM {table} WHERE {sql}", args))
     if n and not dry_run:
         con.execute(f"DELETE FROM {table} WHERE {sql}", args)
     return n

@@ -37,6 +37,7 @@ gamma, vega and theta (apart from ``r V``) are 0.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,16 +187,17 @@ def black76_price(
     shape = arrs[0].shape
     flat = [a.ravel() for a in arrs]
     Ff, Kf, Tf, sf, cf = flat[:5]
-    rf = float(r) if scalar_rate else flat[5]
+    rf = float(r) if scalar_rate else math.nan
+    rfa = None if scalar_rate else flat[5]
     n = Ff.size
     out = np.empty(n)
     for i in range(0, n, _BLOCK):
         b = slice(i, i + _BLOCK)
-        _price_block(Ff[b], Kf[b], Tf[b], sf[b], cf[b], rf if scalar_rate else rf[b], out[b])
+        _price_block(Ff[b], Kf[b], Tf[b], sf[b], cf[b], rf if rfa is None else rfa[b], out[b])
     if inverse:
         out /= Ff
-    out = out.reshape(shape)
-    return out if shape else out[()]
+    res = out.reshape(shape)
+    return res if shape else res[()]
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ for puts) ``ABOVE_MAX``, both ``NaN``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -146,22 +147,23 @@ def implied_vol(
     ]
     if not scalar_rate:
         arrays.append(r_arr)
-    arrays = np.broadcast_arrays(*arrays)
-    shape = arrays[0].shape
-    p, F, K, T, call, *rest = (a.ravel() for a in arrays)
-    r = rest[0] if rest else float(r_arr)
+    bcast = np.broadcast_arrays(*arrays)
+    shape = bcast[0].shape
+    p, F, K, T, call, *rest = (a.ravel() for a in bcast)
+    r = float(r_arr) if scalar_rate else math.nan
+    ra = rest[0] if rest else None
     n = p.size
     vol = np.empty(n)
     status = np.empty(n, dtype=np.int8)
     counts = np.zeros(n, dtype=np.int8)
     for i in range(0, n, _BLOCK):
         blk = slice(i, i + _BLOCK)
-        rb = r if scalar_rate else r[blk]
+        rb = r if ra is None else ra[blk]
         _block(p[blk], F[blk], K[blk], T[blk], call[blk], rb, inverse, vol[blk], status[blk], counts[blk])
     # elements the Householder iterations did not settle (none seen in tests and benchmarks): bracketed Newton
     bad = np.flatnonzero(status == IVStatus.NOT_CONVERGED)
     if bad.size:
-        rb = r if scalar_rate else r[bad]
+        rb = r if ra is None else ra[bad]
         Fb, Kb, Tb = F[bad], K[bad], T[bad]
         u = p[bad] * (Fb if inverse else 1.0) * np.exp(rb * Tb)
         tv = u - np.where(call[bad], np.maximum(Fb - Kb, 0.0), np.maximum(Kb - Fb, 0.0))

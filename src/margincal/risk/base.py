@@ -579,7 +579,7 @@ def store_filter(model: TailModel, f: dict[str, Any]) -> None:
     model.lam_ = f["lam"]  # type: ignore[attr-defined]
     model.residuals_ = f["residuals"]  # type: ignore[attr-defined]
     model.sigma_path_ = f["sigma_path"]  # type: ignore[attr-defined]
-    model.sigma_next_ = f["sigma_next"]  # type: ignore[attr-defined]
+    model.sigma_next_ = f["sigma_next"]
     model.filter_ = f["filter"]  # type: ignore[attr-defined]
     if f["garch_params"]:
         model.garch_filter_params_ = f["garch_params"]  # type: ignore[attr-defined]

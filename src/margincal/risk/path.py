@@ -95,8 +95,8 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
             if held is None or (t - t_min) % refit == 0:
                 m = len(buf)
                 i = idx_table[m]
-                held = (buf[m - 1 - i], buf[i], m, i, 0.0)  # type: ignore[assignment]
-            lo_v[t], hi_v[t] = held[0], held[1]  # type: ignore[index]
+                held = (buf[m - 1 - i], buf[i], m, i, 0.0)
+            lo_v[t], hi_v[t] = held[0], held[1]
             continue
         if held is None or (t - t_min) % refit == 0:
             m = len(buf)
@@ -193,7 +193,7 @@ def newton_minimize(fun: object, x0: np.ndarray, *, lower: np.ndarray | None = N
     need a few cheap iterations and a tight, deterministic stopping rule; scipy's
     general minimisers cost more per call than the fit itself on these sizes.
     """
-    f = fun  # type: ignore[assignment]
+    f = fun
     x = np.asarray(x0, dtype=float).copy()
     lo = np.full(x.size, -np.inf) if lower is None else np.asarray(lower, dtype=float)
     hi = np.full(x.size, np.inf) if upper is None else np.asarray(upper, dtype=float)

@@ -13,11 +13,16 @@ and tested to agree.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from scipy import optimize, signal
 
 from margincal.errors import CalibrationError, DataError, NotFittedError
+
+if TYPE_CHECKING:
+    from margincal.units import Decay
 
 RISKMETRICS_LAMBDA = 0.94
 
@@ -98,7 +103,7 @@ class EWMAVolatility:
     ``next_variance_`` (forecast for the bar after the data).
     """
 
-    def __init__(self, *, lam: object = RISKMETRICS_LAMBDA, fit_lambda: bool = False, seed: int = 30) -> None:
+    def __init__(self, *, lam: float | Decay = RISKMETRICS_LAMBDA, fit_lambda: bool = False, seed: int = 30) -> None:
         self.lam = lam
         self.fit_lambda = fit_lambda
         self.seed = seed

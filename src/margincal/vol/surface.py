@@ -49,6 +49,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -553,7 +554,7 @@ def _slices(obj: object) -> list[tuple[float, SVIParams, tuple[float, float] | N
         return [(T, p, None if rng is None else (float(rng[i, 0]), float(rng[i, 1])))
                 for i, (T, p) in enumerate(obj.slice_params())]
     if isinstance(obj, Iterable):
-        out = []
+        out: list[tuple[float, SVIParams, tuple[float, float] | None]] = []
         for item in obj:
             if isinstance(item, SVIParams):
                 out.append((math.nan, item, None))
@@ -765,7 +766,18 @@ def load_deribit_snapshot(path: str | Path, **kwargs: object) -> pd.DataFrame:
 BUNDLED_SNAPSHOTS = tuple(f.file for f in datasets.files(kind="options"))
 
 
-def fit_report(path: str | Path, **loader_kwargs: object) -> dict[str, object]:
+class SurfaceReport(TypedDict):
+    """What :func:`fit_report` returns (a plain dict)."""
+
+    file: str
+    quotes: pd.DataFrame
+    svi: SVISurface
+    ssvi: SSVISurface
+    notes: list[str]
+    row: dict[str, object]
+
+
+def fit_report(path: str | Path, **loader_kwargs: object) -> SurfaceReport:
     """Fit raw SVI slices and SSVI to one snapshot; RMSE (vol points) and arbitrage counts.
 
     Used for ``docs/vol_surfaces.md`` (``python -m margincal.vol.surface``).
@@ -798,14 +810,14 @@ def fit_report(path: str | Path, **loader_kwargs: object) -> dict[str, object]:
     }
 
 
-def smile_figure(report: dict[str, object]):  # pragma: no cover - plotting
+def smile_figure(report: SurfaceReport):  # pragma: no cover - plotting
     """Plotly figure: market IV per expiry (points) with the SVI (line) and SSVI (dashed) fits."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
-    q: pd.DataFrame = report["quotes"]  # type: ignore[assignment]
-    svi: SVISurface = report["svi"]  # type: ignore[assignment]
-    ssvi: SSVISurface = report["ssvi"]  # type: ignore[assignment]
+    q = report["quotes"]
+    svi = report["svi"]
+    ssvi = report["ssvi"]
     fig = go.Figure()
     colours = qualitative.Dark24
     for i, (T, g) in enumerate(q.groupby("T")):

@@ -312,7 +312,7 @@ class ScenarioPnL:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.matrix.shape  # type: ignore[return-value]
+        return self.matrix.shape
 
     def index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.instruments)}

@@ -183,7 +183,7 @@ def simulate_mc(policy: Policy, *, n_paths: int = 10_000, fund_ratio: float = 0.
         parts.append(r)
     if len(parts) == 1:
         return parts[0]
-    f = {k: np.concatenate([getattr(p, k) for p in parts]) for k in PathResults.__dataclass_fields__
+    f: dict[str, Any] = {k: np.concatenate([getattr(p, k) for p in parts]) for k in PathResults.__dataclass_fields__
          if isinstance(getattr(parts[0], k), np.ndarray) and getattr(parts[0], k).ndim == 1}
     return replace(parts[0], **f)
 

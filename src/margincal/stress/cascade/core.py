@@ -648,7 +648,7 @@ def simulate_cascade_reference(pop: Population, path: Sequence[float], depth: De
     C = [int(x) for x in pop.collateral_c]
     alive = [x != 0 for x in q]
     fund = int(round(insurance_fund * 100))
-    tot = {"bad_debt_c": 0, "fund_paid_c": 0, "fees_c": 0, "adl_socialised_c": 0, "uncovered_c": 0,
+    tot: dict[str, Any] = {"bad_debt_c": 0, "fund_paid_c": 0, "fees_c": 0, "adl_socialised_c": 0, "uncovered_c": 0,
            "n_liquidated": 0, "adl_events": 0, "external_c": 0, "rounds": 0}
     V = 0.0
     marks = []

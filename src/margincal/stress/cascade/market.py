@@ -55,7 +55,7 @@ like ADL) or left ``uncovered``. Per path, exactly: ``cash + fund + external`` c
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -525,4 +525,5 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
 
 def with_agents(cfg: MarketConfig, **switches: bool) -> MarketConfig:
     """Same configuration with some agents switched on or off."""
-    return replace(cfg, agents=replace(cfg.agents, **switches))
+    # dict[str, Any]: mypy checks ** against every field type of Agents; the dataclass checks names at runtime
+    return replace(cfg, agents=replace(cfg.agents, **cast(dict[str, Any], switches)))
