@@ -56,7 +56,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -269,6 +269,29 @@ class TailModel:
     #: fitted attribute whose absence means "not fitted"
     _fitted_attr = "n_obs_"
 
+    # Declared for the type checker only (no class attribute is created, so ``hasattr`` still tells
+    # whether a model has them): parameters of the models with a volatility filter ...
+    lam: float | Decay
+    seed: int
+    # ... and what ``fit`` sets (:meth:`_prepare`, :func:`store_filter`).
+    n_obs_: int
+    bar_hours_: float
+    lam_: float
+    residuals_: np.ndarray
+    sigma_path_: np.ndarray
+    sigma_next_: float
+    filter_: str
+    garch_filter_params_: dict[str, Any]
+    _direct_cache: dict[Any, Any]  # per-model cache of the direct multi-bar fits, cleared on rescale
+
+    def fit(self, returns: object, bar_hours: float | None = None) -> Self:
+        """Fit to ``returns`` (subclasses; they call :meth:`_prepare`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit")
+
+    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+        """VaR/ES over ``horizon`` at ``level`` from the fitted state (subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forecast")
+
     # ------------------------------------------------------------ parameters
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_") and not k.startswith("_")}
@@ -292,17 +315,17 @@ class TailModel:
         """Check every parameter (shared helpers; :class:`ConfigError`). Subclasses extend."""
         p = self.get_params()
         if "scaling" in p:
-            check_choice("scaling", self.scaling, SCALINGS)  # type: ignore[attr-defined]
+            check_choice("scaling", p["scaling"], SCALINGS)
         if "side" in p:
-            check_choice("side", self.side, SIDES)  # type: ignore[attr-defined]
+            check_choice("side", p["side"], SIDES)
         if "window" in p:
-            check_int("window", self.window, 2, allow_none=True)  # type: ignore[attr-defined]
+            check_int("window", p["window"], 2, allow_none=True)
         if "seed" in p:
-            check_int("seed", self.seed, 1)  # type: ignore[attr-defined]
+            check_int("seed", p["seed"], 1)
         if "lam" in p:
-            as_decay(self.lam, "lam")  # type: ignore[attr-defined]
-        if "fit_lambda" in p and not isinstance(self.fit_lambda, bool):  # type: ignore[attr-defined]
-            raise ConfigError(f"fit_lambda is {self.fit_lambda!r}; it must be True or False")  # type: ignore
+            as_decay(p["lam"], "lam")
+        if "fit_lambda" in p and not isinstance(p["fit_lambda"], bool):
+            raise ConfigError(f"fit_lambda is {p['fit_lambda']!r}; it must be True or False")
 
     # ------------------------------------------------------------------ data
     @staticmethod
@@ -347,7 +370,7 @@ class TailModel:
         return hh, hh / self.bar_hours_
 
     def _decay_per_bar(self, bar_hours: float) -> float:
-        return as_decay(self.lam, "lam").for_bars(bar_hours)  # type: ignore[attr-defined]
+        return as_decay(self.lam, "lam").for_bars(bar_hours)
 
     # -------------------------------------------------------------- results
     def _result(self, level: float, hh: float, var: float, es: float, sigma: float, side: str,
@@ -434,7 +457,7 @@ class TailModel:
         """
         filt = getattr(self, "filter_", None)
         if filt == "ewma":
-            v = ewma_variance(r_prefix, self.lam_, self.seed)  # type: ignore[attr-defined]
+            v = ewma_variance(r_prefix, self.lam_, self.seed)
             self.sigma_next_ = float(np.sqrt(max(v[-1], 1e-300)))
         elif filt == "sample":
             self.sigma_next_ = float(np.sqrt(np.mean(r_prefix * r_prefix)))
@@ -491,7 +514,7 @@ class TailModel:
             short = np.nan_to_num(es_, nan=-np.inf) > np.nan_to_num(el, nan=-np.inf)
         var = np.where(short, out["var_short"], out["var_long"])
         es = np.where(short, es_, el)
-        side = np.where(np.isfinite(es), np.where(short, "short", "long"), None)
+        side = np.where(np.isfinite(es), np.where(short, "short", "long"), np.array(None, dtype=object))
         if isinstance(idx, pd.DatetimeIndex) and len(idx):
             index: pd.Index = idx.append(pd.DatetimeIndex([idx[-1] + pd.Timedelta(hours=bar_hours)]))
         else:
@@ -576,13 +599,13 @@ def filter_returns(r: np.ndarray, sigma: str, lam: object, fit_lam: bool, seed: 
 
 def store_filter(model: TailModel, f: dict[str, Any]) -> None:
     """Copy the output of :func:`filter_returns` onto the fitted model's attributes."""
-    model.lam_ = f["lam"]  # type: ignore[attr-defined]
-    model.residuals_ = f["residuals"]  # type: ignore[attr-defined]
-    model.sigma_path_ = f["sigma_path"]  # type: ignore[attr-defined]
+    model.lam_ = f["lam"]
+    model.residuals_ = f["residuals"]
+    model.sigma_path_ = f["sigma_path"]
     model.sigma_next_ = f["sigma_next"]
-    model.filter_ = f["filter"]  # type: ignore[attr-defined]
+    model.filter_ = f["filter"]
     if f["garch_params"]:
-        model.garch_filter_params_ = f["garch_params"]  # type: ignore[attr-defined]
+        model.garch_filter_params_ = f["garch_params"]
 
 
 def ewma_path(r: np.ndarray, lam_bar: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

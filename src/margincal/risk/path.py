@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -181,7 +182,7 @@ __all__ = ["PATH_COLUMNS", "cornish_fisher_domain_vec", "inverted_cdf_index", "r
            "tail_count"]
 
 
-def newton_minimize(fun: object, x0: np.ndarray, *, lower: np.ndarray | None = None,
+def newton_minimize(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, *, lower: np.ndarray | None = None,
                     upper: np.ndarray | None = None, tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:
     """Damped Newton minimisation of a smooth function of a few variables from a good start.
 
@@ -198,13 +199,13 @@ def newton_minimize(fun: object, x0: np.ndarray, *, lower: np.ndarray | None = N
     lo = np.full(x.size, -np.inf) if lower is None else np.asarray(lower, dtype=float)
     hi = np.full(x.size, np.inf) if upper is None else np.asarray(upper, dtype=float)
     x = np.clip(x, lo, hi)
-    val, g = f(x)  # type: ignore[operator]
+    val, g = f(x)
     eye = np.eye(x.size)
     for _ in range(max_iter):
         hstep = 1e-5 * np.maximum(1.0, np.abs(x))
         H = np.empty((x.size, x.size))
         for i in range(x.size):
-            H[:, i] = (f(x + hstep[i] * eye[i])[1] - f(x - hstep[i] * eye[i])[1]) / (2 * hstep[i])  # type: ignore
+            H[:, i] = (f(x + hstep[i] * eye[i])[1] - f(x - hstep[i] * eye[i])[1]) / (2 * hstep[i])
         H = 0.5 * (H + H.T)
         try:
             np.linalg.cholesky(H)
@@ -214,7 +215,7 @@ def newton_minimize(fun: object, x0: np.ndarray, *, lower: np.ndarray | None = N
         alpha = 1.0
         while True:
             xn = np.clip(x + alpha * step, lo, hi)
-            vn, gn = f(xn)  # type: ignore[operator]
+            vn, gn = f(xn)
             if vn <= val + 1e-4 * float(np.dot(g, xn - x)) or alpha < 1e-10:
                 break
             alpha *= 0.5

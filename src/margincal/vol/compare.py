@@ -337,7 +337,7 @@ def run_comparison(
         t.insert(3, "last_day", f.index[-1].date().isoformat())
         tables.append(t)
         fcs[a.upper()] = f
-    params = {
+    params: dict[str, object] = {
         "assets": list(assets), "start": start, "end": end, "refit_every": refit_every, "window": window,
         "models": list(models), "dm_lags": dm_lags, "ewma_lambda": 0.94, "garch": "GARCH(1,1), Student-t, constant mean, arch",
         "har_lags": [1, 5, 22], "ml": "HistGradientBoostingRegressor (MLVarianceForecaster)", "ml_params": ml_params or {},

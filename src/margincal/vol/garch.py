@@ -51,7 +51,8 @@ DISTS = ("normal", "t", "skewt")
 MEANS = ("constant", "zero")
 MIN_OBS = 100
 
-_DIST_CLASS = {"normal": Normal, "t": StudentsT, "skewt": SkewStudent}
+_DIST_CLASS: dict[str, type[Normal] | type[StudentsT] | type[SkewStudent]] = {
+    "normal": Normal, "t": StudentsT, "skewt": SkewStudent}
 
 
 class GarchConvergenceWarning(MargincalWarning):
@@ -122,9 +123,10 @@ class GarchVolatility:
             raise ConfigError(f"n_simulations is {self.n_simulations}; it must be >= 100")
 
     def _model(self, y: np.ndarray | pd.Series, rescale: bool | None):
-        vol = "EGARCH" if self.kind == "egarch" else "GARCH"
+        vol: Literal["EGARCH", "GARCH"] = "EGARCH" if self.kind == "egarch" else "GARCH"
         o = 0 if self.kind == "garch" else 1
-        dist = {"normal": "normal", "t": "t", "skewt": "skewt"}[self.dist]
+        dists: dict[str, Literal["normal", "t", "skewt"]] = {"normal": "normal", "t": "t", "skewt": "skewt"}
+        dist = dists[self.dist]
         return arch_model(
             y, mean="Constant" if self.mean == "constant" else "Zero", vol=vol, p=1, o=o, q=1, dist=dist, rescale=rescale
         )
