@@ -8,7 +8,8 @@ exit code 2 (never a traceback).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
 from typer import _click as click  # typer >= 0.20 vendors click: its exceptions are these, not click's
@@ -83,10 +84,11 @@ class _Group(TyperGroup):
             ctx.exit(1)
         return None  # pragma: no cover - ctx.exit raises
 
-    def main(self, args: object = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: object) -> object:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[arg-type]
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
         except click_exc.NoArgsIsHelpError as exc:  # `margincal` or `margincal params` alone: the help
             exc.show()
             rv = 2

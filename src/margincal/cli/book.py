@@ -213,7 +213,7 @@ def portfolio_book(
     preset: str,
     level: float,
     horizon_hours: float,
-    offset: float,
+    offset: float | str,
     no_contingency: bool,
     top: int | None,
     out: Path | None,

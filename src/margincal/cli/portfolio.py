@@ -98,27 +98,29 @@ def portfolio(
         raise ConfigError("give a positions FILE or --book PATH (exactly one)")
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}")
-    offset = _parse_offset(offset)
+    off = _parse_offset(offset)
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not one of {', '.join(sorted(PRESETS))}")
     from margincal.cli import book as _book  # partitioned books (folder of Parquet files): docs/scaling.md
 
-    if _book.is_partitioned(book):
-        return _book.portfolio_book(book, engine=engine, workers=workers, scheduler=scheduler,  # type: ignore[arg-type]
+    if book is not None and _book.is_partitioned(book):
+        return _book.portfolio_book(book, engine=engine, workers=workers, scheduler=scheduler,
                                     spot=_parse_spots(spot), vol=vol, asof=asof, method=method, preset=preset,
-                                    level=level, horizon_hours=horizon_hours, offset=offset,
+                                    level=level, horizon_hours=horizon_hours, offset=off,
                                     no_contingency=no_contingency, top=top, out=out, store=store, json_out=json_out)
     if engine != "local" or workers is not None or scheduler is not None:
         raise ConfigError("--engine dask, --workers and --scheduler need a partitioned --book DIR "
                           "(see `margincal book partition`)")
     if block_size < 1:
         raise ConfigError(f"--block-size is {block_size}; it must be >= 1")
-    bk = read_book(file if file is not None else book, inverse=True if inverse else None)  # type: ignore[arg-type]
+    path = file if file is not None else book
+    assert path is not None  # checked above: exactly one of FILE and --book
+    bk = read_book(path, inverse=True if inverse else None)
     con = open_store_if_present(store)
     try:
         pnl, market, prov = portfolio_scenarios(
             bk.specs, con=con, method=method, preset=preset, level=level, horizon_hours=horizon_hours,
-            offset=offset, spot=_parse_spots(spot), flat_vol=vol, asof=asof,
+            offset=off, spot=_parse_spots(spot), flat_vol=vol, asof=asof,
             on_note=lambda m: err_console.print(f"note: {m}"))
     finally:
         if con is not None:

@@ -288,8 +288,9 @@ class DaskEngine(Engine):
             self.client.close()
         if self._own_cluster is not None:
             self._own_cluster.close()
-        if getattr(self, "_tmp", None) is not None:
-            self._tmp.cleanup()
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
 
 
 ENGINES = ("local", "dask")

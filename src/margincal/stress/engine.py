@@ -175,9 +175,11 @@ def _pnl_one(inst: StressInstrument, market: StressMarket, leg: ShockLeg) -> flo
         return pnl
     vol = market.vol[inst.underlying]
     call = inst.option_type == "C"
-    v0 = float(black76_price_reference(S, inst.strike, inst.expiry_years, vol, call))
-    T1 = max(float(inst.expiry_years or 0.0) - leg.horizon_hours / HOURS_PER_YEAR, 0.0)
-    v1 = float(black76_price_reference(S * math.exp(r), inst.strike, T1, max(vol + leg.vol_of(inst.underlying),
+    K, T = inst.strike, inst.expiry_years
+    assert K is not None and T is not None  # StressInstrument.__post_init__: an option has both
+    v0 = float(black76_price_reference(S, K, T, vol, call))
+    T1 = max(T - leg.horizon_hours / HOURS_PER_YEAR, 0.0)
+    v1 = float(black76_price_reference(S * math.exp(r), K, T1, max(vol + leg.vol_of(inst.underlying),
                                                                              MIN_VOL), call))
     return inst.contract_size * (v1 - v0)
 
@@ -185,6 +187,7 @@ def _pnl_one(inst: StressInstrument, market: StressMarket, leg: ShockLeg) -> flo
 def _cost_one(inst: StressInstrument, market: StressMarket, q: float, cost: LiquidityCost) -> float:
     S = market.spot[inst.underlying]
     if inst.kind == "option":
+        assert inst.strike is not None and inst.expiry_years is not None  # StressInstrument.__post_init__
         unit = float(black76_price_reference(S, inst.strike, inst.expiry_years, market.vol[inst.underlying],
                                              inst.option_type == "C"))
     else:

@@ -123,7 +123,10 @@ def reverse_stress_spot(book: Book, market: StressMarket, *, margin: MarginSpec,
     h = BoundaryFunction(book, market, margin, insurance_fund, criterion)
     roots = []
     for sign, t_max in ((-1.0, -MAX_DOWN), (1.0, MAX_UP)):
-        t = _ray_root(lambda x, s=sign: h(s * x), t_max)
+        def along(x: float, s: float = sign) -> float:
+            return h(s * x)
+
+        t = _ray_root(along, t_max)
         if t is not None:
             roots.append(sign * t)
     if not roots:
@@ -164,7 +167,10 @@ def reverse_stress_spot_vol(book: Book, market: StressMarket, *, margin: MarginS
             lim.append(max_vol_shift / vol_scale / d[1])
         if d[1] < -1e-12:
             lim.append(0.99 / vol_scale / -d[1])
-        t = _ray_root(lambda r, d=d: hu(r * d), min(lim))
+        def along_dir(r: float, d: np.ndarray = d) -> float:
+            return hu(r * d)
+
+        t = _ray_root(along_dir, min(lim))
         if t is not None and (best is None or t < best[0]):
             best = (t, t * d)
     if best is None:

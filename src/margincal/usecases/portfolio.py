@@ -54,7 +54,7 @@ def portfolio_scenarios(
     preset: str = "deribit",
     level: float = 0.99,
     horizon_hours: float = 24.0,
-    offset: float = 1.0,
+    offset: float | str = 1.0,
     spot: Mapping[str, float] | None = None,
     flat_vol: float | None = None,
     asof: Any = None,
