@@ -19,15 +19,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/margincal run
 
-# ruff, then the import contract of .importlinter (layers, no cycles; docs/architecture.md)
+# ruff, the import contract of .importlinter (layers, no cycles; docs/architecture.md), then mypy
+# (settings in pyproject.toml [tool.mypy]; zero errors on src/)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench docs
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy src/margincal
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench docs
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy src/margincal
 	$(PY) -m pytest -q -n 2 ; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 
