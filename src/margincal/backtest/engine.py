@@ -532,7 +532,7 @@ def combine_results(results: Sequence[BacktestResult]) -> BacktestResult:
 
 
 def _jsonable_params(p: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in p.items():
         if isinstance(v, (str, int, float, bool)) or v is None:
             out[k] = v

@@ -48,8 +48,11 @@ class SizeCurve(Protocol):
     (:class:`margincal.margin.calibration.Calibration` is one; typed structurally so that tiers,
     which calibration builds on, does not import it back)."""
 
-    instrument: str | None
-    rounding: float
+    @property
+    def instrument(self) -> str | None: ...
+
+    @property
+    def rounding(self) -> float: ...
 
     def im_at(self, notional: Any, *, rounded: bool = True) -> Any: ...
 

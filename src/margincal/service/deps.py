@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import anyio
@@ -67,7 +67,7 @@ async def get_principal(
     return principal
 
 
-def require(permission: str) -> Callable[..., Principal]:
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency: the caller must hold ``permission`` (read, margin, decide, keys, policy)."""
     roles = sorted(r for r, p in PERMISSIONS.items() if permission in p)
 

@@ -18,7 +18,7 @@ def health(request: Request) -> Any:
     store = request.app.state.store
     try:
         with store.cursor() as cur:
-            version = cur.execute("SELECT max(version) FROM parameter_sets").fetchone()[0]  # type: ignore[index]
+            version = cur.execute("SELECT max(version) FROM parameter_sets").fetchone()[0]
     except MargincalError:
         return JSONResponse({"status": "degraded", "store": "unavailable", "version": __version__},
                             status_code=503)
