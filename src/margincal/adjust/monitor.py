@@ -47,7 +47,7 @@ from margincal.adjust.engine import Adjustment, MonitorEngine
 from margincal.adjust.policy import Policy, default_policy
 from margincal.adjust.signals import Signal
 from margincal.data import audit
-from margincal.data.feeds import event_key
+from margincal.data.feeds import SharesConnection, event_key
 from margincal.data.store import connect, dumps, transaction, utcnow
 from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet, latest_version, load, new_run_id
@@ -354,12 +354,12 @@ class Monitor:
             # group commit: one connection for the run (opening a store file costs more than a group's writes);
             # it holds the store's write lock until the run ends
             self._held = connect(self.store)
-        shared = self._held is not None and hasattr(feed, "share_connection") and \
+        shared = self._held is not None and isinstance(feed, SharesConnection) and \
             feed.share_connection(self.store, self._held)
         try:
             return self._run(eng, feed, on_output, on_tick, tick_every, max_events)
         finally:
-            if shared:
+            if shared and isinstance(feed, SharesConnection):
                 feed.share_connection(self.store, None)
             if self._held is not None:
                 self._held.close()

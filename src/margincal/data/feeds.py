@@ -35,7 +35,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import duckdb
 import pandas as pd
@@ -54,6 +54,7 @@ __all__ = [
     "LiveFeed",
     "OpenInterestEvent",
     "ReplayFeed",
+    "SharesConnection",
     "event_key",
     "timeframe_ns",
 ]
@@ -226,6 +227,13 @@ Event = BarEvent | FundingEvent | OpenInterestEvent | DepthEvent
 def event_key(ev: Event) -> tuple[int, int, str]:
     """Total, deterministic order of events: (time known in ns, kind rank, instrument)."""
     return (ev.t_ns, KIND_RANK[ev.kind], ev.instrument)
+
+
+@runtime_checkable
+class SharesConnection(Protocol):
+    """A feed that can read through a writer's open connection (:meth:`ReplayFeed.share_connection`)."""
+
+    def share_connection(self, store: Any, con: duckdb.DuckDBPyConnection | None) -> bool: ...
 
 
 # =================================================================== replay

@@ -30,7 +30,7 @@ import pandas as pd
 
 from margincal import usecases
 from margincal.config import CalibrationSettings
-from margincal.data.store import latest_result
+from margincal.data.store import latest_result, scalar
 from margincal.errors import AuthError, ConfigError, MargincalError, StoreError
 from margincal.margin import params as mparams
 
@@ -172,6 +172,7 @@ def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timefram
     settings = settings_of(pset)
     last = con.execute("SELECT max(ts), count(*) FROM bars WHERE instrument = ? AND timeframe = ?",
                        [instrument, tf]).fetchone()
+    assert last is not None  # an aggregate query returns one row
     key = (instrument, tf, str(last[0]), int(last[1]), settings.level, settings.horizon_hours,
            settings.ewma_lambda, settings.mm_fraction, settings.buffer, max_points)
 
@@ -491,7 +492,7 @@ def _has_signal_rows(con: duckdb.DuckDBPyConnection) -> bool:
     """The monitor has written signals (the table exists from schema 0200_signals on, possibly empty)."""
     if not _has_table(con, "signals"):
         return False
-    return con.execute("SELECT count(*) FROM (SELECT 1 FROM signals LIMIT 1)").fetchone()[0] > 0
+    return scalar(con, "SELECT count(*) FROM (SELECT 1 FROM signals LIMIT 1)") > 0
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
