@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import signal
 
 from margincal.dependence.nearest import is_correlation_matrix, nearest_correlation
@@ -64,7 +65,7 @@ class CorrelationEstimate:
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
 
 
-def _frame(returns: object, *, allow_nan: bool = False, min_rows: int = 2) -> pd.DataFrame:
+def _frame(returns: ArrayLike, *, allow_nan: bool = False, min_rows: int = 2) -> pd.DataFrame:
     if not isinstance(returns, pd.DataFrame):
         raise DataError("returns must be a DataFrame with one column of log returns per instrument")
     if returns.shape[1] < 2:
@@ -100,7 +101,7 @@ def _seed_cov(x: np.ndarray, seed: int) -> np.ndarray:
     return x[:k].T @ x[:k] / k
 
 
-def ewma_covariance(returns: object, lam: float = 0.94, seed: int = 30) -> np.ndarray:
+def ewma_covariance(returns: ArrayLike, lam: float = 0.94, seed: int = 30) -> np.ndarray:
     """EWMA covariance forecast for the bar after the data (one weighted matrix product)."""
     x = _frame(returns).to_numpy()
     _check_lam(lam)
@@ -109,7 +110,7 @@ def ewma_covariance(returns: object, lam: float = 0.94, seed: int = 30) -> np.nd
     return lam**n * _seed_cov(x, seed) + (x * w[:, None]).T @ x
 
 
-def ewma_covariance_path(returns: object, lam: float = 0.94, seed: int = 30) -> np.ndarray:
+def ewma_covariance_path(returns: ArrayLike, lam: float = 0.94, seed: int = 30) -> np.ndarray:
     """All EWMA covariances, shape ``(n + 1, d, d)``; element ``t`` uses rows ``< t`` only."""
     x = _frame(returns).to_numpy()
     _check_lam(lam)
@@ -125,7 +126,7 @@ def ewma_covariance_path(returns: object, lam: float = 0.94, seed: int = 30) -> 
     return out
 
 
-def ewma_covariance_reference(returns: object, lam: float = 0.94, seed: int = 30) -> np.ndarray:
+def ewma_covariance_reference(returns: ArrayLike, lam: float = 0.94, seed: int = 30) -> np.ndarray:
     """Plain loop version of :func:`ewma_covariance_path` (obviously correct; for tests)."""
     x = _frame(returns).to_numpy()
     c = _seed_cov(x, seed)
@@ -141,7 +142,7 @@ def _check_lam(lam: float) -> None:
         raise DataError(f"lam is {lam}; it must be in (0, 1)")
 
 
-def ewma_correlation(returns: object, lam: float = 0.94, seed: int = 30) -> CorrelationEstimate:
+def ewma_correlation(returns: ArrayLike, lam: float = 0.94, seed: int = 30) -> CorrelationEstimate:
     """EWMA correlation forecast for the bar after the data (see module doc)."""
     df = _frame(returns)
     c = cov_to_corr(ewma_covariance(df, lam, seed))
@@ -149,12 +150,12 @@ def ewma_correlation(returns: object, lam: float = 0.94, seed: int = 30) -> Corr
     return CorrelationEstimate(m, "ewma", {"lam": lam, "seed": seed}, len(df), *_window(df))
 
 
-def ewma_correlation_path(returns: object, lam: float = 0.94, seed: int = 30) -> np.ndarray:
+def ewma_correlation_path(returns: ArrayLike, lam: float = 0.94, seed: int = 30) -> np.ndarray:
     """EWMA correlations for every bar, shape ``(n + 1, d, d)`` (element ``t`` uses rows ``< t``)."""
     return cov_to_corr(ewma_covariance_path(returns, lam, seed))
 
 
-def ledoit_wolf_correlation(returns: object) -> CorrelationEstimate:
+def ledoit_wolf_correlation(returns: ArrayLike) -> CorrelationEstimate:
     """Ledoit-Wolf shrunk correlation (sklearn) of the volatility-standardised returns."""
     from sklearn.covariance import LedoitWolf
 
@@ -186,7 +187,7 @@ def _window_mask(index: pd.DatetimeIndex, start: str, end: str) -> np.ndarray:
     return np.asarray((index >= lo) & (index < hi))
 
 
-def stressed_correlation(returns: object, windows: Mapping[str, tuple[str, str]] | None = None, *,
+def stressed_correlation(returns: ArrayLike, windows: Mapping[str, tuple[str, str]] | None = None, *,
                          dates: Iterable[Any] | None = None, min_periods: int = 10) -> CorrelationEstimate:
     """Correlation over stress windows (default :data:`STRESS_WINDOWS`) or explicit ``dates``.
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from margincal.errors import CalibrationError, ConfigError, DataError
-from margincal.risk.base import TailForecast, check_level, horizon_hours, tail_losses
+from margincal.risk.base import Horizon, TailForecast, check_level, horizon_hours, tail_losses
 from margincal.risk.measures import expected_shortfall
 from margincal.risk.montecarlo import GaussianLossFunction, MonteCarloModel, TCopulaMonteCarlo
 from margincal.risk.rare_event import (
@@ -185,7 +185,7 @@ def mc_chunk(blocks: Sequence[tuple[int, int]], model: Any, kind: str, seed: int
             "n": sum(nb for _, nb in blocks)}
 
 
-def monte_carlo(engine: Any, model: Any, n_paths: int, chunks: int | None = None, *, horizon: object = 24.0,
+def monte_carlo(engine: Any, model: Any, n_paths: int, chunks: int | None = None, *, horizon: Horizon = 24.0,
                 level: float = 0.99, weights: Any = None, seed: int | None = None,
                 block_paths: int = DEFAULT_BLOCK_PATHS, progress: Callable[[int], None] | None = None
                 ) -> TailForecast:

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import ConfigError, DataError
 from margincal.risk.measures import expected_shortfall
@@ -314,7 +315,7 @@ def lookback_floor(returns: pd.Series | np.ndarray, *, level: float = 0.99, hori
 # ------------------------------------------------------------------ option (b) inside the lookback
 
 
-def stressed_weighted_es(losses: object, stressed_losses: object, *, level: float = 0.99,
+def stressed_weighted_es(losses: ArrayLike, stressed_losses: ArrayLike, *, level: float = 0.99,
                          weight: float = EMIR_MIN_STRESSED_WEIGHT) -> float:
     """ES of a lookback sample in which the stressed observations carry ``weight`` of the total.
 
@@ -395,7 +396,7 @@ def age_weights(n: int, half_life: float) -> np.ndarray:
     return w / w.sum()
 
 
-def bounded_memory_es(losses: object, *, level: float = 0.99, half_life: float | None = None,
+def bounded_memory_es(losses: ArrayLike, *, level: float = 0.99, half_life: float | None = None,
                       window: int | None = None) -> float:
     """ES of a loss sample (oldest first) with bounded tail memory: a window, an age decay, or both.
 

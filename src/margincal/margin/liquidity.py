@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, ConfigError, DataError
 
@@ -71,7 +72,7 @@ def window_bars(window_days: float, bar_hours: float) -> int:
     return max(2, int(round(window_days * 24.0 / bar_hours)))
 
 
-def sqrt_impact_cost(size: object, adv: float, sigma_daily: float, y: float = SQRT_IMPACT_Y) -> np.ndarray | float:
+def sqrt_impact_cost(size: ArrayLike, adv: float, sigma_daily: float, y: float = SQRT_IMPACT_Y) -> np.ndarray | float:
     """Square-root impact ``y * sigma_daily * sqrt(size / adv)`` (fraction of notional), vectorised."""
     if not (adv > 0 and math.isfinite(adv)):
         raise ConfigError(f"adv is {adv}; the average daily traded notional must be > 0")
@@ -145,8 +146,8 @@ class DepthBook:
                    asks["price"].to_numpy(float), asks["size"].to_numpy(float), ts)
 
 
-def book_walk_cost(size: object, level_notional: np.ndarray, level_slippage: np.ndarray, *,
-                   tail_rate: object = 0.0) -> np.ndarray | float:
+def book_walk_cost(size: ArrayLike, level_notional: np.ndarray, level_slippage: np.ndarray, *,
+                   tail_rate: ArrayLike = 0.0) -> np.ndarray | float:
     """Average cost (fraction) of executing notional ``size`` against the levels, vectorised.
 
     ``tail_rate`` (scalar or array broadcast with ``size``) is the per-unit
@@ -228,11 +229,11 @@ class LiquidityModel:
     def effective_half_spread(self) -> float:
         return self.depth.half_spread if self.depth is not None else self.half_spread
 
-    def impact(self, size: object) -> np.ndarray | float:
+    def impact(self, size: ArrayLike) -> np.ndarray | float:
         """Square-root impact part only (no spread)."""
         return sqrt_impact_cost(size, self.adv, self.sigma_daily, self.y)
 
-    def cost(self, size: object) -> np.ndarray | float:
+    def cost(self, size: ArrayLike) -> np.ndarray | float:
         """Expected cost of liquidating notional ``size`` (fraction of notional), non-decreasing in size."""
         if self.depth is None:
             out = self.half_spread + np.asarray(self.impact(size))
@@ -244,7 +245,7 @@ class LiquidityModel:
             )
         return float(out) if np.ndim(out) == 0 else out
 
-    def addon(self, size: object | None = None) -> float | np.ndarray:
+    def addon(self, size: ArrayLike | None = None) -> float | np.ndarray:
         """Liquidity add-on at ``size`` (default: ``reference_size``; half-spread only when both are None)."""
         s = self.reference_size if size is None else size
         if s is None:
@@ -335,7 +336,7 @@ def load_depth(con: Any, instrument: str, at: Any = None) -> DepthBook | None:
 # estimators (the R package ``bidask`` does; it is not a Python dependency).
 
 
-def _hl_arrays(high: object, low: object, close: object | None = None) -> tuple[np.ndarray, ...]:
+def _hl_arrays(high: ArrayLike, low: ArrayLike, close: ArrayLike | None = None) -> tuple[np.ndarray, ...]:
     h = np.asarray(high, dtype=float)
     lo = np.asarray(low, dtype=float)
     arrays = [h, lo] + ([np.asarray(close, dtype=float)] if close is not None else [])
@@ -355,7 +356,7 @@ def _hl_arrays(high: object, low: object, close: object | None = None) -> tuple[
     return tuple(arrays)
 
 
-def corwin_schultz_spread(high: object, low: object, *, clip_negative: bool = True) -> np.ndarray:
+def corwin_schultz_spread(high: ArrayLike, low: ArrayLike, *, clip_negative: bool = True) -> np.ndarray:
     """Corwin-Schultz (2012) two-bar spread estimates (full spread as a fraction of price).
 
     Corwin, S. A. and Schultz, P., *A Simple Way to Estimate Bid-Ask Spreads
@@ -381,7 +382,7 @@ def corwin_schultz_spread(high: object, low: object, *, clip_negative: bool = Tr
     return np.maximum(s, 0.0) if clip_negative else s
 
 
-def abdi_ranaldo_spread(high: object, low: object, close: object, *, method: str = "two_day") -> float:
+def abdi_ranaldo_spread(high: ArrayLike, low: ArrayLike, close: ArrayLike, *, method: str = "two_day") -> float:
     """Abdi-Ranaldo (2017) CHL spread estimate (full spread as a fraction of price).
 
     Abdi, F. and Ranaldo, A., *A Simple Estimation of Bid-Ask Spreads from
@@ -437,7 +438,7 @@ report "depth collapsed by more than 90%" (FTI Consulting, quoted on Binance Squ
 "executable depth collapsed by more than 98%" for perpetuals on that day)."""
 
 
-def stressed_liquidity_addon(size: object, *, depth_notional: float, depth_band: float,
+def stressed_liquidity_addon(size: ArrayLike, *, depth_notional: float, depth_band: float,
                              collapse: float = DEPTH_COLLAPSE_2025_10_10) -> np.ndarray | float:
     """Cost (fraction of notional) of executing ``size`` against a collapsed displayed book.
 
@@ -469,7 +470,7 @@ def stressed_liquidity_addon(size: object, *, depth_notional: float, depth_band:
 # ------------------------------------------------------------------ funding over the horizon
 
 
-def funding_provision(funding_rates: object, horizon_hours: float, *, interval_hours: float = 8.0,
+def funding_provision(funding_rates: ArrayLike, horizon_hours: float, *, interval_hours: float = 8.0,
                       method: str = "max", quantile: float = 0.99, cap: float | None = None,
                       accrual: str = "pro_rata") -> float:
     """Funding a perpetual position may pay over a close-out horizon (fraction of notional).

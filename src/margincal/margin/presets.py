@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet
@@ -81,14 +82,14 @@ class Preset:
     as_of: str | None = None
     table_file: str | None = None
 
-    def margin_rate(self, notional: object, open_interest: object = None, *, price: float | None = None
+    def margin_rate(self, notional: ArrayLike, open_interest: ArrayLike | None = None, *, price: float | None = None
                     ) -> MarginRates:
         """IM and MM rates for positions of ``notional`` (quote currency); see each rule."""
         if self._fn is None:  # pragma: no cover - every preset sets one
             raise ConfigError(f"preset {self.name} has no rule")
         return self._fn(self, np.abs(np.asarray(notional, dtype=float)), open_interest, price)
 
-    def margin(self, notional: object, open_interest: object = None, *, price: float | None = None,
+    def margin(self, notional: ArrayLike, open_interest: ArrayLike | None = None, *, price: float | None = None,
                exact: bool = False) -> MarginRates:
         """IM and MM amounts (quote currency); ``exact=True`` uses the venue's own arithmetic (scalars)."""
         if exact:

@@ -19,13 +19,14 @@ import math
 from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from margincal.errors import ConfigError
 
 RATE_TOLERANCE = 1e-9
 
 
-def ceil_to_increment(x: object, increment: float, tol: float = RATE_TOLERANCE) -> np.ndarray | float:
+def ceil_to_increment(x: ArrayLike, increment: float, tol: float = RATE_TOLERANCE) -> np.ndarray | float:
     """Round ``x`` (scalar or array) UP to a multiple of ``increment``.
 
     Values within ``tol`` above a grid point round to that grid point (float

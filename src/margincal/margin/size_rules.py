@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from margincal.errors import ConfigError
 
@@ -43,7 +44,7 @@ def _out(x: np.ndarray) -> Any:
     return float(x) if np.ndim(x) == 0 else x
 
 
-def sqrt_size_imf(base_imf: float, imf_factor: float, size: object) -> np.ndarray | float:
+def sqrt_size_imf(base_imf: float, imf_factor: float, size: ArrayLike) -> np.ndarray | float:
     """``max(base_imf, imf_factor * sqrt(|size|))`` capped at 1 (FTX / Drift)."""
     if not 0 < base_imf <= 1:
         raise ConfigError(f"base_imf is {base_imf}; it must be in (0, 1]")
@@ -53,7 +54,7 @@ def sqrt_size_imf(base_imf: float, imf_factor: float, size: object) -> np.ndarra
     return _out(np.minimum(np.maximum(base_imf, imf_factor * np.sqrt(s)), 1.0))
 
 
-def linear_size_rate(size: object, base_rate: float, rate_per_unit: float,
+def linear_size_rate(size: ArrayLike, base_rate: float, rate_per_unit: float,
                      cap: float = 1.0) -> np.ndarray | float:
     """``base_rate + rate_per_unit * |size|`` capped at ``cap`` (Deribit futures).
 
@@ -67,7 +68,7 @@ def linear_size_rate(size: object, base_rate: float, rate_per_unit: float,
     return _out(np.minimum(base_rate + rate_per_unit * s, cap))
 
 
-def oi_scaled_imf(base_imf: float, open_interest_notional: object, lower_cap: float,
+def oi_scaled_imf(base_imf: float, open_interest_notional: ArrayLike, lower_cap: float,
                   upper_cap: float) -> np.ndarray | float:
     """dYdX v4 open-interest IMF: base below ``lower_cap``, 1.0 from ``upper_cap``, linear between."""
     if not 0 < base_imf <= 1:
@@ -83,7 +84,7 @@ def oi_scaled_imf(base_imf: float, open_interest_notional: object, lower_cap: fl
     return _out(np.minimum(base_imf + np.maximum(scaling * (1.0 - base_imf), 0.0), 1.0))
 
 
-def oi_scaled_mmf(base_imf: float, maintenance_fraction: float, open_interest_notional: object = 0.0,
+def oi_scaled_mmf(base_imf: float, maintenance_fraction: float, open_interest_notional: ArrayLike = 0.0,
                   lower_cap: float = 0.0, upper_cap: float = 0.0, *,
                   scale_with_oi: bool = False) -> np.ndarray | float:
     """Maintenance margin fraction: ``base_imf * maintenance_fraction`` (dYdX: fixed).

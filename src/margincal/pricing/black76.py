@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
 from margincal.errors import DataError
@@ -52,7 +53,7 @@ def _npdf(x: np.ndarray) -> np.ndarray:
     return _INV_SQRT_2PI * np.exp(-0.5 * x * x)
 
 
-def as_is_call(option_type: object) -> np.ndarray:
+def as_is_call(option_type: ArrayLike) -> np.ndarray:
     """Normalise an option type (bool, 'C'/'P', 'call'/'put', or arrays of them) to a bool array."""
     a = np.asarray(option_type)
     if a.dtype == bool:
@@ -157,13 +158,13 @@ def _price_block(F, K, T, s, call, r, out) -> None:
 
 
 def black76_price(
-    forward: object,
-    strike: object,
-    expiry_years: object,
-    vol: object,
-    option_type: object = True,
+    forward: ArrayLike,
+    strike: ArrayLike,
+    expiry_years: ArrayLike,
+    vol: ArrayLike,
+    option_type: ArrayLike = True,
     *,
-    rate: object = 0.0,
+    rate: ArrayLike = 0.0,
     inverse: bool = False,
 ) -> np.ndarray:
     """Black-76 price; arrays broadcast against each other.
@@ -213,13 +214,13 @@ class Greeks:
 
 
 def black76_greeks(
-    forward: object,
-    strike: object,
-    expiry_years: object,
-    vol: object,
-    option_type: object = True,
+    forward: ArrayLike,
+    strike: ArrayLike,
+    expiry_years: ArrayLike,
+    vol: ArrayLike,
+    option_type: ArrayLike = True,
     *,
-    rate: object = 0.0,
+    rate: ArrayLike = 0.0,
     inverse: bool = False,
 ) -> Greeks:
     """Price, delta, gamma, vega, theta (module doc gives the formulas and units)."""

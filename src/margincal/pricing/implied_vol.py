@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import erfcx, ndtr, ndtri
 
 from margincal.pricing.black76 import as_is_call
@@ -117,13 +118,13 @@ def _log_b(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def implied_vol(
-    price: object,
-    forward: object,
-    strike: object,
-    expiry_years: object,
-    option_type: object = True,
+    price: ArrayLike,
+    forward: ArrayLike,
+    strike: ArrayLike,
+    expiry_years: ArrayLike,
+    option_type: ArrayLike = True,
     *,
-    rate: object = 0.0,
+    rate: ArrayLike = 0.0,
     inverse: bool = False,
     max_iter: int = 100,
     rtol: float = 1e-12,

@@ -56,15 +56,16 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeAlias
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning, NotFittedError
-from margincal.units import Decay, as_decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.path import PATH_COLUMNS
+from margincal.units import Decay, as_decay
 from margincal.vol.ewma import ewma_variance, fit_lambda
 
 Side = Literal["long", "short", "both"]
@@ -86,7 +87,11 @@ _UNIT_HOURS = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "d": 
                "w": 168.0, "week": 168.0, "weeks": 168.0, "min": 1 / 60}
 
 
-def horizon_hours(horizon: object) -> float:
+#: a horizon: hours as a number, a duration string ('1d', '8h') or a Timedelta (:func:`horizon_hours`)
+Horizon: TypeAlias = "float | str | pd.Timedelta"
+
+
+def horizon_hours(horizon: Horizon) -> float:
     """Normalise a horizon (hours as a number, a Timedelta, or a string like '1d', '4h') to hours."""
     if isinstance(horizon, bool):
         raise ConfigError(f"horizon {horizon!r} is not hours or a duration like '1d', '8h'")
@@ -284,11 +289,11 @@ class TailModel:
     garch_filter_params_: dict[str, Any]
     _direct_cache: dict[Any, Any]  # per-model cache of the direct multi-bar fits, cleared on rescale
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> Self:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> Self:
         """Fit to ``returns`` (subclasses; they call :meth:`_prepare`)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement fit")
 
-    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+    def forecast(self, horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         """VaR/ES over ``horizon`` at ``level`` from the fitted state (subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forecast")
 
@@ -329,7 +334,7 @@ class TailModel:
 
     # ------------------------------------------------------------------ data
     @staticmethod
-    def _as_series_array(returns: object) -> tuple[np.ndarray, pd.Index | None, str | None]:
+    def _as_series_array(returns: ArrayLike) -> tuple[np.ndarray, pd.Index | None, str | None]:
         if isinstance(returns, pd.DataFrame):
             if returns.shape[1] != 1:
                 raise DataError("a univariate tail model needs one column of returns")
@@ -348,7 +353,7 @@ class TailModel:
             bar_hours = infer_bar_hours(idx) if isinstance(idx, pd.DatetimeIndex) else 24.0
         return check_number("bar_hours", bar_hours, low=0.0)
 
-    def _prepare(self, returns: object, bar_hours: float | None) -> np.ndarray:
+    def _prepare(self, returns: ArrayLike, bar_hours: float | None) -> np.ndarray:
         self._validate()
         r, idx, name = self._as_series_array(returns)
         if r.size < 20:
@@ -365,7 +370,7 @@ class TailModel:
     def _check_fitted(self) -> None:
         check_fitted(self, self._fitted_attr)
 
-    def _bars(self, horizon: object) -> tuple[float, float]:
+    def _bars(self, horizon: Horizon) -> tuple[float, float]:
         hh = horizon_hours(horizon)
         return hh, hh / self.bar_hours_
 
@@ -410,7 +415,7 @@ class TailModel:
         return self._result(level, hh, best[0], best[1], sigma, best[2], eff_n)
 
     # ------------------------------------------------------------ fit_path
-    def fit_path(self, returns: object, *, horizon: object = 24.0, level: float = 0.99, refit: int = 1,
+    def fit_path(self, returns: ArrayLike, *, horizon: Horizon = 24.0, level: float = 0.99, refit: int = 1,
                  bar_hours: float | None = None, fast: bool = True, es: bool = True) -> pd.DataFrame:
         """Causal forecast history: row ``t`` from ``returns[:t]`` only (module doc).
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from margincal import datasets
 from margincal.errors import DataError, MargincalWarning
+from margincal.risk.base import Horizon
 from margincal.risk.models import MODELS, make_model
 
 
@@ -53,7 +54,7 @@ def load_daily_panel(symbols: Sequence[str] | None = None, data_dir: str | Path 
     return pd.concat([load_daily_log_returns(s, data_dir) for s in symbols], axis=1)
 
 
-def compare_models(*, level: float = 0.99, horizon: object = 24.0, models: Sequence[str] | None = None,
+def compare_models(*, level: float = 0.99, horizon: Horizon = 24.0, models: Sequence[str] | None = None,
                    symbols: Sequence[str] | None = None, data_dir: str | Path | None = None,
                    params: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """Fit every model on every bundled daily instrument (full history) and forecast at the last date.
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--level", type=float, default=0.99)
     ap.add_argument("--horizon", default="24")
     args = ap.parse_args(argv)
-    horizon: object = float(args.horizon) if args.horizon.replace(".", "", 1).isdigit() else args.horizon
+    horizon: Horizon = float(args.horizon) if args.horizon.replace(".", "", 1).isdigit() else args.horizon
     df = compare_models(level=args.level, horizon=horizon)
     print(markdown_table(df))
 

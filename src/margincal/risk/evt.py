@@ -45,10 +45,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from margincal.errors import CalibrationError, DataError
 from margincal.risk.base import (
+    Horizon,
     ModelFitWarning,
     Side,
     SubBarHorizonWarning,
@@ -66,9 +68,9 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.path import PATH_COLUMNS, newton_minimize
+from margincal.units import RISKMETRICS, Decay
 
 MIN_EXCEEDANCES = 10
 
@@ -176,7 +178,7 @@ def threshold_stability(losses: np.ndarray, level: float = 0.99,
     return pd.DataFrame(rows).set_index("threshold")
 
 
-def mean_excess(losses: object, thresholds: object | None = None) -> pd.DataFrame:
+def mean_excess(losses: ArrayLike, thresholds: ArrayLike | None = None) -> pd.DataFrame:
     """Empirical mean-excess function ``e(u) = mean(L - u | L > u)``.
 
     ``thresholds`` default: the 50th to 99th percentiles of the losses (50 points).
@@ -201,7 +203,7 @@ def mean_excess(losses: object, thresholds: object | None = None) -> pd.DataFram
                          "std_error": np.where(cnt > 1, se, np.nan)})
 
 
-def mean_excess_reference(losses: object, thresholds: object) -> np.ndarray:
+def mean_excess_reference(losses: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     """Loop version of :func:`mean_excess` (obviously correct; for tests)."""
     x = np.asarray(losses, dtype=float).ravel()
     out = []
@@ -211,7 +213,7 @@ def mean_excess_reference(losses: object, thresholds: object) -> np.ndarray:
     return np.array(out)
 
 
-def mean_excess_figure(losses: object, thresholds: object | None = None, *, title: str = "Mean excess",
+def mean_excess_figure(losses: ArrayLike, thresholds: ArrayLike | None = None, *, title: str = "Mean excess",
                        fitted: dict[str, float] | None = None) -> Any:
     """Plotly mean-excess plot with a 95% band; ``fitted`` (``u``, ``xi``, ``beta``) adds the GPD line.
 
@@ -279,7 +281,7 @@ class EVTModel(TailModel):
         check_number("threshold", self.threshold, low=0.0, high=1.0)
         check_number("stability_tolerance", self.stability_tolerance, low=0.0)
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> EVTModel:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> EVTModel:
         r = self._prepare(returns, bar_hours)
         filt = "sample" if self.filter in ("none", "sample") else self.filter
         store_filter(self, filter_returns(r, filt, self.lam, self.fit_lambda, self.seed, self.window,
@@ -317,7 +319,7 @@ class EVTModel(TailModel):
         v, e = gpd_var_es(level, tail["u"], tail["xi"], tail["beta"], int(tail["n"]), int(tail["k"]))
         return scale * v, scale * e
 
-    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+    def forecast(self, horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         self._check_fitted()
         level = check_level(level)
         hh, h = self._bars(horizon)

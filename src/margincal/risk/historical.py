@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from margincal.risk.base import (
+    Horizon,
     Side,
     TailForecast,
     TailModel,
@@ -24,8 +26,8 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.path import sorted_tails
+from margincal.units import RISKMETRICS, Decay
 
 
 def _scenario_layout(x: np.ndarray, first: int, h: float, scaling: str, window: int | None, n: int
@@ -62,13 +64,13 @@ class HistoricalSimulation(TailModel):
         self.scaling = scaling
         self.side = side
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> HistoricalSimulation:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> HistoricalSimulation:
         r = self._prepare(returns, bar_hours)
         self.sample_ = r[-self.window:] if self.window else r
         self.filter_ = "none"
         return self
 
-    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+    def forecast(self, horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         self._check_fitted()
         hh, h = self._bars(horizon)
         x = self.sample_
@@ -113,13 +115,13 @@ class FilteredHistoricalSimulation(TailModel):
         super()._validate()
         check_choice("sigma", self.sigma, ("ewma", "garch"))
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> FilteredHistoricalSimulation:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> FilteredHistoricalSimulation:
         r = self._prepare(returns, bar_hours)
         store_filter(self, filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window,
                                           self.bar_hours_))
         return self
 
-    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+    def forecast(self, horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         self._check_fitted()
         hh, h = self._bars(horizon)
         one_bar = self.sigma_next_ * self.residuals_

@@ -25,11 +25,12 @@ age-weighted HS). NaN raises :class:`DataError`; it is never dropped silently.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from margincal.errors import DataError
 
 
-def _check(losses: object, level: float, weights: object | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def _check(losses: ArrayLike, level: float, weights: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     x = np.asarray(losses, dtype=float)
     if x.ndim != 1:
         x = x.ravel()
@@ -51,7 +52,7 @@ def _check(losses: object, level: float, weights: object | None = None) -> tuple
     return x, w
 
 
-def value_at_risk(losses: object, level: float = 0.99, weights: object | None = None) -> float:
+def value_at_risk(losses: ArrayLike, level: float = 0.99, weights: ArrayLike | None = None) -> float:
     """Empirical VaR: the lower ``level``-quantile of positive losses (see module doc)."""
     x, w = _check(losses, level, weights)
     if w is None:
@@ -62,7 +63,7 @@ def value_at_risk(losses: object, level: float = 0.99, weights: object | None = 
     return float(x[order][min(i, x.size - 1)])
 
 
-def expected_shortfall(losses: object, level: float = 0.99, weights: object | None = None) -> float:
+def expected_shortfall(losses: ArrayLike, level: float = 0.99, weights: ArrayLike | None = None) -> float:
     """Acerbi–Tasche Expected Shortfall of positive losses at ``level`` (see module doc)."""
     x, w = _check(losses, level, weights)
     n = x.size
@@ -81,6 +82,6 @@ def expected_shortfall(losses: object, level: float = 0.99, weights: object | No
     return total / tail
 
 
-def var_es(losses: object, level: float = 0.99, weights: object | None = None) -> tuple[float, float]:
+def var_es(losses: ArrayLike, level: float = 0.99, weights: ArrayLike | None = None) -> tuple[float, float]:
     """Both measures at once."""
     return value_at_risk(losses, level, weights), expected_shortfall(losses, level, weights)

@@ -49,10 +49,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import optimize, special, stats
 
 from margincal.errors import CalibrationError, DataError
 from margincal.risk.base import (
+    Horizon,
     ModelFitWarning,
     Side,
     SubBarHorizonWarning,
@@ -72,10 +74,10 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.parametric import clamp_df, fit_t_mle, standardized_t_scale
 from margincal.risk.path import PATH_COLUMNS, inverted_cdf_index, tail_count
+from margincal.units import RISKMETRICS, Decay
 
 
 def _fit_t_df(x: np.ndarray, df_min: float = 2.1, df_max: float = 500.0,
@@ -113,7 +115,7 @@ class MonteCarloModel(TailModel):
         check_int("n_sims", self.n_sims, 1000)
         check_int("random_state", self.random_state, 0)
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> MonteCarloModel:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> MonteCarloModel:
         r = self._prepare(returns, bar_hours)
         if self.dist == "t":
             store_filter(self, filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window,
@@ -195,7 +197,7 @@ class MonteCarloModel(TailModel):
                 out[f"var_{side}"][t], out[f"es_{side}"][t] = v, max(e, v)
         return out
 
-    def simulate(self, horizon: object = 24.0) -> np.ndarray:
+    def simulate(self, horizon: Horizon = 24.0) -> np.ndarray:
         """``n_sims`` simulated horizon log returns (reproducible: seeded with ``random_state``)."""
         self._check_fitted()
         _, h = self._bars(horizon)
@@ -222,7 +224,7 @@ class MonteCarloModel(TailModel):
             s2 = g["omega"] + g["alpha"] * e * e + g["beta"] * s2
         return total
 
-    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+    def forecast(self, horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         self._check_fitted()
         level = check_level(level)
         hh, _ = self._bars(horizon)
@@ -360,7 +362,7 @@ class TCopulaMonteCarlo:
     def _check_fitted(self) -> None:
         check_fitted(self, "corr_")
 
-    def _steps(self, horizon: object) -> tuple[float, float, int]:
+    def _steps(self, horizon: Horizon) -> tuple[float, float, int]:
         hh = horizon_hours(horizon)
         h = hh / self.bar_hours_
         if h < 1.0 - 1e-12:
@@ -383,7 +385,7 @@ class TCopulaMonteCarlo:
             out[:, j] = _t_to_marginal(xc[:, j], nu, marg)
         return out * self.sigma_next_
 
-    def simulate(self, n: int | None = None, horizon: object = 24.0) -> pd.DataFrame:
+    def simulate(self, n: int | None = None, horizon: Horizon = 24.0) -> pd.DataFrame:
         """``n`` joint horizon log returns (columns = instruments); seeded with ``random_state``."""
         self._check_fitted()
         n = int(self.n_sims if n is None else n)
@@ -417,7 +419,7 @@ class TCopulaMonteCarlo:
         return -(np.expm1(joint_log_returns) @ weights)
 
     def portfolio_forecast(self, weights: Sequence[float] | pd.Series | dict[str, float],
-                           horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+                           horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         """VaR/ES of the portfolio loss, in the units of ``weights``.
 
         ``weights`` are signed notionals (long > 0, short < 0), e.g. fractions of the
@@ -447,7 +449,7 @@ class TCopulaMonteCarlo:
         )
 
     def loss_function(self, weights: Sequence[float] | pd.Series | dict[str, float],
-                      horizon: object = 24.0) -> GaussianLossFunction:
+                      horizon: Horizon = 24.0) -> GaussianLossFunction:
         """The portfolio loss as a function of i.i.d. standard normals (for importance sampling).
 
         Each bar of the horizon uses ``d + 1`` normals: ``d`` for the copula's Gaussian part

@@ -50,11 +50,13 @@ import math
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import integrate, special, stats
 
 from margincal.errors import CalibrationError, ConfigError
 from margincal.risk.base import (
     FILTERS,
+    Horizon,
     ModelFitWarning,
     Side,
     SubBarHorizonWarning,
@@ -73,8 +75,8 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.path import PATH_COLUMNS, cornish_fisher_domain_vec, newton_minimize, rolling_moments
+from margincal.units import RISKMETRICS, Decay
 
 # ---------------------------------------------------------------- closed forms
 
@@ -259,7 +261,7 @@ class ParametricModel(TailModel):
         super()._validate()
         check_choice("sigma", self.sigma, FILTERS)
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> ParametricModel:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> ParametricModel:
         r = self._prepare(returns, bar_hours)
         store_filter(self, filter_returns(r, self.sigma, self.lam, self.fit_lambda, self.seed, self.window,
                                           self.bar_hours_))
@@ -287,7 +289,7 @@ class ParametricModel(TailModel):
             self._direct_cache[hi] = (self._fit_shape(sums / scale), scale, self.residuals_.size / hi)
         return self._direct_cache[hi]
 
-    def forecast(self, horizon: object = 24.0, level: float = 0.99) -> TailForecast:
+    def forecast(self, horizon: Horizon = 24.0, level: float = 0.99) -> TailForecast:
         self._check_fitted()
         level = check_level(level)
         hh, h = self._bars(horizon)

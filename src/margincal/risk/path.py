@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from margincal.errors import ConfigError
 
@@ -33,7 +34,7 @@ from margincal.errors import ConfigError
 PATH_COLUMNS = ("var_long", "es_long", "var_short", "es_short")
 
 
-def inverted_cdf_index(n: object, q: float) -> np.ndarray:
+def inverted_cdf_index(n: ArrayLike, q: float) -> np.ndarray:
     """0-based position of numpy's ``method="inverted_cdf"`` quantile ``q`` in a sorted sample of size ``n``.
 
     The same floating-point steps as numpy (``v = n q - 1``; the floor of ``v``

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from margincal import datasets
@@ -53,7 +54,7 @@ ALL_MODELS = ("EWMA", "GARCH(1,1)-t", "HAR", "ML")
 
 
 # --------------------------------------------------------------------------- losses and DM test
-def qlike(rv: object, forecast: object) -> np.ndarray:
+def qlike(rv: ArrayLike, forecast: object) -> np.ndarray:
     """QLIKE loss ``RV/F - ln(RV/F) - 1`` (>= 0, zero iff F = RV); needs RV > 0 and F > 0."""
     y = np.asarray(rv, dtype=float)
     f = np.asarray(forecast, dtype=float)
@@ -63,7 +64,7 @@ def qlike(rv: object, forecast: object) -> np.ndarray:
     return x - np.log(x) - 1.0
 
 
-def squared_error(rv: object, forecast: object) -> np.ndarray:
+def squared_error(rv: ArrayLike, forecast: object) -> np.ndarray:
     """Squared error ``(RV - F)^2``."""
     return (np.asarray(rv, dtype=float) - np.asarray(forecast, dtype=float)) ** 2
 
@@ -90,8 +91,8 @@ def newey_west_lags(n: int) -> int:
 
 
 def diebold_mariano(
-    loss_a: object,
-    loss_b: object,
+    loss_a: ArrayLike,
+    loss_b: ArrayLike,
     *,
     h: int = 1,
     lags: int | str | None = None,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import optimize, signal
 
 from margincal.errors import CalibrationError, DataError, NotFittedError
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 RISKMETRICS_LAMBDA = 0.94
 
 
-def _as_array(returns: object, name: str = "returns") -> np.ndarray:
+def _as_array(returns: ArrayLike, name: str = "returns") -> np.ndarray:
     r = np.asarray(returns, dtype=float).ravel()
     if r.size == 0:
         raise DataError(f"{name} is empty")
@@ -37,7 +38,7 @@ def _as_array(returns: object, name: str = "returns") -> np.ndarray:
     return r
 
 
-def ewma_variance(returns: object, lam: float = RISKMETRICS_LAMBDA, seed: int = 30) -> np.ndarray:
+def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA, seed: int = 30) -> np.ndarray:
     """One-step-ahead EWMA variances; element ``t`` uses returns ``< t`` only.
 
     Returns an array of length ``n + 1``: the last element is the forecast for
@@ -55,7 +56,7 @@ def ewma_variance(returns: object, lam: float = RISKMETRICS_LAMBDA, seed: int = 
     return np.concatenate([[s0], y])
 
 
-def ewma_variance_reference(returns: object, lam: float = RISKMETRICS_LAMBDA, seed: int = 30) -> np.ndarray:
+def ewma_variance_reference(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA, seed: int = 30) -> np.ndarray:
     """Obviously-correct loop version of :func:`ewma_variance` (for tests)."""
     r = _as_array(returns)
     k = max(1, min(seed, r.size))
@@ -67,7 +68,7 @@ def ewma_variance_reference(returns: object, lam: float = RISKMETRICS_LAMBDA, se
     return np.array(out)
 
 
-def fit_lambda(returns: object, seed: int = 30, bounds: tuple[float, float] = (0.80, 0.999)) -> float:
+def fit_lambda(returns: ArrayLike, seed: int = 30, bounds: tuple[float, float] = (0.80, 0.999)) -> float:
     """Lambda maximising the Gaussian likelihood of the returns under the EWMA variance."""
     r = _as_array(returns)
     if r.size < 2 * seed:
@@ -108,7 +109,7 @@ class EWMAVolatility:
         self.fit_lambda = fit_lambda
         self.seed = seed
 
-    def fit(self, returns: object) -> EWMAVolatility:
+    def fit(self, returns: ArrayLike) -> EWMAVolatility:
         r = _as_array(returns)
         self.lam_ = fit_lambda(r, self.seed) if self.fit_lambda else self._per_bar(returns)
         v = ewma_variance(r, self.lam_, self.seed)
@@ -119,7 +120,7 @@ class EWMAVolatility:
         self.n_obs_ = r.size
         return self
 
-    def _per_bar(self, returns: object) -> float:
+    def _per_bar(self, returns: ArrayLike) -> float:
         from margincal.units import Decay
 
         if not isinstance(self.lam, Decay):

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from arch import arch_model
 from arch.univariate import Normal, SkewStudent, StudentsT
+from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
 
@@ -59,7 +60,7 @@ class GarchConvergenceWarning(MargincalWarning):
     """arch's optimiser reported that the likelihood maximisation did not converge."""
 
 
-def _as_returns(returns: object) -> tuple[np.ndarray, pd.Index | None]:
+def _as_returns(returns: ArrayLike) -> tuple[np.ndarray, pd.Index | None]:
     index = returns.index if isinstance(returns, pd.Series) else None
     r = np.asarray(returns, dtype=float).ravel()
     if r.size == 0:
@@ -146,7 +147,7 @@ class GarchVolatility:
         return q
 
     # ------------------------------------------------------------------ API
-    def fit(self, returns: object) -> GarchVolatility:
+    def fit(self, returns: ArrayLike) -> GarchVolatility:
         """Fit by maximum likelihood (arch); ``returns`` are log returns, one per bar."""
         self._check_params()
         r, index = _as_returns(returns)
@@ -208,7 +209,7 @@ class GarchVolatility:
         """Variance of the sum of the next ``horizon_bars`` returns: the sum of the per-step forecasts."""
         return float(np.sum(self.forecast_variance_path(horizon_bars)))
 
-    def filter_variance(self, returns: object) -> np.ndarray:
+    def filter_variance(self, returns: ArrayLike) -> np.ndarray:
         """Conditional variances of ``returns`` under the FITTED parameters (no re-estimation).
 
         Returns ``n + 1`` values: element ``t`` uses returns strictly before

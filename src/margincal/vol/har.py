@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, ConfigError, DataError
 
@@ -38,7 +39,7 @@ def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _as_rv(rv: object) -> tuple[np.ndarray, pd.Index | None]:
+def _as_rv(rv: ArrayLike) -> tuple[np.ndarray, pd.Index | None]:
     index = rv.index if isinstance(rv, pd.Series) else None
     x = np.asarray(rv, dtype=float).ravel()
     if x.size == 0:
@@ -51,7 +52,7 @@ def _as_rv(rv: object) -> tuple[np.ndarray, pd.Index | None]:
     return x, index
 
 
-def har_design(rv: object, lags: Sequence[int] = (1, 5, 22)) -> pd.DataFrame:
+def har_design(rv: ArrayLike, lags: Sequence[int] = (1, 5, 22)) -> pd.DataFrame:
     """HAR regressors at each day ``t``: the mean RV over the last ``n`` days (day ``t`` included) for each ``n`` in ``lags``.
 
     Rows before the longest window is full are NaN. Columns ``rv_<n>``.
@@ -85,7 +86,7 @@ class HARVolatility:
             raise ConfigError(f"lags is {self.lags!r}; it must be strictly increasing positive integers, e.g. (1, 5, 22)")
         return lags
 
-    def fit(self, rv: object) -> HARVolatility:
+    def fit(self, rv: ArrayLike) -> HARVolatility:
         """Fit by OLS on a series of daily realized variances (consecutive days, oldest first)."""
         lags = self._check()
         x, index = _as_rv(rv)
@@ -121,7 +122,7 @@ class HARVolatility:
         if not hasattr(self, "params_"):
             raise CalibrationError("HARVolatility is not fitted; call fit(rv) first")
 
-    def predict_one_step(self, rv: object) -> np.ndarray:
+    def predict_one_step(self, rv: ArrayLike) -> np.ndarray:
         """One-step forecasts with the fitted coefficients over a (possibly longer) RV history.
 
         Element ``t`` is the forecast for day ``t + 1`` made with RV up to day

@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import ConfigError, DataError
 
@@ -151,7 +152,7 @@ class HorizonScaler:
             raise ConfigError(f"scaling exponent is {self.exponent}; it must be in (0, 1.5) (0.5 = random walk)")
         _hours(self.reference_hours, "reference_hours")
 
-    def factor(self, hours: object) -> np.ndarray | float:
+    def factor(self, hours: ArrayLike) -> np.ndarray | float:
         h = np.asarray(hours, dtype=float)
         if np.any(~np.isfinite(h)) or np.any(h < 0):
             raise ConfigError("horizons must be finite and >= 0 hours")

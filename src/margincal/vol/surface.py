@@ -53,6 +53,7 @@ from typing import TypedDict
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import optimize
 
 from margincal import datasets
@@ -89,23 +90,23 @@ class SVIParams:
         """``a + b sigma sqrt(1 - rho^2)``, the minimum of ``w`` over ``k``."""
         return self.a + self.b * self.sigma * math.sqrt(1.0 - self.rho**2)
 
-    def total_variance(self, k: object) -> np.ndarray:
+    def total_variance(self, k: ArrayLike) -> np.ndarray:
         return svi_total_variance(k, *self.as_tuple())
 
-    def derivatives(self, k: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def derivatives(self, k: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``w, dw/dk, d2w/dk2`` at ``k`` (closed form)."""
         x = np.asarray(k, dtype=float) - self.m
         r = np.sqrt(x * x + self.sigma**2)
         w = self.a + self.b * (self.rho * x + r)
         return w, self.b * (self.rho + x / r), self.b * self.sigma**2 / r**3
 
-    def g(self, k: object) -> np.ndarray:
+    def g(self, k: ArrayLike) -> np.ndarray:
         """Gatheral-Jacquier density function ``g(k)``; the slice is butterfly-free iff ``g >= 0`` everywhere."""
         w, w1, w2 = self.derivatives(k)
         return _g_from_derivatives(np.asarray(k, dtype=float), w, w1, w2)
 
 
-def svi_total_variance(k: object, a: float, b: float, rho: float, m: float, sigma: float) -> np.ndarray:
+def svi_total_variance(k: ArrayLike, a: float, b: float, rho: float, m: float, sigma: float) -> np.ndarray:
     """Raw SVI total implied variance ``a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))``."""
     x = np.asarray(k, dtype=float) - m
     return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
@@ -117,7 +118,7 @@ def _g_from_derivatives(k: np.ndarray, w: np.ndarray, w1: np.ndarray, w2: np.nda
     return np.where(w > 0, g, -np.inf)  # w <= 0 is itself an arbitrage (no density)
 
 
-def g_function_reference(w_func, k: object, dk: float = 1e-4) -> np.ndarray:
+def g_function_reference(w_func, k: ArrayLike, dk: float = 1e-4) -> np.ndarray:
     """``g(k)`` with central finite differences of any total-variance function (for tests)."""
     k = np.asarray(k, dtype=float)
     w = w_func(k)
@@ -185,11 +186,11 @@ def _grid_starts(k: np.ndarray, w: np.ndarray, sw: np.ndarray, n_best: int) -> l
 
 
 def fit_svi(
-    k: object,
+    k: ArrayLike,
     w: object,
     *,
     T: float | None = None,
-    weights: object | None = None,
+    weights: ArrayLike | None = None,
     space: str = "w",
     lee_bound: bool = True,
     b_max: float = 5.0,
@@ -267,12 +268,12 @@ def fit_svi(
 
 
 # =========================================================================== SSVI
-def ssvi_phi(theta: object, eta: float, gamma: float) -> np.ndarray:
+def ssvi_phi(theta: ArrayLike, eta: float, gamma: float) -> np.ndarray:
     """Power-law SSVI curvature ``phi(theta) = eta theta^(-gamma)``."""
     return eta * np.asarray(theta, dtype=float) ** (-gamma)
 
 
-def ssvi_total_variance(k: object, theta: object, rho: float, eta: float, gamma: float) -> np.ndarray:
+def ssvi_total_variance(k: ArrayLike, theta: ArrayLike, rho: float, eta: float, gamma: float) -> np.ndarray:
     """SSVI ``w = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 - rho^2))`` (arrays broadcast)."""
     k = np.asarray(k, dtype=float)
     th = np.asarray(theta, dtype=float)
@@ -327,7 +328,7 @@ class _SurfaceBase:
     def _w_at_expiries(self, k: np.ndarray) -> np.ndarray:  # (n_expiries, *k.shape)
         raise NotImplementedError
 
-    def total_variance(self, k: object, T: object) -> np.ndarray:
+    def total_variance(self, k: ArrayLike, T: object) -> np.ndarray:
         """Total implied variance at log-moneyness ``k`` and time ``T`` (years); arrays broadcast."""
         self._require_fit()
         k, T = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(T, dtype=float))
@@ -347,7 +348,8 @@ class _SurfaceBase:
         after = take(np.full_like(j, Ts.size - 1)) * T / Ts[-1]
         return np.where(Ts[0] > T, before, np.where(Ts[-1] < T, after, inside))
 
-    def implied_vol(self, k: object = None, T: object = None, *, strike: object = None) -> np.ndarray:
+    def implied_vol(self, k: ArrayLike | None = None, T: ArrayLike | None = None, *,
+                    strike: ArrayLike | None = None) -> np.ndarray:
         """Implied vol (decimal, annualised) at log-moneyness ``k`` or at ``strike``, time ``T`` (years)."""
         self._require_fit()
         if T is None:
@@ -360,6 +362,7 @@ class _SurfaceBase:
             if np.any(K <= 0):
                 raise DataError("strike must be > 0")
             k = np.log(K / _interp_forward(self.expiries_T_, self.forwards_, T_arr))
+        assert k is not None  # exactly one of k and strike, checked above
         w = self.total_variance(k, T_arr)
         return np.sqrt(np.maximum(w, 0.0) / T_arr)
 
@@ -512,7 +515,7 @@ class SSVISurface(_SurfaceBase):
         inside = np.interp(T, Ts, th)
         return np.where(Ts[0] > T, th[0] * T / Ts[0], np.where(Ts[-1] < T, th[-1] * T / Ts[-1], inside))
 
-    def total_variance(self, k: object, T: object) -> np.ndarray:
+    def total_variance(self, k: ArrayLike, T: object) -> np.ndarray:
         self._require_fit()
         k, T = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(T, dtype=float))
         if np.any(T <= 0):
@@ -565,7 +568,7 @@ def _slices(obj: object) -> list[tuple[float, SVIParams, tuple[float, float] | N
     raise ConfigError(f"cannot check arbitrage on a {type(obj).__name__}; pass SVIParams, a surface or (T, SVIParams) pairs")
 
 
-def _grid(k_grid: object, rng: tuple[float, float] | None, n: int = 201) -> np.ndarray:
+def _grid(k_grid: ArrayLike | None, rng: tuple[float, float] | None, n: int = 201) -> np.ndarray:
     if k_grid is not None:
         return np.asarray(k_grid, dtype=float)
     if rng is None:
@@ -573,7 +576,7 @@ def _grid(k_grid: object, rng: tuple[float, float] | None, n: int = 201) -> np.n
     return np.linspace(rng[0], rng[1], n)
 
 
-def butterfly_violations(obj: object, k_grid: object = None, *, tol: float = 1e-10) -> pd.DataFrame:
+def butterfly_violations(obj: object, k_grid: ArrayLike | None = None, *, tol: float = 1e-10) -> pd.DataFrame:
     """Points where Gatheral-Jacquier's ``g(k) < -tol`` (negative risk-neutral density).
 
     ``obj``: :class:`SVIParams`, a fitted :class:`SVISurface` / :class:`SSVISurface`,
@@ -593,7 +596,7 @@ def butterfly_violations(obj: object, k_grid: object = None, *, tol: float = 1e-
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def calendar_violations(obj: object, k_grid: object = None, *, tol: float = 1e-10) -> pd.DataFrame:
+def calendar_violations(obj: object, k_grid: ArrayLike | None = None, *, tol: float = 1e-10) -> pd.DataFrame:
     """Points where total variance DEcreases from one expiry to the next at the same ``k``.
 
     ``obj``: a fitted surface or ``(T, SVIParams)`` pairs (sorted by ``T`` here).
@@ -619,7 +622,7 @@ def calendar_violations(obj: object, k_grid: object = None, *, tol: float = 1e-1
 
 
 # =========================================================================== Deribit loaders
-def _utc(x: object) -> pd.Series:
+def _utc(x: ArrayLike) -> pd.Series:
     return pd.to_datetime(x, utc=True)
 
 

@@ -128,6 +128,7 @@ def standard_margin(positions: Mapping[str, float], market: MarketState, *, venu
         F = market.forward_of(s)
         S = market.spot_of(s.underlying)
         if s.is_option:
+            assert s.strike is not None  # InstrumentSpec.__post_init__: an option has a strike
             T = s.years_to_expiry(market.valuation_time)
             v = float(black76_price(F, s.strike, max(T, 0.0), market.vol_of(s), s.option_type == "C",
                                     rate=market.rate))
