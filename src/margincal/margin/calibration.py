@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, ConfigError, MargincalWarning
 from margincal.margin.liquidity import LiquidityModel
@@ -186,7 +187,7 @@ class MarginCalibrator:
         if self.liquidity is not None and not isinstance(self.liquidity, LiquidityModel):
             raise ConfigError("liquidity must be a LiquidityModel (or None)")
 
-    def fit(self, returns: object, bar_hours: float | None = None) -> MarginCalibrator:
+    def fit(self, returns: ArrayLike, bar_hours: float | None = None) -> MarginCalibrator:
         """Fit the tail model on log ``returns`` and calibrate the rates."""
         self._validate()
         model = make_model(self.model, **dict(self.model_params or {}))
@@ -266,7 +267,7 @@ def calibration_from_forecast(forecast: TailForecast, *, buffer: float = 0.0,
     return cal
 
 
-def calibrate_instrument(returns: object, *, model: str = "fhs", model_params: Mapping[str, Any] | None = None,
+def calibrate_instrument(returns: ArrayLike, *, model: str = "fhs", model_params: Mapping[str, Any] | None = None,
                          level: float = 0.99, horizon_hours: float = 24.0, buffer: float = 0.0,
                          liquidity: LiquidityModel | None = None, reference_size: float | None = None,
                          mm_fraction: float = DEFAULT_MM_FRACTION, rounding: float = 0.0005,
@@ -282,7 +283,7 @@ def calibrate_instrument(returns: object, *, model: str = "fhs", model_params: M
     ).fit(returns, bar_hours=bar_hours).calibration_
 
 
-def calibrate_universe(returns: Mapping[str, object], *, liquidity: Mapping[str, LiquidityModel] | None = None,
+def calibrate_universe(returns: Mapping[str, ArrayLike], *, liquidity: Mapping[str, LiquidityModel] | None = None,
                        run_id: str | None = None, **kwargs: Any) -> tuple[ParameterSet, dict[str, Calibration]]:
     """Calibrate every instrument of ``returns`` (name -> log returns) into one :class:`ParameterSet`.
 
