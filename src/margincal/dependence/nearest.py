@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, DataError
 
 
-def _as_square(a: object) -> tuple[np.ndarray, pd.Index | None]:
+def _as_square(a: ArrayLike) -> tuple[np.ndarray, pd.Index | None]:
     labels = a.index if isinstance(a, pd.DataFrame) else None
     m = np.asarray(a, dtype=float)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
@@ -43,7 +44,7 @@ def _as_square(a: object) -> tuple[np.ndarray, pd.Index | None]:
     return m, labels
 
 
-def is_correlation_matrix(a: object, tol: float = 1e-10) -> bool:
+def is_correlation_matrix(a: ArrayLike, tol: float = 1e-10) -> bool:
     """Symmetric, unit diagonal and positive semidefinite (smallest eigenvalue >= -tol)."""
     m, _ = _as_square(a)
     if not np.allclose(m, m.T, atol=tol) or not np.allclose(np.diag(m), 1.0, atol=tol):
@@ -56,7 +57,7 @@ def _psd_projection(r: np.ndarray, floor: float) -> np.ndarray:
     return (v * np.maximum(w, floor)) @ v.T
 
 
-def nearest_correlation(a: object, *, tol: float = 1e-10, max_iter: int = 10_000,
+def nearest_correlation(a: ArrayLike, *, tol: float = 1e-10, max_iter: int = 10_000,
                         eig_floor: float = 0.0) -> np.ndarray | pd.DataFrame:
     """Frobenius-nearest correlation matrix to the symmetric matrix ``a`` (see module doc).
 
@@ -93,7 +94,7 @@ def nearest_correlation(a: object, *, tol: float = 1e-10, max_iter: int = 10_000
     return out
 
 
-def repair_correlation(a: object, *, tol: float = 1e-10, eig_floor: float = 0.0) -> np.ndarray | pd.DataFrame:
+def repair_correlation(a: ArrayLike, *, tol: float = 1e-10, eig_floor: float = 0.0) -> np.ndarray | pd.DataFrame:
     """Return ``a`` unchanged if it is already a correlation matrix, else its nearest correlation matrix."""
     m, labels = _as_square(a)
     if is_correlation_matrix(m, tol=1e-12) and np.linalg.eigvalsh(m).min() >= eig_floor:

@@ -150,7 +150,7 @@ def _o(x: np.ndarray) -> Any:
     return float(x) if np.ndim(x) == 0 else x
 
 
-def _linear(p: Preset, n: np.ndarray, _oi: object, price: float | None) -> MarginRates:
+def _linear(p: Preset, n: np.ndarray, _oi: ArrayLike | None, price: float | None) -> MarginRates:
     px = price if price is not None else p.reference_price
     if px is None or not px > 0:
         raise ConfigError(f"preset {p.name}: price is {px}; coin-sized rules need the mark price > 0")
@@ -160,14 +160,14 @@ def _linear(p: Preset, n: np.ndarray, _oi: object, price: float | None) -> Margi
     return MarginRates(_o(np.asarray(im)), _o(np.asarray(mm)))
 
 
-def _brackets(p: Preset, n: np.ndarray, _oi: object, _price: float | None) -> MarginRates:
+def _brackets(p: Preset, n: np.ndarray, _oi: ArrayLike | None, _price: float | None) -> MarginRates:
     assert p.schedule is not None
     im = p.schedule.initial_rate(n, continuous=False)
     mm = p.schedule.maintenance_rate(n)
     return MarginRates(_o(np.asarray(im)), _o(np.asarray(mm)))
 
 
-def _oi(p: Preset, n: np.ndarray, oi: object, _price: float | None) -> MarginRates:
+def _oi(p: Preset, n: np.ndarray, oi: ArrayLike | None, _price: float | None) -> MarginRates:
     oi_arr = np.asarray(0.0 if oi is None else oi, dtype=float)
     pr = p.params
     im = np.asarray(oi_scaled_imf(pr["base_imf"], oi_arr, pr["oi_lower_cap"], pr["oi_upper_cap"]))
@@ -209,7 +209,7 @@ def _arithmetic(params: InstrumentParams) -> Any:
     return None
 
 
-def _drift_float(p: Preset, n: np.ndarray, _oi: object, price: float | None) -> MarginRates:
+def _drift_float(p: Preset, n: np.ndarray, _oi: ArrayLike | None, price: float | None) -> MarginRates:
     px = price if price is not None else p.reference_price
     if px is None or not px > 0:
         raise ConfigError(f"preset {p.name}: price is {px}; Drift's size premium is in base units, give the price")

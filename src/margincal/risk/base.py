@@ -559,7 +559,7 @@ def _garch_filter(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, dict[st
     return r / vol, vol, nxt, params
 
 
-def filter_returns(r: np.ndarray, sigma: str, lam: object, fit_lam: bool, seed: int,
+def filter_returns(r: np.ndarray, sigma: str, lam: float | Decay, fit_lam: bool, seed: int,
                    window: int | None, bar_hours: float = 24.0) -> dict[str, Any]:
     """The volatility filter shared by FHS, the parametric models, EVT and Monte Carlo.
 

@@ -97,7 +97,7 @@ class ExpectedShortfallResult:
     seed: int | None
 
 
-def _rng(rng: object) -> tuple[np.random.Generator, int | None]:
+def _rng(rng: np.random.Generator | int | None) -> tuple[np.random.Generator, int | None]:
     if isinstance(rng, np.random.Generator):
         return rng, None
     if rng is None or isinstance(rng, (int, np.integer)):
@@ -245,7 +245,7 @@ def _check_n(n: int) -> int:
 
 def tail_probability_is(target: Any, threshold: float, n: int = 100_000, *, shift: Any = None,
                         scale_factor: float | None = None, dim: int | None = None,
-                        rng: object = None) -> TailProbabilityResult:
+                        rng: np.random.Generator | int | None = None) -> TailProbabilityResult:
     """Importance-sampling estimate of ``P(L > threshold)`` with its relative error (module doc).
 
     ``target``: a frozen scipy distribution of the loss, or a loss function of ``dim``
@@ -331,7 +331,7 @@ def pilot_var(loss: Any, level: float, pilot: int, gen: np.random.Generator) -> 
 
 
 def expected_shortfall_is(target: Any, level: float, n: int = 100_000, *, shift: Any = None,
-                          scale_factor: float | None = None, dim: int | None = None, rng: object = None, var_guess: float | None = None,
+                          scale_factor: float | None = None, dim: int | None = None, rng: np.random.Generator | int | None = None, var_guess: float | None = None,
                           pilot: int = 20_000) -> ExpectedShortfallResult:
     """Importance-sampling VaR/ES at ``level`` (e.g. 0.999999) beside crude MC at the same ``n``.
 

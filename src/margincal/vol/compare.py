@@ -54,7 +54,7 @@ ALL_MODELS = ("EWMA", "GARCH(1,1)-t", "HAR", "ML")
 
 
 # --------------------------------------------------------------------------- losses and DM test
-def qlike(rv: ArrayLike, forecast: object) -> np.ndarray:
+def qlike(rv: ArrayLike, forecast: ArrayLike) -> np.ndarray:
     """QLIKE loss ``RV/F - ln(RV/F) - 1`` (>= 0, zero iff F = RV); needs RV > 0 and F > 0."""
     y = np.asarray(rv, dtype=float)
     f = np.asarray(forecast, dtype=float)
@@ -64,7 +64,7 @@ def qlike(rv: ArrayLike, forecast: object) -> np.ndarray:
     return x - np.log(x) - 1.0
 
 
-def squared_error(rv: ArrayLike, forecast: object) -> np.ndarray:
+def squared_error(rv: ArrayLike, forecast: ArrayLike) -> np.ndarray:
     """Squared error ``(RV - F)^2``."""
     return (np.asarray(rv, dtype=float) - np.asarray(forecast, dtype=float)) ** 2
 

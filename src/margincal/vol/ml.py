@@ -41,6 +41,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
@@ -197,7 +198,7 @@ class MLVarianceForecaster:
             random_state=self.random_state,
         )
 
-    def fit(self, features: pd.DataFrame, target: object) -> MLVarianceForecaster:
+    def fit(self, features: pd.DataFrame, target: ArrayLike) -> MLVarianceForecaster:
         """Fit on rows whose target (next-day RV) is finite and > 0; rows are in time order.
 
         ``target`` is aligned with ``features`` (use :func:`next_day_target`).

@@ -187,7 +187,7 @@ def _grid_starts(k: np.ndarray, w: np.ndarray, sw: np.ndarray, n_best: int) -> l
 
 def fit_svi(
     k: ArrayLike,
-    w: object,
+    w: ArrayLike,
     *,
     T: float | None = None,
     weights: ArrayLike | None = None,
@@ -328,7 +328,7 @@ class _SurfaceBase:
     def _w_at_expiries(self, k: np.ndarray) -> np.ndarray:  # (n_expiries, *k.shape)
         raise NotImplementedError
 
-    def total_variance(self, k: ArrayLike, T: object) -> np.ndarray:
+    def total_variance(self, k: ArrayLike, T: ArrayLike) -> np.ndarray:
         """Total implied variance at log-moneyness ``k`` and time ``T`` (years); arrays broadcast."""
         self._require_fit()
         k, T = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(T, dtype=float))
@@ -507,7 +507,7 @@ class SSVISurface(_SurfaceBase):
         self.success_ = bool(best.success)
         return self
 
-    def theta(self, T: object) -> np.ndarray:
+    def theta(self, T: ArrayLike) -> np.ndarray:
         """ATM total variance at ``T``: linear between expiries, ``theta_1 T/T_1`` before, ``theta_N T/T_N`` after."""
         self._require_fit()
         T = np.asarray(T, dtype=float)
@@ -515,7 +515,7 @@ class SSVISurface(_SurfaceBase):
         inside = np.interp(T, Ts, th)
         return np.where(Ts[0] > T, th[0] * T / Ts[0], np.where(Ts[-1] < T, th[-1] * T / Ts[-1], inside))
 
-    def total_variance(self, k: ArrayLike, T: object) -> np.ndarray:
+    def total_variance(self, k: ArrayLike, T: ArrayLike) -> np.ndarray:
         self._require_fit()
         k, T = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(T, dtype=float))
         if np.any(T <= 0):
