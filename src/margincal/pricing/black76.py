@@ -86,7 +86,8 @@ def _check_inputs(**arrays: np.ndarray) -> None:
             raise DataError(f"{name}[{i}] is {a.ravel()[i]}; {name} {rule}")
 
 
-def _prepare(forward, strike, expiry_years, vol, option_type, rate):
+def _prepare(forward: ArrayLike, strike: ArrayLike, expiry_years: ArrayLike, vol: ArrayLike, option_type: ArrayLike,
+             rate: ArrayLike) -> tuple[np.ndarray, ...]:
     F = np.asarray(forward, dtype=float)
     K = np.asarray(strike, dtype=float)
     T = np.asarray(expiry_years, dtype=float)
@@ -98,7 +99,8 @@ def _prepare(forward, strike, expiry_years, vol, option_type, rate):
     return F, K, T, s, r, call
 
 
-def _core(F, K, T, s, r, call):
+def _core(F: np.ndarray, K: np.ndarray, T: np.ndarray, s: np.ndarray, r: np.ndarray,
+          call: np.ndarray) -> tuple[np.ndarray, ...]:
     """Undiscounted pieces shared by price and greeks."""
     sd = s * np.sqrt(T)
     live = sd > 0
@@ -132,7 +134,8 @@ def _check_fast(**arrays: np.ndarray) -> None:
             _check_inputs(**{name: a})
 
 
-def _price_block(F, K, T, s, call, r, out) -> None:
+def _price_block(F: np.ndarray, K: np.ndarray, T: np.ndarray, s: np.ndarray, call: np.ndarray,
+                 r: np.ndarray | float, out: np.ndarray) -> None:
     """Undiscounted-then-discounted Black-76 price of one block into ``out``."""
     sd = s * np.sqrt(T)
     sign = call * 2.0 - 1.0

@@ -187,7 +187,8 @@ _ACCEPT_LATER = 1e-4
 _EPS = np.finfo(float).eps
 
 
-def _block(p, F, K, T, call, r, inverse, vol, status, counts) -> None:
+def _block(p: np.ndarray, F: np.ndarray, K: np.ndarray, T: np.ndarray, call: np.ndarray, r: np.ndarray | float,
+           inverse: bool, vol: np.ndarray, status: np.ndarray, counts: np.ndarray) -> None:
     """Classify and solve one block in place (``vol``, ``status``, ``counts`` are views)."""
     with np.errstate(invalid="ignore", over="ignore"):
         inf = np.inf
@@ -235,7 +236,8 @@ def _block(p, F, K, T, call, r, inverse, vol, status, counts) -> None:
             status[idx[~conv]] = IVStatus.NOT_CONVERGED
 
 
-def _rc(t, omt, h, yl, yr, dl, dr, r):
+def _rc(t: np.ndarray, omt: np.ndarray, h: np.ndarray, yl: np.ndarray | float, yr: np.ndarray | float,
+        dl: np.ndarray | float, dr: np.ndarray | float, r: np.ndarray) -> np.ndarray:
     """Rational cubic (Delbourgo-Gregory) interpolant at ``t = (z - z_l)/h``, ``omt = 1 - t`` (given separately).
 
     ``(yr t^3 + (r yr - h dr) t^2 omt + (r yl + h dl) t omt^2 + yl omt^3) / (1 + (r - 3) t omt)``, written so
@@ -248,7 +250,7 @@ def _rc(t, omt, h, yl, yr, dl, dr, r):
     return num / (1.0 + (r - 3.0) * t * omt)
 
 
-def _shape_r(r, delta, dl, dr):
+def _shape_r(r: np.ndarray, delta: np.ndarray, dl: np.ndarray | float, dr: np.ndarray | float) -> np.ndarray:
     """Keep the rational cubic monotone: r >= (dl + dr) / delta (r = 3 is the Hermite cubic, r -> inf a line).
 
     ``r`` comes from matching a second derivative at one end: r = (h d2/2 + dr - dl)/(delta - dl) at the
@@ -259,11 +261,12 @@ def _shape_r(r, delta, dl, dr):
     return np.where(r < 1e8, r, 1e8)  # NaN -> 1e8 too
 
 
-def _npdf(z):
+def _npdf(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z * z) / _SQRT_2PI
 
 
-def _initial_guess(x, ex, beta, qbeta):
+def _initial_guess(x: np.ndarray, ex: np.ndarray, beta: np.ndarray,
+                   qbeta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Jaeckel's four-branch initial guess; returns (s0, branch) with branch 0 low wing, 1 middle, 2 near b_max."""
     s_c = np.sqrt(-2.0 * x)
     b_c = 0.5 * ex - ndtr(-s_c) / ex  # d1 = 0, d2 = -s_c at the inflection point
@@ -335,7 +338,8 @@ def _initial_guess(x, ex, beta, qbeta):
     return s0, kind
 
 
-def _householder(x, ex, s, kind, beta, ln_beta, qbeta):
+def _householder(x: np.ndarray, ex: np.ndarray, s: np.ndarray, kind: np.ndarray, beta: np.ndarray,
+                 ln_beta: np.ndarray, qbeta: np.ndarray) -> np.ndarray:
     """One third-order Householder step per element on its branch's objective; returns the step."""
     h = x / s
     t = 0.5 * s
@@ -384,7 +388,7 @@ def _householder(x, ex, s, kind, beta, ln_beta, qbeta):
         return nu * (1.0 + 0.5 * h2 * nu) / (1.0 + nu * (h2 + h3 * nu / 6.0))
 
 
-def _solve_block(F, K, tv):
+def _solve_block(F: np.ndarray, K: np.ndarray, tv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Total standard deviation s for OTM time values; returns (s, converged, iterations per element)."""
     x = -np.abs(np.log(F / K))
     sqfk = np.sqrt(F * K)
@@ -426,7 +430,8 @@ def _solve_block(F, K, tv):
     return s, conv, count
 
 
-def _solve_safeguarded(F: np.ndarray, K: np.ndarray, tv: np.ndarray, max_iter: int, rtol: float):
+def _solve_safeguarded(F: np.ndarray, K: np.ndarray, tv: np.ndarray, max_iter: int,
+                       rtol: float) -> tuple[np.ndarray, int, np.ndarray]:
     x = -np.abs(np.log(F / K))
     beta = tv / np.sqrt(F * K)
     log_beta = np.log(beta)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,10 @@ import pandas as pd
 from margincal import datasets
 from margincal.errors import ConfigError, DataError
 from margincal.stress.scenarios import HistoricalScenario, Scenario, ShockLeg, hypothetical_scenarios
+
+if TYPE_CHECKING:
+    from margincal.margin.account import Account, AccountView
+    from margincal.stress.book import StressMarket
 
 COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "TRX", "BCH", "LTC")
 HOURLY = {f.symbol: f.file for f in datasets.files(kind="hourly") if f.market == "spot"}
@@ -275,7 +280,7 @@ class StablecoinDepeg(Scenario):
         if not 0.0 < self.price <= 1.0:
             raise ConfigError(f"StablecoinDepeg.price is {self.price}; it must be in (0, 1]")
 
-    def legs(self, market) -> list[ShockLeg]:
+    def legs(self, market: StressMarket) -> list[ShockLeg]:
         return [ShockLeg(default_spot=self.spot_move)]
 
     @property
@@ -289,7 +294,7 @@ class StablecoinDepeg(Scenario):
         out[self.coin.upper()] = self.price
         return out
 
-    def apply_to_account(self, account, prices: dict[str, float]):
+    def apply_to_account(self, account: Account, prices: dict[str, float]) -> AccountView:
         """:class:`margincal.margin.account.AccountView` of ``account`` under the depeg."""
         return account.view(self.collateral_prices(dict(prices)))
 

@@ -42,7 +42,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from arch import arch_model
-from arch.univariate import Normal, SkewStudent, StudentsT
+from arch.univariate import HARX, Normal, SkewStudent, StudentsT
 from numpy.typing import ArrayLike
 
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
@@ -123,7 +123,7 @@ class GarchVolatility:
         if int(self.n_simulations) < 100:
             raise ConfigError(f"n_simulations is {self.n_simulations}; it must be >= 100")
 
-    def _model(self, y: np.ndarray | pd.Series, rescale: bool | None):
+    def _model(self, y: np.ndarray | pd.Series, rescale: bool | None) -> HARX:
         vol: Literal["EGARCH", "GARCH"] = "EGARCH" if self.kind == "egarch" else "GARCH"
         o = 0 if self.kind == "garch" else 1
         dists: dict[str, Literal["normal", "t", "skewt"]] = {"normal": "normal", "t": "t", "skewt": "skewt"}

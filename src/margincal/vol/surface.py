@@ -46,10 +46,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,9 @@ from scipy import optimize
 
 from margincal import datasets
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 YEAR_DAYS = 365.0
 DEFAULT_K_GRID = np.linspace(-1.5, 1.5, 601)
@@ -118,7 +121,7 @@ def _g_from_derivatives(k: np.ndarray, w: np.ndarray, w1: np.ndarray, w2: np.nda
     return np.where(w > 0, g, -np.inf)  # w <= 0 is itself an arbitrage (no density)
 
 
-def g_function_reference(w_func, k: ArrayLike, dk: float = 1e-4) -> np.ndarray:
+def g_function_reference(w_func: Callable[[np.ndarray], np.ndarray], k: ArrayLike, dk: float = 1e-4) -> np.ndarray:
     """``g(k)`` with central finite differences of any total-variance function (for tests)."""
     k = np.asarray(k, dtype=float)
     w = w_func(k)
@@ -813,7 +816,7 @@ def fit_report(path: str | Path, **loader_kwargs: object) -> SurfaceReport:
     }
 
 
-def smile_figure(report: SurfaceReport):  # pragma: no cover - plotting
+def smile_figure(report: SurfaceReport) -> go.Figure:  # pragma: no cover - plotting
     """Plotly figure: market IV per expiry (points) with the SVI (line) and SSVI (dashed) fits."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative

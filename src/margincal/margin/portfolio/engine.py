@@ -23,7 +23,7 @@ beside the fast path; tests check they agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,7 +280,8 @@ def portfolio_margin_blocks(
                    np.concatenate(drv_parts), include_contingency)
 
 
-def iter_blocks(P: sparse.csr_matrix, accounts: np.ndarray | None, block_size: int):
+def iter_blocks(P: sparse.csr_matrix, accounts: np.ndarray | None,
+                block_size: int) -> Iterator[tuple[np.ndarray, sparse.csr_matrix]]:
     """Yield ``(account_ids, rows)`` blocks of ``block_size`` accounts from a CSR matrix."""
     n = P.shape[0]
     ids = np.arange(n) if accounts is None else np.asarray(accounts)
