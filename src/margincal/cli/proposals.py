@@ -9,10 +9,8 @@ declares a name or a role on the command line.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import typer
 
 from margincal.adjust import approval as AP
@@ -63,18 +61,18 @@ def show(proposal_id: IdArg, store: StoreOption = None, json_out: JsonOption = F
                       f"(version {p.published_version})")
 
 
-def _who(con: duckdb.DuckDBPyConnection, key: str | None) -> tuple[str, str]:
+def _who(con: object, key: str | None) -> tuple[str, str]:
     from margincal.errors import AuthError
     from margincal.service.auth import authenticate
 
     if not key:
         raise AuthError("deciding needs your API key: pass --key mc_... or set MARGINCAL_API_KEY "
                         "(create one with `margincal keys create --role risk_officer --name YOU`)")
-    p = authenticate(con, key)
+    p = authenticate(con, key)  # type: ignore[arg-type]
     return p.name, p.role
 
 
-def _decide(verb: str, proposal_id: str, key: str | None, comment: str | None, store: Path | None,
+def _decide(verb: str, proposal_id: str, key: str | None, comment: str | None, store: object,
             json_out: bool) -> None:
     from margincal.errors import AuthError
     from margincal.service.auth import parse_key
@@ -85,7 +83,7 @@ def _decide(verb: str, proposal_id: str, key: str | None, comment: str | None, s
     if parse_key(key) is None:  # not shaped like a key: refused before the store is opened
         raise AuthError("invalid or revoked API key")
     fn = AP.approve if verb == "approve" else AP.reject
-    with open_store(store) as con:
+    with open_store(store) as con:  # type: ignore[arg-type]
         user, role = _who(con, key)
         d = fn(con, proposal_id, user, comment, role=role)
     if json_out:
