@@ -41,7 +41,7 @@ def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, An
 @router.delete("/keys/{key_id}", summary="Revoke a key (kept for the record)", response_model=None)
 def revoke_key(key_id: KeyId, request: Request, who: KeyAdmin) -> dict[str, Any]:
     with request.app.state.store.writer() as cur:
-        exists = cur.execute("SELECT count(*) FROM api_keys WHERE key_id = ?", [key_id]).fetchone()[0]
+        exists = cur.execute("SELECT count(*) FROM api_keys WHERE key_id = ?", [key_id]).fetchone()[0]  # type: ignore[index]
         if not exists:
             raise HTTPException(404, f"key {key_id} does not exist")
         row = auth.revoke_key(cur, key_id, actor=who.name)
