@@ -55,8 +55,8 @@ from scipy import signal, stats
 from margincal.errors import CalibrationError, ConfigError, DataError
 from margincal.margin.liquidity import index_bar_hours
 from margincal.margin.rounding import ceil_to_increment
-from margincal.units import Decay
 from margincal.risk.models import FilteredHistoricalSimulation
+from margincal.units import Decay
 
 VALIDATION_ASSETS = ("sol", "doge", "bnb", "ada", "trx", "bch", "xrp", "ltc", "eth")
 
