@@ -20,8 +20,8 @@ from margincal.errors import ConfigError, NotFittedError
 from margincal.risk import Decay, make_model, tail_model
 from margincal.risk.base import TailModel
 from margincal.risk.compare import load_daily_log_returns
-from margincal.units import as_decay
 from margincal.risk.models import TAIL_METHODS, VOL_FILTERS
+from margincal.units import as_decay
 
 # (label, name, params, rtol of fit_path's last row against fit, refit used in the path checks)
 CASES = [

@@ -180,7 +180,7 @@ def _calibrate_curve(bars: pd.DataFrame, instrument: str, timeframe: str, settin
         n_obs=len(r), model=settings.model, model_params={"lam_per_day": settings.ewma_lambda},
         level=settings.level, horizon_hours=float(p.h_mm[-1, j]),
         extra={"params": params, "liquidity_addon": float(p.cost_im[-1, j]), "path": p, "bars": bars,
-               "tiers": sched})
+               "funding": funding, "tiers": sched})
 
 
 def liquidity_cost_path(bars: pd.DataFrame, *, size: float, half_spread: float = 0.0, y: float = SQRT_IMPACT_Y,
@@ -225,8 +225,13 @@ def liquidity_cost_path(bars: pd.DataFrame, *, size: float, half_spread: float =
     return cost
 
 
-def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings) -> pd.DataFrame:
+def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                   funding: pd.Series | None = None) -> pd.DataFrame:
     """Causal history of the published IM and MM: row ``t`` from ``bars[: t + 1]`` only (module doc).
+
+    With ``settings.rule == "v2"`` (default) the rates are those of :func:`published_curve_path` at
+    ``settings.reference_size`` (``es`` is then the one-bar ES after anti-procyclicality, ``liq_addon``
+    the close-out cost over the IM horizon, ``h_mm`` the MM close-out horizon in hours).
 
     ``len(bars)`` rows indexed by the bars' timestamps: ``es`` (the model's ES,
     larger side), ``liq_addon``, ``im_raw``, ``mm_raw``, ``im_rate``, ``mm_rate``,
@@ -234,6 +239,12 @@ def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSett
     before ``settings.min_history`` returns. The last row equals
     :func:`calibrate_bars` on all the bars.
     """
+    if settings.rule == "v2":
+        c = published_curve_path(bars, timeframe, settings, funding=funding)
+        j = c.column(settings.reference_size)
+        return pd.DataFrame({"es": c.loss_1bar, "liq_addon": c.cost_im[:, j], "im_raw": c.im_raw[:, j],
+                             "mm_raw": c.mm_raw[:, j], "im_rate": c.im[:, j], "mm_rate": c.mm[:, j],
+                             "h_mm": c.h_mm[:, j]}, index=bars.index)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars)
     model = published_model(settings, bh)
@@ -347,6 +358,23 @@ def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrati
       provision pro rata over the horizon at the largest ``|rate|`` observed so far;
     * rates: :func:`margincal.margin.calibration.published_rates` (size-dependent form).
     """
+    key = (id(bars), len(bars), timeframe, repr(settings), id(funding))
+    for k, b, f, out in _CURVE_CACHE:
+        if k == key and b is bars and f is funding:
+            return out
+    out = _published_curve_path(bars, timeframe, settings, funding)
+    _CURVE_CACHE.append((key, bars, funding, out))
+    del _CURVE_CACHE[:-8]
+    return out
+
+
+#: the last few curve paths (the run computes each once for publishing, the report and the backtest);
+#: entries hold the bars and funding objects, so an ``id`` in a key cannot be reused while cached
+_CURVE_CACHE: list[tuple[Any, pd.DataFrame, Any, PublishedCurvePath]] = []
+
+
+def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                          funding: pd.Series | None) -> PublishedCurvePath:
     from margincal.margin.apc import apc_config, apply_apc
     from margincal.margin.liquidity import (
         DEPTH_COLLAPSE_2025_10_10,
@@ -409,7 +437,8 @@ def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrati
         h_mm=h_mm, h_im=h_im, cost_mm=cost_mm, cost_im=cost_im, im_raw=im_raw, mm_raw=mm_raw, im=im, mm=mm)
 
 
-def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings) -> pd.DataFrame:
+def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                      funding: pd.Series | None = None) -> pd.DataFrame:
     """The published margin in force over each bar, for charts and the backtest.
 
     Indexed like :func:`log_returns` (``bars.index[1:]``): the row of bar ``i``
@@ -419,7 +448,7 @@ def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationS
     """
     from margincal.vol.ewma import ewma_variance
 
-    p = published_path(bars, timeframe, settings)
+    p = published_path(bars, timeframe, settings, funding=funding)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars)
     lam = Decay(per_day=settings.ewma_lambda).for_bars(bh)

@@ -4,9 +4,9 @@ See docs/risk_models.md. The model registry used by the CLI is
 :data:`margincal.risk.models.MODELS` (``hs, fhs, normal, t, cf, evt, mc``).
 """
 
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk, var_es
 from margincal.risk.models import MODELS, TailForecast, TailModel, horizon_hours, make_model, tail_model
+from margincal.units import RISKMETRICS, Decay
 
 __all__ = [
     "MODELS",

@@ -62,9 +62,9 @@ import numpy as np
 import pandas as pd
 
 from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning, NotFittedError
-from margincal.units import Decay, as_decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.path import PATH_COLUMNS
+from margincal.units import Decay, as_decay
 from margincal.vol.ewma import ewma_variance, fit_lambda
 
 Side = Literal["long", "short", "both"]

@@ -66,9 +66,9 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.path import PATH_COLUMNS, newton_minimize
+from margincal.units import RISKMETRICS, Decay
 
 MIN_EXCEEDANCES = 10
 

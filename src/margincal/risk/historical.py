@@ -24,8 +24,8 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.path import sorted_tails
+from margincal.units import RISKMETRICS, Decay
 
 
 def _scenario_layout(x: np.ndarray, first: int, h: float, scaling: str, window: int | None, n: int

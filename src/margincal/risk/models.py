@@ -55,11 +55,11 @@ from margincal.risk.base import (
     overlapping_sums,
     tail_losses,
 )
-from margincal.units import RISKMETRICS, Decay, as_decay
 from margincal.risk.evt import EVTModel
 from margincal.risk.historical import FilteredHistoricalSimulation, HistoricalSimulation
 from margincal.risk.montecarlo import MonteCarloModel, TCopulaMonteCarlo
 from margincal.risk.parametric import CornishFisherModel, NormalModel, StudentTModel
+from margincal.units import RISKMETRICS, Decay, as_decay
 
 MODELS: dict[str, type[TailModel]] = {
     "hs": HistoricalSimulation,

@@ -72,10 +72,10 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.parametric import clamp_df, fit_t_mle, standardized_t_scale
 from margincal.risk.path import PATH_COLUMNS, inverted_cdf_index, tail_count
+from margincal.units import RISKMETRICS, Decay
 
 
 def _fit_t_df(x: np.ndarray, df_min: float = 2.1, df_max: float = 500.0,

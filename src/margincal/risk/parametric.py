@@ -73,8 +73,8 @@ from margincal.risk.base import (
     store_filter,
     whole_bars,
 )
-from margincal.units import RISKMETRICS, Decay
 from margincal.risk.path import PATH_COLUMNS, cornish_fisher_domain_vec, newton_minimize, rolling_moments
+from margincal.units import RISKMETRICS, Decay
 
 # ---------------------------------------------------------------- closed forms
 
