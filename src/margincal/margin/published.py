@@ -162,7 +162,7 @@ def _calibrate_curve(bars: pd.DataFrame, instrument: str, timeframe: str, settin
            "funding_per_event": float(p.funding_per_event[-1])}
     details: dict[str, Any] = {
         "rule": "v2", "es": float(p.loss_1bar[-1]), "es_raw": float(p.loss_raw[-1]), "es_horizon_hours": p.bar_hours,
-        "scaling_exponent": p.exponent, "level": settings.level, "apc": settings.apc,
+        "scaling_exponent": float(p.exponent[-1]), "level": settings.level, "apc": settings.apc,
         "horizon_hours": float(p.h_mm[-1, j]), "im_horizon_hours": float(p.h_im[-1, j]),
         "reference_size": settings.reference_size, "liquidation_cost": float(p.cost_mm[-1, j]),
         "liquidity_addon": float(p.cost_im[-1, j]), "liquidity": liq, "curve": curve,
@@ -252,7 +252,11 @@ def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSett
                           bar_hours=bh)
     es = path["es"].to_numpy(float).copy()
     es[: settings.min_history] = np.nan
-    cost = liquidity_cost_path(bars, size=settings.reference_size, half_spread=settings.half_spread)
+    from margincal.margin.liquidity import window_bars
+
+    # the window counts DAYS as LiquidityModel.from_bars does (30 days = 720 hourly bars)
+    cost = liquidity_cost_path(bars, size=settings.reference_size, half_spread=settings.half_spread,
+                               window=window_bars(LIQUIDITY_WINDOW, bh))
     im, mm, im_raw, mm_raw = published_rates(es, cost, buffer=settings.buffer, mm_fraction=settings.mm_fraction,
                                              rounding=settings.rounding)
     return pd.DataFrame({"es": es, "liq_addon": cost, "im_raw": im_raw, "mm_raw": mm_raw, "im_rate": im,
@@ -281,7 +285,7 @@ class PublishedCurvePath:
     bar_hours: float
     notional: np.ndarray
     caps: np.ndarray
-    exponent: float
+    exponent: np.ndarray
     loss_raw: np.ndarray
     loss_1bar: np.ndarray
     adv: np.ndarray
@@ -314,13 +318,27 @@ class PublishedCurvePath:
         return brackets_from_curve(self.caps, f(im_r), f(mm_r), rounding=rounding)
 
 
+EXPONENT_REFIT_DAYS = 365.0
+
+
+def scaling_exponent_path(bars: pd.DataFrame, bar_hours: float) -> np.ndarray:
+    """Causal scaling exponent per bar: refitted every :data:`EXPONENT_REFIT_DAYS` days on the bars up to
+    the refit (refit points counted from the first bar, so a prefix of the bars gives a prefix of the
+    path), 0.5 (square root) before the first refit or when it cannot be measured."""
+    from margincal.margin.liquidity import window_bars
+
+    n = len(bars)
+    step = max(window_bars(EXPONENT_REFIT_DAYS, bar_hours), 2)
+    out = np.full(n, 0.5)
+    for k in range(step, n, step):
+        out[k:] = scaling_exponent_of(bars.iloc[: k + 1], bar_hours)
+    return out
+
+
 def scaling_exponent_of(bars: pd.DataFrame, bar_hours: float) -> float:
     """The measured horizon-scaling exponent (:func:`margincal.vol.horizon.scaling_exponent`, variance) of
-    the bars' closes: 1 h, 4 h, 1 d on hourly bars, 1..10 d on daily bars; 0.5 when it cannot be measured.
-
-    Measured once on the whole series (a single scalar, 0.45-0.51 on the bundled data, see
-    docs/margin_v2.md), so the history's rate below or above the bar interval uses a little look-ahead
-    through this one number; the tail loss itself is causal.
+    the bars' closes: 1 h, 4 h, 1 d on hourly bars, 1..10 d on daily bars; 0.5 when it cannot be measured
+    (0.45-0.51 on the bundled data, docs/margin_v2.md).
     """
     from margincal.vol.horizon import scaling_exponent
 
@@ -346,7 +364,7 @@ def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrati
       anti-procyclicality ``settings.apc`` (:func:`margincal.margin.apc.apply_apc`, ``emir_a`` by
       default: 25% buffer released in stress, rebuilt over 20 calm steps), then
       ``loss(h) = ES_1bar * (h / bar_hours) ** H`` with ``H`` the measured scaling exponent
-      (:func:`scaling_exponent_of`);
+      (:func:`scaling_exponent_path`, refitted yearly on the data up to the refit);
     * liquidity over the last ``liquidity_window_days`` DAYS: ADV, daily volatility and the
       Corwin-Schultz half-spread of the bars; close-out ``T(N) = N / (participation * ADV / 24)``,
       ``H_MM = detection + T``, ``H_IM = check_interval + H_MM``
@@ -395,7 +413,7 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
     ok = np.isfinite(loss_raw)
     if ok.any():
         loss[ok] = np.asarray(apply_apc(loss_raw[ok], apc_config(settings.apc)), dtype=float)
-    exponent = scaling_exponent_of(bars, bh)
+    exponent = scaling_exponent_path(bars, bh)
     # liquidity over the last window DAYS (bars of any size)
     wb = window_bars(settings.liquidity_window_days, bh)
     close = bars["close"].to_numpy(float)
@@ -427,8 +445,8 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
         execution = half_spread[:, None] + settings.taker_fee + np.maximum(impact, stressed)
         cost_mm = execution + fund[:, None] * h_mm / 8.0
         cost_im = execution + fund[:, None] * h_im / 8.0
-        loss_mm = loss[:, None] * (h_mm / bh) ** exponent
-        loss_im = loss[:, None] * (h_im / bh) ** exponent
+        loss_mm = loss[:, None] * (h_mm / bh) ** exponent[:, None]
+        loss_im = loss[:, None] * (h_im / bh) ** exponent[:, None]
     im, mm, im_raw, mm_raw = published_rates(loss_im, cost_im, mm_es=loss_mm, mm_cost=cost_mm,
                                              im_gap=settings.im_gap, rounding=settings.rounding)
     return PublishedCurvePath(
@@ -522,5 +540,6 @@ __all__ = [
     "published_curve_path",
     "published_path",
     "scaling_exponent_of",
+    "scaling_exponent_path",
     "to_parameter_set",
 ]
