@@ -43,7 +43,10 @@ def backtest_published_data(data: object, settings: CalibrationSettings,
 
     kw = _settings_kwargs(settings)
     models = [PublishedPath(rate="im", **kw), PublishedPath(rate="mm", **kw)]
-    h = settings.horizon_hours if horizon_hours is None else horizon_hours
+    h = horizon_hours
+    if h is None:
+        bar_hours = [getattr(d, "bar_hours", None) for d in data]  # type: ignore[attr-defined]
+        h = bar_hours[0] if settings.rule == "v2" and bar_hours and bar_hours[0] else settings.horizon_hours
     return run_backtest(data, models=models, policies=[make_policy("raw")], levels=(settings.level,),
                         horizons=(h,), min_history=settings.min_history)
 
