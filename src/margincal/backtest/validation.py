@@ -22,6 +22,7 @@ from margincal.backtest.procyclicality import max_increase
 from margincal.backtest.published import backtest_curve, curve_summary
 from margincal.config import CalibrationSettings
 from margincal.data.ingest import timeframe_hours
+from margincal.errors import MargincalError
 
 
 def _funding(instrument: str) -> pd.Series | None:
@@ -31,7 +32,7 @@ def _funding(instrument: str) -> pd.Series | None:
         return None
     try:
         return datasets.load_funding(instrument.split("-")[0].upper())
-    except Exception:  # noqa: BLE001 - no bundled funding for this perpetual: no provision
+    except MargincalError:  # no bundled funding for this perpetual: no provision
         return None
 
 
