@@ -71,15 +71,15 @@ def validate_published(settings: CalibrationSettings | None = None, *,
     per_inst: dict[str, dict[str, Any]] = {}
     for r in rows:
         k = f"{r['instrument']} {r['rate']}"
-        d = per_inst.setdefault(k, {"instrument": r["instrument"], "rate": r["rate"], "bars": r["bars"],
+        acc = per_inst.setdefault(k, {"instrument": r["instrument"], "rate": r["rate"], "bars": r["bars"],
                                     "tiers": 0, "tiers_over_1pct": 0, "windows": 0, "yellow": 0, "red": 0,
                                     "ind_rejected": 0, "cheaper_than_static": 0})
-        d["tiers"] += 1
-        d["tiers_over_1pct"] += int(r["breach_rate"] > 1 - s.level)
+        acc["tiers"] += 1
+        acc["tiers_over_1pct"] += int(r["breach_rate"] > 1 - s.level)
         for c in ("windows", "yellow", "red"):
-            d[c] += int(r.get(c, 0))
-        d["ind_rejected"] += int(r.get("ind_p", 1.0) < 0.05)
-        d["cheaper_than_static"] += int(r.get("avg_over_static", np.inf) < 1.0)
+            acc[c] += int(r.get(c, 0))
+        acc["ind_rejected"] += int(r.get("ind_p", 1.0) < 0.05)
+        acc["cheaper_than_static"] += int(r.get("avg_over_static", np.inf) < 1.0)
     mm = [r for r in rows if r["rate"] == "MM"]
     im = [r for r in rows if r["rate"] == "IM"]
     insts = sorted({r["instrument"] for r in rows})
