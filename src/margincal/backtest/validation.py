@@ -20,6 +20,7 @@ import pandas as pd
 from margincal.backtest.data import load_returns
 from margincal.backtest.procyclicality import max_increase
 from margincal.backtest.published import backtest_curve, curve_summary
+from margincal.backtest.stats import acerbi_szekely_z2
 from margincal.config import CalibrationSettings
 from margincal.data.ingest import timeframe_hours
 from margincal.errors import MargincalError
@@ -39,7 +40,9 @@ def _funding(instrument: str) -> pd.Series | None:
 def validate_published(settings: CalibrationSettings | None = None, *,
                        timeframes: Sequence[str] = ("1d", "1h"), instruments: Sequence[str] | None = None,
                        store: Any = None, use_store: bool = False) -> dict[str, Any]:
-    """Per-tier validation rows, totals, per-instrument zone counts and the item-5 targets.
+    """Per-tier validation rows, totals, per-instrument zone counts, Z2 of the one-bar ES (two-sided loss,
+    no simulated p-value: compare with Acerbi and Szekely's 5% critical value near -0.70), APC and the
+    item-5 targets.
 
     Hourly bars: the perpetuals only (the instruments ``margincal run`` publishes on hourly bars).
     """
@@ -49,6 +52,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
     off = dataclasses.replace(s, apc="off")
     rows: list[dict[str, Any]] = []
     apc_rows: list[dict[str, Any]] = []
+    z2_rows: list[dict[str, Any]] = []
     for tf in timeframes:
         names = instruments
         if names is None and tf != "1d":
@@ -64,6 +68,15 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             lag = max(1, int(round(30 * 24 / timeframe_hours(tf))))
             a, b = p.im[:, j], q.im[:, j]
             ok = np.isfinite(a) & np.isfinite(b)
+            # ES backtest (Acerbi-Szekely Z2) of the one-bar ES the margin is built on, before APC
+            r = np.diff(np.log(d.bars["close"].to_numpy(float)))
+            loss = np.maximum(-np.expm1(r), np.expm1(r))
+            v_, e_ = p.var_raw[:-1], p.loss_raw[:-1]
+            okz = np.isfinite(v_) & np.isfinite(e_) & (e_ > 0)
+            z2_rows.append({"instrument": d.instrument, "bars": tf, "n_obs": int(okz.sum()),
+                            "var_breaches": int(np.count_nonzero(loss[okz] > v_[okz])),
+                            "expected": round((1 - s.level) * int(okz.sum()), 1),
+                            "z2": acerbi_szekely_z2(loss[okz], v_[okz], e_[okz], coverage=s.level)})
             apc_rows.append({"instrument": d.instrument, "bars": tf,
                              "max_30d_rise_emir_a": max_increase(a[ok], lag),
                              "max_30d_rise_off": max_increase(b[ok], lag),
@@ -94,7 +107,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             sum(a["max_30d_rise_emir_a"] <= 0.5 * a["max_30d_rise_off"] for a in apc_rows), len(apc_rows)),
     }
     return {"rows": rows, "summary": curve_summary(rows), "per_instrument": list(per_inst.values()),
-            "apc": apc_rows, "targets": targets}
+            "apc": apc_rows, "z2": z2_rows, "targets": targets}
 
 
 __all__ = ["validate_published"]

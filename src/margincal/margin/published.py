@@ -286,6 +286,7 @@ class PublishedCurvePath:
     notional: np.ndarray
     caps: np.ndarray
     exponent: np.ndarray
+    var_raw: np.ndarray
     loss_raw: np.ndarray
     loss_1bar: np.ndarray
     adv: np.ndarray
@@ -409,6 +410,8 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
     path = model.fit_path(r.to_numpy(), horizon=bh, level=settings.level, refit=1, bar_hours=bh)
     loss_raw = path["es"].to_numpy(float).copy()
     loss_raw[: settings.min_history] = np.nan
+    var_raw = path["var"].to_numpy(float).copy()
+    var_raw[: settings.min_history] = np.nan
     loss = loss_raw.copy()
     ok = np.isfinite(loss_raw)
     if ok.any():
@@ -450,7 +453,8 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
     im, mm, im_raw, mm_raw = published_rates(loss_im, cost_im, mm_es=loss_mm, mm_cost=cost_mm,
                                              im_gap=settings.im_gap, rounding=settings.rounding)
     return PublishedCurvePath(
-        index=bars.index, bar_hours=bh, notional=notional, caps=caps, exponent=exponent, loss_raw=loss_raw,
+        index=bars.index, bar_hours=bh, notional=notional, caps=caps, exponent=exponent, var_raw=var_raw,
+        loss_raw=loss_raw,
         loss_1bar=loss, adv=adv, sigma_daily=sigma_daily, half_spread=half_spread, funding_per_event=fund,
         h_mm=h_mm, h_im=h_im, cost_mm=cost_mm, cost_im=cost_im, im_raw=im_raw, mm_raw=mm_raw, im=im, mm=mm)
 
