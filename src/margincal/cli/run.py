@@ -36,10 +36,13 @@ def run(
     horizon: Annotated[str, typer.Option("--horizon", help="Liquidation horizon (hours or 1d, 8h...).")] = "1d",
     level: Annotated[float, typer.Option("--level", callback=number_option(lo=0.5, hi=0.9999),
                                          help="Expected Shortfall confidence.")] = 0.99,
+    rule: Annotated[str, typer.Option("--rule", help="v2 (default): size-dependent close-out horizon, brackets "
+                                      "from the margin curve; flat: one --horizon for every size (--horizon, "
+                                      "--mm-fraction and --buffer apply to flat only).")] = "v2",
     json_out: JsonOption = False,
 ) -> None:
     """Ingest the bundled data, calibrate every bundled instrument, publish, print and report."""
-    settings = CalibrationSettings(level=level, horizon_hours=horizon_hours(horizon))
+    settings = CalibrationSettings(level=level, horizon_hours=horizon_hours(horizon), rule=rule)
     targets = calibration_targets()
     path = resolve_store_path(store)
     with progress() as prog:
