@@ -108,6 +108,17 @@ def v2_section(settings: CalibrationSettings) -> str:
                    "largest 30-day rise emir_a": pct(a["max_30d_rise_emir_a"], 0),
                    "largest 30-day rise off": pct(a["max_30d_rise_off"], 0),
                    "avg IM emir_a": pct(a["avg_im_emir_a"]), "avg IM off": pct(a["avg_im_off"])} for a in v["apc"]])]
+    out.append("\n### Sub-hour tiers on the 1-minute sample (2024-07-26 to 2024-08-25, with the 2024-08-05 crash)\n\n"
+               "The perpetuals' tiers that close out within the hour, judged where the data can resolve them: the "
+               "rate published at the last closed hour against the adverse excursion of the bundled 1-minute "
+               "SPOT bars over the tier's close-out horizon (rounded up to whole minutes), non-overlapping. One "
+               "month only: evidence for the small tiers, not a long sample.\n")
+    out.append(table([{"instrument": r["instrument"], "tier cap": f"{r['tier_cap']:,.0f}", "rate": r["rate"],
+                       "horizon": f"{r['horizon_min']:.2f} min", "minutes": r["bars_tested"], "obs": r["n_obs"],
+                       "avg margin": pct(r["avg_margin"], 3), "breaches": r["breaches"],
+                       "breach rate": pct(r["breach_rate"], 3), "Kupiec p": f"{r.get('kupiec_p', float('nan')):.3g}",
+                       "LR ind": f"{r.get('lr_ind', float('nan')):.1f}", "yellow": r.get("yellow", 0),
+                       "red": r.get("red", 0)} for r in v["sub_bar"]]))
     out.append("\n### Expected Shortfall backtest (Acerbi-Szekely Z2) of the one-bar ES the margin is built on\n\n"
                "Causal FHS ES and VaR of the larger side, before anti-procyclicality, against the next bar's loss "
                "of either side; Z2 < 0 means the ES is too small, Acerbi and Szekely report a 5% critical value "

@@ -37,6 +37,51 @@ def _funding(instrument: str) -> pd.Series | None:
         return None
 
 
+def sub_bar_rows(bars_1h: pd.DataFrame, path: Any, instrument: str, fine: pd.DataFrame, fine_label: str,
+                 level: float = 0.99) -> list[dict[str, Any]]:
+    """Tiers whose close-out is shorter than the hourly bar, judged on finer bars where they exist.
+
+    The rate in force at each fine bar is the published rate of the last CLOSED hourly bar (the hourly
+    history is indexed by bar open time, so bar ``t``'s rate is known from ``t + 1 h``); the loss is the
+    adverse excursion of either side over ``ceil(H / fine bar)`` fine bars after that bar's close,
+    non-overlapping. ``fine`` is e.g. the bundled 1-minute spot sample (the perpetual's own minutes are not
+    bundled: spot and perpetual trade within basis points of each other).
+    """
+    from margincal.backtest.intrabar import adverse_excursion, horizon_in_bars
+    from margincal.backtest.stats import christoffersen, rolling_traffic_light
+    from margincal.margin.liquidity import index_bar_hours
+
+    fine_h = index_bar_hours(fine.index)
+    known = bars_1h.index + pd.Timedelta(hours=path.bar_hours)
+    # fine bar m opens at fine.index[m] and closes fine_h later; the rate in force is the last one known by then
+    close_m = fine.index + pd.Timedelta(hours=fine_h)
+    k = np.searchsorted(known.asi8, close_m.asi8, side="right") - 1
+    rows = []
+    for nv in path.caps:
+        j = path.column(float(nv))
+        for rate, m_all, h_all in (("MM", path.mm[:, j], path.h_mm[:, j]), ("IM", path.im[:, j], path.h_im[:, j])):
+            sel = (k >= 0)
+            h = float(np.nanmedian(h_all[k[sel]])) if sel.any() else np.nan
+            if not (h < path.bar_hours):
+                continue
+            hb = horizon_in_bars(h, fine_h)
+            exc = adverse_excursion(fine, hb)["both"].to_numpy()
+            m = np.where(sel, m_all[np.clip(k, 0, None)], np.nan)
+            ok = np.flatnonzero(np.isfinite(m) & np.isfinite(exc))[::hb]
+            br = exc[ok] > m[ok]
+            row = {"instrument": instrument, "data": fine_label, "tier_cap": float(nv), "rate": rate,
+                   "horizon_min": 60 * h, "bars_tested": hb, "n_obs": int(ok.size), "breaches": int(br.sum()),
+                   "breach_rate": float(br.mean()) if ok.size else float("nan"),
+                   "avg_margin": float(m[ok].mean()) if ok.size else float("nan")}
+            if ok.size >= 250:
+                ch = christoffersen(br, coverage=level)
+                z = rolling_traffic_light(br, window=250, coverage=level)
+                row.update({"kupiec_p": ch.unconditional.pvalue, "lr_ind": ch.independence.statistic,
+                            "windows": z.n_windows, "yellow": z.n_yellow, "red": z.n_red})
+            rows.append(row)
+    return rows
+
+
 def validate_published(settings: CalibrationSettings | None = None, *,
                        timeframes: Sequence[str] = ("1d", "1h"), instruments: Sequence[str] | None = None,
                        store: Any = None, use_store: bool = False) -> dict[str, Any]:
@@ -53,6 +98,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
     rows: list[dict[str, Any]] = []
     apc_rows: list[dict[str, Any]] = []
     z2_rows: list[dict[str, Any]] = []
+    sub_rows: list[dict[str, Any]] = []
     for tf in timeframes:
         names = instruments
         if names is None and tf != "1d":
@@ -63,6 +109,16 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             fund = _funding(d.instrument)
             p = published_curve_path(d.bars, tf, s, funding=fund)
             rows += backtest_curve(d.bars, p, d.instrument, tf, s.level)
+            if tf == "1h" and d.instrument.upper().endswith("-PERP"):
+                from margincal import datasets
+                from margincal.errors import DataError
+
+                try:
+                    fine = datasets.load_intraday(d.instrument.split("-")[0], "1m")
+                except DataError:
+                    fine = None
+                if fine is not None:
+                    sub_rows += sub_bar_rows(d.bars, p, d.instrument, fine, "1m spot sample 2024-07/08", s.level)
             q = published_curve_path(d.bars, tf, off, funding=fund)
             j = p.column(s.reference_size)
             lag = max(1, int(round(30 * 24 / timeframe_hours(tf))))
@@ -107,7 +163,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             sum(a["max_30d_rise_emir_a"] <= 0.5 * a["max_30d_rise_off"] for a in apc_rows), len(apc_rows)),
     }
     return {"rows": rows, "summary": curve_summary(rows), "per_instrument": list(per_inst.values()),
-            "apc": apc_rows, "z2": z2_rows, "targets": targets}
+            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "targets": targets}
 
 
-__all__ = ["validate_published"]
+__all__ = ["sub_bar_rows", "validate_published"]
