@@ -544,7 +544,7 @@ def main() -> int:
          "exponent), `margin/liquidity.py` (ADV in days, spreads from bars, stressed book, funding), "
          "`margin/tiers.py` (`brackets_from_curve`), `backtest/intrabar.py`, `backtest/stats.py` "
          "(rolling zones, Z2, cost of coverage). This page evaluates the components with the current "
-         "FHS model; it is not yet the published rule of `margincal run`.")
+         "FHS model and its own refit schedule; the published rule (`margincal.margin.published.published_curve_path`) composes the same components and is validated in docs/validation.md.")
     emit()
     scalers = section_scaling()
     results = {}

@@ -81,7 +81,10 @@ def test_run_end_to_end(ran_store):
     assert "plotly" in html and "BTC-PERP" in html and "<script" in html
     assert 'src="http' not in html  # plotly.js is inlined: the report opens offline
     # 12 instruments' history + one backtest chart per instrument (IM and MM on the same chart)
-    assert html.count("Plotly.newPlot") == 24 and "Backtest of the published IM and MM" in html
+    # + the bracket curve beside the venues for each perpetual
+    assert html.count("Plotly.newPlot") == 26 and "Backtest of the published IM and MM" in html
+    assert "BTC-PERP: published brackets beside the venues" in html and "hyperliquid_btc" in html
+    assert "Per-tier coverage of the published rule" in html and "MM breach" in html
     b = out["backtest"]["breaches"]
     assert {k: v["instruments"] for k, v in b.items()} == {"IM 1d": 10, "MM 1d": 10, "IM 1h": 2, "MM 1h": 2}
     # independent recount of the breach counts from the per-instrument rows
@@ -101,9 +104,13 @@ def test_run_end_to_end(ran_store):
         btc_bars = load_bars(c, "BTC-USDT", "1d")
         for ip in p.params.values():
             assert 0 < ip.mm_rate <= ip.im_rate <= 1
-            addon = ip.details["liquidity_addon"]
-            assert ip.details["es"] + addon <= ip.im_rate < ip.details["es"] + addon + 0.0005 + 1e-12
-            assert len(ip.details["tiers"]) == 5  # tiers from the size curve, caps 1e5..2e8
+            # margin v2: the headline rates are the curve at the reference size, brackets from the curve
+            ref = next(c for c in ip.details["curve"] if c["notional"] == 1e6)
+            assert (ref["im_rate"], ref["mm_rate"]) == (ip.im_rate, ip.mm_rate)
+            assert ip.im_rate >= 1.5 * ip.mm_rate - 0.0005 - 1e-12  # IM keeps the documented gap above MM
+            tiers = ip.details["tiers"]
+            assert len(tiers) == 10 and tiers[0]["max_leverage"] >= tiers[-1]["max_leverage"]
+            assert ip.details["horizon_hours"] == pytest.approx(ref["h_mm_hours"])
     # independent recount for BTC: the causal margin path against the loss of the losing side, bar by bar
     import numpy as np
 
@@ -122,13 +129,27 @@ def test_run_end_to_end(ran_store):
     b = out["backtest"]["breaches"]
     assert set(b) == {"IM 1d", "MM 1d", "IM 1h", "MM 1h"}
     assert b["MM 1d"]["breaches"] > b["IM 1d"]["breaches"] > 0
+    # per-tier intrabar backtest: recount BTC-USDT's first MM tier from the bars, written out here
+    from margincal.margin.published import published_curve_path
+
+    row = next(r for r in out["backtest"]["tiers"] if r["instrument"] == "BTC-USDT" and r["rate"] == "MM")
+    assert row["horizon_bars"] == 1 and row["tier_cap"] == 5e4
+    cp = published_curve_path(btc_bars, "1d", CalibrationSettings())
+    c, hi, lo = (btc_bars[k].to_numpy() for k in ("close", "high", "low"))
+    exc = np.maximum(1 - lo[1:] / c[:-1], hi[1:] / c[:-1] - 1)
+    mm = cp.mm[:-1, 0]
+    ok = np.isfinite(mm)
+    assert row["n_obs"] == int(ok.sum()) and row["breaches"] == int((exc[ok] > mm[ok]).sum())
 
 
 def test_run_again_reuses_store(ran_store):
     store, report, _ = ran_store
     r = runner.invoke(app, ["run", "--store", str(store), "--report", str(report), "--json"])
     out = json.loads(r.stdout)
-    assert out["rows_ingested"] == 0 and out["version"] == 2
+    # nothing new to ingest, and the same bars give the same parameters: publish() keeps the version in force
+    # (margincal.margin.params.publish: an identical result writes nothing)
+    assert out["rows_ingested"] == 0 and out["version"] == 1
+    assert [p["im_rate"] for p in out["parameters"]] == [p["im_rate"] for p in _["parameters"]]
 
 
 def test_calibrate_other_model_json(ran_store):

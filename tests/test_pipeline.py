@@ -95,7 +95,7 @@ def _independent_fhs(r: np.ndarray, lam: float, level: float, seed: int = 30) ->
 def test_fhs_calibration_matches_independent_computation(con, data_dir):
     ingest_file(con, data_dir / "eth_daily.csv", instrument="ETH-USDT", timeframe="1d")
     bars = load_bars(con, "ETH-USDT", "1d")
-    cal = calibrate_bars(bars, "ETH-USDT", "1d", CalibrationSettings())
+    cal = calibrate_bars(bars, "ETH-USDT", "1d", CalibrationSettings(rule="flat"))
     r = np.log(bars["close"].to_numpy())
     r = np.diff(r)
     es, sig = _independent_fhs(r, 0.94, 0.99)
@@ -115,9 +115,12 @@ def test_fhs_calibration_matches_independent_computation(con, data_dir):
 def test_calibration_is_monotone_in_level_and_horizon(con, data_dir):
     ingest_file(con, data_dir / "btc_daily.csv", instrument="BTC-USDT", timeframe="1d")
     bars = load_bars(con, "BTC-USDT", "1d")
-    ims = [calibrate_bars(bars, "B", "1d", CalibrationSettings(level=lv)).im_rate for lv in (0.95, 0.99, 0.995)]
-    assert ims == sorted(ims) and ims[0] < ims[-1]
-    hs = [calibrate_bars(bars, "B", "1d", CalibrationSettings(horizon_hours=h)).im_rate for h in (24, 48, 120)]
+    for rule in ("flat", "v2"):
+        ims = [calibrate_bars(bars, "B", "1d", CalibrationSettings(level=lv, rule=rule)).im_rate
+               for lv in (0.95, 0.99, 0.995)]
+        assert ims == sorted(ims) and ims[0] < ims[-1]
+    hs = [calibrate_bars(bars, "B", "1d", CalibrationSettings(horizon_hours=h, rule="flat")).im_rate
+          for h in (24, 48, 120)]
     assert hs == sorted(hs) and hs[0] < hs[-1]
 
 
@@ -144,10 +147,11 @@ def test_settings_validated():
         CalibrationSettings(horizon_hours=-1)
 
 
-def test_published_history_is_causal(con, data_dir):
+@pytest.mark.parametrize("rule", ["flat", "v2"])
+def test_published_history_is_causal(con, data_dir, rule):
     ingest_file(con, data_dir / "sol_daily.csv", instrument="SOL-USDT", timeframe="1d")
     bars = load_bars(con, "SOL-USDT", "1d")
-    s = CalibrationSettings()
+    s = CalibrationSettings(rule=rule)
     full = published_history(bars, "1d", s)
     cut = published_history(bars.iloc[:1500], "1d", s)
     common = cut.index
@@ -156,18 +160,20 @@ def test_published_history_is_causal(con, data_dir):
     assert full["im_rate"].notna().sum() > 1500
 
 
+@pytest.mark.parametrize("rule", ["flat", "v2"])
 @pytest.mark.parametrize(("file", "inst", "tf", "rows"), [
     ("eth_daily.csv", "ETH-USDT", "1d", None),
     ("btcusdt_perp_1h.csv.gz", "BTC-PERP", "1h", 1400),
 ])
-def test_published_history_row_is_the_published_calibration_on_data_up_to_it(con, data_dir, file, inst, tf, rows):
+def test_published_history_row_is_the_published_calibration_on_data_up_to_it(con, data_dir, file, inst, tf, rows,
+                                                                              rule):
     """One rule: row t of the causal history is exactly what calibrate_bars publishes from bars[:t + 1]
     (ES, add-on, rounding, cap, MM), on daily bars (sqrt) and hourly bars (24-bar direct sums)."""
     ingest_file(con, data_dir / file, instrument=inst, timeframe=tf)
     bars = load_bars(con, inst, tf)
     if rows:
         bars = bars.iloc[-rows:]
-    s = CalibrationSettings()
+    s = CalibrationSettings(rule=rule)
     p = published_path(bars, tf, s)
     assert len(p) == len(bars)
     assert p["im_rate"].iloc[: s.min_history].isna().all()

@@ -115,6 +115,17 @@ class CalibrationSettings:
     half_spread: float = 0.0002
     tier_boundaries: tuple[float, ...] = (1e5, 1e6, 1e7, 5e7, 2e8)
     extra: dict[str, float] = field(default_factory=dict)
+    # ---- margin v2 (issue 15): size-dependent close-out horizon; ``rule="flat"`` is the pre-v2 rule
+    rule: str = "v2"
+    curve_caps: tuple[float, ...] = (5e4, 2.5e5, 1e6, 5e6, 1e7, 5e7, 1e8, 2.5e8, 5e8, 1e9)
+    participation: float = 0.10
+    check_interval_hours: float = 1.0 / 60.0
+    detection_hours: float = 1.0 / 60.0
+    im_gap: float = 0.5
+    taker_fee: float = 0.0005
+    liquidity_window_days: float = 30.0
+    depth_to_adv: float = 89e6 / 10.6e9
+    apc: str = "emir_a"
 
     def __post_init__(self) -> None:
         # documented bounds (docs/margin_calibration.md): outside them a calibration is a typo, not a choice
@@ -141,3 +152,15 @@ class CalibrationSettings:
             raise ConfigError("tier_boundaries must be strictly increasing")
         if self.min_history < 20:
             raise ConfigError(f"min_history is {self.min_history}; it must be >= 20")
+        if self.rule not in ("v2", "flat"):
+            raise ConfigError(f"rule is {self.rule!r}; use 'v2' (size-dependent horizon) or 'flat' (one horizon)")
+        if not self.curve_caps or list(self.curve_caps) != sorted(set(self.curve_caps)) or self.curve_caps[0] <= 0:
+            raise ConfigError("curve_caps must be strictly increasing notionals > 0")
+        if not 0.0 < self.participation <= 1.0:
+            raise ConfigError(f"participation is {self.participation}; it must be in (0, 1]")
+        for name in ("check_interval_hours", "detection_hours", "im_gap", "taker_fee"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name} is {v}; it must be a finite number >= 0")
+        if not (self.liquidity_window_days > 0 and self.depth_to_adv > 0):
+            raise ConfigError("liquidity_window_days and depth_to_adv must be > 0")

@@ -96,10 +96,17 @@ def backtest(
                                                  "instrument.")] = False,
     crash: Annotated[bool, typer.Option("--crash/--no-crash", help="Print the crash-day table.")] = True,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id for the stored result.")] = None,
+    published: Annotated[bool, typer.Option(
+        "--published", help="Validate the published margin v2 rule instead (per tier: intrabar adverse excursion "
+        "over the close-out horizon, Kupiec, Christoffersen, rolling 250-window zones, cost of coverage, APC; "
+        "the daily coins and the hourly perpetuals, or --instrument).")] = False,
     store: StoreOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Backtest margin models x policies: coverage tests, procyclicality, crash days."""
+    if published:
+        _published(instrument, levels=[float(x) for x in (level or [0.99])], store=store, json_out=json_out)
+        return
     from margincal.backtest.data import load_returns, timeframe_for_horizon
     from margincal.backtest.engine import run_backtest
     from margincal.backtest.models import DEFAULT_MODELS
@@ -160,3 +167,27 @@ def backtest(
                                     "* = breached")
     console.print(f"data: {', '.join(sorted({d['source'].split(':')[0] for d in res.instruments}))}"
                   + (f" - stored in {saved} (run {res.run_id})" if saved else " - not stored (no store)"))
+
+
+def _published(instrument: list[str] | None, *, levels: list[float], store: Any, json_out: bool) -> None:
+    """``margincal backtest --published``: :func:`margincal.backtest.validation.validate_published`."""
+    from margincal.backtest.validation import validate_published
+    from margincal.config import CalibrationSettings, resolve_store_path
+
+    path = resolve_store_path(store)
+    settings = CalibrationSettings(level=levels[0])
+    with progress(transient=True) as prog:
+        prog.add_task("validating the published rule per tier", total=None)
+        v = validate_published(settings, instruments=instrument, store=path, use_store=Path(path).exists(),
+                               timeframes=("1d", "1h"))
+    if json_out:
+        print_json({k: v[k] for k in ("rows", "summary", "per_instrument", "apc", "targets")})
+        return
+    print_table([{"rate": k, **{c: d[c] for c in ("tiers", "n_obs", "breaches", "tiers_over_1pct", "windows",
+                                                   "yellow", "red", "ind_rejected")},
+                  "breach rate": _pct(d["breach_rate"], 2)} for k, d in v["summary"].items()],
+                title=f"published margin v2 rule, per tier, intrabar adverse excursion over the close-out horizon "
+                      f"(at least one bar), coverage {settings.level:g}")
+    print_table(v["per_instrument"], title="per instrument (counts over its tiers)")
+    print_table([{"target (issue 15 item 5)": k, "met": f"{a} of {b}"} for k, (a, b) in v["targets"].items()],
+                title="targets")

@@ -43,6 +43,9 @@ def calibrate(
     horizon: Annotated[str, typer.Option("--horizon", help="Liquidation horizon: hours (24) or 1d, 8h...")] = "1d",
     mm_fraction: Annotated[float, typer.Option("--mm-fraction", help="MM as a fraction of IM.")] = 0.5,
     buffer: Annotated[float, typer.Option("--buffer", help="IM = ES x (1 + buffer).")] = 0.0,
+    rule: Annotated[str, typer.Option("--rule", help="v2 (default): size-dependent close-out horizon, brackets "
+                                      "from the margin curve; flat: one --horizon for every size (--horizon, "
+                                      "--mm-fraction and --buffer apply to flat only).")] = "v2",
     instrument: Annotated[list[str] | None, typer.Option("--instrument", "-i", help="Instruments (default: "
                                                          "every bundled one in the store).")] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t")] = None,
@@ -53,7 +56,7 @@ def calibrate(
     if model not in MODELS:
         raise ConfigError(f"--model {model!r} is not one of {', '.join(sorted(MODELS))}")
     settings = CalibrationSettings(model=model, level=level, horizon_hours=horizon_hours(horizon),
-                                   mm_fraction=mm_fraction, buffer=buffer)
+                                   mm_fraction=mm_fraction, buffer=buffer, rule=rule)
     with open_store(store) as con:
         from margincal.margin.params import latest_version
 

@@ -6,10 +6,11 @@ import html
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from margincal.backtest import backtest_figures
-from margincal.backtest.published import backtest_published, breach_summary
+from margincal.backtest.published import backtest_curve, backtest_published, breach_summary, curve_summary
 from margincal.cli.common import (
     JsonOption,
     StoreOption,
@@ -24,6 +25,7 @@ from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
 from margincal.data.store import load_bars, open_store
 from margincal.margin.published import calibrate_and_publish, published_history
 from margincal.reports.html import Section, instrument_figure, table_html, write_report
+from margincal.reports.margin_v2 import margin_v2_sections
 from margincal.risk.models import horizon_hours
 
 
@@ -34,10 +36,13 @@ def run(
     horizon: Annotated[str, typer.Option("--horizon", help="Liquidation horizon (hours or 1d, 8h...).")] = "1d",
     level: Annotated[float, typer.Option("--level", callback=number_option(lo=0.5, hi=0.9999),
                                          help="Expected Shortfall confidence.")] = 0.99,
+    rule: Annotated[str, typer.Option("--rule", help="v2 (default): size-dependent close-out horizon, brackets "
+                                      "from the margin curve; flat: one --horizon for every size (--horizon, "
+                                      "--mm-fraction and --buffer apply to flat only).")] = "v2",
     json_out: JsonOption = False,
 ) -> None:
     """Ingest the bundled data, calibrate every bundled instrument, publish, print and report."""
-    settings = CalibrationSettings(level=level, horizon_hours=horizon_hours(horizon))
+    settings = CalibrationSettings(level=level, horizon_hours=horizon_hours(horizon), rule=rule)
     targets = calibration_targets()
     path = resolve_store_path(store)
     with progress() as prog:
@@ -52,11 +57,18 @@ def run(
                 con, targets, settings, actor="margincal-run",
                 on_step=lambda label: prog.update(t_cal, advance=1, description=f"calibrating {label}"))
             figures = []
-            for inst, tf in targets:
+            for c in cals:
+                inst, tf = c.instrument, c.timeframe
                 prog.update(t_rep, advance=1, description=f"history {inst} {tf}")
-                figures.append(instrument_figure(f"{inst} ({tf} bars)", published_history(
-                    load_bars(con, inst, tf), tf, settings)))
+                bars = c.extra.get("bars")
+                hist = published_history(load_bars(con, inst, tf) if bars is None else bars, tf, settings,
+                                         funding=c.extra.get("funding"))
+                hist["breach"] = -np.expm1(-hist["ret"].abs()) > hist["mm_rate"]
+                figures.append(instrument_figure(f"{inst} ({tf} bars)", hist))
         bt = backtest_published(path, settings, targets=targets)
+        tier_rows = [r for c in cals if "path" in c.extra
+                     for r in backtest_curve(c.extra["bars"], c.extra["path"], c.instrument, c.timeframe,
+                                             settings.level)]
         prog.update(t_bt, advance=1)
     rows = [c.row() for c in cals]
     inserted = sum(r.rows_inserted for r in reports)
@@ -70,8 +82,10 @@ def run(
     meta = (f"parameter set v{version} &middot; run {html.escape(str(pset.run_id))} &middot; model FHS (EWMA "
             f"&lambda;={settings.ewma_lambda}/day) &middot; ES {settings.level:g} over {settings.horizon_hours:g}h "
             f"&middot; MM = {settings.mm_fraction:g} x IM &middot; store {html.escape(path.name)}")
+    v2_sections = margin_v2_sections(cals, tier_rows, settings) if tier_rows else []
     sections = [
         Section("Calibrated margin parameters", table_html(rows)),
+        *v2_sections,
         Section("Data ingested", table_html([
             {"file": r.file, "instrument": r.instrument, "kind": r.kind, "timeframe": r.timeframe or "",
              "rows": r.rows_in_file, "new rows": r.rows_inserted, "from": (r.first_ts or "")[:16],
@@ -89,16 +103,31 @@ def run(
                 "on the data available then: EWMA volatility and the FHS tail updated every bar).</p>",
                 figures),
     ]
+    if settings.rule == "v2":
+        meta = (f"parameter set v{version} &middot; run {html.escape(str(pset.run_id))} &middot; margin v2: "
+                f"FHS ES {settings.level:g} at the close-out horizon of each size, anti-procyclicality "
+                f"{html.escape(settings.apc)}, IM &ge; {1 + settings.im_gap:g} x MM &middot; store "
+                f"{html.escape(path.name)}")
     out = write_report(report, "margincal: calibration report", sections, meta)
     if json_out:
         print_json({"store": str(path), "version": version, "run_id": pset.run_id, "rows_ingested": inserted,
                     "report": str(out), "parameters": rows,
-                    "backtest": {"breaches": breaches, "summary": bt.summary(), "rows": bt_rows}})
+                    "backtest": {"breaches": breaches, "summary": bt.summary(), "rows": bt_rows,
+                                 "tiers": tier_rows, "tier_summary": curve_summary(tier_rows)}})
         return
-    print_table(rows, title=f"parameter set v{version}: FHS ES {settings.level:g}, {settings.horizon_hours:g}h "
-                f"liquidation horizon")
+    if settings.rule == "v2":
+        print_table(rows, title=f"parameter set v{version}: margin v2, FHS ES {settings.level:g} at the close-out "
+                    f"horizon of each size (rates at {settings.reference_size:,.0f}; brackets in the report)")
+    else:
+        print_table(rows, title=f"parameter set v{version}: FHS ES {settings.level:g}, {settings.horizon_hours:g}h "
+                    f"liquidation horizon")
     for k, v in breaches.items():
         console.print(f"backtest of the published {k}: {v['breaches']} breaches in {v['n_obs']:,} bars of "
                       f"{v['instruments']} instrument(s) ({100 * v['breach_rate']:.2f}%)")
+    for k, v in curve_summary(tier_rows).items():
+        console.print(f"intrabar backtest of the published {k} per tier: {v['breaches']} breaches in "
+                      f"{v['n_obs']:,} close-outs ({100 * v['breach_rate']:.2f}%), {v['tiers_over_1pct']} of "
+                      f"{v['tiers']} instrument-tiers above 1%, {v['red']:,} red / {v['yellow']:,} yellow of "
+                      f"{v['windows']:,} rolling 250-windows")
     console.print(f"store [bold]{path}[/] ({inserted} new rows) - published version [bold]{version}[/] "
                   f"- report [bold]{out}[/]")

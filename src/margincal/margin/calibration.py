@@ -205,19 +205,47 @@ class MarginCalibrator:
 
 
 def published_rates(es: object, cost: object, *, buffer: float = 0.0, mm_fraction: float = DEFAULT_MM_FRACTION,
-                    rounding: float = 0.0005) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """THE published rule, vectorised: ``(im, mm, im_raw, mm_raw)`` from ES and the liquidity add-on.
+                    rounding: float = 0.0005, mm_es: object = None, mm_cost: object = None,
+                    im_gap: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """THE published rule, vectorised: ``(im, mm, im_raw, mm_raw)`` from the tail loss and the close-out cost.
 
-    ``IM_raw = min(ES (1 + buffer) + cost, 1)``; ``MM_raw = min(max(mm_fraction IM_raw, cost), IM_raw)``;
-    ``IM = min(ceil(IM_raw, rounding), 1)``; ``MM = min(ceil(MM_raw, rounding), IM)``. The frozen
-    calibration (:func:`calibration_from_forecast`) and the causal history that the backtest replays
-    (:func:`margincal.margin.published.published_path`) both call this function. NaN in, NaN out.
+    Flat form (one horizon for every size; ``mm_es`` not given)::
+
+        IM_raw = min(ES (1 + buffer) + cost, 1)
+        MM_raw = min(max(mm_fraction IM_raw, cost), IM_raw)
+
+    Size-dependent form (margin v2, issue 15; ``mm_es`` given): ``es``/``cost`` are the tail loss and
+    close-out cost over the IM horizon ``H_IM(N)``, ``mm_es``/``mm_cost`` those over the MM horizon
+    ``H_MM(N)`` (:mod:`margincal.margin.horizon`)::
+
+        MM_raw = min(mm_es + mm_cost, 1)
+        IM_raw = min(max(es (1 + buffer) + cost, (1 + im_gap) MM_raw), 1)
+
+    and, for 2-D inputs (time x size tier, tiers by increasing notional), both are made
+    non-decreasing along the size axis (a larger position never gets a lower rate).
+    Then ``IM = min(ceil(IM_raw, rounding), 1)``; ``MM = min(ceil(MM_raw, rounding), IM)``.
+
+    The frozen calibration (:func:`calibration_from_forecast`, :func:`margincal.margin.published.calibrate_bars`)
+    and the causal history that the backtest replays (:func:`margincal.margin.published.published_path`,
+    :func:`margincal.margin.published.published_curve_path`) all call this function. NaN in, NaN out.
     """
     e = np.asarray(es, dtype=float)
     c = np.asarray(cost, dtype=float)
     with np.errstate(invalid="ignore"):
-        im_raw = np.minimum(e * (1.0 + buffer) + c, 1.0)
-        mm_raw = np.minimum(np.maximum(mm_fraction * im_raw, c), im_raw)
+        if mm_es is None:
+            im_raw = np.minimum(e * (1.0 + buffer) + c, 1.0)
+            mm_raw = np.minimum(np.maximum(mm_fraction * im_raw, c), im_raw)
+        else:
+            gap = 0.5 if im_gap is None else float(im_gap)
+            if not (gap >= 0 and math.isfinite(gap)):
+                raise ConfigError(f"im_gap is {im_gap}; it must be >= 0")
+            me = np.asarray(mm_es, dtype=float)
+            mc = np.asarray(0.0 if mm_cost is None else mm_cost, dtype=float)
+            mm_raw = np.minimum(me + mc, 1.0)
+            im_raw = np.minimum(np.maximum(e * (1.0 + buffer) + c, (1.0 + gap) * mm_raw), 1.0)
+            if mm_raw.ndim == 2:
+                mm_raw = np.fmax.accumulate(mm_raw, axis=1)
+                im_raw = np.fmax.accumulate(im_raw, axis=1)
         im = np.minimum(np.asarray(ceil_to_increment(im_raw, rounding), dtype=float), 1.0)
         mm = np.minimum(np.asarray(ceil_to_increment(mm_raw, rounding), dtype=float), im)
     return im, mm, im_raw, mm_raw

@@ -35,14 +35,14 @@ import pandas as pd
 from margincal.config import CalibrationSettings
 from margincal.data.ingest import timeframe_hours
 from margincal.data.returns import log_returns
-from margincal.data.store import load_bars
-from margincal.errors import CalibrationError, DataError
+from margincal.data.store import load_bars, load_series
+from margincal.errors import CalibrationError, ConfigError, DataError
 from margincal.margin.calibration import calibrate_instrument, published_rates
 from margincal.margin.liquidity import SQRT_IMPACT_Y, LiquidityModel
 from margincal.margin.params import InstrumentParams, ParameterSet, new_run_id, publish
 from margincal.risk.base import jsonable_params
-from margincal.units import Decay
 from margincal.risk.models import TailModel, make_model
+from margincal.units import Decay
 
 #: daily bars of the liquidity estimate (ADV, volatility), as :meth:`LiquidityModel.from_bars`
 LIQUIDITY_WINDOW = 30
@@ -70,6 +70,17 @@ class InstrumentCalibration:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
+        sched = self.extra.get("tiers")
+        if sched is not None:  # margin v2: rates at reference_size plus the bracket table's ends
+            return {
+                "instrument": self.instrument, "bars": self.timeframe, "last_price": self.last_price,
+                "es_1bar": self.es, "horizon_min": round(60.0 * self.horizon_hours, 2), "im_rate": self.im_rate,
+                "liq_addon": self.extra.get("liquidity_addon", 0.0), "mm_rate": self.mm_rate,
+                "max_leverage": round(1.0 / self.im_rate, 1),
+                "tier1_leverage": float(sched.tiers[0].max_leverage), "tier1_mm": sched.tiers[0].maintenance_rate,
+                "last_tier_leverage": float(sched.tiers[-1].max_leverage),
+                "data_to": self.window_end[:10], "n_obs": self.n_obs,
+            }
         return {
             "instrument": self.instrument, "bars": self.timeframe, "last_price": self.last_price,
             "sigma_horizon": self.sigma, "var": self.var, "es": self.es, "im_rate": self.im_rate,
@@ -99,12 +110,20 @@ def published_model(settings: CalibrationSettings, bar_hours: float) -> TailMode
 
 
 def calibrate_bars(bars: pd.DataFrame, instrument: str, timeframe: str,
-                   settings: CalibrationSettings) -> InstrumentCalibration:
-    """Calibrate one instrument's IM/MM rates from its bars (the published numbers)."""
+                   settings: CalibrationSettings, funding: pd.Series | None = None) -> InstrumentCalibration:
+    """Calibrate one instrument's IM/MM rates from its bars (the published numbers).
+
+    ``settings.rule == "v2"`` (default): the last row of :func:`published_curve_path` (so the published
+    rates are exactly the history's last value), with the bracket table of the curve in
+    ``details["tiers"]``; the headline ``im_rate``/``mm_rate`` are the curve at ``reference_size``.
+    ``"flat"``: the pre-v2 rule (one horizon ``horizon_hours`` for every size).
+    """
     if len(bars) < settings.min_history + 1:
         raise CalibrationError(
             f"{instrument} {timeframe}: {len(bars)} bars, need at least {settings.min_history + 1}"
         )
+    if settings.rule == "v2":
+        return _calibrate_curve(bars, instrument, timeframe, settings, funding)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars, instrument)
     params = model_params(settings, bh)
@@ -123,6 +142,45 @@ def calibrate_bars(bars: pd.DataFrame, instrument: str, timeframe: str,
         model_params=jsonable_params(params), level=settings.level, horizon_hours=settings.horizon_hours,
         extra={"params": cal.to_params(), "liquidity_addon": cal.liquidity_addon},
     )
+
+
+def _calibrate_curve(bars: pd.DataFrame, instrument: str, timeframe: str, settings: CalibrationSettings,
+                     funding: pd.Series | None) -> InstrumentCalibration:
+    p = published_curve_path(bars, timeframe, settings, funding=funding)
+    if not np.isfinite(p.im[-1]).all():
+        raise CalibrationError(f"{instrument} {timeframe}: the margin curve is not defined at the last bar "
+                               "(too little history or no traded volume in the liquidity window)")
+    j = p.column(settings.reference_size)
+    sched = p.brackets(settings=settings)
+    curve = [{"notional": float(nv), "h_mm_hours": float(p.h_mm[-1, k]), "h_im_hours": float(p.h_im[-1, k]),
+              "cost_mm": float(p.cost_mm[-1, k]), "mm_rate": float(p.mm[-1, k]), "im_rate": float(p.im[-1, k])}
+             for k, nv in enumerate(p.notional)]
+    r = log_returns(bars, instrument)
+    liq = {"adv": float(p.adv[-1]), "sigma_daily": float(p.sigma_daily[-1]),
+           "half_spread": float(p.half_spread[-1]), "spread_estimator": "corwin_schultz",
+           "adv_window_days": settings.liquidity_window_days,
+           "funding_per_event": float(p.funding_per_event[-1])}
+    details: dict[str, Any] = {
+        "rule": "v2", "es": float(p.loss_1bar[-1]), "es_raw": float(p.loss_raw[-1]), "es_horizon_hours": p.bar_hours,
+        "scaling_exponent": float(p.exponent[-1]), "level": settings.level, "apc": settings.apc,
+        "horizon_hours": float(p.h_mm[-1, j]), "im_horizon_hours": float(p.h_im[-1, j]),
+        "reference_size": settings.reference_size, "liquidation_cost": float(p.cost_mm[-1, j]),
+        "liquidity_addon": float(p.cost_im[-1, j]), "liquidity": liq, "curve": curve,
+        "tiers": sched.to_details(), "im_gap": settings.im_gap, "rounding": settings.rounding,
+        "model": settings.model, "window_start": str(r.index[0]), "window_end": str(r.index[-1]), "n_obs": len(r),
+        "provenance": {"model": settings.model, "rule": "margin v2 (issue 15): MM(N) = loss(H_MM(N)) + cost, "
+                       "IM(N) = max(loss(H_IM(N)) + cost, (1 + im_gap) MM(N)), brackets from the curve",
+                       "window_start": str(r.index[0]), "window_end": str(r.index[-1])},
+    }
+    params = InstrumentParams(instrument, float(p.im[-1, j]), float(p.mm[-1, j]), details)
+    return InstrumentCalibration(
+        instrument=instrument, timeframe=timeframe, im_rate=float(p.im[-1, j]), mm_rate=float(p.mm[-1, j]),
+        es=float(p.loss_1bar[-1]), var=float("nan"), sigma=float(p.sigma_daily[-1]),
+        last_price=float(bars["close"].iloc[-1]), window_start=str(r.index[0]), window_end=str(r.index[-1]),
+        n_obs=len(r), model=settings.model, model_params={"lam_per_day": settings.ewma_lambda},
+        level=settings.level, horizon_hours=float(p.h_mm[-1, j]),
+        extra={"params": params, "liquidity_addon": float(p.cost_im[-1, j]), "path": p, "bars": bars,
+               "funding": funding, "tiers": sched})
 
 
 def liquidity_cost_path(bars: pd.DataFrame, *, size: float, half_spread: float = 0.0, y: float = SQRT_IMPACT_Y,
@@ -167,8 +225,13 @@ def liquidity_cost_path(bars: pd.DataFrame, *, size: float, half_spread: float =
     return cost
 
 
-def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings) -> pd.DataFrame:
+def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                   funding: pd.Series | None = None) -> pd.DataFrame:
     """Causal history of the published IM and MM: row ``t`` from ``bars[: t + 1]`` only (module doc).
+
+    With ``settings.rule == "v2"`` (default) the rates are those of :func:`published_curve_path` at
+    ``settings.reference_size`` (``es`` is then the one-bar ES after anti-procyclicality, ``liq_addon``
+    the close-out cost over the IM horizon, ``h_mm`` the MM close-out horizon in hours).
 
     ``len(bars)`` rows indexed by the bars' timestamps: ``es`` (the model's ES,
     larger side), ``liq_addon``, ``im_raw``, ``mm_raw``, ``im_rate``, ``mm_rate``,
@@ -176,6 +239,12 @@ def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSett
     before ``settings.min_history`` returns. The last row equals
     :func:`calibrate_bars` on all the bars.
     """
+    if settings.rule == "v2":
+        c = published_curve_path(bars, timeframe, settings, funding=funding)
+        j = c.column(settings.reference_size)
+        return pd.DataFrame({"es": c.loss_1bar, "liq_addon": c.cost_im[:, j], "im_raw": c.im_raw[:, j],
+                             "mm_raw": c.mm_raw[:, j], "im_rate": c.im[:, j], "mm_rate": c.mm[:, j],
+                             "h_mm": c.h_mm[:, j]}, index=bars.index)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars)
     model = published_model(settings, bh)
@@ -183,14 +252,215 @@ def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSett
                           bar_hours=bh)
     es = path["es"].to_numpy(float).copy()
     es[: settings.min_history] = np.nan
-    cost = liquidity_cost_path(bars, size=settings.reference_size, half_spread=settings.half_spread)
+    from margincal.margin.liquidity import window_bars
+
+    # the window counts DAYS as LiquidityModel.from_bars does (30 days = 720 hourly bars)
+    cost = liquidity_cost_path(bars, size=settings.reference_size, half_spread=settings.half_spread,
+                               window=window_bars(LIQUIDITY_WINDOW, bh))
     im, mm, im_raw, mm_raw = published_rates(es, cost, buffer=settings.buffer, mm_fraction=settings.mm_fraction,
                                              rounding=settings.rounding)
     return pd.DataFrame({"es": es, "liq_addon": cost, "im_raw": im_raw, "mm_raw": mm_raw, "im_rate": im,
                          "mm_rate": mm}, index=bars.index)
 
 
-def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings) -> pd.DataFrame:
+# ----------------------------------------------------------------------------- margin v2 (issue 15)
+
+HOURLY_SCALING_INTERVALS = ("1h", "4h", "1D")
+DAILY_SCALING_INTERVALS = ("1D", "2D", "5D", "10D")
+STRESSED_DEPTH_BAND = 0.01
+
+
+@dataclass(frozen=True)
+class PublishedCurvePath:
+    """Causal history of the size-dependent published rule (margin v2): row ``t`` from ``bars[: t + 1]``.
+
+    ``notional`` holds the curve's notionals (the bracket caps and ``reference_size``,
+    increasing); ``im``/``mm`` (and their unrounded ``*_raw``), ``h_mm``/``h_im``
+    (close-out horizons in hours) and ``cost_mm``/``cost_im`` are ``(len(bars), K)``
+    arrays; ``loss_1bar`` is the model's one-bar ES (after anti-procyclicality),
+    ``loss_raw`` before it. NaN before ``settings.min_history`` returns.
+    """
+
+    index: pd.DatetimeIndex
+    bar_hours: float
+    notional: np.ndarray
+    caps: np.ndarray
+    exponent: np.ndarray
+    var_raw: np.ndarray
+    loss_raw: np.ndarray
+    loss_1bar: np.ndarray
+    adv: np.ndarray
+    sigma_daily: np.ndarray
+    half_spread: np.ndarray
+    funding_per_event: np.ndarray
+    h_mm: np.ndarray
+    h_im: np.ndarray
+    cost_mm: np.ndarray
+    cost_im: np.ndarray
+    im_raw: np.ndarray
+    mm_raw: np.ndarray
+    im: np.ndarray
+    mm: np.ndarray
+
+    def column(self, notional: float) -> int:
+        return int(np.flatnonzero(np.isclose(self.notional, notional))[0])
+
+    def brackets(self, row: int = -1, settings: CalibrationSettings | None = None) -> Any:
+        """Exchange-style brackets (:func:`margincal.margin.tiers.brackets_from_curve`) of row ``row``."""
+        from margincal.margin.tiers import brackets_from_curve
+
+        rounding = 0.0001 if settings is None else max(settings.rounding / 5.0, 1e-6)
+        x = np.log(self.notional)
+        im_r, mm_r = self.im_raw[row], self.mm_raw[row]
+
+        def f(y: np.ndarray) -> Callable[[object], np.ndarray]:
+            return lambda n: np.interp(np.log(np.asarray(n, dtype=float)), x, y)
+
+        return brackets_from_curve(self.caps, f(im_r), f(mm_r), rounding=rounding)
+
+
+EXPONENT_REFIT_DAYS = 365.0
+
+
+def scaling_exponent_path(bars: pd.DataFrame, bar_hours: float) -> np.ndarray:
+    """Causal scaling exponent per bar: refitted every :data:`EXPONENT_REFIT_DAYS` days on the bars up to
+    the refit (refit points counted from the first bar, so a prefix of the bars gives a prefix of the
+    path), 0.5 (square root) before the first refit or when it cannot be measured."""
+    from margincal.margin.liquidity import window_bars
+
+    n = len(bars)
+    step = max(window_bars(EXPONENT_REFIT_DAYS, bar_hours), 2)
+    out = np.full(n, 0.5)
+    for k in range(step, n, step):
+        out[k:] = scaling_exponent_of(bars.iloc[: k + 1], bar_hours)
+    return out
+
+
+def scaling_exponent_of(bars: pd.DataFrame, bar_hours: float) -> float:
+    """The measured horizon-scaling exponent (:func:`margincal.vol.horizon.scaling_exponent`, variance) of
+    the bars' closes: 1 h, 4 h, 1 d on hourly bars, 1..10 d on daily bars; 0.5 when it cannot be measured
+    (0.45-0.51 on the bundled data, docs/margin_v2.md).
+    """
+    from margincal.vol.horizon import scaling_exponent
+
+    iv = HOURLY_SCALING_INTERVALS if bar_hours < 24.0 - 1e-9 else DAILY_SCALING_INTERVALS
+    try:
+        h = float(scaling_exponent(bars["close"], iv).exponent)
+    except (DataError, ValueError, ConfigError):
+        return 0.5
+    return h if 0.2 < h < 1.0 else 0.5
+
+
+def _rolling_mean(x: np.ndarray, window: int, min_periods: int = 3) -> np.ndarray:
+    return pd.Series(x).rolling(window, min_periods=min_periods).mean().to_numpy()
+
+
+def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                         funding: pd.Series | None = None) -> PublishedCurvePath:
+    """Causal history of the margin v2 rule (issue 15): MM(N), IM(N) at every bar for every curve notional.
+
+    At each bar ``t``, from data up to ``t`` only:
+
+    * tail loss: the published tail model's one-bar ES (``fit_path``, refit every bar), through
+      anti-procyclicality ``settings.apc`` (:func:`margincal.margin.apc.apply_apc`, ``emir_a`` by
+      default: 25% buffer released in stress, rebuilt over 20 calm steps), then
+      ``loss(h) = ES_1bar * (h / bar_hours) ** H`` with ``H`` the measured scaling exponent
+      (:func:`scaling_exponent_path`, refitted yearly on the data up to the refit);
+    * liquidity over the last ``liquidity_window_days`` DAYS: ADV, daily volatility and the
+      Corwin-Schultz half-spread of the bars; close-out ``T(N) = N / (participation * ADV / 24)``,
+      ``H_MM = detection + T``, ``H_IM = check_interval + H_MM``
+      (:class:`margincal.margin.horizon.CloseOutModel` defines these; the floor for small positions is
+      ``detection`` = 1 min for MM and 2 min for IM);
+    * close-out cost ``half_spread + sqrt impact (Y sigma_daily sqrt(N / ADV)) + taker fee``, max'ed with
+      the stressed-book cost (1% depth ``depth_to_adv * ADV`` collapsed as on 2025-10-10,
+      :func:`margincal.margin.liquidity.stressed_liquidity_addon`), plus for perpetuals the funding
+      provision pro rata over the horizon at the largest ``|rate|`` observed so far;
+    * rates: :func:`margincal.margin.calibration.published_rates` (size-dependent form).
+    """
+    key = (id(bars), len(bars), timeframe, repr(settings), id(funding))
+    for k, b, f, out in _CURVE_CACHE:
+        if k == key and b is bars and f is funding:
+            return out
+    out = _published_curve_path(bars, timeframe, settings, funding)
+    _CURVE_CACHE.append((key, bars, funding, out))
+    del _CURVE_CACHE[:-8]
+    return out
+
+
+#: the last few curve paths (the run computes each once for publishing, the report and the backtest);
+#: entries hold the bars and funding objects, so an ``id`` in a key cannot be reused while cached
+_CURVE_CACHE: list[tuple[Any, pd.DataFrame, Any, PublishedCurvePath]] = []
+
+
+def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                          funding: pd.Series | None) -> PublishedCurvePath:
+    from margincal.margin.apc import apc_config, apply_apc
+    from margincal.margin.liquidity import (
+        DEPTH_COLLAPSE_2025_10_10,
+        corwin_schultz_spread,
+        stressed_liquidity_addon,
+        window_bars,
+    )
+
+    bh = timeframe_hours(timeframe)
+    n = len(bars)
+    r = log_returns(bars)
+    model = make_model(settings.model, **({} if settings.model == "hs" else
+                                          {"lam": Decay(per_day=settings.ewma_lambda)}))
+    path = model.fit_path(r.to_numpy(), horizon=bh, level=settings.level, refit=1, bar_hours=bh)
+    loss_raw = path["es"].to_numpy(float).copy()
+    loss_raw[: settings.min_history] = np.nan
+    var_raw = path["var"].to_numpy(float).copy()
+    var_raw[: settings.min_history] = np.nan
+    loss = loss_raw.copy()
+    ok = np.isfinite(loss_raw)
+    if ok.any():
+        loss[ok] = np.asarray(apply_apc(loss_raw[ok], apc_config(settings.apc)), dtype=float)
+    exponent = scaling_exponent_path(bars, bh)
+    # liquidity over the last window DAYS (bars of any size)
+    wb = window_bars(settings.liquidity_window_days, bh)
+    close = bars["close"].to_numpy(float)
+    traded = (bars["volume_quote"].to_numpy(float) if "volume_quote" in bars.columns
+              else close * bars["volume"].to_numpy(float))
+    adv = _rolling_mean(traded, wb) * 24.0 / bh
+    lr = np.concatenate([[np.nan], np.diff(np.log(close))])
+    sigma_daily = pd.Series(lr).rolling(wb, min_periods=3).std().to_numpy() * math.sqrt(24.0 / bh)
+    if {"high", "low"} <= set(bars.columns):
+        cs = np.concatenate([[np.nan], corwin_schultz_spread(bars["high"], bars["low"])])
+        half_spread = 0.5 * _rolling_mean(np.nan_to_num(cs, nan=0.0), wb)
+    else:
+        half_spread = np.full(n, settings.half_spread)
+    fund = np.zeros(n)
+    if funding is not None and len(funding):
+        f = funding.abs().cummax().reindex(bars.index, method="ffill")
+        fund = np.nan_to_num(f.to_numpy(float), nan=0.0)
+    caps = np.asarray(settings.curve_caps, dtype=float)
+    notional = np.unique(np.concatenate([caps, [settings.reference_size]]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_close = notional[None, :] / (settings.participation * adv[:, None] / 24.0)
+        h_mm = settings.detection_hours + t_close
+        h_im = settings.check_interval_hours + h_mm
+        impact = SQRT_IMPACT_Y * sigma_daily[:, None] * np.sqrt(notional[None, :] / adv[:, None])
+        # the stressed cost depends on size / depth only: evaluate it at depth 1
+        stressed = np.asarray(stressed_liquidity_addon(
+            np.nan_to_num(notional[None, :] / (settings.depth_to_adv * adv[:, None]), nan=0.0),
+            depth_notional=1.0, depth_band=STRESSED_DEPTH_BAND, collapse=DEPTH_COLLAPSE_2025_10_10))
+        execution = half_spread[:, None] + settings.taker_fee + np.maximum(impact, stressed)
+        cost_mm = execution + fund[:, None] * h_mm / 8.0
+        cost_im = execution + fund[:, None] * h_im / 8.0
+        loss_mm = loss[:, None] * (h_mm / bh) ** exponent[:, None]
+        loss_im = loss[:, None] * (h_im / bh) ** exponent[:, None]
+    im, mm, im_raw, mm_raw = published_rates(loss_im, cost_im, mm_es=loss_mm, mm_cost=cost_mm,
+                                             im_gap=settings.im_gap, rounding=settings.rounding)
+    return PublishedCurvePath(
+        index=bars.index, bar_hours=bh, notional=notional, caps=caps, exponent=exponent, var_raw=var_raw,
+        loss_raw=loss_raw,
+        loss_1bar=loss, adv=adv, sigma_daily=sigma_daily, half_spread=half_spread, funding_per_event=fund,
+        h_mm=h_mm, h_im=h_im, cost_mm=cost_mm, cost_im=cost_im, im_raw=im_raw, mm_raw=mm_raw, im=im, mm=mm)
+
+
+def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
+                      funding: pd.Series | None = None) -> pd.DataFrame:
     """The published margin in force over each bar, for charts and the backtest.
 
     Indexed like :func:`log_returns` (``bars.index[1:]``): the row of bar ``i``
@@ -200,7 +470,7 @@ def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationS
     """
     from margincal.vol.ewma import ewma_variance
 
-    p = published_path(bars, timeframe, settings)
+    p = published_path(bars, timeframe, settings, funding=funding)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars)
     lam = Decay(per_day=settings.ewma_lambda).for_bars(bh)
@@ -221,7 +491,8 @@ def calibrate_store(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, str
         bars = load_bars(con, inst, tf)
         if bars.empty:
             raise CalibrationError(f"no {tf} bars stored for {inst}; ingest them first")
-        out.append(calibrate_bars(bars, inst, tf, settings))
+        funding = load_series(con, "funding", inst, "rate") if settings.rule == "v2" else None
+        out.append(calibrate_bars(bars, inst, tf, settings, funding if funding is not None and len(funding) else None))
     return out
 
 
@@ -239,7 +510,9 @@ def to_parameter_set(cals: list[InstrumentCalibration], settings: CalibrationSet
         "horizon_hours": settings.horizon_hours, "ewma_lambda_per_day": settings.ewma_lambda,
         "mm_fraction": settings.mm_fraction, "buffer": settings.buffer, "rounding": settings.rounding,
         "reference_size": settings.reference_size, "half_spread": settings.half_spread,
-        "tier_boundaries": list(settings.tier_boundaries),
+        "tier_boundaries": list(settings.tier_boundaries), "rule": settings.rule,
+        "curve_caps": list(settings.curve_caps), "apc": settings.apc, "participation": settings.participation,
+        "im_gap": settings.im_gap, "taker_fee": settings.taker_fee,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "windows": {c.instrument: [c.window_start, c.window_end] for c in cals},
     }
@@ -267,6 +540,10 @@ __all__ = [
     "model_params",
     "published_history",
     "published_model",
+    "PublishedCurvePath",
+    "published_curve_path",
     "published_path",
+    "scaling_exponent_of",
+    "scaling_exponent_path",
     "to_parameter_set",
 ]

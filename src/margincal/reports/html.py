@@ -64,6 +64,10 @@ def instrument_figure(instrument: str, path: pd.DataFrame, max_points: int = 400
     fig.add_trace(go.Scatter(x=df.index, y=df["im_rate"], name="IM rate", line={"width": 1}), row=3, col=1)
     fig.add_trace(go.Scatter(x=df.index, y=df["mm_rate"], name="MM rate", line={"width": 1, "dash": "dot"}),
                   row=3, col=1)
+    if "breach" in path.columns:  # bars whose loss exceeded the MM in force (all of them, before thinning)
+        b = path[path["breach"].fillna(False).astype(bool)]
+        fig.add_trace(go.Scatter(x=b.index, y=b["mm_rate"], name="MM breach", mode="markers",
+                                 marker={"color": "red", "size": 5, "symbol": "x"}), row=3, col=1)
     fig.update_layout(title=instrument, height=620, margin={"l": 50, "r": 20, "t": 60, "b": 30},
                       legend={"orientation": "h"})
     fig.update_yaxes(type="log", row=1, col=1)
