@@ -8,8 +8,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import (JsonOption, StoreOption, console, date_option, number_option, print_json,
-                                  print_table)
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    date_option,
+    number_option,
+    print_json,
+    print_table,
+)
 from margincal.data.store import open_store
 from margincal.errors import ConfigError
 from margincal.margin import params as P
