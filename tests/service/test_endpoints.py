@@ -309,6 +309,10 @@ def test_http_key_admin_roundtrip(client: Any) -> None:
     assert "dora" in [k["name"] for k in listed] and all("hash" not in json.dumps(k) for k in listed)
     assert client.post("/api/keys", json={"role": "god"}, headers=_h(client, "admin")).status_code == 422
     assert client.delete("/api/keys/ffffffffffff", headers=_h(client, "admin")).status_code == 404
+    kid = made.json()["key_id"]
+    assert client.delete(f"/api/keys/{kid}", headers=_h(client, "admin")).status_code == 200
+    again = client.delete(f"/api/keys/{kid}", headers=_h(client, "admin"))  # revoking twice: a conflict
+    assert again.status_code == 409 and again.json()["error"] == "conflict" and "already revoked" in again.text
 
 
 def test_policy_replace_is_validated_and_audited(client: Any) -> None:
