@@ -174,6 +174,7 @@ def _specs(env: dict) -> dict[str, tuple[list[str], dict[str, st.SearchStrategy[
         "backtest": ([*s], {"--level": bad_number(0.5, 0.9999), "--min-history": bad_number(20, 100_000, integer=True),
                             "--worst": bad_number(0, 1000, integer=True), "--instrument": bad_name(insts)}),
         "serve": ([*s], {"--port": bad_number(1, 65535, integer=True), "--release-after": bad_number(0, 86400),
+                         "--header-timeout": bad_number(0.1, 300),
                          "--policy": f.strategy(["policy.toml", "garbage.csv", "dir"])}),
         "report": ([*s], {"--out": st.sampled_from([str(f.root / "dir"), str(f.root / "garbage.csv" / "r.html"),
                                                     str(f.root / "dir") + "/"])}),
