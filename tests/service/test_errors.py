@@ -101,7 +101,8 @@ def test_unknown_instrument_in_standalone_margin_is_422(module_client: Any) -> N
     body = _what_if(order={"instrument": "DOGE-USDT", "side": "buy", "quantity": 1})
     r = module_client.post("/api/margin/what-if", json=body, headers={"X-API-Key": module_client.keys["trader"]})
     assert r.status_code == 422
-    assert "DOGE-USDT" in r.json()["detail"]
+    detail = r.json()["detail"]
+    assert "DOGE" not in r.text and "1 instrument(s)" in detail and "known: BTC-USDT" in detail  # no echo
     _no_trace(r)
 
 

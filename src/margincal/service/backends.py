@@ -269,8 +269,9 @@ class MarginEngine:
     def _check(self, pset: mparams.ParameterSet, names: Sequence[str]) -> None:
         missing = sorted({n for n in names if n not in pset.params})
         if missing:
+            # the request's names are not echoed back (issue 16): the count, and what the set does know
             raise UnknownInstrument(
-                f"instrument(s) {', '.join(missing[:10])} have no margin parameters in version {pset.version}; "
+                f"{len(missing)} instrument(s) of the request have no margin parameters in version {pset.version}; "
                 f"known: {', '.join(pset.instruments()[:30])}")
 
     # ---- risk-matrix state
