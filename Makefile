@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.margincal-installed
 
-.PHONY: run test install lint bench docs docs-tables serve clean
+.PHONY: run test fuzz install lint bench docs docs-tables serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP)
 	$(VENV)/bin/mypy src/margincal
 	$(PY) -m pytest -q -n 2 ; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
+
+# The CLI fuzz suite at the issue-16 figure: 1,000 malformed cases per command (`make test` runs 120 per command).
+# docs/make_reliability.py runs it the same way and writes its counts and timings to docs/reliability.md.
+fuzz: $(STAMP)
+	MARGINCAL_FUZZ_EXAMPLES=$${MARGINCAL_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -n 2 tests/ops/test_cli_fuzz.py
 
 # risk_models in quick mode: its full run refits every ML-fitted model on every day (about 25 min of CPU)
 bench: $(STAMP)

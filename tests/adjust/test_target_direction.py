@@ -25,6 +25,11 @@ def events() -> list[BarEvent]:
 
 def _check(adjs: list[Adjustment]) -> int:
     for a in adjs:
+        if a.kind == "mm_effective":
+            # an announced MM change taking effect after its notice period: IM does not move (its direction was
+            # checked when the IM change that announced it was made)
+            assert a.im_after == a.im_before, a
+            continue
         assert (a.im_after - a.im_before) * (a.target_im - a.im_before) > 0, (
             f"{a.ts} {a.route}: IM {a.im_before:.4f} -> {a.im_after:.4f} moves away from its target "
             f"{a.target_im:.4f}: {a.reason}")
@@ -42,7 +47,7 @@ def test_rate_above_the_cap_is_not_cut_while_volatility_asks_for_more(events):
     assert not [a for a in adjs if a.im_after < a.im_before]
 
 
-@settings(max_examples=12, deadline=None, database=None, derandomize=True,
+@settings(max_examples=40, deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(im=st.floats(0.01, 1.0), sigma=st.floats(0.005, 0.2), cap=st.floats(0.05, 1.0),
        floor=st.floats(0.001, 0.05), start_day=st.integers(1, 20), approval_decrease=st.booleans())

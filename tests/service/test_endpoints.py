@@ -309,6 +309,10 @@ def test_http_key_admin_roundtrip(client: Any) -> None:
     assert "dora" in [k["name"] for k in listed] and all("hash" not in json.dumps(k) for k in listed)
     assert client.post("/api/keys", json={"role": "god"}, headers=_h(client, "admin")).status_code == 422
     assert client.delete("/api/keys/ffffffffffff", headers=_h(client, "admin")).status_code == 404
+    kid = made.json()["key_id"]
+    assert client.delete(f"/api/keys/{kid}", headers=_h(client, "admin")).status_code == 200
+    again = client.delete(f"/api/keys/{kid}", headers=_h(client, "admin"))  # revoking twice: a conflict
+    assert again.status_code == 409 and again.json()["error"] == "conflict" and "already revoked" in again.text
 
 
 def test_policy_replace_is_validated_and_audited(client: Any) -> None:
@@ -381,3 +385,26 @@ def test_key_is_checked_before_the_body_is_parsed(client: Any) -> None:
 def test_malformed_last_event_id_is_a_400(client: Any, cursor: str) -> None:
     r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": cursor})
     assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
+
+
+def test_stream_cursor_is_the_insertion_order_so_replays_of_earlier_periods_are_delivered(client: Any) -> None:
+    """Issue 16 item 10: the signal cursor is an insertion sequence, not market time; a cursor resumes exactly."""
+    def insert(ts: str, inst: str) -> None:
+        with client.app.state.store.writer() as cur:
+            cur.execute("INSERT INTO signals (monitor, ts, instrument, kind, severity, reason, \"values\", recorded_at) "
+                        f"VALUES ('m', '{ts}', '{inst}', 'vol_regime', 'warning', 'r', '{{}}', now()::TIMESTAMP)")
+
+    insert("2025-06-01 00:00", "BTC-USDT")
+    ev = _events(client.get("/api/signals/stream?max_seconds=0&backlog=500", headers=_h(client, "viewer")).text)
+    assert [e[2]["instrument"] for e in ev if e[1] == "signal"] == ["BTC-USDT"]
+    last_id = ev[-1][0]
+    insert("2022-11-09 00:00", "ETH-USDT")  # a replay of an earlier period, written later
+    insert("2022-11-08 00:00", "SOL-USDT")
+    r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": last_id})
+    sig = [e for e in _events(r.text) if e[1] == "signal"]
+    assert [e[2]["instrument"] for e in sig] == ["ETH-USDT", "SOL-USDT"]  # each once, in insertion order
+    r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": sig[-1][0]})
+    assert not [e for e in _events(r.text) if e[1] == "signal"]
+    for bad in ("1~2024-01-01T00:00:00", "x~1", "1~-1", "1~1e3"):
+        r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": bad})
+        assert r.status_code == 400, (bad, r.status_code)

@@ -101,7 +101,8 @@ def test_unknown_instrument_in_standalone_margin_is_422(module_client: Any) -> N
     body = _what_if(order={"instrument": "DOGE-USDT", "side": "buy", "quantity": 1})
     r = module_client.post("/api/margin/what-if", json=body, headers={"X-API-Key": module_client.keys["trader"]})
     assert r.status_code == 422
-    assert "DOGE-USDT" in r.json()["detail"]
+    detail = r.json()["detail"]
+    assert "DOGE" not in r.text and "1 instrument(s)" in detail and "known: BTC-USDT" in detail  # no echo
     _no_trace(r)
 
 
@@ -186,3 +187,20 @@ def test_security_headers(module_client: Any) -> None:
     assert r.headers["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert "cdn" not in r.text.lower()
+
+
+def test_a_key_in_the_query_string_is_refused_and_never_logged(module_client: Any, caplog: Any) -> None:
+    import logging
+
+    from margincal.service.authfirst import RedactKeys
+
+    key = module_client.keys["viewer"]
+    for url in (f"/api/instruments?api_key={key}", f"/health?k={key.replace('_', '%5F')}"):
+        r = module_client.get(url, headers={"X-API-Key": key})
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", (url, r.text)
+        assert key not in r.text and "header" in r.json()["detail"]
+    # the access-log line (uvicorn formats client, method, path with query, version, status) is redacted
+    rec = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                            ("1.2.3.4:5", "GET", f"/api/instruments?api_key={key}", "1.1", 400), None)
+    assert RedactKeys().filter(rec) and key not in rec.getMessage() and "mc_<redacted>" in rec.getMessage()
+    assert any(isinstance(f, RedactKeys) for f in logging.getLogger("uvicorn.access").filters)

@@ -799,6 +799,10 @@ class MonitorEngine:
         out = []
         before = cur
         for kind, rate in steps:
+            if (rate - before) * (target - before) <= 0.0:
+                # the bound rounds up to the grid, so after an automatic step capped at +x% the remainder can
+                # lie beyond the target: a step that would move away from the stated target is not taken
+                break
             if kind == "proposal":
                 pend = st.pending_im
                 if pend == pend:
@@ -884,12 +888,15 @@ class MonitorEngine:
         if want <= cur * (1.0 + self._band) or (pend == pend and pend >= want):
             return _EMPTY
         rule = (f"escalation: breach cluster ({bc.counts.count} breaches); proposed IM covers the latest "
-                f"{self._br['horizon_hours']:g}h move {100 * bc.last_move:.1f}% + {100 * cushion:g}% cushion; "
-                "needs a risk officer")
+                f"{self._br['horizon_hours']:g}h move {100 * bc.last_move:.1f}% + {100 * cushion:g}% cushion: "
+                f"escalation target {100 * want:.2f}%; needs a risk officer")
         comp = self._components(st, comp)
         c2 = {**comp, "moved_by": [*comp.get("moved_by", []), "escalation (breach cluster)"],
               "breach_move": bc.last_move}
         a = self._mk(st, ev, "proposal", cur, want, st.mm, want * mm_ratio, target, sig_now, rule, c2, "escalation")
+        # the target this proposal states (and moves towards) is the escalation target, not the volatility target
+        # it may exceed; both are in the reason
+        a = dataclasses.replace(a, target_im=want)
         st.pending_im = want
         st.last_proposal_ns = t
         return [a]

@@ -158,7 +158,9 @@ class Monitor:
             rows += [self.name, pd.Timestamp(sg.ts).tz_convert("UTC").tz_localize(None), d["instrument"], d["kind"],
                      d["severity"], d["reason"], d["threshold"], json.dumps(d["values"], allow_nan=False, default=str),
                      now]
-        con.execute('INSERT OR IGNORE INTO signals VALUES ' + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(sigs)),
+        # ``seq`` (the stream's cursor) takes the next value of signal_seq; a replayed duplicate is ignored
+        con.execute('INSERT OR IGNORE INTO signals (monitor, ts, instrument, kind, severity, reason, threshold, '
+                    '"values", recorded_at) VALUES ' + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(sigs)),
                     rows)
 
     def _save_state(self, con: duckdb.DuckDBPyConnection) -> None:

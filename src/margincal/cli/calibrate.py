@@ -12,8 +12,10 @@ from margincal.config import CalibrationSettings
 from margincal.data.samples import calibration_targets
 from margincal.data.store import bar_instruments, open_store
 from margincal.errors import ConfigError
-from margincal.margin.published import calibrate_and_publish
-from margincal.risk.models import MODELS, horizon_hours
+
+# the model names for `--help`, kept here so that `margincal --help` does not import the model stack (scipy, arch);
+# tests/test_cli_help.py checks they are margincal.risk.models.MODELS
+MODEL_NAMES = ("cf", "evt", "fhs", "hs", "mc", "normal", "t")
 
 
 def _targets(con: duckdb.DuckDBPyConnection, instruments: list[str] | None,
@@ -38,7 +40,7 @@ def _targets(con: duckdb.DuckDBPyConnection, instruments: list[str] | None,
 
 
 def calibrate(
-    model: Annotated[str, typer.Option("--model", "-m", help="Tail model: " + ", ".join(sorted(MODELS)))] = "fhs",
+    model: Annotated[str, typer.Option("--model", "-m", help="Tail model: " + ", ".join(MODEL_NAMES))] = "fhs",
     level: Annotated[float, typer.Option("--level", help="ES confidence level.")] = 0.99,
     horizon: Annotated[str, typer.Option("--horizon", help="Liquidation horizon: hours (24) or 1d, 8h...")] = "1d",
     mm_fraction: Annotated[float, typer.Option("--mm-fraction", help="MM as a fraction of IM.")] = 0.5,
@@ -53,6 +55,9 @@ def calibrate(
     json_out: JsonOption = False,
 ) -> None:
     """Calibrate IM/MM rates and publish them as a new parameter-set version."""
+    from margincal.margin.published import calibrate_and_publish
+    from margincal.risk.models import MODELS, horizon_hours
+
     if model not in MODELS:
         raise ConfigError(f"--model {model!r} is not one of {', '.join(sorted(MODELS))}")
     settings = CalibrationSettings(model=model, level=level, horizon_hours=horizon_hours(horizon),

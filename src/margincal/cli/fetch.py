@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from margincal.cli.common import JsonOption, StoreOption, date_option, print_json, print_table, progress
-from margincal.data.fetch import fetch_bars, make_exchange
 from margincal.data.store import open_store
 
 
@@ -24,6 +23,8 @@ def fetch(
     json_out: JsonOption = False,
 ) -> None:
     """Download OHLCV bars into the store, resuming after the last stored bar."""
+    from margincal.data.fetch import fetch_bars, make_exchange  # ccxt: imported when the command runs
+
     ex = make_exchange(exchange)
     with open_store(store) as con, progress(transient=True) as prog:
         task = prog.add_task(f"fetching {symbol} {timeframe}", total=None)

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    date_option,
+    number_option,
+    print_json,
+    print_table,
+)
 from margincal.data.store import open_store
 from margincal.errors import ConfigError
 from margincal.margin import params as P
@@ -101,12 +109,16 @@ def export(version: VersionArg = None,
 @app.command("import")
 def import_(file: Annotated[Path, typer.Argument(help="The venue's file (its own JSON answer).")],
             fmt: Annotated[str, typer.Option("--format", "-f", help=f"Venue format: {_VENUE_FORMATS}.")],
-            fetched: Annotated[str | None, typer.Option("--fetched", help="Date the table was fetched "
+            fetched: Annotated[str | None, typer.Option("--fetched", callback=date_option(),
+                                                        help="Date the table was fetched "
                                                         "(default: the file's date).")] = None,
             source: Annotated[str | None, typer.Option("--source", help="Where the table comes from (URL).")] = None,
-            price: Annotated[float | None, typer.Option("--price", help="Reference price (binance-coinm, okx, "
+            price: Annotated[float | None, typer.Option("--price", callback=number_option(lo=0, lo_open=True,
+                                                                                         hi=1e12), help="Reference price (binance-coinm, okx, "
                                                         "bybit inverse).")] = None,
-            ct_val: Annotated[float | None, typer.Option("--ct-val", help="OKX contract value.")] = None,
+            ct_val: Annotated[float | None, typer.Option("--ct-val", callback=number_option(lo=0, lo_open=True,
+                                                                                           hi=1e12),
+                                                         help="OKX contract value.")] = None,
             publish: Annotated[bool, typer.Option("--publish", help="Publish it as the next version of the store "
                                                   "(so it can be backtested like ours).")] = False,
             by: Annotated[str, typer.Option("--by", help="Author recorded when publishing.")] = "cli",

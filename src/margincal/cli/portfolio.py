@@ -10,10 +10,8 @@ path with a progress bar, print a table or JSON.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
-import pandas as pd
 import typer
 
 from margincal.cli.common import (
@@ -28,11 +26,25 @@ from margincal.cli.common import (
     progress,
 )
 from margincal.errors import ConfigError, DataError
-from margincal.margin.portfolio import PRESETS, portfolio_margin_blocks, read_book
-from margincal.margin.portfolio.market import open_store_if_present
-from margincal.usecases import PORTFOLIO_METHODS, history_closes, portfolio_scenarios
 
-METHODS = PORTFOLIO_METHODS
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+# the margin stack (scipy, arch, the risk models) is imported when the command runs, not for `--help`
+_LAZY = {"PRESETS": "margincal.margin.portfolio", "portfolio_margin_blocks": "margincal.margin.portfolio",
+         "read_book": "margincal.margin.portfolio", "open_store_if_present": "margincal.margin.portfolio.market",
+         "PORTFOLIO_METHODS": "margincal.usecases", "history_closes": "margincal.usecases",
+         "portfolio_scenarios": "margincal.usecases", "METHODS": "margincal.usecases"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), "PORTFOLIO_METHODS" if name == "METHODS" else name)
+    raise AttributeError(name)
+
 
 
 def _parse_offset(value: str | float) -> str | float:
@@ -62,6 +74,8 @@ def _parse_spots(items: list[str] | None) -> dict[str, float]:
 
 def _history(con: duckdb.DuckDBPyConnection, underlyings: list[str]) -> pd.DataFrame:
     """Daily closes (moved to :func:`margincal.usecases.history_closes`; kept for callers)."""
+    from margincal.usecases import history_closes
+
     return history_closes(con, underlyings)
 
 
@@ -94,6 +108,11 @@ def portfolio(
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler tcp://HOST:PORT.")] = None,
 ) -> None:
     """Portfolio initial and maintenance margin per account, with the scenario that drives it."""
+    from margincal.margin.portfolio import PRESETS, portfolio_margin_blocks, read_book
+    from margincal.margin.portfolio.market import open_store_if_present
+    from margincal.usecases import PORTFOLIO_METHODS as METHODS
+    from margincal.usecases import portfolio_scenarios
+
     if (file is None) == (book is None):
         raise ConfigError("give a positions FILE or --book PATH (exactly one)")
     if method not in METHODS:

@@ -9,6 +9,7 @@ declares a name or a role on the command line.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -20,7 +21,20 @@ from margincal.data.store import open_store
 app = typer.Typer(name="proposals", help="List, approve and reject margin-change proposals (four-eyes).",
                   no_args_is_help=True, add_completion=False)
 
-IdArg = Annotated[str, typer.Argument(help="Proposal id (see `margincal proposals list`).")]
+_ID_RE = re.compile(r"P\d{8}T\d{6}-[0-9a-f]{6}")
+
+
+def _check_id(value: str) -> str:
+    """Proposal ids have one shape (``P<yyyymmdd>T<hhmmss>-<6 hex>``): anything else is refused before the store is
+    opened (one line, exit 2)."""
+    text = value.strip()
+    if not _ID_RE.fullmatch(text):
+        raise typer.BadParameter(f"{value[:60]!r} is not a proposal id (shape P20240101T000000-1a2b3c; see "
+                                 "`margincal proposals list`)")
+    return text
+
+
+IdArg = Annotated[str, typer.Argument(help="Proposal id (see `margincal proposals list`).", callback=_check_id)]
 KeyOption = Annotated[str | None, typer.Option(
     "--key", envvar="MARGINCAL_API_KEY", show_envvar=True, show_default=False,
     help="Your API key (mc_...; `margincal keys create`); default $MARGINCAL_API_KEY. Its holder is the decider.")]

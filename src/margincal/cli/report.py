@@ -13,8 +13,6 @@ from margincal.cli.common import JsonOption, StoreOption, console, print_json, p
 from margincal.config import resolve_store_path
 from margincal.data.store import open_store
 from margincal.errors import ConfigError
-from margincal.reports.html import write_report
-from margincal.reports.store_report import build_sections, section_status
 
 
 def report(
@@ -25,6 +23,9 @@ def report(
     json_out: JsonOption = False,
 ) -> None:
     """Write calibration, parameter history, backtest, stress and adjustment results to one HTML file."""
+    # plotly and the report stack: imported when the command runs, not for `--help`
+    from margincal.reports.html import write_report
+    from margincal.reports.store_report import build_sections, section_status
     path = resolve_store_path(store)
     if out.is_dir() or str(out).endswith(("/", "\\")):
         raise ConfigError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")

@@ -26,6 +26,9 @@ def serve(
     private_docs: Annotated[bool, typer.Option("--private-docs", help="Require a key for /openapi.json.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    header_timeout: Annotated[float, typer.Option(
+        "--header-timeout", callback=number_option(lo=0.1, hi=300),
+        help="Seconds a client has to send a request's headers before the connection is closed.")] = 10.0,
 ) -> None:
     """Serve the HTTP API, the API docs (/docs) and the dashboard (/dashboard)."""
     import uvicorn
@@ -58,5 +61,8 @@ def serve(
                                docs_public=not private_docs)
     err_console.print(f"margincal service on http://{host}:{port}  (dashboard /dashboard, API docs /docs, "
                       f"store {path})")
+    from margincal.service.httpproto import protocol_with_timeout
+
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_keep_alive=5, http=protocol_with_timeout(header_timeout),
+                h11_max_incomplete_event_size=32 * 1024)

@@ -215,6 +215,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         UPDATE api_keys SET name_norm = lower(regexp_replace(trim(name), '\\s+', ' ', 'g'));
         """,
     ),
+    (
+        "0400_signal_seq",
+        # an insertion sequence for signals: the event stream (/api/signals/stream) cursors on it (not on market
+        # time, so signals of a replay of an earlier period are still delivered); every insert takes the next
+        # value; existing rows are numbered in storage (insertion) order
+        """
+        CREATE SEQUENCE IF NOT EXISTS signal_seq START 1;
+        ALTER TABLE signals ADD COLUMN IF NOT EXISTS seq BIGINT;
+        UPDATE signals SET seq = nextval('signal_seq') WHERE seq IS NULL;
+        ALTER TABLE signals ALTER COLUMN seq SET DEFAULT nextval('signal_seq');
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

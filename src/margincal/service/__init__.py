@@ -4,6 +4,15 @@
 runs it. See docs/service.md.
 """
 
-from margincal.service.app import ServiceSettings, create_app
+from typing import Any
 
 __all__ = ["ServiceSettings", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: `margincal keys ...` (and `--help`) import margincal.service.auth without FastAPI and the margin stack
+    if name in __all__:
+        from margincal.service import app
+
+        return getattr(app, name)
+    raise AttributeError(name)

@@ -263,7 +263,9 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.state.engine = backends.MarginEngine()
     app.state.history_cache = backends.HistoryCache()
     app.state.principals = PrincipalCache()
-    from margincal.service.authfirst import AuthFirstMiddleware
+    from margincal.service.authfirst import AuthFirstMiddleware, install_log_redaction
+
+    install_log_redaction()
 
     app.add_middleware(AuthFirstMiddleware)  # inner: runs after the request id and size limit are set
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)

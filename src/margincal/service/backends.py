@@ -270,8 +270,9 @@ class MarginEngine:
     def _check(self, pset: mparams.ParameterSet, names: Sequence[str]) -> None:
         missing = sorted({n for n in names if n not in pset.params})
         if missing:
+            # the request's names are not echoed back (issue 16): the count, and what the set does know
             raise UnknownInstrument(
-                f"instrument(s) {', '.join(missing[:10])} have no margin parameters in version {pset.version}; "
+                f"{len(missing)} instrument(s) of the request have no margin parameters in version {pset.version}; "
                 f"known: {', '.join(pset.instruments()[:30])}")
 
     # ---- risk-matrix state
@@ -574,9 +575,9 @@ def _audit_signals(con: duckdb.DuckDBPyConnection, action: str, subject: str | N
 
 def events_after(con: duckdb.DuckDBPyConnection, after_seq: int, signal_after: str | None,
                  limit: int = 200) -> tuple[list[dict[str, Any]], int, str | None]:
-    """New audit entries (seq > after_seq) and new signals (ts > signal_after), oldest first.
+    """New audit entries (seq > after_seq) and new signals (insertion seq > signal_after), oldest first.
 
-    Returns (events, last audit seq, last signal ts) for the next poll."""
+    Returns (events, last audit seq, last signal seq) for the next poll."""
     ev: list[dict[str, Any]] = []
     has_signal_table = _has_signal_rows(con)
     rows = con.execute("SELECT seq, ts, actor, action, subject, details FROM audit_log WHERE seq > ? "
@@ -592,15 +593,16 @@ def events_after(con: duckdb.DuckDBPyConnection, after_seq: int, signal_after: s
     if has_signal_table:
         cols = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'signals'").fetchall()}
-        if "ts" in cols:
-            sql = "SELECT * FROM signals" + (" WHERE ts > ?" if signal_after else "") + " ORDER BY ts LIMIT ?"
-            cur = con.execute(sql, ([pd.Timestamp(signal_after).tz_localize(None)] if signal_after else []) + [limit])
+        if "seq" in cols:
+            # cursor on the insertion sequence (not market time: a replay of an earlier period is delivered too)
+            after = int(signal_after) if signal_after else 0
+            cur = con.execute("SELECT * FROM signals WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit])
             names = [c[0] for c in cur.description]
             for r in cur.fetchall():
                 d = jsonable(dict(zip(names, r, strict=True)))
-                signal_after = d.get("ts") or signal_after
+                signal_after = str(d["seq"])
                 d["type"] = "signal"
-                d["cursor"] = f"{after_seq}~{signal_after or ''}"
+                d["cursor"] = f"{after_seq}~{signal_after}"
                 ev.append(d)
     return jsonable(ev), after_seq, signal_after
 
@@ -615,10 +617,10 @@ def signal_tail(con: duckdb.DuckDBPyConnection, skip: int = 0) -> str | None:
     if not _has_signal_rows(con):
         return None
     try:
-        row = con.execute("SELECT ts FROM signals ORDER BY ts DESC LIMIT 1 OFFSET ?", [skip]).fetchone()
+        row = con.execute("SELECT seq FROM signals ORDER BY seq DESC LIMIT 1 OFFSET ?", [skip]).fetchone()
     except duckdb.Error:
         return None
-    return None if not row or row[0] is None else pd.Timestamp(row[0]).isoformat()
+    return None if not row or row[0] is None else str(int(row[0]))
 
 
 # ------------------------------------------------------------------ results

@@ -38,12 +38,15 @@ def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, An
     return {"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke a key (kept for the record)", response_model=None)
+@router.delete("/keys/{key_id}", summary="Revoke a key (kept for the record)", response_model=None,
+               responses={404: {"description": "no such key"}, 409: {"description": "the key is already revoked"}})
 def revoke_key(key_id: KeyId, request: Request, who: KeyAdmin) -> dict[str, Any]:
     with request.app.state.store.writer() as cur:
-        exists = cur.execute("SELECT count(*) FROM api_keys WHERE key_id = ?", [key_id]).fetchone()[0]  # type: ignore[index]
-        if not exists:
+        found = cur.execute("SELECT revoked_at FROM api_keys WHERE key_id = ?", [key_id]).fetchone()
+        if found is None:
             raise HTTPException(404, f"key {key_id} does not exist")
+        if found[0] is not None:  # revoking twice: a conflict with the key's state, nothing changes
+            raise HTTPException(409, f"key {key_id} was already revoked at {found[0].isoformat()}Z")
         row = auth.revoke_key(cur, key_id, actor=who.name)
     request.app.state.principals.clear()
     return row

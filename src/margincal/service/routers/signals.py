@@ -2,9 +2,10 @@
 
 The stream polls the store every ``poll_interval`` seconds (a setting of the
 app, 1 s by default) for audit-log entries with a higher sequence number and
-signals with a later timestamp, and sends each as one SSE message::
+signals with a higher insertion sequence (not a later market time: signals of a
+replay of an earlier period are delivered too), and sends each as one SSE message::
 
-    id: <audit seq>~<last signal ts>
+    id: <audit seq>~<signal seq>
     event: audit | signal
     data: {...json...}
 
@@ -47,7 +48,8 @@ def _parse_cursor(text: str | None) -> tuple[int, str | None] | None:
     if not text:
         return None
     seq, _, ts = text.partition("~")
-    if not seq.isdigit() or len(seq) > 18 or any(ord(c) < 32 for c in ts):
+    if not seq.isascii() or not seq.isdigit() or len(seq) > 18 or (ts and not (ts.isascii() and ts.isdigit()
+                                                                                 and len(ts) <= 18)):
         raise HTTPException(400, "malformed Last-Event-ID: send back the id of an event this stream sent")
     return int(seq), (ts or None)
 
