@@ -634,6 +634,21 @@ def sample_scale_path(r: np.ndarray) -> np.ndarray:
         return np.sqrt(c2 / np.arange(r.size + 1))
 
 
+def filtered_path(model: TailModel, r: np.ndarray, bar_hours: float, filter_kind: str
+                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(sigma path, residuals, first usable residual, first row with a tail) of a one-pass fit_path.
+
+    The prologue every fast path shares: the EWMA filter of ``model`` on every prefix at once
+    (residuals from its ``seed``-th return, tails from row ``max(seed + 11, 20)``), or, without a
+    filter, the raw returns scaled by the running root mean square (tails from row 20).
+    """
+    if filter_kind == "ewma":
+        seed = int(model.seed)
+        sig, z = ewma_path(r, model._decay_per_bar(bar_hours), seed)
+        return sig, z, seed, max(seed + 11, 20)
+    return sample_scale_path(r), r, 0, 20
+
+
 def held_index(n1: int, t_min: int, refit: int) -> np.ndarray:
     """Row whose tail estimate is in force at each row ``t >= t_min`` with a refit every ``refit`` rows."""
     t = np.arange(n1)

@@ -59,11 +59,10 @@ from margincal.risk.base import (
     check_choice,
     check_level,
     check_number,
-    ewma_path,
     filter_returns,
+    filtered_path,
     log_loss_to_simple,
     overlapping_sums,
-    sample_scale_path,
     sides_of,
     store_filter,
     whole_bars,
@@ -357,12 +356,7 @@ class EVTModel(TailModel):
         if self.fit_lambda or self.filter == "garch" or (self.scaling == "direct" and h > 1.0 + 1e-12):
             return None
         n = r.size
-        if self.filter == "ewma":
-            seed = int(self.seed)
-            sig, z = ewma_path(r, self._decay_per_bar(bar_hours), seed)
-            first, t_min = seed, max(seed + 11, 20)
-        else:
-            sig, z, first, t_min = sample_scale_path(r), r, 0, 20
+        sig, z, first, t_min = filtered_path(self, r, bar_hours, self.filter)
         out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
         sq = math.sqrt(h)
         for side in sides_of(self.side):

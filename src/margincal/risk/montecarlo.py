@@ -64,12 +64,11 @@ from margincal.risk.base import (
     check_fitted,
     check_int,
     check_level,
-    ewma_path,
     filter_returns,
+    filtered_path,
     horizon_hours,
     infer_bar_hours,
     log_loss_to_simple,
-    sample_scale_path,
     sides_of,
     store_filter,
     whole_bars,
@@ -172,12 +171,7 @@ class MonteCarloModel(TailModel):
                 or (self.scaling == "direct" and h > 1.0 + 1e-12)):
             return None
         n = r.size
-        if self.sigma == "ewma":
-            seed = int(self.seed)
-            sig, z = ewma_path(r, self._decay_per_bar(bar_hours), seed)
-            first, t_min = seed, max(seed + 11, 20)
-        else:
-            sig, z, first, t_min = sample_scale_path(r), r, 0, 20
+        sig, z, first, t_min = filtered_path(self, r, bar_hours, self.sigma)
         out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
         start: tuple[float, float] | None = None
         unit: dict[str, tuple[float, float]] = {}

@@ -65,12 +65,11 @@ from margincal.risk.base import (
     check_choice,
     check_level,
     check_number,
-    ewma_path,
     filter_returns,
+    filtered_path,
     held_index,
     log_loss_to_simple,
     overlapping_sums,
-    sample_scale_path,
     sides_of,
     store_filter,
     whole_bars,
@@ -309,14 +308,9 @@ class ParametricModel(TailModel):
         if self.fit_lambda or self.sigma == "garch" or (self.scaling == "direct" and h > 1.0 + 1e-12):
             return None
         n = r.size
-        if self.sigma == "ewma":
-            seed = int(self.seed)
-            sig, z = ewma_path(r, self._decay_per_bar(bar_hours), seed)
-            first, t_min = seed, max(seed + 11, 20)
-        else:
-            sig, z, first, t_min = sample_scale_path(r), r, 0, 20
-            if n >= t_min and not np.all(sig[t_min:] > 0):
-                return None
+        sig, z, first, t_min = filtered_path(self, r, bar_hours, self.sigma)
+        if self.sigma != "ewma" and n >= t_min and not np.all(sig[t_min:] > 0):
+            return None
         unit = self._unit_path(z, first, t_min, level, refit, sig)
         if unit is None:
             return None
