@@ -469,7 +469,7 @@ class GroupWriter:
         self._heads: list[list[Any]] = []
         self._rows: list[list[Any]] = []
         self._props: list[list[Any]] = []
-        self._audit: list[tuple[str, str, str, dict[str, Any]]] = []
+        self._audit: list[tuple[str, str, str | None, dict[str, Any]]] = []
         self._version: int | None = None
 
     def publish(self, pset: ParameterSet, *, created_by: str, source: str, run_id: str, note: str | None) -> int:
@@ -519,19 +519,7 @@ class GroupWriter:
                 con.execute(f"INSERT INTO {table} VALUES " + ", ".join([ph] * len(rows)),
                             [v for r in rows for v in r])
         if self._audit:
-            row = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (0, audit.GENESIS) if row is None else (int(row[0]), str(row[1]))
-            out: list[Any] = []
-            ts = utcnow()
-            ts_text = audit._ts_text(ts)
-            for actor, action, subject, details in self._audit:
-                seq += 1
-                det = dumps(details)
-                h = audit._entry_hash(seq, ts_text, actor, action, subject, det, prev)
-                out += [seq, ts, actor, action, subject, det, prev, h]
-                prev = h
-            con.execute("INSERT INTO audit_log VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(self._audit)),
-                        out)
+            audit.append_many(con, self._audit)
         self._heads, self._rows, self._props, self._audit = [], [], [], []
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,15 +42,27 @@ def _ts_text(ts: Any) -> str:
 def append(con: duckdb.DuckDBPyConnection, actor: str, action: str, subject: str | None = None,
            details: dict[str, Any] | None = None) -> int:
     """Append one entry; returns its sequence number. Does not commit."""
+    return append_many(con, [(actor, action, subject, details or {})])
+
+
+def append_many(con: duckdb.DuckDBPyConnection,
+                items: Sequence[tuple[str, str, str | None, dict[str, Any]]]) -> int:
+    """Append entries ``(actor, action, subject, details)`` in order, chained, with ONE multi-row INSERT
+    (group commit writes many at once); returns the last sequence number. Does not commit."""
     row = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, str(row[1]))
+    seq, prev = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+    if not items:
+        return seq
     ts = utcnow()
-    det = dumps(details or {})
-    h = _entry_hash(seq, _ts_text(ts), actor, action, subject, det, prev)
-    con.execute(
-        "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [seq, ts, actor, action, subject, det, prev, h],
-    )
+    ts_text = _ts_text(ts)
+    out: list[Any] = []
+    for actor, action, subject, details in items:
+        seq += 1
+        det = dumps(details)
+        h = _entry_hash(seq, ts_text, actor, action, subject, det, prev)
+        out += [seq, ts, actor, action, subject, det, prev, h]
+        prev = h
+    con.execute("INSERT INTO audit_log VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(items)), out)
     return seq
 
 
