@@ -53,6 +53,9 @@ docs-tables: $(STAMP)
 # figures in docs/ come from code: regenerate them (validation.md runs the backtests, a few minutes)
 docs: $(STAMP)
 	$(PY) docs/make_validation.py
+	$(PY) docs/make_venue_tables.py --write
+	$(PY) docs/make_margin_v2.py
+	$(PY) docs/cascade_tables.py
 
 serve: $(STAMP)
 	$(VENV)/bin/margincal serve
