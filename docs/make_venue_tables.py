@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ COINS: dict[str, dict[str, Any]] = {
     "BTC": {"ours": "BTCUSDT", "binance": "binance_btcusdt", "bybit": "bybit_btcusdt", "okx": None,
             "hyperliquid": "hyperliquid_btc", "dydx": "dydx_large_cap", "drift": None,
             "deribit": "deribit_btc_future"},
-    "ETH": {"ours": "ETHUSDT", "binance": None, "bybit": "bybit_ethperp", "okx": None,
+    "ETH": {"ours": "ETHUSDT", "binance": None, "bybit": "bybit_ethperp", "okx": "okx_eth_usdt_swap",
             "hyperliquid": "hyperliquid_eth", "dydx": "dydx_large_cap", "drift": None,
             "deribit": "deribit_eth_future"},
 }
@@ -116,12 +117,21 @@ def section() -> str:
             lines += [f"**{fmt}** (ours):", "", "```json", json.dumps(doc, separators=(",", ":")), "```", ""]
             vp = presets.get(venue_name) if venue_name else None
             if vp is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", MargincalWarning)
-                    vdoc = venues.export_table(presets.parameter_set([venue_name]), fmt, **opts)
                 when = vp.as_of if vp.as_of else "date unknown"
-                lines += [f"**{fmt}** (venue, `{venue_name}`, as of {when}; `{vp.table_file}`):", "", "```json",
-                          json.dumps(vdoc, separators=(",", ":")), "```", ""]
+                head = f"**{fmt}** (venue, `{venue_name}`, as of {when}; `{vp.table_file}`"
+                if fmt == "okx":  # tiers in contracts: shown as bundled, priced at this section's reference price
+                    vdoc = json.loads((presets.TABLES_DIR / str(vp.table_file)).read_text())
+                    n_tiers = len(vdoc["data"])
+                    vdoc["data"] = vdoc["data"][:4]
+                    head += f", first 4 of {n_tiers} tiers; priced below at {price:,.2f} with ctVal 0.1"
+                    (vp,) = (replace(q, notes=vp.notes) for q in presets.from_file(
+                        presets.TABLES_DIR / str(vp.table_file), "okx", as_of=vp.as_of, price=price,
+                        ct_val=0.1).values())
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", MargincalWarning)
+                        vdoc = venues.export_table(presets.parameter_set([venue_name]), fmt, **opts)
+                lines += [head + "):", "", "```json", json.dumps(vdoc, separators=(",", ":")), "```", ""]
                 if vp.notes:
                     lines += [f"> {vp.notes}", ""]
             else:

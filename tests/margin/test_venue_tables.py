@@ -106,5 +106,35 @@ def test_binance_snapshot_is_recorded_as_undated_and_differs_from_the_dated_2021
 
 # --------------------------------------------------------------------------------- OKX and Drift
 def test_missing_venues_are_named_not_invented():
-    assert not [n for n in presets.names() if n.startswith(("okx", "drift"))]
-    assert "OKX" in MANIFEST["missing"] and "Drift" in MANIFEST["missing"]
+    assert not [n for n in presets.names() if n.startswith("drift") or (n.startswith("okx") and "btc" in n)]
+    assert "OKX BTC-USDT" in MANIFEST["missing"] and "Drift" in MANIFEST["missing"]
+
+
+# -------------------------------------------------------------------------------------------- OKX
+def test_okx_eth_table_is_the_announced_rule():
+    """Tiers 1-3 as printed in OKEx's 2021-06-11 announcement, tier 4 on by its rule (+12,000 contracts,
+    +0.5% MMR, +0.5% IMR, max leverage 1/IMR as the page prints 66.66) until the IMR reaches 100%."""
+    doc = json.loads((TABLES / "okx_ETH-USDT_swap_position_tiers_2021-06-11.json").read_text())
+    rows = doc["data"]
+    printed = [("0", "3000", "0.004", "0.008", "125"), ("3001", "6000", "0.005", "0.01", "100"),
+               ("6001", "12000", "0.01", "0.015", "66.66")]
+    assert [(r["minSz"], r["maxSz"], r["mmr"], r["imr"], r["maxLever"]) for r in rows[:3]] == printed
+    for k, r in enumerate(rows[3:], start=4):
+        assert int(r["maxSz"]) == 12_000 * (k - 2) and int(r["minSz"]) == 12_000 * (k - 3) + 1
+        assert Fraction(r["mmr"]) == Fraction(1, 100) + Fraction(k - 3, 200)
+        assert Fraction(r["imr"]) == Fraction(15, 1000) + Fraction(k - 3, 200)
+        assert Fraction(r["maxLever"]) == Fraction(int(100 / Fraction(r["imr"])), 100)
+    assert Fraction(rows[-1]["imr"]) == 1 and len(rows) == 200
+
+
+def test_okx_eth_preset_prices_contracts_at_its_reference_price():
+    p = presets.get("okx_eth_usdt_swap")
+    assert p.reference_price == 2500.0 and p.as_of.startswith("2021-06-11")
+    # tier 1 ends at 3,000 contracts x 0.1 ETH x 2,500 USD = 750,000 USD; tier 3 (66.66x) at 3,000,000
+    assert p.schedule.lowers[1] == pytest.approx(750_000) and p.schedule.lowers[3] == pytest.approx(3_000_000)
+    r = p.margin_rate(2_000_000)
+    assert r.im == pytest.approx(0.015)
+    assert f"{int(100 * p.schedule.tiers[2].max_leverage) / 100:.2f}" == "66.66"
+    # the same file at another price: bounds scale with it
+    (q,) = presets.from_file(TABLES / p.table_file, "okx", price=2000.0, ct_val=0.1).values()
+    assert q.schedule.lowers[1] == pytest.approx(600_000)

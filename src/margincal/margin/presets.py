@@ -31,6 +31,10 @@ ones of the same name) -- no code change needed.
   (2022-07-14, 2022-12-25). The higher tiers are not published there: the
   presets are valid up to the cap (``schedule.within_cap``) and price larger
   positions with the first tier.
+* ``okx_eth_usdt_swap``: OKX ETH-USDT perpetual swap position tiers announced
+  for 2021-06-11 (tiers 1-3 as printed, tier 4 on by the announced rule, 200
+  tiers to IMR 100%), contracts priced at 2,500 USD with ctVal 0.1 ETH; the
+  file can be re-read at another price with :func:`from_file`.
 * ``hyperliquid_btc`` / ``hyperliquid_eth``: Hyperliquid mainnet margin tables
   56 and 55 (BTC 40x to 150M USDC then 20x; ETH 25x to 100M then 15x), MM half
   the IM at max leverage with the maintenance deduction.
@@ -39,7 +43,7 @@ ones of the same name) -- no code change needed.
   maintenance fraction, OI caps in USDC); the OI rule raises the IMF linearly
   from the lower to the upper cap; the MMF stays ``IMF_base * maintenance_fraction``.
 
-No OKX or Drift preset is bundled: no dated BTC/ETH perpetual table was found in
+No Drift preset and no OKX BTC preset are bundled: no dated table was found in
 the sources read (``MANIFEST.json`` ``missing``); import one with ``params import``.
 """
 
