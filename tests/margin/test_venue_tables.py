@@ -79,6 +79,9 @@ def test_dydx_export_keeps_the_real_tier_id():
     pset = venues.import_table(TABLES / "dydx_liquidity_tiers.json", "dydx")
     doc = venues.export_table(pset, "dydx", instruments=["DYDX-MID_CAP"])
     assert doc["liquidity_tiers"][0]["id"] == 5 and doc["liquidity_tiers"][0]["name"] == "Mid-Cap"
+    # the presets (and a parameter set published from them) keep it too
+    doc = venues.export_table(presets.parameter_set(["dydx_large_cap", "dydx_mid_cap"]), "dydx")
+    assert [(t["id"], t["name"]) for t in doc["liquidity_tiers"]] == [(0, "Large-Cap"), (5, "Mid-Cap")]
 
 
 # ----------------------------------------------------------------------------------- Hyperliquid

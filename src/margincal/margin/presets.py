@@ -94,6 +94,8 @@ class Preset:
     table_file: str | None = None
     #: what the source does not give (a partial table, an unknown date), from the manifest's ``notes``
     notes: str | None = None
+    #: the venue's own record of the instrument (dYdX liquidity tier with its id, Drift market), kept for export
+    venue_record: dict[str, Any] | None = field(default=None, compare=False)
 
     def margin_rate(self, notional: ArrayLike, open_interest: ArrayLike | None = None, *, price: float | None = None
                     ) -> MarginRates:
@@ -151,6 +153,8 @@ class Preset:
             d["table_file"] = self.table_file
         if self.notes is not None:
             d["notes"] = self.notes
+        if self.venue_record:
+            d.update(self.venue_record)
         if self.schedule is not None:
             d["tiers"] = self.schedule.to_details()
         return d
@@ -262,7 +266,8 @@ def _preset_from_params(name: str, params: InstrumentParams, *, instrument: str 
         description=description or f"{d.get('venue')} {params.instrument} ({rule})",
         params={k: d[k] for k in _PARAM_KEYS if k in d}, schedule=schedule,
         reference_price=reference_price if reference_price is not None else d.get("reference_price"),
-        _fn=_RULES[str(rule)], arithmetic=_arithmetic(params), as_of=as_of, table_file=table_file, notes=notes)
+        _fn=_RULES[str(rule)], arithmetic=_arithmetic(params), as_of=as_of, table_file=table_file, notes=notes,
+        venue_record={k: d[k] for k in ("dydx", "drift") if k in d} or None)
 
 
 def from_file(path: str | Path, fmt: str, *, prefix: str | None = None, as_of: str | None = None,
