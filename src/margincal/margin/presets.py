@@ -20,20 +20,31 @@ ones of the same name) -- no code change needed.
   ETH 2% / 1% + 0.0004%/ETH), in force from 2022-01-11. Sizes are in coins, so
   notionals are divided by ``price`` (default ``reference_price``: 100,000 USD
   for BTC as in Deribit's own worked example; 2,500 USD for ETH, assumed).
-* ``binance_btcusdt``: Binance USD-M BTCUSDT leverage brackets (an undated
-  ``GET /fapi/v1/leverageBracket`` snapshot; 10 brackets, 125x to 1x, cum 0 to
-  103,046,300). IM is Binance's step rule ``N / max_leverage`` of the bracket;
-  MM is ``N * maintMarginRatio - cum``.
-* ``hyperliquid_btc`` / ``hyperliquid_eth``: Hyperliquid mainnet margin tiers
-  (BTC 40x to 150M USDC then 20x; ETH 25x to 100M then 15x), MM half the IM at
-  max leverage with the maintenance deduction.
+* ``binance_btcusdt``: Binance USD-M BTCUSDT leverage brackets (a
+  ``GET /fapi/v1/leverageBracket`` snapshot with NO known date: ``as_of`` is
+  None and the manifest's ``notes`` say what is known; 10 brackets, 125x to 1x,
+  cum 0 to 103,046,300). IM is Binance's step rule ``N / max_leverage`` of the
+  bracket; MM is ``N * maintMarginRatio - cum``.
+* ``bybit_btcusdt`` / ``bybit_ethperp``: Bybit's lowest risk-limit tier only
+  (BTCUSDT to 2,000,000 USDT: IM 1%, MM 0.5%; ETHPERP to 500,000 USDC: IM 1.5%,
+  MM 1%), from Bybit's v3 documentation examples dated by their response time
+  (2022-07-14, 2022-12-25). The higher tiers are not published there: the
+  presets are valid up to the cap (``schedule.within_cap``) and price larger
+  positions with the first tier.
+* ``okx_eth_usdt_swap``: OKX ETH-USDT perpetual swap position tiers announced
+  for 2021-06-11 (tiers 1-3 as printed, tier 4 on by the announced rule, 200
+  tiers to IMR 100%), contracts priced at 2,500 USD with ctVal 0.1 ETH; the
+  file can be re-read at another price with :func:`from_file`.
+* ``hyperliquid_btc`` / ``hyperliquid_eth``: Hyperliquid mainnet margin tables
+  56 and 55 (BTC 40x to 150M USDC then 20x; ETH 25x to 100M then 15x), MM half
+  the IM at max leverage with the maintenance deduction.
 * ``dydx_large_cap`` / ``dydx_mid_cap`` / ``dydx_small_cap`` / ``dydx_long_tail``:
-  dYdX v4 liquidity tiers (IMF, maintenance fraction, OI caps in USDC); the OI
-  rule raises the IMF linearly from the lower to the upper cap; the MMF stays
-  ``IMF_base * maintenance_fraction``.
+  dYdX v4 liquidity tiers 0, 5, 1 and 2 of the default genesis (IMF,
+  maintenance fraction, OI caps in USDC); the OI rule raises the IMF linearly
+  from the lower to the upper cap; the MMF stays ``IMF_base * maintenance_fraction``.
 
-No Bybit, OKX or Drift preset is bundled: no complete, dated table for BTC/ETH
-was available in the sources read; import one with ``params import``.
+No Drift preset and no OKX BTC preset are bundled: no dated table was found in
+the sources read (``MANIFEST.json`` ``missing``); import one with ``params import``.
 """
 
 from __future__ import annotations
@@ -81,6 +92,10 @@ class Preset:
     arithmetic: Any = field(default=None, repr=False, compare=False)
     as_of: str | None = None
     table_file: str | None = None
+    #: what the source does not give (a partial table, an unknown date), from the manifest's ``notes``
+    notes: str | None = None
+    #: the venue's own record of the instrument (dYdX liquidity tier with its id, Drift market), kept for export
+    venue_record: dict[str, Any] | None = field(default=None, compare=False)
 
     def margin_rate(self, notional: ArrayLike, open_interest: ArrayLike | None = None, *, price: float | None = None
                     ) -> MarginRates:
@@ -136,6 +151,10 @@ class Preset:
             d["as_of"] = self.as_of
         if self.table_file is not None:
             d["table_file"] = self.table_file
+        if self.notes is not None:
+            d["notes"] = self.notes
+        if self.venue_record:
+            d.update(self.venue_record)
         if self.schedule is not None:
             d["tiers"] = self.schedule.to_details()
         return d
@@ -232,7 +251,7 @@ _PARAM_KEYS = ("base_imf", "maintenance_fraction", "oi_lower_cap", "oi_upper_cap
 def _preset_from_params(name: str, params: InstrumentParams, *, instrument: str | None = None,
                         description: str | None = None, reference_price: float | None = None,
                         source: str | None = None, retrieved: str | None = None, as_of: str | None = None,
-                        table_file: str | None = None) -> Preset:
+                        table_file: str | None = None, notes: str | None = None) -> Preset:
     d = params.details
     rule = d.get("rule")
     if rule not in _RULES:
@@ -247,7 +266,8 @@ def _preset_from_params(name: str, params: InstrumentParams, *, instrument: str 
         description=description or f"{d.get('venue')} {params.instrument} ({rule})",
         params={k: d[k] for k in _PARAM_KEYS if k in d}, schedule=schedule,
         reference_price=reference_price if reference_price is not None else d.get("reference_price"),
-        _fn=_RULES[str(rule)], arithmetic=_arithmetic(params), as_of=as_of, table_file=table_file)
+        _fn=_RULES[str(rule)], arithmetic=_arithmetic(params), as_of=as_of, table_file=table_file, notes=notes,
+        venue_record={k: d[k] for k in ("dydx", "drift") if k in d} or None)
 
 
 def from_file(path: str | Path, fmt: str, *, prefix: str | None = None, as_of: str | None = None,
@@ -301,7 +321,7 @@ def load_manifest(path: str | Path) -> dict[str, Preset]:
             out[name] = _preset_from_params(
                 name, params, instrument=spec.get("instrument"), description=spec.get("description"),
                 reference_price=spec.get("reference_price"), source=t.get("source"), retrieved=t.get("retrieved"),
-                as_of=t.get("as_of"), table_file=t["file"])
+                as_of=t.get("as_of"), table_file=t["file"], notes=t.get("notes"))
     return out
 
 

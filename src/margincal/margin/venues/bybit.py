@@ -11,6 +11,10 @@ tier's cap. Rates are fractions (0.005 = 0.5%). ``mmDeduction``, when present,
 is checked against the exact recomputation ``d_k = d_(k-1) + floor_k *
 (mmr_k - mmr_(k-1))`` (the same "tax bracket" rule as Binance's ``cum``).
 Inverse contracts' values are in coin; give ``price`` to turn them into notional.
+
+The v3 answer (``GET /derivatives/v3/public/risk-limit/list``) is read too: its
+``limit`` and ``maintainMargin`` are v5's ``riskLimitValue`` and
+``maintenanceMargin`` (the bundled Bybit tables are v3 documentation examples).
 """
 
 from __future__ import annotations
@@ -54,10 +58,10 @@ def parse(doc: Any, ctx: Ctx, *, price: float | None = None) -> dict[str, Instru
         tiers = []
         for r in rs:
             c = c0.at(f"id {r.get('id')}")
-            cap = frac(get(r, c, "riskLimitValue"), c, "riskLimitValue", low=Fraction(0), low_open=True)
+            cap = frac(get(r, c, "riskLimitValue", "limit"), c, "riskLimitValue", low=Fraction(0), low_open=True)
             im = frac(get(r, c, "initialMargin"), c, "initialMargin", low=Fraction(0), high=Fraction(1),
                       low_open=True)
-            mm = frac(get(r, c, "maintenanceMargin"), c, "maintenanceMargin", low=Fraction(0), high=Fraction(1),
+            mm = frac(get(r, c, "maintenanceMargin", "maintainMargin"), c, "maintenanceMargin", low=Fraction(0), high=Fraction(1),
                       low_open=True)
             if mm > im:
                 raise c.error("maintenanceMargin", fmt(mm), f"it must not exceed initialMargin {fmt(im)}")

@@ -1,0 +1,143 @@
+"""The bundled venue tables against their sources (tests/reference/venue_tables_sources.md)."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from margincal.margin import presets, venues
+
+TABLES = presets.TABLES_DIR
+REF = Path(__file__).resolve().parents[1] / "reference"
+MANIFEST = json.loads((TABLES / "MANIFEST.json").read_text())
+
+
+def _entry(file: str) -> dict:
+    (e,) = [t for t in MANIFEST["tables"] if t["file"] == file]
+    return e
+
+
+# ------------------------------------------------------------------------------------------ Bybit
+@pytest.mark.parametrize(("name", "cap", "im", "mm", "doc_max_leverage"), [
+    ("bybit_btcusdt", 2_000_000, 0.01, 0.005, "100.00"),
+    ("bybit_ethperp", 500_000, 0.015, 0.01, "66.67"),
+])
+def test_bybit_presets_are_the_documented_first_tier(name, cap, im, mm, doc_max_leverage):
+    p = presets.get(name)
+    assert p.schedule is not None and len(p.schedule.tiers) == 1 and p.schedule.max_notional == cap
+    # Bybit's documented maxLeverage is 1 / initialMargin to two decimals
+    assert f"{p.schedule.tiers[0].max_leverage:.2f}" == doc_max_leverage
+    r = p.margin(cap)
+    assert r.im == pytest.approx(im * cap) and r.mm == pytest.approx(mm * cap)
+    assert p.schedule.within_cap(cap) and not p.schedule.within_cap(cap + 1)
+    assert "PARTIAL" in p.details()["notes"] and p.as_of.startswith("2022-")
+
+
+def test_bybit_v3_example_reads_as_the_v5_shape():
+    v3 = json.loads((TABLES / "bybit_v3_BTCUSDT_risk_limit.json").read_text())
+    (row,) = v3["result"]["list"]
+    v5 = {"retCode": 0, "result": {"category": "linear", "list": [
+        {"id": 1, "symbol": "BTCUSDT", "riskLimitValue": row["limit"], "maintenanceMargin": row["maintainMargin"],
+         "initialMargin": row["initialMargin"], "isLowestRisk": 1, "maxLeverage": row["maxLeverage"],
+         "mmDeduction": ""}]}}
+    a = venues.import_table(v3, "bybit")["BTCUSDT"].details["venue_brackets"]
+    b = venues.import_table(v5, "bybit")["BTCUSDT"].details["venue_brackets"]
+    assert a == b and a[0]["cap"] == "2000000" and Fraction(a[0]["im_rate"]) == Fraction(1, 100)
+    bad = json.loads(json.dumps(v3))
+    bad["result"]["list"][0].pop("limit")
+    with pytest.raises(Exception, match="riskLimitValue"):
+        venues.import_table(bad, "bybit", name="v3.json")
+
+
+# ------------------------------------------------------------------------------------------ dYdX
+GENESIS = {0: ("Large-Cap", 20_000, 600_000, 0, 0), 1: ("Small-Cap", 100_000, 500_000, 20e6, 50e6),
+           2: ("Long-Tail", 200_000, 500_000, 5e6, 10e6), 3: ("Safety", 1_000_000, 200_000, 2e6, 5e6),
+           4: ("Isolated", 50_000, 600_000, 5e5, 1e6), 5: ("Mid-Cap", 50_000, 600_000, 40e6, 100e6),
+           6: ("FX", 10_000, 500_000, 5e5, 1e6)}
+
+
+def test_dydx_table_uses_the_genesis_tier_ids():
+    pset = venues.import_table(TABLES / "dydx_liquidity_tiers.json", "dydx")
+    got = {p.details["dydx"]["liquidity_tier"]["id"]: p.details["dydx"]["liquidity_tier"] for p in pset.params.values()}
+    assert sorted(got) == sorted(GENESIS)
+    for i, (name, im, mf, lo, hi) in GENESIS.items():
+        t = got[i]
+        assert (t["name"], t["initial_margin_ppm"], t["maintenance_fraction_ppm"]) == (name, im, mf)
+        assert t["open_interest_lower_cap"] == int(lo * 10**6) and t["open_interest_upper_cap"] == int(hi * 10**6)
+    # the presets point at the tiers of the same names (Mid-Cap is tier 5, Small-Cap 1, Long-Tail 2)
+    for preset, tid in (("dydx_large_cap", 0), ("dydx_small_cap", 1), ("dydx_long_tail", 2), ("dydx_mid_cap", 5)):
+        a = presets.get(preset).arithmetic
+        assert (a.initial_margin_ppm, a.maintenance_fraction_ppm) == GENESIS[tid][1:3]
+    assert "b358dff9b076112c12f055e5f7708e1d18ff8a02" in _entry("dydx_liquidity_tiers.json")["source"]
+
+
+def test_dydx_export_keeps_the_real_tier_id():
+    pset = venues.import_table(TABLES / "dydx_liquidity_tiers.json", "dydx")
+    doc = venues.export_table(pset, "dydx", instruments=["DYDX-MID_CAP"])
+    assert doc["liquidity_tiers"][0]["id"] == 5 and doc["liquidity_tiers"][0]["name"] == "Mid-Cap"
+    # the presets (and a parameter set published from them) keep it too
+    doc = venues.export_table(presets.parameter_set(["dydx_large_cap", "dydx_mid_cap"]), "dydx")
+    assert [(t["id"], t["name"]) for t in doc["liquidity_tiers"]] == [(0, "Large-Cap"), (5, "Mid-Cap")]
+
+
+# ----------------------------------------------------------------------------------- Hyperliquid
+def test_hyperliquid_table_ids_are_the_mainnet_meta_ids():
+    doc = json.loads((TABLES / "hyperliquid_meta_BTC_ETH.json").read_text())
+    ids = {u["name"]: u["marginTableId"] for u in doc["universe"]}
+    tables = dict((k, v) for k, v in doc["marginTables"])
+    assert ids == {"BTC": 56, "ETH": 55}
+    assert tables[55]["description"] == "tiered 25x" and tables[56]["description"] == "tiered 40x"
+    assert [(t["lowerBound"], t["maxLeverage"]) for t in tables[55]["marginTiers"]] == [("0.0", 25),
+                                                                                       ("100000000.0", 15)]
+    # ETH above 100M: IM 1/15
+    assert presets.get("hyperliquid_eth").margin_rate(2e8).im == pytest.approx(1 / 15)
+    assert "1001" not in _entry("hyperliquid_meta_BTC_ETH.json")["source"]
+
+
+# --------------------------------------------------------------------------------------- Binance
+def test_binance_snapshot_is_recorded_as_undated_and_differs_from_the_dated_2021_table():
+    p = presets.get("binance_btcusdt")
+    assert p.as_of is None and "as_of unknown" in p.details()["notes"]
+    dated = pd.read_csv(REF / "binance_btcusdt_brackets_2021.csv")
+    caps = [b[1] for b in presets.BINANCE_BTCUSDT_BRACKETS]
+    assert caps[:2] == list(dated["notionalCap"][:2]) and caps[2] != dated["notionalCap"][2]
+
+
+# --------------------------------------------------------------------------------- OKX and Drift
+def test_missing_venues_are_named_not_invented():
+    assert not [n for n in presets.names() if n.startswith("drift") or (n.startswith("okx") and "btc" in n)]
+    assert "OKX BTC-USDT" in MANIFEST["missing"] and "Drift" in MANIFEST["missing"]
+
+
+# -------------------------------------------------------------------------------------------- OKX
+def test_okx_eth_table_is_the_announced_rule():
+    """Tiers 1-3 as printed in OKEx's 2021-06-11 announcement, tier 4 on by its rule (+12,000 contracts,
+    +0.5% MMR, +0.5% IMR, max leverage 1/IMR as the page prints 66.66) until the IMR reaches 100%."""
+    doc = json.loads((TABLES / "okx_ETH-USDT_swap_position_tiers_2021-06-11.json").read_text())
+    rows = doc["data"]
+    printed = [("0", "3000", "0.004", "0.008", "125"), ("3001", "6000", "0.005", "0.01", "100"),
+               ("6001", "12000", "0.01", "0.015", "66.66")]
+    assert [(r["minSz"], r["maxSz"], r["mmr"], r["imr"], r["maxLever"]) for r in rows[:3]] == printed
+    for k, r in enumerate(rows[3:], start=4):
+        assert int(r["maxSz"]) == 12_000 * (k - 2) and int(r["minSz"]) == 12_000 * (k - 3) + 1
+        assert Fraction(r["mmr"]) == Fraction(1, 100) + Fraction(k - 3, 200)
+        assert Fraction(r["imr"]) == Fraction(15, 1000) + Fraction(k - 3, 200)
+        assert Fraction(r["maxLever"]) == Fraction(int(100 / Fraction(r["imr"])), 100)
+    assert Fraction(rows[-1]["imr"]) == 1 and len(rows) == 200
+
+
+def test_okx_eth_preset_prices_contracts_at_its_reference_price():
+    p = presets.get("okx_eth_usdt_swap")
+    assert p.reference_price == 2500.0 and p.as_of.startswith("2021-06-11")
+    # tier 1 ends at 3,000 contracts x 0.1 ETH x 2,500 USD = 750,000 USD; tier 3 (66.66x) at 3,000,000
+    assert p.schedule.lowers[1] == pytest.approx(750_000) and p.schedule.lowers[3] == pytest.approx(3_000_000)
+    r = p.margin_rate(2_000_000)
+    assert r.im == pytest.approx(0.015)
+    assert f"{int(100 * p.schedule.tiers[2].max_leverage) / 100:.2f}" == "66.66"
+    # the same file at another price: bounds scale with it
+    (q,) = presets.from_file(TABLES / p.table_file, "okx", price=2000.0, ct_val=0.1).values()
+    assert q.schedule.lowers[1] == pytest.approx(600_000)
