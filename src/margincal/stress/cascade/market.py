@@ -167,6 +167,7 @@ class MarketConfig:
     resilience: float = 0.5
     mark: MarkRule = field(default_factory=MarkRule)
     liquidation: str = "partial"
+    adl: str = "ranked"
     buffer: float = 0.5
     full_below: float = 0.5
     tiers: tuple[tuple[float, float], ...] = ((50_000.0, 0.004), (500_000.0, 0.005), (10_000_000.0, 0.01),
@@ -185,6 +186,8 @@ class MarketConfig:
     def __post_init__(self) -> None:
         if self.liquidation not in ("full", "partial", "ladder"):
             raise ConfigError(f"liquidation is {self.liquidation!r}; use full, partial or ladder")
+        if self.adl not in ("ranked", "pro_rata"):
+            raise ConfigError(f"adl is {self.adl!r}; use ranked or pro_rata")
         if not (0 <= self.resilience <= 1 and 0 <= self.fee_rate < 0.1 and self.fund_ratio >= 0
                 and 0 <= self.haircut_btc < 1 and 0 <= self.haircut_stable < 1 and self.max_rounds >= 1):
             raise ConfigError("MarketConfig: resilience in [0,1], fee in [0,0.1), fund >= 0, haircuts in [0,1)")
@@ -217,6 +220,7 @@ class PathResults:
     mark_path: np.ndarray
     population_notional: float
     params: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, np.ndarray] = field(default_factory=dict)  # end state (P, N): cash_c, sats, lin_qty, ...
 
     @property
     def bad_debt(self) -> np.ndarray:
@@ -337,14 +341,58 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
         x = x * scale[:, None]
     full = x >= 1.0 - 1e-12
     x = np.where(full, 1.0, x)
+    active = (x > 0).any(1) | (st_q != 0)
+    if not active.any():
+        return active
+    fp = np.flatnonzero(full.any(1)) if cfg.adl == "ranked" else np.empty(0, dtype=np.intp)
+    snap = s.take(fp) if fp.size else None
+    Q, rest, closed = _execute(s, x, full, st_q, It, Rt, St, k, last, Mc, eq_, ei_, acc_side, cap, cfg)
+    if snap is not None and rest.any():
+        # the fund cannot pay these bankruptcies: their positions go to ranked ADL, not to the book.
+        # Redo those paths' round without them (a smaller order: the others trade at least as well).
+        bad_rows = rest[fp].any(1)
+        bp = fp[bad_rows]
+        s.put(bp, snap.take(np.flatnonzero(bad_rows)))
+        go = full[bp] & (rest[bp] > 0)
+        sub = s.take(bp)
+        Qb, rest_b, closed_b = _execute(sub, np.where(go, 0.0, x[bp]), full[bp] & ~go, st_q[bp], It[bp], Rt[bp],
+                                        St[bp], k[bp], last[bp], Mc[bp], eq_, ei_, acc_side, cap, cfg)
+        _adl_ranked(sub, go, rest_b, closed_b, It[bp], St[bp], M[bp], eq_, ei_, acc_side, cfg)
+        s.put(bp, sub)
+        Q = Q.copy()
+        Q[bp] = Qb
+    s.fund_min = np.minimum(s.fund_min, s.fund)
+    # time passes (one round) only on the paths that traded: the others have finished this step
+    if ag.arbitrageurs:
+        pull = np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
+        s.V = s.V - np.where(active, np.sign(s.V) * pull, 0.0)
+    last = _last(Rt, k, s.V)
+    s.ema = np.where(active, cfg.mark.update(s.ema, It, last, cfg.round_seconds), s.ema)
+    s.disl = np.minimum(s.disl, last / It - 1.0)
+    s.min_last = np.minimum(s.min_last, last)
+    if ag.market_makers:
+        s.D = np.maximum(s.D * np.exp(-ag.eta * np.abs(Q) / s.D), ag.floor * D0)
+        s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
+    return active
+
+
+def _execute(s: _Sub, x: np.ndarray, full: np.ndarray, st_q: np.ndarray, It: np.ndarray, Rt: np.ndarray,
+             St: np.ndarray, k: np.ndarray, last: np.ndarray, Mc: np.ndarray, eq_: np.ndarray, ei_: np.ndarray,
+             acc_side: np.ndarray, cap: float | None, cfg: MarketConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Close fraction ``x`` of every account as one net market order per path (module doc).
+
+    Returns the net order ``Q``, the bad debt the fund could not pay per account (left for ranked ADL;
+    zeros with ``adl="pro_rata"``, which claws it back here) and the base quantity closed per account.
+    """
+    hb, hsb = cfg.haircut_btc, cfg.haircut_stable
+    P = It.size
+    q, n_ = s.q, s.n
+    rest = np.zeros(q.shape, dtype=np.int64)
     dq = x * q
     dn = np.where(full, n_, np.trunc(x * n_))
     if cap is None:  # at least one contract, so a small partial close of an inverse position makes progress
         dn = np.where((x > 0) & (dn == 0) & (n_ != 0), np.sign(n_) * np.minimum(1.0, np.abs(n_)), dn)
     Q = (dq + dn / Mc).sum(1) + st_q
-    active = (x > 0).any(1) | (st_q != 0)
-    if not active.any():
-        return active
     cashQ = _G(Rt, k, s.V + Q) - _G(Rt, k, s.V) - s.hs * Rt * np.abs(Q)
     with np.errstate(divide="ignore", invalid="ignore"):
         px = np.where(Q != 0, cashQ / np.where(Q != 0, Q, 1.0), last)
@@ -369,14 +417,7 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
     s.n_liq += (x > 0).sum(1)
     s.used += liq_notional.sum(1)
     # full close: collateral sold to the external market at the haircut price (debts at full price)
-    conv_b = np.where(full, _floor(s.sats * It[:, None] * np.where(s.sats > 0, 1 - hb, 1.0) / 1e6), 0)
-    conv_s = np.where(full, _floor(s.stab * St[:, None] * (1 - hsb)), 0)
-    s.cash += conv_b + conv_s
-    s.ext -= (conv_b + conv_s).sum(1)
-    s.ext_s += np.where(full, s.sats, 0).sum(1)
-    s.ext_u += np.where(full, s.stab, 0).sum(1)
-    s.sats = np.where(full, 0, s.sats)
-    s.stab = np.where(full, 0, s.stab)
+    _sell_collateral(s, full, It, St, hb, hsb)
     B = np.where(full & (s.cash < 0), -s.cash, 0)
     if B.any():
         s.bad += B.sum(1)
@@ -387,7 +428,7 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
         s.paid += pay.sum(1)
         rest = B - pay
         R_ = rest.sum(1)
-        if R_.any():
+        if R_.any() and cfg.adl == "pro_rata":
             # clawback, pro rata to cash, from open accounts on the other side of the bankrupt positions
             bankrupt_side = np.sign((rest * acc_side[None, :]).sum(1))
             elig = (np.abs(s.q) + np.abs(s.n) > 0) & (acc_side[None, :] == -bankrupt_side[:, None]) & (s.cash > 0)
@@ -405,19 +446,112 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
             s.social += taken
             s.uncov += R_ - taken
             s.adl_not += np.where(rest > 0, liq_notional, 0.0).sum(1)
+            rest = np.zeros_like(rest)
     s.fund_min = np.minimum(s.fund_min, s.fund)
-    # time passes (one round) only on the paths that traded: the others have finished this step
-    if ag.arbitrageurs:
-        pull = np.minimum(np.abs(s.V), ag.arb_per_minute * D0 * cfg.round_seconds / 60.0)
-        s.V = s.V - np.where(active, np.sign(s.V) * pull, 0.0)
-    last = _last(Rt, k, s.V)
-    s.ema = np.where(active, cfg.mark.update(s.ema, It, last, cfg.round_seconds), s.ema)
-    s.disl = np.minimum(s.disl, last / It - 1.0)
-    s.min_last = np.minimum(s.min_last, last)
-    if ag.market_makers:
-        s.D = np.maximum(s.D * np.exp(-ag.eta * np.abs(Q) / s.D), ag.floor * D0)
-        s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
-    return active
+    return Q, rest, np.abs(dq) + np.abs(dn) / pxc
+
+
+def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, It: np.ndarray, St: np.ndarray,
+                M: np.ndarray, eq_: np.ndarray, ei_: np.ndarray, acc_side: np.ndarray, cfg: MarketConfig) -> None:
+    """Ranked auto-deleveraging (module doc, "ADL"), vectorised over paths.
+
+    ``go``: open bankrupt accounts whose positions go to ADL (closed here at the mark ``M``, collateral
+    sold, the fund pays what it still has in account order); ``rest``: bad debt the fund could not pay
+    of accounts already closed in the book this round, ``closed`` their base quantity.
+    """
+    hb, hsb = cfg.haircut_btc, cfg.haircut_stable
+    P, N = go.shape
+    Mc = M[:, None]
+    need_q = np.where(go, np.abs(s.q) + np.abs(s.n) / Mc, np.where(rest > 0, closed, 0.0))
+    lin_c = np.where(go, _floor(100.0 * s.q * (Mc - eq_)), 0)
+    inv_s = np.where(go, _floor(_SAT * s.n * (1.0 / ei_ - 1.0 / Mc)), 0)
+    s.liq_not += np.where(go, np.abs(s.q) * Mc + np.abs(s.n), 0.0).sum(1)
+    s.n_liq += go.sum(1)
+    s.cash += lin_c
+    s.ext -= lin_c.sum(1)
+    s.sats += inv_s
+    s.ext_s -= inv_s.sum(1)
+    s.q = np.where(go, 0.0, s.q)
+    s.n = np.where(go, 0.0, s.n)
+    _sell_collateral(s, go, It, St, hb, hsb)
+    B = np.where(go & (s.cash < 0), -s.cash, 0)
+    s.bad += B.sum(1)
+    cum = np.cumsum(B, axis=1)
+    pay = np.clip(s.fund[:, None] - (cum - B), 0, B)
+    s.cash += pay
+    s.fund -= pay.sum(1)
+    s.paid += pay.sum(1)
+    rest = rest + B - pay
+    for side in (1, -1):
+        r_side = np.where(acc_side[None, :] == side, rest, 0)
+        D_ = r_side.sum(1)
+        if not D_.any():
+            continue
+        A = np.where(D_ > 0, np.where(acc_side[None, :] == side, need_q, 0.0).sum(1), 0.0)
+        # counterparties: open, opposite side, in profit at the mark; rank = profit ratio x effective leverage
+        q, n_ = s.q, s.n
+        upnl = q * (Mc - eq_) + n_ * (1.0 / ei_ - 1.0 / Mc) * Mc
+        wallet = s.cash / 100.0 + s.sats / _SAT * It[:, None] * (1 - hb) + s.stab / 100.0 * St[:, None] * (1 - hsb)
+        pos = np.abs(q) + np.abs(n_) / Mc
+        elig = (pos > 0) & (acc_side[None, :] == -side) & (upnl > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.where(wallet > 0, (upnl / wallet) * (pos * Mc / (wallet + upnl)), np.inf)
+        score = np.where(elig, score, -np.inf)
+        order = np.argsort(-score, axis=1, kind="stable")
+        pos_o = np.take_along_axis(np.where(elig, pos, 0.0), order, axis=1)
+        cum_o = np.cumsum(pos_o, axis=1)
+        take_o = np.clip(A[:, None] - (cum_o - pos_o), 0.0, pos_o)
+        take = np.zeros((P, N))
+        np.put_along_axis(take, order, take_o, axis=1)
+        absorbed = take.sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(pos > 0, take / pos, 0.0)
+            cover = np.where(A > 0, _floor(D_ * np.minimum(absorbed / np.where(A > 0, A, 1.0), 1.0)), 0)
+        fullc = f >= 1.0 - 1e-9
+        dq = np.where(fullc, q, f * q)
+        dn = np.where(fullc, n_, np.trunc(f * n_))
+        lc = np.where(f > 0, _floor(100.0 * dq * (Mc - eq_)), 0)
+        ic = np.where(f > 0, _floor(_SAT * dn * (1.0 / ei_ - 1.0 / Mc)), 0)
+        s.cash += lc
+        s.ext -= lc.sum(1)
+        s.sats += ic
+        s.ext_s -= ic.sum(1)
+        s.q = np.where(fullc, 0.0, q - dq)
+        s.n = np.where(fullc, 0.0, n_ - dn)
+        _sell_collateral(s, fullc & (f > 0), It, St, hb, hsb)
+        # the counterparties pay the deficit (= closing at the bankruptcy price instead of the mark),
+        # pro rata to the quantity taken, never more than the cash they hold after closing
+        W = absorbed
+        # largest remainder in rank order (ties to the higher-ranked): integer shares sum to ``cover`` exactly
+        W_o = take_o.sum(1)
+        raw = (take_o / np.where(W_o > 0, W_o, 1.0)[:, None]) * cover[:, None]
+        tr_o = np.floor(raw).astype(np.int64)
+        by_frac = np.argsort(-(raw - tr_o), axis=1, kind="stable")
+        pos_rank = np.empty_like(by_frac)
+        np.put_along_axis(pos_rank, by_frac, np.broadcast_to(np.arange(N), (P, N)), axis=1)
+        tr_o += pos_rank < (cover - tr_o.sum(1))[:, None]
+        tr = np.zeros((P, N), dtype=np.int64)
+        np.put_along_axis(tr, order, tr_o, axis=1)
+        tr = np.clip(tr, 0, np.maximum(s.cash, 0))
+        got = tr.sum(1)
+        s.cash -= tr
+        cumr = np.cumsum(r_side, axis=1)
+        s.cash += np.clip(got[:, None] - (cumr - r_side), 0, r_side)
+        s.social += got
+        s.uncov += D_ - got
+        s.adl_not += (take * Mc).sum(1)
+
+
+def _sell_collateral(s: _Sub, mask: np.ndarray, It: np.ndarray, St: np.ndarray, hb: float, hsb: float) -> None:
+    """Closed accounts' BTC and stablecoin balances sold to the external market at the haircut price."""
+    conv_b = np.where(mask, _floor(s.sats * It[:, None] * np.where(s.sats > 0, 1 - hb, 1.0) / 1e6), 0)
+    conv_s = np.where(mask, _floor(s.stab * St[:, None] * (1 - hsb)), 0)
+    s.cash += conv_b + conv_s
+    s.ext -= (conv_b + conv_s).sum(1)
+    s.ext_s += np.where(mask, s.sats, 0).sum(1)
+    s.ext_u += np.where(mask, s.stab, 0).sum(1)
+    s.sats = np.where(mask, 0, s.sats)
+    s.stab = np.where(mask, 0, s.stab)
 
 
 def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: np.ndarray | None = None,
@@ -519,8 +653,9 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     return PathResults(s.bad, s.paid, s.social, s.uncov, s.fees, np.full(P, fund0), s.fund, s.fund_min, s.liq_not,
                        s.adl_not, s.n_liq, -s.disl, s.min_last, min_depth, cons, s.sats.sum(1) + s.ext_s - sats0,
                        s.stab.sum(1) + s.ext_u - stab0, last_path, mark_path, oi,
-                       {"liquidation": cfg.liquidation, "mark": cfg.mark.kind, "paths": P, "steps": T,
-                        "accounts": N, "agents": dict(cfg.agents.__dict__)})
+                       {"liquidation": cfg.liquidation, "adl": cfg.adl, "mark": cfg.mark.kind, "paths": P, "steps": T,
+                        "accounts": N, "agents": dict(cfg.agents.__dict__)},
+                       {"cash_c": s.cash, "btc_sats": s.sats, "stable_c": s.stab, "lin_qty": s.q, "inv_contracts": s.n})
 
 
 def with_agents(cfg: MarketConfig, **switches: bool) -> MarketConfig:
