@@ -7,8 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from margincal.stress.cascade import Accounts, Agents, DepthProfile, MarketConfig, MarkRule, Population, simulate_cascade
-from margincal.stress.cascade import simulate_paths
+from margincal.stress.cascade import (
+    Accounts,
+    Agents,
+    DepthProfile,
+    MarketConfig,
+    MarkRule,
+    Population,
+    simulate_cascade,
+    simulate_paths,
+)
 
 OFF = Agents(market_makers=False, arbitrageurs=False, stop_losses=False)
 _CFG = MarketConfig(liquidation="full", fee_rate=0.0, fund_ratio=0.0, half_spread=0.0, depth_ratio=0.3,

@@ -521,7 +521,6 @@ def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, I
         _sell_collateral(s, fullc & (f > 0), It, St, hb, hsb)
         # the counterparties pay the deficit (= closing at the bankruptcy price instead of the mark),
         # pro rata to the quantity taken, never more than the cash they hold after closing
-        W = absorbed
         # largest remainder in rank order (ties to the higher-ranked): integer shares sum to ``cover`` exactly
         W_o = take_o.sum(1)
         raw = (take_o / np.where(W_o > 0, W_o, 1.0)[:, None]) * cover[:, None]
