@@ -60,9 +60,13 @@ from typing import Any, cast
 import numpy as np
 
 from margincal.errors import ConfigError
+from margincal.margin.portfolio.standard import derive_option_margin
+from margincal.pricing.black76 import black76_price
 from margincal.stress.cascade.mark import MarkRule
 
 _SAT = 1e8
+_YEAR = 365.0 * 86400.0
+_OPT_FIELDS = ("opt_qty", "opt_strike", "opt_expiry", "opt_call", "opt_vol", "opt_entry")
 _CLIP = 0.6
 
 
@@ -85,6 +89,16 @@ class Accounts:
     im_rate: np.ndarray
     isolated: np.ndarray
     labels: dict[str, Any] = field(default_factory=dict)
+    # one European BTC option line per account (quantity 0 = none), USD-margined, Black-76 on the index
+    opt_qty: np.ndarray | None = None
+    opt_strike: np.ndarray | None = None
+    opt_expiry: np.ndarray | None = None  # years to expiry at the first step
+    opt_call: np.ndarray | None = None
+    opt_vol: np.ndarray | None = None  # fixed (sticky-strike) Black-76 volatility
+    opt_entry: np.ndarray | None = None  # premium per unit at the opening price (USD)
+    # per-account collateral haircuts (NaN: the MarketConfig value)
+    haircut_btc: np.ndarray | None = None
+    haircut_stable: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = np.asarray(self.lin_qty).size
@@ -95,6 +109,22 @@ class Accounts:
         for name in ("cash_c", "btc_sats", "stable_c"):
             if np.asarray(getattr(self, name)).dtype.kind != "i":
                 raise ConfigError(f"Accounts.{name} must be integers (cents / satoshis)")
+        opt = [getattr(self, k) for k in _OPT_FIELDS]
+        if any(o is not None for o in opt):
+            if any(o is None or np.asarray(o).shape != (n,) for o in opt):
+                raise ConfigError(f"Accounts option fields {', '.join(_OPT_FIELDS)} must all have {n} values")
+            if np.any(np.asarray(self.opt_qty) != 0) and not (
+                    np.all(np.asarray(self.opt_strike)[np.asarray(self.opt_qty) != 0] > 0)
+                    and np.all(np.asarray(self.opt_expiry) >= 0) and np.all(np.asarray(self.opt_vol) >= 0)):
+                raise ConfigError("Accounts options: strike > 0, expiry >= 0 and vol >= 0")
+        for name in ("haircut_btc", "haircut_stable"):
+            h = getattr(self, name)
+            if h is not None and (np.asarray(h).shape != (n,) or np.any(np.asarray(h) >= 1) or np.any(np.asarray(h) < 0)):
+                raise ConfigError(f"Accounts.{name} must have {n} values in [0, 1) (NaN: the market default)")
+
+    @property
+    def has_options(self) -> bool:
+        return self.opt_qty is not None and bool(np.any(np.asarray(self.opt_qty) != 0))
 
     @property
     def n(self) -> int:
@@ -175,8 +205,8 @@ class MarketConfig:
     capacity_ratio: float | None = None
     fee_rate: float = 0.005
     fund_ratio: float = 0.02
-    haircut_btc: float = 0.05
-    haircut_stable: float = 0.02
+    haircut_btc: float | np.ndarray = 0.05  # an array: one per account (Accounts.haircut_btc)
+    haircut_stable: float | np.ndarray = 0.02
     step_seconds: float = 900.0
     round_seconds: float = 5.0
     max_rounds: int = 40
@@ -189,7 +219,9 @@ class MarketConfig:
         if self.adl not in ("ranked", "pro_rata"):
             raise ConfigError(f"adl is {self.adl!r}; use ranked or pro_rata")
         if not (0 <= self.resilience <= 1 and 0 <= self.fee_rate < 0.1 and self.fund_ratio >= 0
-                and 0 <= self.haircut_btc < 1 and 0 <= self.haircut_stable < 1 and self.max_rounds >= 1):
+                and np.all((np.asarray(self.haircut_btc) >= 0) & (np.asarray(self.haircut_btc) < 1))
+                and np.all((np.asarray(self.haircut_stable) >= 0) & (np.asarray(self.haircut_stable) < 1))
+                and self.max_rounds >= 1):
             raise ConfigError("MarketConfig: resilience in [0,1], fee in [0,0.1), fund >= 0, haircuts in [0,1)")
         if np.any(~(np.asarray(self.depth_ratio, float) > 0)):
             raise ConfigError("MarketConfig.depth_ratio must be > 0")
@@ -247,7 +279,7 @@ def _floor(x: np.ndarray) -> np.ndarray:
     return np.floor(np.round(x, 6)).astype(np.int64)
 
 
-_PER_PATH = ("q", "n", "cash", "sats", "stab", "fund", "fund_min", "ext", "ext_s", "ext_u", "bad", "paid", "social",
+_PER_PATH = ("q", "n", "o", "cash", "sats", "stab", "fund", "fund_min", "ext", "ext_s", "ext_u", "bad", "paid", "social",
              "uncov", "fees", "liq_not", "adl_not", "n_liq", "V", "ema", "disl", "min_last", "D", "hs", "stops", "used")
 
 
@@ -256,6 +288,7 @@ class _Sub:
 
     q: np.ndarray
     n: np.ndarray
+    o: np.ndarray
     cash: np.ndarray
     sats: np.ndarray
     stab: np.ndarray
@@ -292,9 +325,37 @@ class _Sub:
             getattr(self, k)[idx] = getattr(o, k)
 
 
+@dataclass(frozen=True)
+class _Opt:
+    """Option marks of one step: value per unit, MM per short unit (USD), entry premium (1, N)."""
+
+    value: np.ndarray
+    mm_short: np.ndarray
+    entry: np.ndarray
+
+    def rows(self, idx: np.ndarray) -> _Opt:
+        return _Opt(self.value[idx], self.mm_short[idx], self.entry)
+
+
+def _option_marks(acc: Accounts, It: np.ndarray, years_elapsed: float) -> _Opt:
+    """Black-76 value on the index (fixed sticky-strike vol, r = 0) and Derive's standard MM per short unit."""
+    P, N = It.size, acc.n
+    value = np.zeros((P, N))
+    mm_short = np.zeros((P, N))
+    qo = np.asarray(acc.opt_qty, float)
+    cols = np.flatnonzero(qo != 0)
+    K, T0 = np.asarray(acc.opt_strike, float)[cols], np.asarray(acc.opt_expiry, float)[cols]
+    call, vol = np.asarray(acc.opt_call, bool)[cols], np.asarray(acc.opt_vol, float)[cols]
+    F = It[:, None]
+    v = black76_price(F, K[None, :], np.maximum(T0 - years_elapsed, 0.0)[None, :], vol[None, :], call[None, :])
+    value[:, cols] = v
+    mm_short[:, cols] = derive_option_margin(call[None, :], K[None, :], F, v, -1.0)[1]
+    return _Opt(value, mm_short, np.asarray(acc.opt_entry, float)[None, :])
+
+
 def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarray, acc_side: np.ndarray,
            eq_: np.ndarray, ei_: np.ndarray, mm: np.ndarray, p0: float, stop_q: float, cap: float | None,
-           cfg: MarketConfig) -> np.ndarray:
+           cfg: MarketConfig, opt: _Opt | None = None) -> np.ndarray:
     """One matching round on the paths in ``s`` (module doc); returns which paths traded."""
     ag = cfg.agents
     hb, hsb = cfg.haircut_btc, cfg.haircut_stable
@@ -309,6 +370,12 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
     me = (s.cash / 100.0 + s.sats / _SAT * It[:, None] * (1 - hb) + s.stab / 100.0 * St[:, None] * (1 - hsb)
           + q * (Mc - eq_) + n_ * (1.0 / ei_ - 1.0 / Mc) * Mc)
     need = mm * notl
+    L = notl  # notional the liquidation fee applies to
+    if opt is not None:  # options: value in equity, the venue's option MM on shorts, closed at their value
+        me = me + s.o * (opt.value - opt.entry)
+        need = need + opt.mm_short * np.maximum(-s.o, 0.0)
+        open_ = open_ | (s.o != 0)
+        L = notl + np.abs(s.o) * opt.value
     trig = open_ & (me < need * (1.0 - 1e-9) - 1e-9)  # no re-trigger on float noise at exactly MM
     st_q = np.zeros(P)
     if ag.stop_losses:
@@ -321,9 +388,9 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
     if cfg.liquidation == "full":
         x = trig.astype(float)
     elif cfg.liquidation == "partial":
-        mb = mm * (1.0 + cfg.buffer)
+        nb = need * (1.0 + cfg.buffer)
         with np.errstate(divide="ignore", invalid="ignore"):
-            x = (mb * notl - me + 0.01) / (notl * (mb - cfg.fee_rate))  # + 1 cent: rounding
+            x = (nb - me + 0.01) / (nb - cfg.fee_rate * L)  # + 1 cent: rounding
         x = np.where((me < cfg.full_below * need) | ~(x > 0) | (x > 1) | ~np.isfinite(x), 1.0, x)
         x = np.where(trig, x, 0.0)
     else:
@@ -335,7 +402,7 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
         x = np.where((me < cfg.full_below * need) | (x <= 0), 1.0, x)
         x = np.where(trig, x, 0.0)
     if cap is not None:
-        dem = (x * notl).sum(1)
+        dem = (x * L).sum(1)
         room = np.maximum(cap - s.used, 0.0)
         scale = np.where(dem > room, room / np.maximum(dem, 1e-300), 1.0)
         x = x * scale[:, None]
@@ -346,7 +413,7 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
         return active
     fp = np.flatnonzero(full.any(1)) if cfg.adl == "ranked" else np.empty(0, dtype=np.intp)
     snap = s.take(fp) if fp.size else None
-    Q, rest, closed = _execute(s, x, full, st_q, It, Rt, St, k, last, Mc, eq_, ei_, acc_side, cap, cfg)
+    Q, rest, closed = _execute(s, x, full, st_q, It, Rt, St, k, last, Mc, eq_, ei_, acc_side, cap, cfg, opt)
     if snap is not None and rest.any():
         # the fund cannot pay these bankruptcies: their positions go to ranked ADL, not to the book.
         # Redo those paths' round without them (a smaller order: the others trade at least as well).
@@ -355,9 +422,10 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
         s.put(bp, snap.take(np.flatnonzero(bad_rows)))
         go = full[bp] & (rest[bp] > 0)
         sub = s.take(bp)
+        ob = None if opt is None else opt.rows(bp)
         Qb, rest_b, closed_b = _execute(sub, np.where(go, 0.0, x[bp]), full[bp] & ~go, st_q[bp], It[bp], Rt[bp],
-                                        St[bp], k[bp], last[bp], Mc[bp], eq_, ei_, acc_side, cap, cfg)
-        _adl_ranked(sub, go, rest_b, closed_b, It[bp], St[bp], M[bp], eq_, ei_, acc_side, cfg)
+                                        St[bp], k[bp], last[bp], Mc[bp], eq_, ei_, acc_side, cap, cfg, ob)
+        _adl_ranked(sub, go, rest_b, closed_b, It[bp], St[bp], M[bp], eq_, ei_, acc_side, cfg, ob)
         s.put(bp, sub)
         Q = Q.copy()
         Q[bp] = Qb
@@ -378,7 +446,8 @@ def _round(s: _Sub, It: np.ndarray, Rt: np.ndarray, St: np.ndarray, D0: np.ndarr
 
 def _execute(s: _Sub, x: np.ndarray, full: np.ndarray, st_q: np.ndarray, It: np.ndarray, Rt: np.ndarray,
              St: np.ndarray, k: np.ndarray, last: np.ndarray, Mc: np.ndarray, eq_: np.ndarray, ei_: np.ndarray,
-             acc_side: np.ndarray, cap: float | None, cfg: MarketConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             acc_side: np.ndarray, cap: float | None, cfg: MarketConfig,
+             opt: _Opt | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Close fraction ``x`` of every account as one net market order per path (module doc).
 
     Returns the net order ``Q``, the bad debt the fund could not pay per account (left for ranked ADL;
@@ -408,6 +477,13 @@ def _execute(s: _Sub, x: np.ndarray, full: np.ndarray, st_q: np.ndarray, It: np.
     s.q = np.where(full, 0.0, q - dq)
     s.n = np.where(full, 0.0, n_ - dn)
     liq_notional = np.abs(dq) * pxc + np.abs(dn)
+    if opt is not None:  # options are closed against the external option market at their Black-76 value
+        do = np.where(full, s.o, x * s.o)
+        opt_c = _floor(100.0 * do * (opt.value - opt.entry))
+        s.cash += opt_c
+        s.ext -= opt_c.sum(1)
+        s.o = np.where(full, 0.0, s.o - do)
+        liq_notional = liq_notional + np.abs(do) * opt.value
     worth = s.cash + _floor(s.sats * It[:, None] * (1 - hb) / 1e6) + _floor(s.stab * St[:, None] * (1 - hsb))
     fee = np.where(x > 0, np.minimum(_floor(100.0 * cfg.fee_rate * liq_notional), np.maximum(worth, 0)), 0)
     s.cash -= fee
@@ -452,7 +528,8 @@ def _execute(s: _Sub, x: np.ndarray, full: np.ndarray, st_q: np.ndarray, It: np.
 
 
 def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, It: np.ndarray, St: np.ndarray,
-                M: np.ndarray, eq_: np.ndarray, ei_: np.ndarray, acc_side: np.ndarray, cfg: MarketConfig) -> None:
+                M: np.ndarray, eq_: np.ndarray, ei_: np.ndarray, acc_side: np.ndarray, cfg: MarketConfig,
+                opt: _Opt | None = None) -> None:
     """Ranked auto-deleveraging (module doc, "ADL"), vectorised over paths.
 
     ``go``: open bankrupt accounts whose positions go to ADL (closed here at the mark ``M``, collateral
@@ -473,6 +550,12 @@ def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, I
     s.ext_s -= inv_s.sum(1)
     s.q = np.where(go, 0.0, s.q)
     s.n = np.where(go, 0.0, s.n)
+    if opt is not None:
+        opt_c = np.where(go, _floor(100.0 * s.o * (opt.value - opt.entry)), 0)
+        s.cash += opt_c
+        s.ext -= opt_c.sum(1)
+        s.liq_not += np.where(go, np.abs(s.o) * opt.value, 0.0).sum(1)
+        s.o = np.where(go, 0.0, s.o)
     _sell_collateral(s, go, It, St, hb, hsb)
     B = np.where(go & (s.cash < 0), -s.cash, 0)
     s.bad += B.sum(1)
@@ -518,7 +601,7 @@ def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, I
         s.ext_s -= ic.sum(1)
         s.q = np.where(fullc, 0.0, q - dq)
         s.n = np.where(fullc, 0.0, n_ - dn)
-        _sell_collateral(s, fullc & (f > 0), It, St, hb, hsb)
+        _sell_collateral(s, fullc & (f > 0) & (s.o == 0), It, St, hb, hsb)
         # the counterparties pay the deficit (= closing at the bankruptcy price instead of the mark),
         # pro rata to the quantity taken, never more than the cash they hold after closing
         # largest remainder in rank order (ties to the higher-ranked): integer shares sum to ``cover`` exactly
@@ -539,9 +622,12 @@ def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, I
         s.social += got
         s.uncov += D_ - got
         s.adl_not += (take * Mc).sum(1)
+    # deficits of accounts holding no perp (options only): no ADL counterparty side, left uncovered
+    s.uncov += np.where(acc_side[None, :] == 0, rest, 0).sum(1)
 
 
-def _sell_collateral(s: _Sub, mask: np.ndarray, It: np.ndarray, St: np.ndarray, hb: float, hsb: float) -> None:
+def _sell_collateral(s: _Sub, mask: np.ndarray, It: np.ndarray, St: np.ndarray, hb: float | np.ndarray,
+                     hsb: float | np.ndarray) -> None:
     """Closed accounts' BTC and stablecoin balances sold to the external market at the haircut price."""
     conv_b = np.where(mask, _floor(s.sats * It[:, None] * np.where(s.sats > 0, 1 - hb, 1.0) / 1e6), 0)
     conv_s = np.where(mask, _floor(s.stab * St[:, None] * (1 - hsb)), 0)
@@ -580,6 +666,13 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     s.hs = np.full(P, cfg.half_spread)
     s.q = np.broadcast_to(acc.lin_qty, (P, N)).astype(float).copy()
     s.n = np.broadcast_to(acc.inv_contracts, (P, N)).astype(float).copy()
+    has_opt = acc.has_options
+    s.o = (np.broadcast_to(np.asarray(acc.opt_qty, float), (P, N)).copy() if has_opt else np.zeros((P, N)))
+    if acc.haircut_btc is not None or acc.haircut_stable is not None:
+        h_b = np.full(N, np.nan) if acc.haircut_btc is None else np.asarray(acc.haircut_btc, float)
+        h_s = np.full(N, np.nan) if acc.haircut_stable is None else np.asarray(acc.haircut_stable, float)
+        cfg = replace(cfg, haircut_btc=np.where(np.isnan(h_b), cfg.haircut_btc, h_b)[None, :],
+                      haircut_stable=np.where(np.isnan(h_s), cfg.haircut_stable, h_s)[None, :])
     s.cash = np.broadcast_to(acc.cash_c, (P, N)).astype(np.int64).copy()
     s.sats = np.broadcast_to(acc.btc_sats, (P, N)).astype(np.int64).copy()
     s.stab = np.broadcast_to(acc.stable_c, (P, N)).astype(np.int64).copy()
@@ -630,13 +723,15 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
             s.hs = np.minimum(cfg.half_spread * np.sqrt(D0 / s.D), 0.01)
         s.ema = cfg.mark.update(s.ema, It, _last(Rt, 0.02 / s.D, s.V), cfg.step_seconds)
         s.used = np.zeros(P)
+        opt = _option_marks(acc, It, t * cfg.step_seconds / _YEAR) if has_opt else None
         act = allp
         for _ in range(cfg.max_rounds):
             if act.size == P:
-                moved = _round(s, It, Rt, St, D0, acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg)
+                moved = _round(s, It, Rt, St, D0, acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg, opt)
             else:
                 sub = s.take(act)
-                moved = _round(sub, It[act], Rt[act], St[act], D0[act], acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg)
+                moved = _round(sub, It[act], Rt[act], St[act], D0[act], acc_side, eq_, ei_, mm, p0, stop_q, cap, cfg,
+                               None if opt is None else opt.rows(act))
                 s.put(act, sub)
             act = act[moved]
             if act.size == 0:
@@ -654,7 +749,8 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
                        s.stab.sum(1) + s.ext_u - stab0, last_path, mark_path, oi,
                        {"liquidation": cfg.liquidation, "adl": cfg.adl, "mark": cfg.mark.kind, "paths": P, "steps": T,
                         "accounts": N, "agents": dict(cfg.agents.__dict__)},
-                       {"cash_c": s.cash, "btc_sats": s.sats, "stable_c": s.stab, "lin_qty": s.q, "inv_contracts": s.n})
+                       {"cash_c": s.cash, "btc_sats": s.sats, "stable_c": s.stab, "lin_qty": s.q, "inv_contracts": s.n,
+                        "opt_qty": s.o})
 
 
 def with_agents(cfg: MarketConfig, **switches: bool) -> MarketConfig:
