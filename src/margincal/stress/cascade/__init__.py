@@ -28,14 +28,17 @@ from margincal.stress.cascade.market import (
     Accounts,
     Agents,
     MarketConfig,
+    OptionLeg,
     PathResults,
+    accounts_from_model,
     build_accounts,
     simulate_paths,
 )
 
 __all__ = [
     "DEFAULT_LEVERAGE_MIX", "Accounts", "Agents", "CascadeResult", "DepthProfile", "MarkRule", "MarketConfig",
-    "PathResults", "Population", "PopulationDraw", "build_accounts", "bundled_index_and_perp", "draw_population",
+    "OptionLeg", "PathResults", "Population", "PopulationDraw", "accounts_from_model", "build_accounts",
+    "bundled_index_and_perp", "draw_population",
     "index_price", "population_for_policy", "simulate_cascade", "simulate_cascade_reference", "simulate_paths",
     "walk_reference",
 ]

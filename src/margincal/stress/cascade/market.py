@@ -54,12 +54,14 @@ like ADL) or left ``uncovered``. Per path, exactly: ``cash + fund + external`` c
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import numpy as np
 
 from margincal.errors import ConfigError
+from margincal.margin.account import Account, AccountPosition
 from margincal.margin.portfolio.standard import derive_option_margin
 from margincal.pricing.black76 import black76_price
 from margincal.stress.cascade.mark import MarkRule
@@ -169,6 +171,123 @@ def build_accounts(notional: np.ndarray, side: np.ndarray, leverage: np.ndarray,
     return Accounts(lin_qty, np.full(n, price), inv_c.astype(float), np.full(n, price), cash_c, sats, stab, mm, im,
                     ~cross, {"inverse": int(inv.sum()), "cross": int(cross.sum()), "btc_collateral": int(btc_coll.sum()),
                              "stable_collateral": int(stab_coll.sum()), "usdt_collateral": int(usd_coll.sum())})
+
+
+@dataclass(frozen=True)
+class OptionLeg:
+    """A European BTC option held on an account's cross wallet (v2: one line per account).
+
+    ``quantity`` signed (BTC of underlying; negative = sold), ``expiry_years`` at the first step, ``vol`` the
+    fixed Black-76 volatility (sticky strike: the same vol for this strike on every step of the path).
+    """
+
+    quantity: float
+    strike: float
+    expiry_years: float
+    is_call: bool
+    vol: float
+
+
+_USD = ("USD", "USDT", "USDC")
+
+
+def accounts_from_model(accounts: Sequence[Account], price: float, *, stable: str = "USDE",
+                        options: Mapping[str, OptionLeg] | None = None) -> Accounts:
+    """v2 :class:`Accounts` from account-model objects (:class:`margincal.margin.account.Account`).
+
+    Mapping (the nearest v2 form; anything v2 cannot hold is refused with a one-line error):
+
+    * the cross wallet of each account is one v2 account: its linear BTC position (coins x contract size)
+      and its inverse BTC position (contracts x contract size = USD face), at most one of each;
+      balances in USD / USDT / USDC -> cash cents, BTC -> satoshis, ``stable`` (the coin that can depeg)
+      -> stablecoin cents; its haircuts on BTC and ``stable`` become per-account haircuts;
+    * every isolated position is a v2 account of its own (``isolated`` True), its isolated margin in its
+      settlement currency (USDT -> cash, BTC -> satoshis, haircut 0: the settlement coin);
+    * maintenance and initial rates: the account model's MM and IM at ``price`` divided by the notional
+      (= the flat ``mmr``, or the bracket's effective rate ``(N mmr - cum) / N`` at the opening notional);
+    * ``options[account.name]``: an :class:`OptionLeg` on that cross wallet, opened at its Black-76
+      value at ``price`` (the premium is the entry; ``cash`` is margin only, as for the perps).
+
+    Every underlying must be BTC (v2 simulates one index).
+    """
+    if not price > 0:
+        raise ConfigError(f"price is {price}; it must be > 0")
+    stable = stable.upper()
+    options = dict(options or {})
+    rows: list[dict[str, Any]] = []
+    for a in accounts:
+        for pos in a.positions:
+            if pos.underlying.upper() != "BTC":
+                raise ConfigError(f"{a.name}: {pos.instrument} has underlying {pos.underlying}; v2 simulates BTC only")
+        cross = [x for x in a.positions if x.mode == "cross"]
+        lin = [x for x in cross if not x.inverse]
+        inv = [x for x in cross if x.inverse]
+        if len(lin) > 1 or len(inv) > 1:
+            raise ConfigError(f"{a.name}: v2 holds one linear and one inverse BTC position per cross wallet")
+        cash = sats = stab = 0
+        for ccy, amount in a.balances.items():
+            c = ccy.upper()
+            if c == stable:
+                stab += round(amount * 100)
+            elif c in _USD:
+                cash += round(amount * 100)
+            elif c == "BTC":
+                sats += round(amount * _SAT)
+            else:
+                raise ConfigError(f"{a.name}: balance in {ccy}; v2 holds USD(T/C), BTC and one stablecoin ({stable})")
+        hc = {k.upper(): v for k, v in a.haircuts.items()}
+        leg = options.pop(a.name, None)
+        if cross or leg is not None:
+            rows.append(_model_row(a.name, lin[0] if lin else None, inv[0] if inv else None, cash, sats, stab,
+                                   hc.get("BTC", 0.0), hc.get(stable, 0.0), False, leg, price))
+        for x in a.positions:
+            if x.mode != "isolated":
+                continue
+            c_, s_ = (0, round(x.isolated_margin * _SAT)) if x.settlement.upper() == "BTC" else (
+                round(x.isolated_margin * 100), 0)
+            rows.append(_model_row(f"{a.name}/{x.instrument}", None if x.inverse else x, x if x.inverse else None,
+                                   c_, s_, 0, 0.0, 0.0, True, None, price))
+    if options:
+        raise ConfigError(f"options given for unknown accounts: {', '.join(sorted(options))}")
+    if not rows:
+        raise ConfigError("no positions: give at least one account with a BTC position or an option")
+    col = {k: [r[k] for r in rows] for k in rows[0]}
+    ints = {k: np.asarray(col[k], dtype=np.int64) for k in ("cash_c", "btc_sats", "stable_c")}
+    f = {k: np.asarray(col[k], dtype=float) for k in ("lin_qty", "lin_entry", "inv_contracts", "inv_entry", "mm_rate",
+                                                    "im_rate", "opt_qty", "opt_strike", "opt_expiry", "opt_vol",
+                                                    "opt_entry", "haircut_btc", "haircut_stable")}
+    return Accounts(f["lin_qty"], f["lin_entry"], f["inv_contracts"], f["inv_entry"], ints["cash_c"],
+                    ints["btc_sats"], ints["stable_c"], f["mm_rate"], f["im_rate"],
+                    np.asarray(col["isolated"], dtype=bool), {"names": col["name"], "source": "margin.account"},
+                    f["opt_qty"], f["opt_strike"], f["opt_expiry"], np.asarray(col["opt_call"], dtype=bool),
+                    f["opt_vol"], f["opt_entry"], f["haircut_btc"], f["haircut_stable"])
+
+
+def _model_row(name: str, lin: AccountPosition | None, inv: AccountPosition | None, cash: int, sats: int, stab: int,
+               h_btc: float, h_stable: float, isolated: bool, leg: OptionLeg | None, price: float) -> dict[str, Any]:
+    notional = mm = im = 0.0
+    for x in (lin, inv):
+        if x is not None:
+            fx = price if x.inverse else 1.0  # inverse amounts are in coin
+            notional += x.notional(price) * fx
+            mm += x.maintenance_margin(price) * fx
+            im += x.initial_margin(price) * fx
+    ok = notional > 0
+    row: dict[str, Any] = {
+        "name": name, "lin_qty": lin.quantity * lin.contract_size if lin else 0.0,
+        "lin_entry": lin.entry_price if lin else price,
+        "inv_contracts": inv.quantity * inv.contract_size if inv else 0.0, "inv_entry": inv.entry_price if inv else price,
+        "cash_c": cash, "btc_sats": sats, "stable_c": stab, "mm_rate": mm / notional if ok else 0.0,
+        "im_rate": im / notional if ok else 0.0, "isolated": isolated, "haircut_btc": h_btc,
+        "haircut_stable": h_stable, "opt_qty": 0.0, "opt_strike": price, "opt_expiry": 0.0, "opt_call": True,
+        "opt_vol": 0.0, "opt_entry": 0.0}
+    if leg is not None:
+        if not (leg.strike > 0 and leg.expiry_years > 0 and leg.vol > 0):
+            raise ConfigError(f"{name}: option strike, expiry_years and vol must be > 0")
+        row.update(opt_qty=float(leg.quantity), opt_strike=float(leg.strike), opt_expiry=float(leg.expiry_years),
+                   opt_call=bool(leg.is_call), opt_vol=float(leg.vol),
+                   opt_entry=float(black76_price(price, leg.strike, leg.expiry_years, leg.vol, leg.is_call)))
+    return row
 
 
 @dataclass(frozen=True)
@@ -659,7 +778,10 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     N = acc.n
     ag = cfg.agents
     p0 = float(np.median(IX[:, 0]))
-    oi = float(acc.notional(p0).sum())
+    # open interest: perp notional plus the options' underlying notional (a book exists for option-only sets)
+    oi = float(acc.notional(p0).sum()) + (float(np.abs(acc.opt_qty).sum()) * p0 if acc.has_options else 0.0)
+    if not oi > 0:
+        raise ConfigError("accounts hold no position: nothing to simulate")
     D0 = np.broadcast_to(np.asarray(cfg.depth_ratio, float), (P,)) * oi / p0
     s = _Sub()
     s.D = D0.copy()
