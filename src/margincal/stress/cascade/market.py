@@ -779,7 +779,7 @@ def simulate_paths(acc: Accounts, index: np.ndarray, cfg: MarketConfig, *, ref: 
     ag = cfg.agents
     p0 = float(np.median(IX[:, 0]))
     # open interest: perp notional plus the options' underlying notional (a book exists for option-only sets)
-    oi = float(acc.notional(p0).sum()) + (float(np.abs(acc.opt_qty).sum()) * p0 if acc.has_options else 0.0)
+    oi = float(acc.notional(p0).sum()) + (float(np.abs(np.asarray(acc.opt_qty, float)).sum()) * p0 if acc.has_options else 0.0)
     if not oi > 0:
         raise ConfigError("accounts hold no position: nothing to simulate")
     D0 = np.broadcast_to(np.asarray(cfg.depth_ratio, float), (P,)) * oi / p0
