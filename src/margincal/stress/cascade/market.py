@@ -2,8 +2,7 @@
 
 Everything is an array of shape (paths, accounts) or (paths,), so 10,000 Monte Carlo paths run as one
 numpy computation (hand-written: no library simulates liquidation engines; the v1 one-path engine
-:func:`margincal.stress.cascade.core.simulate_cascade` keeps the exact ranked ADL and the
-level-by-level reference).
+:func:`margincal.stress.cascade.core.simulate_cascade` keeps the level-by-level reference).
 
 Model, one step ``t`` (a path sub-step, 15 minutes in replays, 1 hour in Monte Carlo)
 ----------------------------------------------------------------------------------------
@@ -34,9 +33,21 @@ account (an isolated position *is* an account). Margin equity
 1/p)) satoshis; fee floor(100 fee notional) cents to the insurance fund, limited to what the account
 is worth; funding every ``funding_every`` steps against the external market. On full close the
 BTC and stablecoin balances are sold to the external market at ``price (1 - haircut)``; a negative
-cash balance left is bad debt: the fund pays accounts in index order while it can, the rest is
-socialised pro rata to positive-cash accounts on the opposite side (a clawback; v2 does not rank
-like ADL) or left ``uncovered``. Per path, exactly: ``cash + fund + external`` cents,
+cash balance left is bad debt: the fund pays accounts in index order while it can. The rest:
+
+* ``adl="ranked"`` (default): the round is redone without the bankrupt positions the fund cannot
+  pay; they are closed at the mark and absorbed by the open opposite-side accounts in profit, in
+  rank order of profit ratio x effective leverage ``(upnl / wallet) (notional / (wallet + upnl))``
+  (v1's ``_adl``), until the quantity is covered; the counterparties close the quantity taken at the
+  mark and pay the deficit pro rata to it (largest remainder in rank order), i.e. both sides trade at
+  the bankruptcy price; a counterparty never pays more than its cash after closing. Unabsorbed or
+  unpaid deficit, and deficits of option-only accounts, are ``uncovered``. ADL volume = notional taken.
+* ``adl="pro_rata"``: the bankrupt position goes through the book; the rest is clawed back pro rata
+  from the cash of open opposite-side accounts, or left ``uncovered``.
+
+**Options** (:class:`OptionLeg`, :func:`accounts_from_model`): one European BTC option line per
+account, Black-76 on the index (fixed vol, r = 0), value change in equity, Derive's standard MM on
+shorts, closed with the same fraction ``x`` against the external option market at the model value. Per path, exactly: ``cash + fund + external`` cents,
 ``sats + external_sats`` and ``stable + external_stable`` are constant.
 
 **Liquidity and agents** (each switchable off in :class:`Agents`):
