@@ -428,7 +428,23 @@ class TailModel:
         runs the reference refit loop. ``es=False`` may skip the ES columns (NaN; ``var``/``side``
         then follow the larger VaR) where that is cheaper (historical simulation: two order
         statistics per bar instead of the tail average). The model itself is not fitted by this call.
+        :meth:`path_arrays` gives the same four columns as arrays, without building the frame.
         """
+        out, idx, bh = self._path_columns(returns, horizon, level, refit, bar_hours, fast, es)
+        return self._path_frame(out, idx, bh)
+
+    def path_arrays(self, returns: ArrayLike, *, horizon: Horizon = 24.0, level: float = 0.99, refit: int = 1,
+                    bar_hours: float | None = None, fast: bool = True, es: bool = True) -> dict[str, np.ndarray]:
+        """The ``var_long``, ``es_long``, ``var_short``, ``es_short`` columns of :meth:`fit_path` as arrays.
+
+        The same numbers, the same checks and errors; no DataFrame is built (what a loop over many
+        instruments, such as the backtest, wants). A side the model's ``side`` does not ask for is NaN.
+        """
+        return self._path_columns(returns, horizon, level, refit, bar_hours, fast, es)[0]
+
+    def _path_columns(self, returns: ArrayLike, horizon: Horizon, level: float, refit: int,
+                      bar_hours: float | None, fast: bool, es: bool
+                      ) -> tuple[dict[str, np.ndarray], pd.Index | None, float]:
         self._validate()
         r, idx, _ = self._as_series_array(returns)
         bh = self._bar_hours_of(idx, bar_hours)
@@ -439,7 +455,7 @@ class TailModel:
         if hh / bh < 1.0 - 1e-12:
             warnings.warn(f"horizon is {hh / bh:.4g} bars (shorter than one bar of the data); scaled down by "
                           "sqrt(h). Use data with shorter bars for intraday horizons.", SubBarHorizonWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         out = None
         if fast:
             with warnings.catch_warnings():
@@ -448,7 +464,12 @@ class TailModel:
                 out = self._path_fast(r, bh, hh, lv, k)
         if out is None:
             out = self._path_reference(r, bh, hh, lv, k)
-        return self._path_frame(out, idx, bh)
+        side_param = getattr(self, "side", "both")
+        if side_param != "both":
+            n1 = next(iter(out.values())).size
+            other = "short" if side_param == "long" else "long"
+            out = {**out, f"var_{other}": np.full(n1, np.nan), f"es_{other}": np.full(n1, np.nan)}
+        return out, idx, bh
 
     def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
                    refit: int) -> dict[str, np.ndarray] | None:
@@ -505,9 +526,6 @@ class TailModel:
     def _path_frame(self, out: dict[str, np.ndarray], idx: pd.Index | None, bar_hours: float) -> pd.DataFrame:
         n1 = next(iter(out.values())).size
         side_param = getattr(self, "side", "both")
-        if side_param != "both":
-            other = "short" if side_param == "long" else "long"
-            out = {**out, f"var_{other}": np.full(n1, np.nan), f"es_{other}": np.full(n1, np.nan)}
         el, es_ = out["es_long"], out["es_short"]
         if np.isnan(el).all() and np.isnan(es_).all():  # ES skipped (es=False): choose by VaR
             el, es_ = out["var_long"], out["var_short"]
