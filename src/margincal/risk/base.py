@@ -62,7 +62,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning, NotFittedError
+from margincal.errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    MargincalWarning,
+    check_choice,
+    check_int,
+    check_level,
+    check_number,
+)
+from margincal.errors import check_fitted as _check_fitted
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.path import PATH_COLUMNS
 from margincal.units import Decay, as_decay
@@ -176,50 +186,10 @@ def overlapping_sums(x: np.ndarray, h: int) -> np.ndarray:
     return c[h:] - c[:-h]
 
 
-def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    """A parameter that must be one of ``allowed`` (:class:`ConfigError` otherwise)."""
-    if value not in allowed:
-        raise ConfigError(f"{name} is {value!r}; use one of {', '.join(map(repr, allowed))}")
-
-
-def check_level(level: object, name: str = "level") -> float:
-    """A confidence level in (0, 1) (:class:`ConfigError` otherwise)."""
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"{name} is {level!r}; it must be a number in (0, 1), e.g. 0.99")
-    lv = float(level)
-    if not 0.0 < lv < 1.0:
-        raise ConfigError(f"{name} is {lv}; it must be in (0, 1), e.g. 0.99")
-    return lv
-
-
-def check_int(name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
-    """A whole-number parameter ``>= minimum`` (None allowed when ``allow_none``)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value \
-            or int(value) < minimum:
-        raise ConfigError(f"{name} is {value!r}; it must be a whole number >= {minimum}"
-                          + (" or None" if allow_none else ""))
-    return int(value)
-
-
-def check_number(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = True,
-                 high_open: bool = True) -> float:
-    """A real parameter inside ``(low, high)`` (ends open or closed as given)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"{name} is {value!r}; it must be a number")
-    v = float(value)
-    ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high) and not math.isnan(v)
-    if not ok:
-        lb, hb = "(" if low_open else "[", ")" if high_open else "]"
-        raise ConfigError(f"{name} is {v}; it must be in {lb}{low:g}, {high:g}{hb}")
-    return v
-
-
 def check_fitted(estimator: object, attribute: str = "n_obs_") -> None:
-    """:class:`NotFittedError` (the same class for every model) when ``fit`` has not run."""
-    if not hasattr(estimator, attribute):
-        raise NotFittedError(f"{type(estimator).__name__} is not fitted; call fit(returns) first")
+    """:class:`NotFittedError` (the same class for every model) when ``fit`` has not run
+    (:func:`margincal.errors.check_fitted` with the tail models' wording)."""
+    _check_fitted(estimator, attribute, "fit(returns)")
 
 
 def whole_bars(h: float) -> int:
