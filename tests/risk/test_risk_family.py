@@ -184,3 +184,20 @@ def test_var_only_path_reads_the_same_order_statistics(name: str, r: pd.Series) 
     for c in ("var_long", "var_short"):
         np.testing.assert_allclose(var_only[c].to_numpy(), full[c].to_numpy(), rtol=1e-15, equal_nan=True)
     assert var_only["es_long"].isna().all()
+
+
+@pytest.mark.parametrize(("label", "name", "params", "rtol", "refit"), FAST, ids=[c[0] for c in FAST])
+def test_path_arrays_are_fit_path_columns_without_the_frame(label: str, name: str, params: dict, rtol: float,
+                                                            refit: int, r: pd.Series) -> None:
+    m = make_model(name, **{**params, "side": "long"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for es in (True, False):
+            frame = m.fit_path(r, horizon=24, level=0.99, refit=3, es=es)
+            arrays = m.path_arrays(r, horizon=24, level=0.99, refit=3, es=es)
+            assert set(arrays) == {"var_long", "es_long", "var_short", "es_short"}
+            for c, a in arrays.items():
+                np.testing.assert_array_equal(a, frame[c].to_numpy(float))
+            assert np.isnan(arrays["var_short"]).all()  # a side the model does not ask for
+    with pytest.raises(ConfigError):
+        m.path_arrays(r, level=1.5)

@@ -101,10 +101,10 @@ class FamilyPath(PathModel):
                   index: pd.DatetimeIndex | None = None,
                   bars: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
         r = np.asarray(returns, dtype=float)
-        p = self.tail_model().clone(side="both").fit_path(
+        p = self.tail_model().clone(side="both").path_arrays(
             r, horizon=horizon_bars * bar_hours, level=side_level, refit=self.refit_bars(bar_hours),
             bar_hours=bar_hours, fast=self.fast, es=False)
-        return p["var_long"].to_numpy(float)[: r.size], p["var_short"].to_numpy(float)[: r.size]
+        return p["var_long"][: r.size], p["var_short"][: r.size]
 
 
 class PublishedPath(PathModel):

@@ -62,7 +62,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning, NotFittedError
+from margincal.errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    MargincalWarning,
+    check_choice,
+    check_int,
+    check_level,
+    check_number,
+)
+from margincal.errors import check_fitted as _check_fitted
 from margincal.risk.measures import expected_shortfall, value_at_risk
 from margincal.risk.path import PATH_COLUMNS
 from margincal.units import Decay, as_decay
@@ -176,50 +186,10 @@ def overlapping_sums(x: np.ndarray, h: int) -> np.ndarray:
     return c[h:] - c[:-h]
 
 
-def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    """A parameter that must be one of ``allowed`` (:class:`ConfigError` otherwise)."""
-    if value not in allowed:
-        raise ConfigError(f"{name} is {value!r}; use one of {', '.join(map(repr, allowed))}")
-
-
-def check_level(level: object, name: str = "level") -> float:
-    """A confidence level in (0, 1) (:class:`ConfigError` otherwise)."""
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"{name} is {level!r}; it must be a number in (0, 1), e.g. 0.99")
-    lv = float(level)
-    if not 0.0 < lv < 1.0:
-        raise ConfigError(f"{name} is {lv}; it must be in (0, 1), e.g. 0.99")
-    return lv
-
-
-def check_int(name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
-    """A whole-number parameter ``>= minimum`` (None allowed when ``allow_none``)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value \
-            or int(value) < minimum:
-        raise ConfigError(f"{name} is {value!r}; it must be a whole number >= {minimum}"
-                          + (" or None" if allow_none else ""))
-    return int(value)
-
-
-def check_number(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = True,
-                 high_open: bool = True) -> float:
-    """A real parameter inside ``(low, high)`` (ends open or closed as given)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"{name} is {value!r}; it must be a number")
-    v = float(value)
-    ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high) and not math.isnan(v)
-    if not ok:
-        lb, hb = "(" if low_open else "[", ")" if high_open else "]"
-        raise ConfigError(f"{name} is {v}; it must be in {lb}{low:g}, {high:g}{hb}")
-    return v
-
-
 def check_fitted(estimator: object, attribute: str = "n_obs_") -> None:
-    """:class:`NotFittedError` (the same class for every model) when ``fit`` has not run."""
-    if not hasattr(estimator, attribute):
-        raise NotFittedError(f"{type(estimator).__name__} is not fitted; call fit(returns) first")
+    """:class:`NotFittedError` (the same class for every model) when ``fit`` has not run
+    (:func:`margincal.errors.check_fitted` with the tail models' wording)."""
+    _check_fitted(estimator, attribute, "fit(returns)")
 
 
 def whole_bars(h: float) -> int:
@@ -428,7 +398,23 @@ class TailModel:
         runs the reference refit loop. ``es=False`` may skip the ES columns (NaN; ``var``/``side``
         then follow the larger VaR) where that is cheaper (historical simulation: two order
         statistics per bar instead of the tail average). The model itself is not fitted by this call.
+        :meth:`path_arrays` gives the same four columns as arrays, without building the frame.
         """
+        out, idx, bh = self._path_columns(returns, horizon, level, refit, bar_hours, fast, es)
+        return self._path_frame(out, idx, bh)
+
+    def path_arrays(self, returns: ArrayLike, *, horizon: Horizon = 24.0, level: float = 0.99, refit: int = 1,
+                    bar_hours: float | None = None, fast: bool = True, es: bool = True) -> dict[str, np.ndarray]:
+        """The ``var_long``, ``es_long``, ``var_short``, ``es_short`` columns of :meth:`fit_path` as arrays.
+
+        The same numbers, the same checks and errors; no DataFrame is built (what a loop over many
+        instruments, such as the backtest, wants). A side the model's ``side`` does not ask for is NaN.
+        """
+        return self._path_columns(returns, horizon, level, refit, bar_hours, fast, es)[0]
+
+    def _path_columns(self, returns: ArrayLike, horizon: Horizon, level: float, refit: int,
+                      bar_hours: float | None, fast: bool, es: bool
+                      ) -> tuple[dict[str, np.ndarray], pd.Index | None, float]:
         self._validate()
         r, idx, _ = self._as_series_array(returns)
         bh = self._bar_hours_of(idx, bar_hours)
@@ -439,7 +425,7 @@ class TailModel:
         if hh / bh < 1.0 - 1e-12:
             warnings.warn(f"horizon is {hh / bh:.4g} bars (shorter than one bar of the data); scaled down by "
                           "sqrt(h). Use data with shorter bars for intraday horizons.", SubBarHorizonWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         out = None
         if fast:
             with warnings.catch_warnings():
@@ -448,7 +434,12 @@ class TailModel:
                 out = self._path_fast(r, bh, hh, lv, k)
         if out is None:
             out = self._path_reference(r, bh, hh, lv, k)
-        return self._path_frame(out, idx, bh)
+        side_param = getattr(self, "side", "both")
+        if side_param != "both":
+            n1 = next(iter(out.values())).size
+            other = "short" if side_param == "long" else "long"
+            out = {**out, f"var_{other}": np.full(n1, np.nan), f"es_{other}": np.full(n1, np.nan)}
+        return out, idx, bh
 
     def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
                    refit: int) -> dict[str, np.ndarray] | None:
@@ -505,9 +496,6 @@ class TailModel:
     def _path_frame(self, out: dict[str, np.ndarray], idx: pd.Index | None, bar_hours: float) -> pd.DataFrame:
         n1 = next(iter(out.values())).size
         side_param = getattr(self, "side", "both")
-        if side_param != "both":
-            other = "short" if side_param == "long" else "long"
-            out = {**out, f"var_{other}": np.full(n1, np.nan), f"es_{other}": np.full(n1, np.nan)}
         el, es_ = out["es_long"], out["es_short"]
         if np.isnan(el).all() and np.isnan(es_).all():  # ES skipped (es=False): choose by VaR
             el, es_ = out["var_long"], out["var_short"]

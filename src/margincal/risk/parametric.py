@@ -46,6 +46,7 @@ Model conventions (all three models)
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -80,11 +81,19 @@ from margincal.units import RISKMETRICS, Decay
 # ---------------------------------------------------------------- closed forms
 
 
+@functools.lru_cache(maxsize=64)
+def _std_normal_at(p: float) -> tuple[float, float]:
+    """``(z_p, phi(z_p))`` of the standard normal by scipy, cached per level (the fast paths ask for the same
+    few levels once per instrument)."""
+    z = float(stats.norm.ppf(p))
+    return z, float(stats.norm.pdf(z))
+
+
 def normal_var_es(level: float, mu: float = 0.0, sigma: float = 1.0) -> tuple[float, float]:
     """VaR and ES of a loss ``N(mu, sigma^2)`` at ``level`` (upper tail)."""
     p = check_level(level)
-    z = stats.norm.ppf(p)
-    return float(mu + sigma * z), float(mu + sigma * stats.norm.pdf(z) / (1.0 - p))
+    z, phi = _std_normal_at(p)
+    return float(mu + sigma * z), float(mu + sigma * phi / (1.0 - p))
 
 
 def student_t_var_es(level: float, df: float, loc: float = 0.0, scale: float = 1.0) -> tuple[float, float]:
@@ -176,11 +185,11 @@ def cornish_fisher_var_es_arrays(level: float, skew: np.ndarray, exkurt: np.ndar
                                  ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`cornish_fisher_quantile` and :func:`cornish_fisher_es` over arrays of (S, K)."""
     p = check_level(level)
-    z = stats.norm.ppf(p)
+    z, phi = _std_normal_at(p)
     s = np.asarray(skew, dtype=float)
     k = np.asarray(exkurt, dtype=float)
     q = z + (z * z - 1) * s / 6 + (z**3 - 3 * z) * k / 24 - (2 * z**3 - 5 * z) * s**2 / 36
-    es = stats.norm.pdf(z) * (1 + s * z / 6 + k * (z * z - 1) / 24 - s**2 * (2 * z * z - 1) / 36) / (1.0 - p)
+    es = phi * (1 + s * z / 6 + k * (z * z - 1) / 24 - s**2 * (2 * z * z - 1) / 36) / (1.0 - p)
     return q, es
 
 
@@ -398,7 +407,7 @@ class StudentTModel(ParametricModel):
             nu[t] = cur
         if clamped:
             warnings.warn(f"t: fitted df clamped to [{self.df_min:g}, {self.df_max:g}] at {clamped} refits",
-                          ModelFitWarning, stacklevel=4)
+                          ModelFitWarning, stacklevel=5)
         ok = np.isfinite(nu)
         safe = np.where(ok, nu, 3.0)
         q = stats.t.ppf(level, safe)
@@ -448,7 +457,7 @@ class CornishFisherModel(ParametricModel):
         sk, ku, adjusted = cornish_fisher_domain_vec(sk, ku)
         n_adj = int(np.count_nonzero(adjusted[t_min:]))
         if n_adj:
-            warnings.warn(f"cf: {n_adj} rows needed the monotonicity guard", ModelFitWarning, stacklevel=4)
+            warnings.warn(f"cf: {n_adj} rows needed the monotonicity guard", ModelFitWarning, stacklevel=5)
         out = {}
         for side, sgn in (("long", -1.0), ("short", 1.0)):
             q, e = cornish_fisher_var_es_arrays(level, sgn * sk, ku)

@@ -73,6 +73,12 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
     out = {c: np.full(n1, np.nan) for c in PATH_COLUMNS}
     if int(refit) != refit or refit < 1:
         raise ConfigError(f"refit is {refit}; it must be a whole number of bars >= 1")
+    if not es:
+        lo_v, hi_v = _var_order_statistics(np.asarray(values, dtype=float), np.asarray(avail, dtype=np.intp),
+                                           n1, level=level, t_min=t_min, drop_before=drop_before, refit=int(refit))
+        out["var_long"] = -np.expm1(scale * lo_v)
+        out["var_short"] = np.expm1(scale * hi_v)
+        return out
     vals = np.asarray(values, dtype=float).tolist()
     av = np.asarray(avail, dtype=np.intp)
     buf: list[float] = []
@@ -80,8 +86,6 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
     j_out = 0
     held: tuple[np.ndarray, np.ndarray, int, int, float] | None = None
     idx_table = inverted_cdf_index(np.arange(len(vals) + 1), level).tolist()
-    lo_v = np.full(n1, np.nan)
-    hi_v = np.full(n1, np.nan)
     for t in range(n1):
         while j_in < len(vals) and av[j_in] <= t:
             bisect.insort(buf, vals[j_in])
@@ -92,13 +96,6 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
                 del buf[bisect.bisect_left(buf, vals[j_out])]
                 j_out += 1
         if t < t_min or not buf:
-            continue
-        if not es:
-            if held is None or (t - t_min) % refit == 0:
-                m = len(buf)
-                i = idx_table[m]
-                held = (buf[m - 1 - i], buf[i], m, i, 0.0)
-            lo_v[t], hi_v[t] = held[0], held[1]
             continue
         if held is None or (t - t_min) % refit == 0:
             m = len(buf)
@@ -121,10 +118,54 @@ def sorted_tails(values: np.ndarray, avail: np.ndarray, scale: np.ndarray, *, le
                 total += (tail - used) * float(loss[k])
             out[f"var_{side}"][t] = var
             out[f"es_{side}"][t] = max(total / tail, var)
-    if not es:
-        out["var_long"] = -np.expm1(scale * lo_v)
-        out["var_short"] = np.expm1(scale * hi_v)
     return out
+
+
+def _var_order_statistics(vals_arr: np.ndarray, av: np.ndarray, n1: int, *, level: float, t_min: int,
+                          drop_before: np.ndarray | None, refit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two VaR order statistics of :func:`sorted_tails` (``es=False``): (lower, upper) per row, NaN where none.
+
+    The same sorted list as the ES branch; the loop is kept minimal (it runs once per bar of every
+    instrument of a backtest): how many values have joined (and left) by each row is computed up front.
+    """
+    rows = np.arange(n1)
+    n_in = np.searchsorted(av, rows, side="right")  # values joined by row t: vals[:n_in[t]]
+    n_out = None if drop_before is None else np.minimum(np.asarray(drop_before, dtype=np.intp), n_in)
+    idx_table = inverted_cdf_index(np.arange(vals_arr.size + 1), level).tolist()
+    vals = vals_arr.tolist()
+    lo_v = [math.nan] * n1
+    hi_v = [math.nan] * n1
+    insort, bisect_left = bisect.insort, bisect.bisect_left
+    start = min(t_min, n1)
+    # rows before t_min only fill the list
+    c0 = int(n_in[start - 1]) if start > 0 else 0
+    o0 = int(n_out[start - 1]) if (n_out is not None and start > 0) else 0
+    buf = sorted(vals[o0:c0])
+    j_in, j_out = c0, o0
+    n_in_l = n_in.tolist()
+    n_out_l = None if n_out is None else n_out.tolist()
+    lo = hi = math.nan
+    have = False
+    for t in range(start, n1):
+        c = n_in_l[t]
+        while j_in < c:
+            insort(buf, vals[j_in])
+            j_in += 1
+        if n_out_l is not None:
+            o = n_out_l[t]
+            while j_out < o:
+                del buf[bisect_left(buf, vals[j_out])]
+                j_out += 1
+        m = j_in - j_out
+        if not m:
+            continue
+        if not have or (t - t_min) % refit == 0:
+            i = idx_table[m]
+            lo, hi = buf[m - 1 - i], buf[i]
+            have = True
+        lo_v[t] = lo
+        hi_v[t] = hi
+    return np.array(lo_v), np.array(hi_v)
 
 
 def rolling_moments(z: np.ndarray, first: int, window: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,7 +175,8 @@ def rolling_moments(z: np.ndarray, first: int, window: int | None) -> tuple[np.n
     """
     n = z.size
     xs = np.where(np.arange(n) >= first, z, 0.0)
-    cs = [np.concatenate([[0.0], np.cumsum(xs**p)]) for p in (1, 2, 3, 4)]
+    x2 = xs * xs
+    cs = [np.concatenate([[0.0], np.cumsum(p)]) for p in (xs, x2, x2 * xs, x2 * x2)]  # products: no pow calls
     t = np.arange(n + 1)
     start = np.full(n + 1, first) if window is None else np.maximum(first, t - int(window))
     start = np.minimum(start, t)
@@ -159,6 +201,33 @@ def _cf_monotone(skew: np.ndarray, exkurt: np.ndarray) -> np.ndarray:
     return np.where(a > tol, b * b - 4 * a * c <= tol, (np.abs(a) <= tol) & (np.abs(b) <= tol) & (c >= -tol))
 
 
+def _cf_bracket(abs_skew: np.ndarray, exkurt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A tight starting bracket ``(lo, hi)`` for the bisection of :func:`cornish_fisher_domain_vec`.
+
+    With ``A = K / 8`` and ``u = S^2`` the monotonicity test ``b^2 - 4ac <= 0`` reads
+    ``f(u) = 5/54 u^2 + (7 - 11 A)/9 u - 4 A (1 - A) <= 1e-12``; the positive root ``u*`` of
+    ``f(u) = 1e-12`` is the boundary
+    (``f(6A) = 2A/3 >= 0``, so ``a >= 0`` there). The bracket is ``sqrt(u*)`` widened by 1e-8
+    (relative) and checked with :func:`_cf_monotone` (``|S| = 3e-12`` where ``K = 0``: there only
+    ``|b| <= 1e-12`` passes); where the check fails it is ``[0, |S|]``, the bisection's own start. The bisection then ends on the same boundary in ~27 steps instead of ~55.
+    """
+    a8 = exkurt / 8
+    qb = (7 - 11 * a8) / 9
+    qc = -4 * a8 * (1 - a8) - 1e-12  # the test's tolerance: b^2 - 4ac <= 1e-12
+    qa = 5 / 54
+    with np.errstate(invalid="ignore"):
+        u = (-qb + np.sqrt(qb * qb - 4 * qa * qc)) / (2 * qa)
+        est = np.sqrt(np.maximum(u, 0.0))
+    lo, hi = np.zeros(abs_skew.size), abs_skew.copy()
+    # where a <= 0 everywhere (K clipped to 0) only the |b| <= 1e-12 branch is monotone: |S| <= 3e-12
+    for cand in (np.full(abs_skew.size, 3e-12), np.where(np.isfinite(est), est, 0.0)):
+        c_lo = np.minimum(cand * (1 - 1e-8), abs_skew)
+        c_hi = np.minimum(cand * (1 + 1e-8), abs_skew)
+        good = _cf_monotone(c_lo, exkurt) & ~_cf_monotone(c_hi, exkurt)
+        lo, hi = np.where(good, c_lo, lo), np.where(good, c_hi, hi)
+    return lo, hi
+
+
 def cornish_fisher_domain_vec(skew: np.ndarray, exkurt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Element-wise :func:`margincal.risk.parametric.cornish_fisher_domain`: (skew, exkurt, adjusted)."""
     s = np.asarray(skew, dtype=float).copy()
@@ -167,14 +236,26 @@ def cornish_fisher_domain_vec(skew: np.ndarray, exkurt: np.ndarray) -> tuple[np.
     k = np.where(ok, k, np.minimum(np.maximum(k, 0.0), 8.0))
     need = ~(ok | _cf_monotone(s, k))
     if need.any():
-        lo = np.zeros(int(need.sum()))
         hi = np.abs(s[need])
         kk = k[need]
+        lo, hi = _cf_bracket(hi, kk)
+        # _cf_monotone(mid, kk) with the parts that do not depend on mid computed once (the same
+        # floating-point steps); the loop stops once (lo, hi) no longer move (the remaining steps of
+        # the 60 could not move them either).
+        k8 = kk / 8
+        c0 = 1 - k8
+        tol = 1e-12
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            mono = _cf_monotone(mid, kk)
-            lo = np.where(mono, mid, lo)
-            hi = np.where(mono, hi, mid)
+            a = k8 - mid * mid / 6
+            b = mid / 3
+            c = c0 + 5 * mid * mid / 36
+            mono = np.where(a > tol, b * b - 4 * a * c <= tol, (np.abs(a) <= tol) & (np.abs(b) <= tol) & (c >= -tol))
+            new_lo = np.where(mono, mid, lo)
+            new_hi = np.where(mono, hi, mid)
+            if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+                break
+            lo, hi = new_lo, new_hi
         s[need] = np.copysign(lo, s[need])
     return s, k, ~ok
 

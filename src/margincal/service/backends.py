@@ -1,20 +1,18 @@
-"""What the routes call: thin adapters over the Python API, plus the service's caches.
+"""What the routes call: the service's caches and JSON shaping over the use-case layer.
 
-* instruments, parameter sets, diffs: :mod:`margincal.margin.params`; per-instrument history:
-  :func:`margincal.usecases.margin_history` (cached per instrument, timeframe and last bar);
-* portfolio margin and what-if: :func:`margincal.usecases.portfolio_scenarios` (risk matrix, inputs
-  cached here), or the published rates (:func:`margincal.usecases.standalone_margin`, no offsets) with
-  ``method="standalone"``; see :class:`MarginEngine`;
-* proposals: :mod:`margincal.adjust.approval` (list, approve, reject: role and four-eyes checks,
-  one transaction per decision);
-* signals: the ``signals`` table when the monitor has written to it, else the signals the monitor recorded as
-  evidence of its proposals and automatic adjustments; events: the audit log;
-* backtest / stress / cascade results: :func:`margincal.data.store.latest_result`.
+The questions themselves are answered by :mod:`margincal.usecases` (shared with the CLI and the
+report): the instrument catalogue, parameter versions and per-instrument history
+(:mod:`~margincal.usecases.catalog`, cached here per instrument, timeframe and last bar); portfolio
+margin and what-if (:func:`~margincal.usecases.portfolio_scenarios`, with the market and scenario
+matrix cached here by :class:`MarginEngine`, or the published rates with ``method="standalone"``);
+proposals (:mod:`~margincal.usecases.proposals`); signals and the event feed
+(:mod:`~margincal.usecases.events`); stored results (:mod:`~margincal.usecases.results`). This
+module adds what only a long-running HTTP service needs (caches, locks) and turns answers into
+plain JSON values (:func:`jsonable`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import math
@@ -30,9 +28,11 @@ import pandas as pd
 
 from margincal import usecases
 from margincal.config import CalibrationSettings
-from margincal.data.store import latest_result, scalar
-from margincal.errors import AuthError, ConfigError, MargincalError, StoreError
+from margincal.errors import ConfigError, MargincalError, StoreError
 from margincal.margin import params as mparams
+from margincal.usecases import catalog, events, proposals, results
+from margincal.usecases.proposals import ProposalConflict, ProposalNotFound, proposal_changes
+from margincal.usecases.results import BULKY, PRODUCE, RESULT_KINDS
 
 
 def optional_module(name: str) -> Any | None:
@@ -70,54 +70,17 @@ def jsonable(v: Any) -> Any:
 # ------------------------------------------------------------------ instruments and parameters
 
 
-def latest_params_or_none(con: duckdb.DuckDBPyConnection) -> mparams.ParameterSet | None:
-    if mparams.latest_version(con) is None:
-        return None
-    return mparams.load(con)
+latest_params_or_none = catalog.latest_params_or_none
 
 
 def instruments(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Every known instrument (stored reference data or published parameters) with its current rates."""
-    ref = {r["instrument"]: r for r in con.execute(
-        "SELECT instrument, kind, underlying, quote, contract_size, tick_size, exchange FROM instruments "
-        "ORDER BY instrument").df().to_dict("records")}
-    pset = latest_params_or_none(con)
-    names = sorted(set(ref) | set(pset.params if pset else {}))
-    tfs: dict[str, list[str]] = {}
-    for inst, tf in con.execute("SELECT DISTINCT instrument, timeframe FROM bars ORDER BY 1, 2").fetchall():
-        tfs.setdefault(inst, []).append(tf)
-    out = []
-    for name in names:
-        row: dict[str, Any] = {"instrument": name, **{k: v for k, v in ref.get(name, {}).items() if k != "instrument"}}
-        row["timeframes"] = tfs.get(name, [])
-        p = pset.params.get(name) if pset else None
-        row.update({"im_rate": p.im_rate if p else None, "mm_rate": p.mm_rate if p else None,
-                    "max_leverage": round(p.max_leverage, 2) if p else None,
-                    "last_price": p.details.get("last_price") if p else None,
-                    "timeframe": p.details.get("timeframe") if p else None,
-                    "version": pset.version if p and pset else None})
-        out.append(jsonable(row))
-    return out
+    """Every known instrument with its current rates (:func:`margincal.usecases.catalog.list_instruments`)."""
+    return jsonable(catalog.list_instruments(con))
 
 
 def instrument_detail(con: duckdb.DuckDBPyConnection, instrument: str) -> dict[str, Any]:
-    rows = [r for r in instruments(con) if r["instrument"] == instrument]
-    if not rows:
-        raise KeyError(instrument)
-    pset = latest_params_or_none(con)
-    p = pset.params.get(instrument) if pset else None
-    changes = con.execute(
-        "SELECT r.version, s.created_at, s.created_by, s.source, r.im_rate, r.mm_rate "
-        "FROM parameter_rows r JOIN parameter_sets s USING (version) WHERE r.instrument = ? ORDER BY r.version",
-        [instrument]).fetchall()
-    history = []
-    prev = None
-    for v, at, by, src, im, mm in changes:
-        history.append({"version": v, "created_at": at.isoformat() + "Z", "created_by": by, "source": src,
-                        "im_rate": im, "mm_rate": mm,
-                        "im_change_pct": None if prev is None else 100.0 * (im / prev - 1.0)})
-        prev = im
-    return jsonable({**rows[0], "details": p.details if p else {}, "parameter_history": history})
+    """One instrument (:func:`margincal.usecases.catalog.instrument_detail`; KeyError when unknown)."""
+    return jsonable(catalog.instrument_detail(con, instrument))
 
 
 def pset_dict(p: mparams.ParameterSet) -> dict[str, Any]:
@@ -125,14 +88,8 @@ def pset_dict(p: mparams.ParameterSet) -> dict[str, Any]:
 
 
 def versions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    df = mparams.history(con)
-    counts = dict(con.execute("SELECT version, count(*) FROM parameter_rows GROUP BY version").fetchall())
-    out = []
-    for r in df.to_dict("records"):
-        r["created_at"] = pd.Timestamp(r["created_at"]).isoformat() + "Z"
-        r["instruments"] = int(counts.get(r["version"], 0))
-        out.append(jsonable(r))
-    return out
+    """Published versions (:func:`margincal.usecases.catalog.parameter_versions`)."""
+    return jsonable(catalog.parameter_versions(con))
 
 
 def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
@@ -163,35 +120,16 @@ class HistoryCache:
 
 def instrument_history(con: duckdb.DuckDBPyConnection, instrument: str, timeframe: str | None,
                        max_points: int, cache: HistoryCache) -> dict[str, Any]:
-    """Price, forecast (EWMA, causal) volatility and IM/MM rate paths of one instrument
-    (:func:`margincal.usecases.margin_history`), plus its published rates by version. Cached per
-    instrument, timeframe, last bar and settings; hourly data are thinned to one point per day past
-    ``max_points``."""
+    """:func:`margincal.usecases.catalog.history_view` (price, forecast volatility and IM/MM rate paths),
+    cached per instrument, timeframe, last bar and settings, plus the published rates by version."""
     pset = latest_params_or_none(con)
     tf = usecases.history.resolve_timeframe(con, instrument, timeframe, pset)
     settings = settings_of(pset)
-    last = con.execute("SELECT max(ts), count(*) FROM bars WHERE instrument = ? AND timeframe = ?",
-                       [instrument, tf]).fetchone()
-    assert last is not None  # an aggregate query returns one row
-    key = (instrument, tf, str(last[0]), int(last[1]), settings.level, settings.horizon_hours,
+    last = catalog.last_bar(con, instrument, tf)
+    key = (instrument, tf, last[0], last[1], settings.level, settings.horizon_hours,
            settings.ewma_lambda, settings.mm_fraction, settings.buffer, max_points)
-
-    def compute() -> dict[str, Any]:
-        path = usecases.margin_history(con, instrument, tf, pset=pset, use_latest=False).path
-        if len(path) > max_points:
-            path = path.resample("1D").last().dropna(subset=["close"])
-            if len(path) > max_points:
-                path = path.iloc[-max_points:]
-        return {"instrument": instrument, "timeframe": tf,
-                "settings": {"level": settings.level, "horizon_hours": settings.horizon_hours,
-                             "ewma_lambda_per_day": settings.ewma_lambda, "mm_fraction": settings.mm_fraction},
-                "ts": [t.isoformat() for t in path.index],
-                "close": jsonable(path["close"].to_numpy(dtype=float)),
-                "sigma_ann": jsonable(path["sigma_ann"].to_numpy(dtype=float)),
-                "im_rate": jsonable(path["im_rate"].to_numpy(dtype=float)),
-                "mm_rate": jsonable(path["mm_rate"].to_numpy(dtype=float))}
-
-    out = dict(cache.get_or_compute(key, compute))
+    out = dict(cache.get_or_compute(
+        key, lambda: jsonable(catalog.history_view(con, instrument, tf, pset, settings, max_points))))
     out["published"] = instrument_detail(con, instrument)["parameter_history"]
     return out
 
@@ -371,22 +309,7 @@ class MarginEngine:
                             order: dict[str, Any], generation: int) -> dict[str, Any]:
         pset, prices = self._state(con, generation)
         self._check(pset, [p["instrument"] for p in positions] + [order["instrument"]])
-        before = _standalone(pset, positions, prices)
-        merged: dict[str, dict[str, Any]] = {}
-        for p in positions:
-            cur = merged.setdefault(p["instrument"], {"instrument": p["instrument"], "quantity": 0.0,
-                                                      "price": p.get("price")})
-            cur["quantity"] += float(p["quantity"])
-        cur = merged.setdefault(order["instrument"], {"instrument": order["instrument"], "quantity": 0.0,
-                                                      "price": order.get("price")})
-        cur["quantity"] += float(order["signed_quantity"])
-        after = _standalone(pset, [p for p in merged.values() if p["quantity"] != 0.0], prices)
-        return jsonable({
-            "before": {"im": before["im"], "mm": before["mm"]}, "after": {"im": after["im"], "mm": after["mm"]},
-            "marginal_im": after["im"] - before["im"], "marginal_mm": after["mm"] - before["mm"],
-            "driving_scenario": after["driving_scenario"], "driving_scenario_before": before["driving_scenario"],
-            "order": order, "method": "standalone_sum", "version": pset.version,
-        })
+        return jsonable(usecases.standalone_what_if(pset, positions, order, prices))
 
 
 def _market_info(market: Any, prov: Mapping[str, Any]) -> dict[str, Any]:
@@ -401,247 +324,49 @@ class UnknownInstrument(ConfigError):
 # ------------------------------------------------------------------ proposals
 
 
-def _approval() -> Any:
-    mod = optional_module("margincal.adjust.approval")
-    if mod is None:  # pragma: no cover - every build ships it
-        raise MarginUnavailable("this margincal build has no approval workflow")
-    return mod
-
-
 def list_proposals(con: duckdb.DuckDBPyConnection, status: str | None = None) -> list[dict[str, Any]]:
-    """Proposals with their status (pending, approved, rejected, superseded, stale), newest first.
-
-    Each also carries ``changes_normalized``: instrument, proposed IM/MM and the rates in force now."""
-    rows = [p.as_dict() for p in _approval().list_proposals(con, status)][::-1]
-    pset = latest_params_or_none(con)
-    for r in rows:
-        try:
-            norm = proposal_changes(r.get("changes"))
-        except (ConfigError, KeyError, TypeError, ValueError):
-            norm = {}
-        before = {c.get("instrument"): c for c in r.get("changes") or [] if isinstance(c, Mapping)}
-        r["changes_normalized"] = [
-            {"instrument": k, "im_rate": v["im_rate"], "mm_rate": v["mm_rate"],
-             "im_before": before.get(k, {}).get("im_before"), "mm_before": before.get(k, {}).get("mm_before"),
-             "im_current": pset.params[k].im_rate if pset and k in pset.params else None,
-             "mm_current": pset.params[k].mm_rate if pset and k in pset.params else None}
-            for k, v in norm.items()]
-    return jsonable(rows)
-
-
-def proposal_changes(changes: Any) -> dict[str, dict[str, float | None]]:
-    """Normalise a proposal's ``changes`` to ``{instrument: {"im_rate": .., "mm_rate": ..}}``.
-
-    Accepts the approval module's list of ``{"instrument", "im_after", "mm_after", ...}`` or a mapping
-    ``instrument -> {im_rate, mm_rate}``."""
-    if isinstance(changes, str):
-        changes = json.loads(changes)
-    items: list[tuple[str, Mapping[str, Any]]]
-    if isinstance(changes, Mapping):
-        items = [(str(k), v) for k, v in changes.items()]
-    elif isinstance(changes, list):
-        items = [(str(c["instrument"]), c) for c in changes]
-    else:
-        raise ConfigError(f"proposal changes must be a mapping or a list, not {type(changes).__name__}")
-    out: dict[str, dict[str, float | None]] = {}
-    for inst, c in items:
-        im = c.get("im_after", c.get("im_rate"))
-        mm = c.get("mm_after", c.get("mm_rate"))
-        if im is None:
-            raise ConfigError(f"proposal change for {inst} has no im_after")
-        out[inst] = {"im_rate": float(im), "mm_rate": None if mm is None else float(mm)}
-    return out
+    """Proposals, newest first, with ``changes_normalized`` (:func:`margincal.usecases.proposals.list_proposals`)."""
+    return jsonable(proposals.list_proposals(con, status))
 
 
 def decide(con: duckdb.DuckDBPyConnection, proposal_id: str, *, actor: str, role: str, decision: str,
            comment: str | None = None) -> dict[str, Any]:
-    """Approve or reject a proposal as ``actor`` through :mod:`margincal.adjust.approval`.
-
-    The approval module enforces the role and the four-eyes rule (the actor is never the author) and
-    writes the decision, the new parameter-set version (approve) and the audit entries in one
-    transaction. Unknown proposal -> :class:`ProposalNotFound`; already decided, superseded or stale
-    -> :class:`ProposalConflict`; wrong role or own proposal -> :class:`AuthError`."""
-    if decision not in ("approved", "rejected"):
-        raise ConfigError(f"decision {decision!r} must be 'approved' or 'rejected'")
-    if not con.execute("SELECT count(*) FROM proposals WHERE proposal_id = ?", [proposal_id]).fetchone()[0]:  # type: ignore[index]
-        raise ProposalNotFound(f"proposal {proposal_id!r} does not exist")
-    ap = _approval()
-    fn = ap.approve if decision == "approved" else ap.reject
-    try:
-        d = fn(con, proposal_id, actor, comment, role=role)
-    except AuthError:
-        raise
-    except ConfigError as exc:
-        raise ProposalConflict(str(exc)) from None
-    return jsonable({"proposal_id": d.proposal_id, "decision": d.decision, "decided_by": d.decided_by,
-                     "decided_at": d.decided_at, "comment": d.comment, "published_version": d.published_version,
-                     "audit_seq": d.audit_seq})
-
-
-class ProposalNotFound(MargincalError):
-    """HTTP 404."""
-
-
-class ProposalConflict(MargincalError):
-    """HTTP 409: already decided."""
+    """Approve or reject (:func:`margincal.usecases.proposals.decide`: role and four-eyes checks, one
+    transaction; :class:`ProposalNotFound` -> 404, :class:`ProposalConflict` -> 409)."""
+    return jsonable(proposals.decide(con, proposal_id, actor=actor, role=role, decision=decision, comment=comment))
 
 
 # ------------------------------------------------------------------ signals and events
 
-
-def _has_signal_rows(con: duckdb.DuckDBPyConnection) -> bool:
-    """The monitor has written signals (the table exists from schema 0200_signals on, possibly empty)."""
-    if not _has_table(con, "signals"):
-        return False
-    return scalar(con, "SELECT count(*) FROM (SELECT 1 FROM signals LIMIT 1)") > 0
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                            [name]).fetchone()[0])  # type: ignore[index]
-
-
-def _evidence_signals(evidence: Any, source: str) -> list[dict[str, Any]]:
-    """Signals recorded with an adjustment (``evidence["adjustment"]["signals"]``), tagged with their source."""
-    if isinstance(evidence, str):
-        try:
-            evidence = json.loads(evidence)
-        except ValueError:
-            return []
-    adj = evidence.get("adjustment") if isinstance(evidence, Mapping) else None
-    sigs = adj.get("signals") if isinstance(adj, Mapping) else None
-    return [{**s, "source": source} for s in sigs or [] if isinstance(s, Mapping)]
-
-
-def stored_signals(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Signals the monitor recorded as evidence of its proposals and automatic adjustments."""
-    out: list[dict[str, Any]] = []
-    for pid, ev in con.execute("SELECT proposal_id, evidence FROM proposals WHERE evidence IS NOT NULL").fetchall():
-        out += _evidence_signals(ev, f"proposal:{pid}")
-    for v, prov in con.execute(
-            "SELECT version, provenance FROM parameter_sets WHERE source = 'auto-adjust'").fetchall():
-        out += _evidence_signals(prov, f"parameter_set:{v}")
-    return out
+stored_signals = events.stored_signals
+audit_tail = events.audit_tail
+signal_tail = events.signal_tail
 
 
 def signals(con: duckdb.DuckDBPyConnection, limit: int = 100, instrument: str | None = None,
             severity: str | None = None) -> list[dict[str, Any]]:
-    """Latest signals, newest first: the store's ``signals`` table when it has one, else the signals the
-    monitor recorded as evidence of its proposals and automatic adjustments."""
-    if not _has_signal_rows(con):
-        rows = [r for r in stored_signals(con)
-                if (instrument is None or r.get("instrument") == instrument)
-                and (severity is None or r.get("severity") == severity)]
-        rows.sort(key=lambda r: str(r.get("ts", "")), reverse=True)
-        return jsonable(rows[:limit])
-    cols = [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'signals' ORDER BY ordinal_position"
-    ).fetchall()]
-    where, args = [], []
-    if instrument and "instrument" in cols:
-        where.append("instrument = ?")
-        args.append(instrument)
-    if severity and "severity" in cols:
-        where.append("severity = ?")
-        args.append(severity)
-    order = "ts" if "ts" in cols else "1"
-    sql = "SELECT * FROM signals" + (" WHERE " + " AND ".join(where) if where else "") + \
-        f" ORDER BY {order} DESC LIMIT ?"
-    cur = con.execute(sql, [*args, limit])
-    names = [c[0] for c in cur.description]
-    out = []
-    for r in cur.fetchall():
-        d = dict(zip(names, r, strict=True))
-        for k, v in d.items():
-            if isinstance(v, str) and v[:1] in "{[":
-                with contextlib.suppress(ValueError):
-                    d[k] = json.loads(v)
-        out.append(jsonable(d))
-    return out
-
-
-def _audit_signals(con: duckdb.DuckDBPyConnection, action: str, subject: str | None,
-                   details: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Signals behind a ``propose`` or ``auto_adjust`` audit entry (from the proposal's evidence or the
-    published version's provenance)."""
-    if action == "propose" and subject and subject.startswith("proposal:"):
-        row = con.execute("SELECT evidence FROM proposals WHERE proposal_id = ?", [subject[9:]]).fetchone()
-        return _evidence_signals(row[0], subject) if row and row[0] else []
-    if action == "auto_adjust" and isinstance(details.get("version"), int):
-        row = con.execute("SELECT provenance FROM parameter_sets WHERE version = ?", [details["version"]]).fetchone()
-        return _evidence_signals(row[0], f"parameter_set:{details['version']}") if row and row[0] else []
-    return []
+    """Latest signals, newest first (:func:`margincal.usecases.events.signals`)."""
+    return jsonable(events.signals(con, limit=limit, instrument=instrument, severity=severity))
 
 
 def events_after(con: duckdb.DuckDBPyConnection, after_seq: int, signal_after: str | None,
                  limit: int = 200) -> tuple[list[dict[str, Any]], int, str | None]:
-    """New audit entries (seq > after_seq) and new signals (insertion seq > signal_after), oldest first.
-
-    Returns (events, last audit seq, last signal seq) for the next poll."""
-    ev: list[dict[str, Any]] = []
-    has_signal_table = _has_signal_rows(con)
-    rows = con.execute("SELECT seq, ts, actor, action, subject, details FROM audit_log WHERE seq > ? "
-                       "ORDER BY seq LIMIT ?", [after_seq, limit]).fetchall()
-    for seq, ts, actor, action, subject, details in rows:
-        after_seq = int(seq)
-        det = json.loads(details) if details else {}
-        cursor = f"{after_seq}~{signal_after or ''}"
-        ev.append({"type": "audit", "cursor": cursor, "seq": seq, "ts": pd.Timestamp(ts).isoformat() + "Z",
-                   "actor": actor, "action": action, "subject": subject, "details": det})
-        if not has_signal_table:
-            ev += [{**sg, "type": "signal", "cursor": cursor} for sg in _audit_signals(con, action, subject, det)]
-    if has_signal_table:
-        cols = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'signals'").fetchall()}
-        if "seq" in cols:
-            # cursor on the insertion sequence (not market time: a replay of an earlier period is delivered too)
-            after = int(signal_after) if signal_after else 0
-            cur = con.execute("SELECT * FROM signals WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit])
-            names = [c[0] for c in cur.description]
-            for r in cur.fetchall():
-                d = jsonable(dict(zip(names, r, strict=True)))
-                signal_after = str(d["seq"])
-                d["type"] = "signal"
-                d["cursor"] = f"{after_seq}~{signal_after}"
-                ev.append(d)
-    return jsonable(ev), after_seq, signal_after
-
-
-def audit_tail(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT max(seq) FROM audit_log").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-def signal_tail(con: duckdb.DuckDBPyConnection, skip: int = 0) -> str | None:
-    """Timestamp after which the newest ``skip`` signals lie (None: from the first signal)."""
-    if not _has_signal_rows(con):
-        return None
-    try:
-        row = con.execute("SELECT seq FROM signals ORDER BY seq DESC LIMIT 1 OFFSET ?", [skip]).fetchone()
-    except duckdb.Error:
-        return None
-    return None if not row or row[0] is None else str(int(row[0]))
+    """New audit entries and signals after the cursor (:func:`margincal.usecases.events.events_after`)."""
+    ev, seq, sig = events.events_after(con, after_seq, signal_after, limit)
+    return jsonable(ev), seq, sig
 
 
 # ------------------------------------------------------------------ results
 
-RESULT_KINDS = ("backtest", "stress", "cascade")
-PRODUCE = {
-    "backtest": "margincal backtest --store STORE",
-    "stress": "margincal stress --store STORE",
-    "cascade": "margincal cascade --store STORE",
-}
-BULKY = ("series", "paths", "mc")  # per-bar / per-path arrays: left out unless asked for
-
 
 def result(con: duckdb.DuckDBPyConnection, kind: str, full: bool = True) -> dict[str, Any] | None:
-    """The latest stored result of ``kind``; without ``full`` the bulky arrays (:data:`BULKY`) are dropped."""
-    r = latest_result(con, kind)
-    if r is None:
-        return None
-    if not full and isinstance(r["payload"], dict):
-        dropped = [k for k in BULKY if k in r["payload"]]
-        r["payload"] = {k: v for k, v in r["payload"].items() if k not in BULKY}
-        r["omitted"] = dropped
-    r["created_at"] = pd.Timestamp(r["created_at"]).isoformat() + "Z"
-    return jsonable({"kind": kind, **r})
+    """The latest stored result of ``kind`` (:func:`margincal.usecases.results.latest`)."""
+    r = results.latest(con, kind, full)
+    return None if r is None else jsonable(r)
+
+
+__all__ = ["BULKY", "PRODUCE", "RESULT_KINDS", "HistoryCache", "MarginEngine", "MarginUnavailable",
+           "ProposalConflict", "ProposalNotFound", "UnknownInstrument", "audit_tail", "decide", "events_after",
+           "instrument_detail", "instrument_history", "instruments", "jsonable", "list_proposals",
+           "optional_module", "proposal_changes", "pset_dict", "result", "settings_of", "signal_tail", "signals",
+           "stored_signals", "versions"]

@@ -138,5 +138,27 @@ def standalone_margin(pset: mparams.ParameterSet, positions: Sequence[Mapping[st
             "method": "standalone_sum", "version": pset.version}
 
 
+def standalone_what_if(pset: mparams.ParameterSet, positions: Sequence[Mapping[str, Any]],
+                       order: Mapping[str, Any], prices: Mapping[str, float]) -> dict[str, Any]:
+    """:func:`standalone_margin` before and after adding ``order`` (``instrument``, ``signed_quantity``,
+    optional ``price``) to the positions (netted per instrument), and the marginal IM/MM."""
+    before = standalone_margin(pset, positions, prices)
+    merged: dict[str, dict[str, Any]] = {}
+    for p in positions:
+        cur = merged.setdefault(p["instrument"], {"instrument": p["instrument"], "quantity": 0.0,
+                                                  "price": p.get("price")})
+        cur["quantity"] += float(p["quantity"])
+    cur = merged.setdefault(order["instrument"], {"instrument": order["instrument"], "quantity": 0.0,
+                                                  "price": order.get("price")})
+    cur["quantity"] += float(order["signed_quantity"])
+    after = standalone_margin(pset, [p for p in merged.values() if p["quantity"] != 0.0], prices)
+    return {
+        "before": {"im": before["im"], "mm": before["mm"]}, "after": {"im": after["im"], "mm": after["mm"]},
+        "marginal_im": after["im"] - before["im"], "marginal_mm": after["mm"] - before["mm"],
+        "driving_scenario": after["driving_scenario"], "driving_scenario_before": before["driving_scenario"],
+        "order": dict(order), "method": "standalone_sum", "version": pset.version,
+    }
+
+
 __all__ = ["PORTFOLIO_METHODS", "aggregate_positions", "history_closes", "portfolio_scenarios",
-           "standalone_margin", "store_prices"]
+           "standalone_margin", "standalone_what_if", "store_prices"]

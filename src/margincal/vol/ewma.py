@@ -20,7 +20,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import optimize, signal
 
-from margincal.errors import CalibrationError, DataError, NotFittedError
+from margincal.errors import CalibrationError, ConfigError, DataError, check_fitted, check_int, check_number
 
 if TYPE_CHECKING:
     from margincal.units import Decay
@@ -45,8 +45,7 @@ def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA, seed: int
     the bar after the data.
     """
     r = _as_array(returns)
-    if not 0.0 < lam < 1.0:
-        raise DataError(f"lam is {lam}; it must be in (0, 1)")
+    lam = check_number("lam", lam, low=0.0, high=1.0)  # a bad decay is a bad parameter: ConfigError
     k = max(1, min(seed, r.size))
     s0 = float(np.mean(r[:k] ** 2))
     if s0 <= 0:
@@ -110,6 +109,13 @@ class EWMAVolatility:
         self.seed = seed
 
     def fit(self, returns: ArrayLike) -> EWMAVolatility:
+        from margincal.units import Decay
+
+        if not isinstance(self.lam, Decay):
+            check_number("lam", self.lam, low=0.0, high=1.0)
+        if not isinstance(self.fit_lambda, bool):
+            raise ConfigError(f"fit_lambda is {self.fit_lambda!r}; it must be True or False")
+        check_int("seed", self.seed, 0)
         r = _as_array(returns)
         self.lam_ = fit_lambda(r, self.seed) if self.fit_lambda else self._per_bar(returns)
         v = ewma_variance(r, self.lam_, self.seed)
@@ -133,6 +139,5 @@ class EWMAVolatility:
 
     def forecast_variance(self, horizon_bars: float = 1.0) -> float:
         """Variance of the sum of the next ``horizon_bars`` returns (flat EWMA term structure)."""
-        if not hasattr(self, "next_variance_"):
-            raise NotFittedError("EWMAVolatility is not fitted; call fit(returns) first")
+        check_fitted(self, "next_variance_", "fit(returns)")
         return float(self.next_variance_ * horizon_bars)

@@ -45,7 +45,15 @@ from arch import arch_model
 from arch.univariate import HARX, Normal, SkewStudent, StudentsT
 from numpy.typing import ArrayLike
 
-from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
+from margincal.errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    MargincalWarning,
+    check_choice,
+    check_fitted,
+    check_int,
+)
 
 KINDS = ("garch", "gjr", "egarch")
 DISTS = ("normal", "t", "skewt")
@@ -114,14 +122,13 @@ class GarchVolatility:
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"kind is {self.kind!r}; it must be one of {KINDS}")
-        if self.dist not in DISTS:
-            raise ConfigError(f"dist is {self.dist!r}; it must be one of {DISTS}")
-        if self.mean not in MEANS:
-            raise ConfigError(f"mean is {self.mean!r}; it must be one of {MEANS}")
-        if int(self.n_simulations) < 100:
-            raise ConfigError(f"n_simulations is {self.n_simulations}; it must be >= 100")
+        check_choice("kind", self.kind, KINDS)
+        check_choice("dist", self.dist, DISTS)
+        check_choice("mean", self.mean, MEANS)
+        check_int("n_simulations", self.n_simulations, 100)
+        check_int("seed", self.seed, 0)
+        if not isinstance(self.rescale, bool):
+            raise ConfigError(f"rescale is {self.rescale!r}; it must be True or False")
 
     def _model(self, y: np.ndarray | pd.Series, rescale: bool | None) -> HARX:
         vol: Literal["EGARCH", "GARCH"] = "EGARCH" if self.kind == "egarch" else "GARCH"
@@ -133,8 +140,7 @@ class GarchVolatility:
         )
 
     def _require_fit(self) -> None:
-        if not hasattr(self, "result_"):
-            raise CalibrationError("GarchVolatility is not fitted; call fit(returns) first")
+        check_fitted(self, "result_", "fit(returns)")
 
     def _to_original_units(self, p: pd.Series, scale: float) -> pd.Series:
         q = p.copy()

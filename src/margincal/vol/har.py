@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from margincal.errors import CalibrationError, ConfigError, DataError
+from margincal.errors import CalibrationError, ConfigError, DataError, check_fitted
 
 
 def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
@@ -81,8 +81,12 @@ class HARVolatility:
         self.lags = lags
 
     def _check(self) -> tuple[int, ...]:
-        lags = tuple(int(n) for n in self.lags)
-        if not lags or any(n < 1 for n in lags) or list(lags) != sorted(set(lags)):
+        try:
+            lags = tuple(int(n) for n in self.lags)
+            whole = all(int(n) == n for n in self.lags)
+        except (TypeError, ValueError):
+            lags, whole = (), False
+        if not whole or not lags or any(n < 1 for n in lags) or list(lags) != sorted(set(lags)):
             raise ConfigError(f"lags is {self.lags!r}; it must be strictly increasing positive integers, e.g. (1, 5, 22)")
         return lags
 
@@ -119,8 +123,7 @@ class HARVolatility:
         return self
 
     def _require_fit(self) -> None:
-        if not hasattr(self, "params_"):
-            raise CalibrationError("HARVolatility is not fitted; call fit(rv) first")
+        check_fitted(self, "params_", "fit(rv)")
 
     def predict_one_step(self, rv: ArrayLike) -> np.ndarray:
         """One-step forecasts with the fitted coefficients over a (possibly longer) RV history.

@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from margincal.errors import CalibrationError, ConfigError, DataError
+from margincal.errors import ConfigError, DataError, check_choice, check_fitted, check_int, check_number
 from margincal.vol.realized import (
     garman_klass_variance,
     intraday_to_ohlc,
@@ -204,10 +204,14 @@ class MLVarianceForecaster:
         ``target`` is aligned with ``features`` (use :func:`next_day_target`).
         The last feature row is kept for :meth:`forecast_variance`.
         """
-        if self.objective not in ("log", "gamma"):
-            raise ConfigError(f"objective is {self.objective!r}; it must be 'log' or 'gamma'")
-        if not 0.0 < float(self.holdout) < 0.5:
-            raise ConfigError(f"holdout is {self.holdout}; it must be in (0, 0.5)")
+        check_choice("objective", self.objective, ("log", "gamma"))
+        check_number("holdout", self.holdout, low=0.0, high=0.5)
+        check_int("max_iter", self.max_iter, 1)
+        check_number("learning_rate", self.learning_rate, low=0.0)
+        check_int("max_leaf_nodes", self.max_leaf_nodes, 2, allow_none=True)
+        check_int("min_samples_leaf", self.min_samples_leaf, 1)
+        check_number("l2_regularization", self.l2_regularization, low=0.0, low_open=False)
+        check_int("n_threads", self.n_threads, 1, allow_none=True)
         if not isinstance(features, pd.DataFrame):
             raise DataError(f"features is a {type(features).__name__}; a DataFrame from build_features() is needed")
         y = np.asarray(target, dtype=float).ravel()
@@ -234,8 +238,7 @@ class MLVarianceForecaster:
 
     def predict_variance(self, features: pd.DataFrame) -> np.ndarray:
         """Forecast of next-day RV for each feature row."""
-        if not hasattr(self, "model_"):
-            raise CalibrationError("MLVarianceForecaster is not fitted; call fit(features, target) first")
+        check_fitted(self, "model_", "fit(features, target)")
         if list(features.columns) != self.feature_names_:
             raise DataError(f"features columns {list(features.columns)} differ from the fitted ones {self.feature_names_}")
         with threadpool_limits(limits=self.n_threads):
@@ -251,6 +254,7 @@ class MLVarianceForecaster:
         h = int(horizon_bars)
         if h != horizon_bars or h < 1:
             raise ConfigError(f"horizon_bars is {horizon_bars}; it must be a whole number of days >= 1")
+        check_fitted(self, "model_", "fit(features, target)")
         return float(h * self.predict_variance(self.last_features_)[0])
 
 

@@ -57,7 +57,16 @@ from numpy.typing import ArrayLike
 from scipy import optimize
 
 from margincal import datasets
-from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
+from margincal.errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    MargincalWarning,
+    check_choice,
+    check_fitted,
+    check_int,
+    check_number,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -325,8 +334,7 @@ class _SurfaceBase:
     forwards_: np.ndarray
 
     def _require_fit(self) -> None:
-        if not hasattr(self, "expiries_T_"):
-            raise CalibrationError(f"{type(self).__name__} is not fitted; call fit(quotes) first")
+        check_fitted(self, "expiries_T_", "fit(quotes)")
 
     def _w_at_expiries(self, k: np.ndarray) -> np.ndarray:  # (n_expiries, *k.shape)
         raise NotImplementedError
@@ -390,6 +398,11 @@ class SVISurface(_SurfaceBase):
         self.b_max = b_max
 
     def fit(self, quotes: pd.DataFrame) -> SVISurface:
+        check_int("min_quotes", self.min_quotes, 1)  # below 5 (raw SVI's parameter count) means 5
+        check_choice("space", self.space, ("w", "iv"))
+        check_number("b_max", self.b_max, low=0.0)
+        if not isinstance(self.lee_bound, bool):
+            raise ConfigError(f"lee_bound is {self.lee_bound!r}; it must be True or False")
         q = _check_quotes(quotes)
         rows, params = [], []
         sq_err, n_tot = 0.0, 0
@@ -446,8 +459,8 @@ class SSVISurface(_SurfaceBase):
         self.space = space
 
     def fit(self, quotes: pd.DataFrame) -> SSVISurface:
-        if self.space not in ("w", "iv"):
-            raise ConfigError(f"space is {self.space!r}; it must be 'w' (total variance) or 'iv' (implied vol)")
+        check_choice("space", self.space, ("w", "iv"))
+        check_int("min_quotes", self.min_quotes, 1)
         q = _check_quotes(quotes)
         counts = q.groupby("T")["k"].transform("size")
         q = q[counts >= int(self.min_quotes)]

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from margincal.errors import DataError
+from margincal.errors import ConfigError, DataError, NotFittedError
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
 from margincal.margin.portfolio.scenarios import (
     RiskMatrixConfig,
@@ -397,6 +397,11 @@ def _reference_contingency(items: list[tuple[int, float]], specs: Sequence[Instr
 # ---------------------------------------------------------------- estimator
 
 
+class RiskMatrixNotFittedError(NotFittedError, DataError):
+    """:class:`~margincal.errors.NotFittedError` of :class:`RiskMatrixMargin`; also a ``DataError``, the class
+    this mistake raised before the shared taxonomy, so existing ``except DataError`` keeps working."""
+
+
 class RiskMatrixMargin:
     """Risk-matrix portfolio margin (estimator style).
 
@@ -412,13 +417,16 @@ class RiskMatrixMargin:
         return scenario_pnl_matrix(specs, market, self.config if self.config is not None else deribit_like())
 
     def fit(self, specs: Sequence[InstrumentSpec], market: MarketState) -> RiskMatrixMargin:
+        if self.config is not None and not isinstance(self.config, RiskMatrixConfig):
+            raise ConfigError(f"config is a {type(self.config).__name__}; give a RiskMatrixConfig "
+                              "(e.g. deribit_like()) or None")
         self.pnl_ = self.scenario_pnl(specs, market)
         return self
 
     def margin(self, positions: Any, pnl: ScenarioPnL | None = None, **kwargs: Any) -> PortfolioMarginResult:
         if pnl is None:
             if not hasattr(self, "pnl_"):
-                raise DataError("RiskMatrixMargin is not fitted; call fit(specs, market) or pass pnl=")
+                raise RiskMatrixNotFittedError("RiskMatrixMargin is not fitted; call fit(specs, market) or pass pnl=")
             pnl = self.pnl_
         return portfolio_margin(positions, pnl, **kwargs)
 

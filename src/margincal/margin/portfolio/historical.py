@@ -57,7 +57,16 @@ import pandas as pd
 
 from margincal import datasets
 from margincal.dependence.correlation import STRESS_WINDOWS, stressed_correlation
-from margincal.errors import CalibrationError, ConfigError, DataError, MargincalWarning
+from margincal.errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    MargincalWarning,
+    check_choice,
+    check_fitted,
+    check_int,
+    check_number,
+)
 from margincal.margin.portfolio.engine import PortfolioMarginResult, portfolio_margin
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
 from margincal.margin.portfolio.scenarios import (
@@ -138,20 +147,19 @@ class HistoricalPortfolioMargin:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_")}
 
     def _validate(self) -> None:
-        if not 0.5 < self.level < 1.0:
-            raise ConfigError(f"level is {self.level}; it must be in (0.5, 1), e.g. 0.99")
-        if not (math.isfinite(self.horizon_hours) and self.horizon_hours > 0):
-            raise ConfigError(f"horizon_hours is {self.horizon_hours}; it must be > 0")
-        if self.offset != "stressed" and not (isinstance(self.offset, (int, float)) and 0.0 <= self.offset <= 1.0):
+        check_number("level", self.level, low=0.5, high=1.0)
+        check_number("horizon_hours", self.horizon_hours, low=0.0)
+        check_number("lam", self.lam, low=0.0, high=1.0)
+        check_int("window", self.window, 1, allow_none=True)
+        check_int("seed", self.seed, 0)
+        check_number("offset_floor", self.offset_floor, low=0.0, high=1.0, low_open=False)
+        check_number("offset_cap", self.offset_cap, low=0.0, high=1.0, low_open=False, high_open=False)
+        if self.offset != "stressed" and not (isinstance(self.offset, (int, float)) and not isinstance(self.offset, bool)
+                                              and 0.0 <= self.offset <= 1.0):
             raise ConfigError(f"offset is {self.offset!r}; it must be in [0, 1] (0 = sum of groups, 1 = joint) "
                               "or 'stressed'")
-        if not (0.0 <= self.offset_floor < 1.0 and 0.0 <= self.offset_cap <= 1.0):
-            raise ConfigError(f"offset_floor {self.offset_floor} must be in [0, 1) and offset_cap "
-                              f"{self.offset_cap} in [0, 1]")
-        if not 0.0 < self.mm_fraction <= 1.0:
-            raise ConfigError(f"mm_fraction is {self.mm_fraction}; it must be in (0, 1]")
-        if self.scaling not in ("direct", "sqrt"):
-            raise ConfigError(f"scaling is {self.scaling!r}; use 'direct' or 'sqrt'")
+        check_number("mm_fraction", self.mm_fraction, low=0.0, high=1.0, high_open=False)
+        check_choice("scaling", self.scaling, ("direct", "sqrt"))
 
     def fit(self, prices: pd.DataFrame, bar_hours: float | None = None) -> HistoricalPortfolioMargin:
         """Learn the joint scenarios from close prices (columns = underlyings, DatetimeIndex)."""
@@ -226,8 +234,7 @@ class HistoricalPortfolioMargin:
                         "offset_cap": self.offset_cap, "stress_windows": list(STRESS_WINDOWS)}
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "scenario_returns_"):
-            raise CalibrationError("HistoricalPortfolioMargin is not fitted; call fit(prices) first")
+        check_fitted(self, "scenario_returns_", "fit(prices)")
 
     def default_market(self, **kwargs: Any) -> MarketState:
         """Market at the last fitted date: spot = last closes (kwargs go to :class:`MarketState`)."""
