@@ -6,11 +6,12 @@ per contract, see :mod:`.scenarios`)::
 
     account P&L  = positions @ M            (accounts x scenarios, one product)
     risk matrix  : charge = sum over underlying segments of max(0, max_j -P&L[:, j])
-    historical   : charge = offset * ES(joint) + (1 - offset) * sum_g ES(group g)
+    historical   : charge = sum over settlement-currency segments of
+                   offset * ES(joint) + (1 - offset) * sum_g ES(group g)
     IM = im_multiplier * (charge + contingencies),   MM = mm_fraction * IM
 
 The driving scenario is the argmax of the loss (for the risk matrix: in the
-segment with the largest charge; for ES: of the joint loss), reported with
+segment with the largest charge; for ES: of the joint loss in the segment with the largest charge), reported with
 its label. Ties go to the first scenario in matrix order.
 
 :func:`portfolio_margin_blocks` is the chunked path: it takes an iterator of
@@ -197,27 +198,42 @@ def _risk_matrix_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarr
     return total, drv
 
 
-def _historical_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
+def _historical_segment(B: sparse.csr_matrix, M: np.ndarray, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
+    """Offset-blended ES charge and joint loss (accounts x scenarios) of one segment's columns ``M``."""
     level = float(pnl.level)  # type: ignore[arg-type]
     groups = pnl.offset_groups
     n_groups = len(pnl.offset_group_names)
     if pnl.offset >= 1.0 or n_groups == 1:
-        joint = -np.asarray(B @ pnl.matrix)
-        charge = np.maximum(expected_shortfall_rows(joint, level), 0.0)
-    else:
-        joint = np.zeros((B.shape[0], pnl.matrix.shape[1]))
-        sum_groups = np.zeros(B.shape[0])
-        for g in range(n_groups):
-            Mg = np.where((groups == g)[:, None], pnl.matrix, 0.0)
-            Lg = -np.asarray(B @ Mg)
-            sum_groups += np.maximum(expected_shortfall_rows(Lg, level), 0.0)
-            joint += Lg
-        es_joint = np.maximum(expected_shortfall_rows(joint, level), 0.0)
-        charge = pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups
+        joint = -np.asarray(B @ M)
+        return np.maximum(expected_shortfall_rows(joint, level), 0.0), joint
+    joint = np.zeros((B.shape[0], M.shape[1]))
+    sum_groups = np.zeros(B.shape[0])
+    for g in range(n_groups):
+        Mg = np.where((groups == g)[:, None], M, 0.0)
+        Lg = -np.asarray(B @ Mg)
+        sum_groups += np.maximum(expected_shortfall_rows(Lg, level), 0.0)
+        joint += Lg
+    es_joint = np.maximum(expected_shortfall_rows(joint, level), 0.0)
+    return pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups, joint
+
+
+def _historical_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
+    """Sum over settlement-currency segments of the segment's charge; driver from the largest one."""
     floor = _noise_floor(B, pnl)
-    drv = joint.argmax(axis=1)
-    drv = np.where(joint[np.arange(joint.shape[0]), drv] > floor, drv, -1)
-    return np.where(charge > floor, charge, 0.0), drv
+    rows = np.arange(B.shape[0])
+    total = np.zeros(B.shape[0])
+    best = np.zeros(B.shape[0])
+    drv = np.full(B.shape[0], -1, dtype=np.int64)
+    for _name, a, z in pnl.segments:
+        M = pnl.matrix if (a == 0 and z == pnl.matrix.shape[1]) else pnl.matrix[:, a:z]
+        charge, joint = _historical_segment(B, M, pnl)
+        charge = np.where(charge > floor, charge, 0.0)
+        j = joint.argmax(axis=1)
+        total += charge
+        upd = (charge > best) | ((drv < 0) & (joint[rows, j] > floor))
+        best = np.where(charge > best, charge, best)
+        drv = np.where(upd, j + a, drv)
+    return total, drv
 
 
 def _params(pnl: ScenarioPnL, include_contingency: bool) -> dict[str, Any]:
@@ -355,16 +371,23 @@ def portfolio_margin_reference(
                 cont[r] = _reference_contingency(items, specs, pnl)
         else:
             level = float(pnl.level)  # type: ignore[arg-type]
-            es_joint = max(expected_shortfall(losses, level), 0.0)
-            by_group: dict[int, list[float]] = {}
-            for g in range(len(pnl.offset_group_names)):
-                members = [(i, q) for i, q in items if pnl.offset_groups[i] == g]
-                by_group[g] = [-sum(q * M[i][j] for i, q in members) for j in range(S)]
-            sum_groups = sum(max(expected_shortfall(v, level), 0.0) for v in by_group.values())
-            c = pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups
-            charge[r] = c if c > floor else 0.0
-            worst_j = max(range(S), key=lambda j: (losses[j], -j))
-            drv[r] = worst_j if losses[worst_j] > floor else -1
+            best, best_j = 0.0, -1
+            for _name, a, z in pnl.segments:  # settlement currencies, margined separately and summed
+                seg_losses = losses[a:z]
+                es_joint = max(expected_shortfall(seg_losses, level), 0.0)
+                by_group: dict[int, list[float]] = {}
+                for g in range(len(pnl.offset_group_names)):
+                    members = [(i, q) for i, q in items if pnl.offset_groups[i] == g]
+                    by_group[g] = [-sum(q * M[i][j] for i, q in members) for j in range(a, z)]
+                sum_groups = sum(max(expected_shortfall(v, level), 0.0) for v in by_group.values())
+                c = pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups
+                c = c if c > floor else 0.0
+                charge[r] += c
+                wj = max(range(a, z), key=lambda j: (losses[j], -j))
+                if c > best or (best_j < 0 and losses[wj] > floor):
+                    best_j = wj
+                best = max(best, c)
+            drv[r] = best_j
     acc = np.arange(n) if accounts is None else np.asarray(accounts)
     return _result(pnl, acc, charge, cont, drv, include_contingency)
 
