@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.service.test_dashboard_browser import ARGS, ARTIFACTS, ServerThread, _chromium, _free_port
 
 pytestmark = pytest.mark.browser
