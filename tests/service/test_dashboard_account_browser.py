@@ -10,6 +10,7 @@ page's figures are the service's. Screenshot: ``test-artifacts/dashboard-account
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
@@ -18,7 +19,19 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.service.test_dashboard_browser import ARGS, ARTIFACTS, ServerThread, _chromium, _free_port
+
+
+def _browser_helpers() -> Any:
+    """The server thread and Chromium helpers of the existing browser test (loaded by path: tests is no package)."""
+    spec = importlib.util.spec_from_file_location("dashboard_browser_helpers",
+                                                  Path(__file__).with_name("test_dashboard_browser.py"))
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+_h = _browser_helpers()
+ARGS, ARTIFACTS, ServerThread, _chromium, _free_port = _h.ARGS, _h.ARTIFACTS, _h.ServerThread, _h._chromium, _h._free_port
 
 pytestmark = pytest.mark.browser
 
