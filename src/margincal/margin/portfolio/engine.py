@@ -186,16 +186,31 @@ def _risk_matrix_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarr
     total = np.zeros(G.shape[0])
     best = np.zeros(G.shape[0])
     drv = np.full(G.shape[0], -1, dtype=np.int64)
-    for _name, a, z in pnl.segments:
+    basis = basis_losses(B, pnl)
+    for k, (_name, a, z) in enumerate(pnl.segments):
         seg = G if (a == 0 and z == G.shape[1]) else G[:, a:z]
         j = seg.argmin(axis=1)
         worst = -seg[rows, j]
+        if basis is not None:  # Derive: the basis contingency competes with the scenarios
+            bk = basis[:, pnl.basis_segment == k].sum(axis=1)
+            use = bk > worst
+            worst = np.where(use, bk, worst)
+            j = np.where(use, len(pnl.labels) + k - a, j)
         worst = np.where(worst > floor, worst, 0.0)
         total += worst
         upd = worst > best
         best = np.where(upd, worst, best)
         drv = np.where(upd, j + a, drv)
     return total, drv
+
+
+def basis_losses(B: sparse.csr_matrix, pnl: ScenarioPnL) -> np.ndarray | None:
+    """Accounts x basis groups: ``max(0, -min(P&L forward up, P&L forward down))``, scaled (scenarios module doc)."""
+    if pnl.basis_up is None or pnl.basis_down is None:
+        return None
+    up = np.asarray((B @ pnl.basis_up).todense())
+    down = np.asarray((B @ pnl.basis_down).todense())
+    return np.maximum(0.0, -np.minimum(up, down))
 
 
 def _historical_segment(B: sparse.csr_matrix, M: np.ndarray, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +260,7 @@ def _params(pnl: ScenarioPnL, include_contingency: bool) -> dict[str, Any]:
 def _result(pnl: ScenarioPnL, accounts: np.ndarray, charge: np.ndarray, cont: np.ndarray, drv: np.ndarray,
             include_contingency: bool) -> PortfolioMarginResult:
     im = pnl.im_multiplier * (charge + cont)
-    labels = np.asarray(pnl.labels + ("",), dtype=object)
+    labels = np.asarray(pnl.driver_labels + ("",), dtype=object)
     return PortfolioMarginResult(
         accounts=accounts, im=im, mm=pnl.mm_fraction * im, scenario_charge=charge, contingency=cont,
         driving_scenario=drv, driving_label=labels[drv], method=pnl.method,
@@ -356,11 +371,15 @@ def portfolio_margin_reference(
         floor = NOISE * sum(abs(q) * max(abs(x) for x in M[i]) for i, q in items)
         if pnl.method == "risk_matrix":
             best, best_j = 0.0, -1
-            for _name, a, z in pnl.segments:
+            for k, (_name, a, z) in enumerate(pnl.segments):
                 worst, wj = 0.0, -1
                 for j in range(a, z):
                     if losses[j] > worst:
                         worst, wj = losses[j], j
+                if pnl.basis_up is not None:
+                    b = _reference_basis(items, pnl, k)
+                    if b > worst:
+                        worst, wj = b, S + k
                 if worst <= floor:
                     worst, wj = 0.0, -1
                 charge[r] += worst
@@ -390,6 +409,20 @@ def portfolio_margin_reference(
             drv[r] = best_j
     acc = np.arange(n) if accounts is None else np.asarray(accounts)
     return _result(pnl, acc, charge, cont, drv, include_contingency)
+
+
+def _reference_basis(items: list[tuple[int, float]], pnl: ScenarioPnL, segment: int) -> float:
+    """Basis contingency of one segment, one position and one group at a time."""
+    up = pnl.basis_up.tocsr()  # type: ignore[union-attr]
+    down = pnl.basis_down.tocsr()  # type: ignore[union-attr]
+    total = 0.0
+    for g in range(up.shape[1]):
+        if pnl.basis_segment[g] != segment:  # type: ignore[index]
+            continue
+        pu = sum(q * up[i, g] for i, q in items)
+        pd_ = sum(q * down[i, g] for i, q in items)
+        total += max(0.0, -min(pu, pd_))
+    return total
 
 
 def _reference_contingency(items: list[tuple[int, float]], specs: Sequence[InstrumentSpec], pnl: ScenarioPnL) -> float:
