@@ -204,3 +204,85 @@ def test_cross_underlying_credit_uses_the_stressed_correlation_with_floor_and_ca
     assert asked.offset == 1.0
     with pytest.raises(ConfigError, match="offset"):
         HistoricalPortfolioMargin(offset="half").fit(closes)
+
+
+def _worked_example_model(closes, settlement_mode="segregated"):
+    """100 hand-set BTC scenarios: -20% once, +25% once, the rest within +-1%; ES 99% = the worst loss."""
+    m = HistoricalPortfolioMargin(level=0.99, horizon_hours=24.0, settlement_mode=settlement_mode)
+    m.fit(closes[["BTC"]])
+    small = np.log1p(np.linspace(-0.01, 0.01, 98))
+    m.scenario_returns_ = np.concatenate([[math.log(0.8), math.log(1.25)], small])[:, None]
+    m.scenario_dates_ = m.scenario_dates_[-100:]
+    return m
+
+
+def test_inverse_perp_is_margined_in_coin_per_settlement_currency_worked_example(closes):
+    """Worked example by hand (F0 = 50,000; ES 99% of 100 scenarios is the single worst loss).
+
+    Long inverse BTC perp, face N = 10,000 USD: coin P&L = N (1/F0 - 1/F1). At -20% (F1 = 40,000):
+    10,000 (1/50,000 - 1/40,000) = 0.2 - 0.25 = -0.05 BTC, i.e. 2,500 USD at today's price (a USD
+    measure shows 10,000 * 20% = 2,000). At +25%: +0.04 BTC. IM = 0.05 BTC = 2,500 in today's USD.
+    Short linear perp, 0.2 BTC: worst at +25%, 0.2 * 50,000 * 25% = 2,500 USD.
+    Together, per settlement currency: 0.05 BTC + 2,500 USD = 5,000 in today's USD (nothing nets across
+    currencies); one USD segment (settlement_mode="cross") nets them to 0 at every scenario price.
+    """
+    from margincal.margin.portfolio import MarketState
+
+    specs = [InstrumentSpec("BTC-USD-SWAP", "perpetual", "BTC", inverse=True, contract_size=10_000.0),
+             InstrumentSpec("BTC-PERP", "perpetual", "BTC", contract_size=0.2)]
+    m = _worked_example_model(closes)
+    mkt = MarketState(spot={"BTC": 50_000.0}, valuation_time=m.last_prices_.name)
+    pnl = m.scenario_pnl(specs, mkt)
+    assert [s[0] for s in pnl.segments] == ["USD-settled", "BTC-settled"]
+    res = portfolio_margin(np.array([[1.0, 0.0], [0.0, -1.0], [1.0, -1.0]]), pnl)
+    F0 = 50_000.0
+    coin_loss = -(10_000.0 * (1 / F0 - 1 / 40_000.0))  # 0.05 BTC
+    assert coin_loss == pytest.approx(0.05, abs=1e-15)
+    assert res.im[0] == pytest.approx(2_500.0, rel=1e-12)  # 0.05 BTC * 50,000
+    assert res.im[0] / F0 == pytest.approx(0.05, rel=1e-12)
+    assert res.driving_label[0].startswith("BTC-settled: ") and "BTC -20.0%" in res.driving_label[0]
+    assert res.im[1] == pytest.approx(2_500.0, rel=1e-12)
+    assert "BTC +25.0%" in res.driving_label[1]
+    assert res.im[2] == pytest.approx(5_000.0, rel=1e-12)
+    assert res.mm[2] == pytest.approx(0.5 * 5_000.0, rel=1e-12)
+    # the former single USD segment: 10,000 (m - 1) - 10,000 (m - 1) = 0 in every scenario
+    cross = _worked_example_model(closes, "cross").scenario_pnl(specs, mkt)
+    assert [s[0] for s in cross.segments] == ["joint"]
+    res_x = portfolio_margin(np.array([[1.0, 0.0], [1.0, -1.0]]), cross)
+    assert res_x.im[0] == pytest.approx(2_000.0, rel=1e-12)  # USD measure of the inverse perp alone
+    assert res_x.im[1] == 0.0
+
+
+def test_inverse_option_coin_measure_and_reference_loop_with_two_currencies(closes):
+    # a BTC-settled put and a USD-settled ETH perp: fast path = per-account loop, segments summed
+    from margincal.margin.portfolio import MarketState
+
+    m = HistoricalPortfolioMargin(level=0.99, horizon_hours=24.0, offset=0.5).fit(closes)
+    mkt = m.default_market(flat_vol=0.6)
+    specs = [InstrumentSpec("BTC-26JUN26-60000-P", "option", "BTC", strike=60_000.0,
+                            expiry=parse_instrument("BTC-26JUN26-60000-P").expiry, option_type="P", inverse=True),
+             parse_instrument("ETH-PERP"), parse_instrument("BTC-PERP")]
+    pnl = m.scenario_pnl(specs, mkt)
+    assert [s[0] for s in pnl.segments] == ["USD-settled", "BTC-settled"]
+    n = len(m.scenario_returns_)
+    # the inverse row: USD P&L / m (coin P&L times F0), zero in the USD block
+    x = HistoricalPortfolioMargin(level=0.99, horizon_hours=24.0, offset=0.5, settlement_mode="cross").fit(closes)
+    usd_row = x.scenario_pnl(specs, mkt).matrix[0]
+    mult = np.exp(m.scenario_returns_[:, 0])
+    np.testing.assert_allclose(pnl.matrix[0, n:], usd_row / mult, rtol=1e-12, atol=1e-9)
+    assert not pnl.matrix[0, :n].any() and not pnl.matrix[1:, n:].any()
+    rng = np.random.default_rng(5)
+    P = sparse.random(30, 3, density=0.7, random_state=rng, data_rvs=lambda k: rng.normal(0, 3, k))
+    fast = portfolio_margin(P, pnl, block_size=7)
+    ref = portfolio_margin_reference(P, pnl)
+    np.testing.assert_allclose(fast.im, ref.im, rtol=1e-10, atol=1e-8)
+    np.testing.assert_array_equal(fast.driving_scenario, ref.driving_scenario)
+    # short put alone: ES of its coin-measured loss (a short's loss is the long's P&L)
+    loss = pnl.matrix[0, n:]
+    from margincal.risk.measures import expected_shortfall as es
+
+    one = portfolio_margin(np.array([[-1.0, 0.0, 0.0]]), pnl)
+    assert one.im[0] == pytest.approx(max(es(loss, 0.99), 0.0), rel=1e-12)
+    assert isinstance(mkt, MarketState)
+    with pytest.raises(ConfigError, match="settlement_mode"):
+        HistoricalPortfolioMargin(settlement_mode="both").fit(closes)

@@ -218,12 +218,23 @@ def test_exact_hedge_has_zero_margin_without_contingencies(expiry, strike, qty, 
     pnl = scenario_pnl_matrix([parse_instrument(n) for n in names], BASE, preset())
     book = np.array([[qty, -qty, -qty, 0.0], [0.0, 0.0, qty, -qty]])
     res = portfolio_margin(book, pnl, include_contingency=False)
-    assert np.all(np.abs(res.im) <= 1e-9 * 68800.0 * qty)
+    cfg = preset()
+    # Derive's basis contingency moves the expiry's forward +/-5% but not the perpetual: a dated future
+    # against the perp then loses 5% x notional x (1.0 + 1.2 T), which competes with the scenarios
+    T = pnl.specs[2].years_to_expiry(BASE.valuation_time)
+    basis = cfg.basis_shock * qty * 68800.0 * (cfg.basis_add_factor + cfg.basis_mult_factor * T)
+    assert abs(res.im[0]) <= 1e-9 * 68800.0 * qty
+    if cfg.basis_shock > 0:
+        assert res.scenario_charge[1] == pytest.approx(max(basis, cfg.spot_shocks[0] * 0.0), rel=1e-9)
+        assert res.driving_label[1] == "BTC: basis contingency"
+    else:
+        assert abs(res.im[1]) <= 1e-9 * 68800.0 * qty
     # with contingencies only the documented add-ons remain: gross futures notional (options net per strike)
     with_c = portfolio_margin(book, pnl)
-    rate = preset().futures_contingency * preset().im_multiplier
+    rate = cfg.futures_contingency * cfg.im_multiplier
     assert with_c.im[0] == pytest.approx(rate * qty * 68800.0, rel=1e-9, abs=1e-6)
-    assert with_c.im[1] == pytest.approx(rate * 2 * qty * 68800.0, rel=1e-9, abs=1e-6)
+    extra = cfg.im_multiplier * basis if cfg.basis_shock > 0 else 0.0
+    assert with_c.im[1] == pytest.approx(rate * 2 * qty * 68800.0 + extra, rel=1e-9, abs=1e-6)
 
 
 def _coin_worst(cfg, coin_loss):
@@ -322,9 +333,47 @@ def test_derive_stable_peg_contingency_raises_im_not_mm():
     pnl = scenario_pnl_matrix([parse_instrument("BTC-PERP")], depeg, derive_like())
     r = portfolio_margin({"BTC-PERP": -1.0}, pnl)
     base = (0.20 + 0.03) * 68800.0
-    assert r.im[0] == pytest.approx((1.25 + (0.98 - 0.95) * 4.0) * base)
+    assert r.im[0] == pytest.approx((1.25 + (0.99 - 0.95) * 4.0) * base)  # pegLossThreshold 0.99 (config-mainnet)
     assert r.mm[0] == pytest.approx(base)
     at_peg = MarketState(spot={"BTC": 68800.0, "USDC": 0.99}, valuation_time="2024-05-24T13:00Z", flat_vol=0.6)
     r2 = portfolio_margin({"BTC-PERP": -1.0}, scenario_pnl_matrix([parse_instrument("BTC-PERP")], at_peg,
                                                                    derive_like()))
     assert r2.im[0] == pytest.approx(1.25 * base)
+
+
+def test_derive_basis_contingency_worked_example():
+    # tests/reference/derive_pmrm_basis.md: v2-core PMRMLib._addBasisContingency with config-mainnet values
+    from scipy.stats import norm
+
+    name = "BTC-27SEP24-70000-C"
+    spec = parse_instrument(name)
+    T = spec.years_to_expiry(BASE.valuation_time)
+    F, K, v = 68800.0, 70000.0, 0.6
+
+    def call(f):
+        sd = v * math.sqrt(T)
+        d1 = math.log(f / K) / sd + 0.5 * sd
+        return f * norm.cdf(d1) - K * norm.cdf(d1 - sd)
+
+    # short 1 call: loses when the forward rises; factor 1.0 + 1.2 T
+    expected = (call(F * 1.05) - call(F)) * (1.0 + 1.2 * T)
+    cfg = derive_like()
+    pnl = scenario_pnl_matrix([spec], BASE, cfg)
+    res = portfolio_margin({name: -1.0}, pnl, include_contingency=False)
+    from margincal.margin.portfolio.engine import basis_losses, portfolio_margin_reference
+
+    B = sparse.csr_matrix(np.array([[-1.0]]))
+    assert basis_losses(B, pnl)[0].sum() == pytest.approx(expected, rel=1e-10)
+    worst_scenario = float(np.max(pnl.matrix[0]))  # short 1: its loss is the long's P&L
+    assert res.scenario_charge[0] == pytest.approx(max(expected, worst_scenario), rel=1e-10)
+    ref = portfolio_margin_reference({name: -1.0}, pnl, include_contingency=False)
+    assert ref.scenario_charge[0] == pytest.approx(res.scenario_charge[0], rel=1e-12)
+    assert ref.driving_label[0] == res.driving_label[0]
+    # a calendar (same strike, two expiries) gets one basis term per expiry, not netted across them
+    names = ["BTC-28JUN24-70000-C", name]
+    pnl2 = scenario_pnl_matrix([parse_instrument(n) for n in names], BASE, cfg)
+    book = np.array([[1.0, -1.0]])
+    fast = portfolio_margin(book, pnl2, include_contingency=False)
+    slow = portfolio_margin_reference(book, pnl2, include_contingency=False)
+    assert fast.scenario_charge[0] == pytest.approx(slow.scenario_charge[0], rel=1e-12)
+    assert basis_losses(sparse.csr_matrix(book), pnl2).shape == (1, 2)

@@ -173,7 +173,7 @@ def margin_partition(k: int, book: Any, pnl: ScenarioPnL, include_contingency: b
     if out is not None:
         fs, root = _fs_and_path(out)
         file = f"part-{k:05d}.parquet"
-        pq.write_table(_result_table(frame, np.asarray(res.driving_scenario), pnl.labels), _join(root, file),
+        pq.write_table(_result_table(frame, np.asarray(res.driving_scenario), pnl.driver_labels), _join(root, file),
                        filesystem=fs, compression="zstd")
     return PartitionMargin(
         index=k, n_accounts=len(res), im_sum=float(res.im.sum()), mm_sum=float(res.mm.sum()),

@@ -63,7 +63,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import erfcx, ndtr, ndtri
 
-from margincal.pricing.black76 import as_is_call
+from margincal.pricing.black76 import as_is_call, use_numba
 
 _LN_SQRT_2PI = 0.9189385332046728
 _SQRT1_2 = 0.7071067811865476
@@ -128,6 +128,7 @@ def implied_vol(
     inverse: bool = False,
     max_iter: int = 100,
     rtol: float = 1e-12,
+    backend: str = "numpy",
 ) -> ImpliedVolResult:
     """Black-76 implied volatility for arrays of prices (broadcast like :func:`black76_price`).
 
@@ -136,6 +137,11 @@ def implied_vol(
     non-zero :class:`IVStatus`; nothing is raised for them, so one bad quote
     does not stop a chain. ``max_iter`` and ``rtol`` apply to the bracketed
     fallback solver only (see the module doc).
+
+    ``backend``: "numpy" (default) runs this module's code; "numba" the compiled kernel of
+    :mod:`margincal.pricing._kernels` (the same initial guess and Householder steps, one option per loop
+    iteration; it leaves the few low-wing elements whose objective needs ``erfcx`` to the numpy code).
+    Not the default: docs/benchmarks.md measures it barely faster than the numpy code.
     """
     r_arr = np.asarray(rate, dtype=float)
     scalar_rate = r_arr.ndim == 0
@@ -157,10 +163,27 @@ def implied_vol(
     vol = np.empty(n)
     status = np.empty(n, dtype=np.int8)
     counts = np.zeros(n, dtype=np.int8)
-    for i in range(0, n, _BLOCK):
-        blk = slice(i, i + _BLOCK)
-        rb = r if ra is None else ra[blk]
-        _block(p[blk], F[blk], K[blk], T[blk], call[blk], rb, inverse, vol[blk], status[blk], counts[blk])
+    if use_numba(backend):
+        from margincal.pricing import _kernels
+
+        rk = np.array([r]) if ra is None else np.ascontiguousarray(ra)
+        deferred = _kernels.implied_vol_kernel(
+            np.ascontiguousarray(p), np.ascontiguousarray(F), np.ascontiguousarray(K), np.ascontiguousarray(T),
+            np.ascontiguousarray(call), rk, inverse, vol, status, counts)
+        if deferred:  # low-wing elements that need erfcx: the numpy solver
+            d = np.flatnonzero(status == _kernels.DEFER)
+            vd, sd_, cd = np.empty(d.size), np.empty(d.size, dtype=np.int8), np.zeros(d.size, dtype=np.int8)
+            for i in range(0, d.size, _BLOCK):
+                blk = slice(i, i + _BLOCK)
+                j = d[blk]
+                _block(p[j], F[j], K[j], T[j], call[j], r if ra is None else ra[j], inverse, vd[blk], sd_[blk],
+                       cd[blk])
+            vol[d], status[d], counts[d] = vd, sd_, cd
+    else:
+        for i in range(0, n, _BLOCK):
+            blk = slice(i, i + _BLOCK)
+            rb = r if ra is None else ra[blk]
+            _block(p[blk], F[blk], K[blk], T[blk], call[blk], rb, inverse, vol[blk], status[blk], counts[blk])
     # elements the Householder iterations did not settle (none seen in tests and benchmarks): bracketed Newton
     bad = np.flatnonzero(status == IVStatus.NOT_CONVERGED)
     if bad.size:

@@ -6,11 +6,12 @@ per contract, see :mod:`.scenarios`)::
 
     account P&L  = positions @ M            (accounts x scenarios, one product)
     risk matrix  : charge = sum over underlying segments of max(0, max_j -P&L[:, j])
-    historical   : charge = offset * ES(joint) + (1 - offset) * sum_g ES(group g)
+    historical   : charge = sum over settlement-currency segments of
+                   offset * ES(joint) + (1 - offset) * sum_g ES(group g)
     IM = im_multiplier * (charge + contingencies),   MM = mm_fraction * IM
 
 The driving scenario is the argmax of the loss (for the risk matrix: in the
-segment with the largest charge; for ES: of the joint loss), reported with
+segment with the largest charge; for ES: of the joint loss in the segment with the largest charge), reported with
 its label. Ties go to the first scenario in matrix order.
 
 :func:`portfolio_margin_blocks` is the chunked path: it takes an iterator of
@@ -185,10 +186,16 @@ def _risk_matrix_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarr
     total = np.zeros(G.shape[0])
     best = np.zeros(G.shape[0])
     drv = np.full(G.shape[0], -1, dtype=np.int64)
-    for _name, a, z in pnl.segments:
+    basis = basis_losses(B, pnl)
+    for k, (_name, a, z) in enumerate(pnl.segments):
         seg = G if (a == 0 and z == G.shape[1]) else G[:, a:z]
         j = seg.argmin(axis=1)
         worst = -seg[rows, j]
+        if basis is not None:  # Derive: the basis contingency competes with the scenarios
+            bk = basis[:, pnl.basis_segment == k].sum(axis=1)
+            use = bk > worst
+            worst = np.where(use, bk, worst)
+            j = np.where(use, len(pnl.labels) + k - a, j)
         worst = np.where(worst > floor, worst, 0.0)
         total += worst
         upd = worst > best
@@ -197,27 +204,51 @@ def _risk_matrix_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarr
     return total, drv
 
 
-def _historical_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
+def basis_losses(B: sparse.csr_matrix, pnl: ScenarioPnL) -> np.ndarray | None:
+    """Accounts x basis groups: ``max(0, -min(P&L forward up, P&L forward down))``, scaled (scenarios module doc)."""
+    if pnl.basis_up is None or pnl.basis_down is None:
+        return None
+    up = np.asarray((B @ pnl.basis_up).todense())
+    down = np.asarray((B @ pnl.basis_down).todense())
+    return np.maximum(0.0, -np.minimum(up, down))
+
+
+def _historical_segment(B: sparse.csr_matrix, M: np.ndarray, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
+    """Offset-blended ES charge and joint loss (accounts x scenarios) of one segment's columns ``M``."""
     level = float(pnl.level)  # type: ignore[arg-type]
     groups = pnl.offset_groups
     n_groups = len(pnl.offset_group_names)
     if pnl.offset >= 1.0 or n_groups == 1:
-        joint = -np.asarray(B @ pnl.matrix)
-        charge = np.maximum(expected_shortfall_rows(joint, level), 0.0)
-    else:
-        joint = np.zeros((B.shape[0], pnl.matrix.shape[1]))
-        sum_groups = np.zeros(B.shape[0])
-        for g in range(n_groups):
-            Mg = np.where((groups == g)[:, None], pnl.matrix, 0.0)
-            Lg = -np.asarray(B @ Mg)
-            sum_groups += np.maximum(expected_shortfall_rows(Lg, level), 0.0)
-            joint += Lg
-        es_joint = np.maximum(expected_shortfall_rows(joint, level), 0.0)
-        charge = pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups
+        joint = -np.asarray(B @ M)
+        return np.maximum(expected_shortfall_rows(joint, level), 0.0), joint
+    joint = np.zeros((B.shape[0], M.shape[1]))
+    sum_groups = np.zeros(B.shape[0])
+    for g in range(n_groups):
+        Mg = np.where((groups == g)[:, None], M, 0.0)
+        Lg = -np.asarray(B @ Mg)
+        sum_groups += np.maximum(expected_shortfall_rows(Lg, level), 0.0)
+        joint += Lg
+    es_joint = np.maximum(expected_shortfall_rows(joint, level), 0.0)
+    return pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups, joint
+
+
+def _historical_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
+    """Sum over settlement-currency segments of the segment's charge; driver from the largest one."""
     floor = _noise_floor(B, pnl)
-    drv = joint.argmax(axis=1)
-    drv = np.where(joint[np.arange(joint.shape[0]), drv] > floor, drv, -1)
-    return np.where(charge > floor, charge, 0.0), drv
+    rows = np.arange(B.shape[0])
+    total = np.zeros(B.shape[0])
+    best = np.zeros(B.shape[0])
+    drv = np.full(B.shape[0], -1, dtype=np.int64)
+    for _name, a, z in pnl.segments:
+        M = pnl.matrix if (a == 0 and z == pnl.matrix.shape[1]) else pnl.matrix[:, a:z]
+        charge, joint = _historical_segment(B, M, pnl)
+        charge = np.where(charge > floor, charge, 0.0)
+        j = joint.argmax(axis=1)
+        total += charge
+        upd = (charge > best) | ((drv < 0) & (joint[rows, j] > floor))
+        best = np.where(charge > best, charge, best)
+        drv = np.where(upd, j + a, drv)
+    return total, drv
 
 
 def _params(pnl: ScenarioPnL, include_contingency: bool) -> dict[str, Any]:
@@ -229,7 +260,7 @@ def _params(pnl: ScenarioPnL, include_contingency: bool) -> dict[str, Any]:
 def _result(pnl: ScenarioPnL, accounts: np.ndarray, charge: np.ndarray, cont: np.ndarray, drv: np.ndarray,
             include_contingency: bool) -> PortfolioMarginResult:
     im = pnl.im_multiplier * (charge + cont)
-    labels = np.asarray(pnl.labels + ("",), dtype=object)
+    labels = np.asarray(pnl.driver_labels + ("",), dtype=object)
     return PortfolioMarginResult(
         accounts=accounts, im=im, mm=pnl.mm_fraction * im, scenario_charge=charge, contingency=cont,
         driving_scenario=drv, driving_label=labels[drv], method=pnl.method,
@@ -340,11 +371,15 @@ def portfolio_margin_reference(
         floor = NOISE * sum(abs(q) * max(abs(x) for x in M[i]) for i, q in items)
         if pnl.method == "risk_matrix":
             best, best_j = 0.0, -1
-            for _name, a, z in pnl.segments:
+            for k, (_name, a, z) in enumerate(pnl.segments):
                 worst, wj = 0.0, -1
                 for j in range(a, z):
                     if losses[j] > worst:
                         worst, wj = losses[j], j
+                if pnl.basis_up is not None:
+                    b = _reference_basis(items, pnl, k)
+                    if b > worst:
+                        worst, wj = b, S + k
                 if worst <= floor:
                     worst, wj = 0.0, -1
                 charge[r] += worst
@@ -355,18 +390,39 @@ def portfolio_margin_reference(
                 cont[r] = _reference_contingency(items, specs, pnl)
         else:
             level = float(pnl.level)  # type: ignore[arg-type]
-            es_joint = max(expected_shortfall(losses, level), 0.0)
-            by_group: dict[int, list[float]] = {}
-            for g in range(len(pnl.offset_group_names)):
-                members = [(i, q) for i, q in items if pnl.offset_groups[i] == g]
-                by_group[g] = [-sum(q * M[i][j] for i, q in members) for j in range(S)]
-            sum_groups = sum(max(expected_shortfall(v, level), 0.0) for v in by_group.values())
-            c = pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups
-            charge[r] = c if c > floor else 0.0
-            worst_j = max(range(S), key=lambda j: (losses[j], -j))
-            drv[r] = worst_j if losses[worst_j] > floor else -1
+            best, best_j = 0.0, -1
+            for _name, a, z in pnl.segments:  # settlement currencies, margined separately and summed
+                seg_losses = losses[a:z]
+                es_joint = max(expected_shortfall(seg_losses, level), 0.0)
+                by_group: dict[int, list[float]] = {}
+                for g in range(len(pnl.offset_group_names)):
+                    members = [(i, q) for i, q in items if pnl.offset_groups[i] == g]
+                    by_group[g] = [-sum(q * M[i][j] for i, q in members) for j in range(a, z)]
+                sum_groups = sum(max(expected_shortfall(v, level), 0.0) for v in by_group.values())
+                c = pnl.offset * es_joint + (1.0 - pnl.offset) * sum_groups
+                c = c if c > floor else 0.0
+                charge[r] += c
+                wj = max(range(a, z), key=lambda j: (losses[j], -j))
+                if c > best or (best_j < 0 and losses[wj] > floor):
+                    best_j = wj
+                best = max(best, c)
+            drv[r] = best_j
     acc = np.arange(n) if accounts is None else np.asarray(accounts)
     return _result(pnl, acc, charge, cont, drv, include_contingency)
+
+
+def _reference_basis(items: list[tuple[int, float]], pnl: ScenarioPnL, segment: int) -> float:
+    """Basis contingency of one segment, one position and one group at a time."""
+    up = pnl.basis_up.tocsr()  # type: ignore[union-attr]
+    down = pnl.basis_down.tocsr()  # type: ignore[union-attr]
+    total = 0.0
+    for g in range(up.shape[1]):
+        if pnl.basis_segment[g] != segment:  # type: ignore[index]
+            continue
+        pu = sum(q * up[i, g] for i, q in items)
+        pd_ = sum(q * down[i, g] for i, q in items)
+        total += max(0.0, -min(pu, pd_))
+    return total
 
 
 def _reference_contingency(items: list[tuple[int, float]], specs: Sequence[InstrumentSpec], pnl: ScenarioPnL) -> float:

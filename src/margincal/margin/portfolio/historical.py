@@ -42,6 +42,18 @@ stressed correlation of 0.5), cap 0.8 (at most 80% credit, as SPAN caps its
 spread credit rates below 100%); both are our assumptions
 (docs/portfolio_margin.md). A full 100% offset only with ``offset=1.0``.
 ``IM = charge`` (no contingencies in this method), ``MM = mm_fraction * IM``.
+
+Settlement currencies (``settlement_mode``, default ``"segregated"``, as the risk-matrix method and
+Deribit's segregated portfolio margin): instruments are split by settlement currency (the coin for
+inverse, coin-settled contracts; USD for linear ones) and each currency is margined on its own, with
+the charge above computed per currency and summed; nothing offsets across currencies. Inverse rows
+hold their **coin** P&L times today's forward, ``F0 (c1 - c0) = USD P&L / m`` at ``F1 = m F0``
+(:func:`margincal.margin.portfolio.scenarios.revalue` with ``coin_measure``): the requirement in the
+coin, in today's USD (divide by ``F0`` for coins). A long inverse perp of face ``N`` loses
+``N (1/m - 1)``, 25% of face at ``m = 0.8`` where a USD measure shows 20%. ``settlement_mode="cross"``
+keeps the former single USD segment (cross-collateral: inverse P&L in USD at the scenario price,
+netting across currencies). The stressed cross-group credit is the one of all the book's groups
+(the lowest stressed correlation among them), applied inside each currency.
 """
 
 from __future__ import annotations
@@ -70,12 +82,14 @@ from margincal.errors import (
 from margincal.margin.portfolio.engine import PortfolioMarginResult, portfolio_margin
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState
 from margincal.margin.portfolio.scenarios import (
+    SETTLEMENT_MODES,
     ScenarioPnL,
     _contingency_inputs,
     check_specs,
     instrument_arrays,
     offset_groups_of,
     revalue,
+    settlement_of,
 )
 from margincal.vol.ewma import ewma_variance
 
@@ -120,6 +134,8 @@ class HistoricalPortfolioMargin:
     window : keep only the last ``window`` residual rows (None = all).
     scaling : "direct" (overlapping h-bar sums) or "sqrt".
     seed : returns used to seed the EWMA (their residuals are dropped).
+    settlement_mode : "segregated" (each settlement currency margined on its own, inverse rows in coin;
+        default) or "cross" (one USD segment); module doc.
 
     Attributes after ``fit(prices)``: ``underlyings_``, ``bar_hours_``,
     ``residuals_`` (DataFrame of joint standardised residuals),
@@ -131,7 +147,7 @@ class HistoricalPortfolioMargin:
     def __init__(self, *, level: float = 0.99, horizon_hours: float = 24.0, lam: float = 0.94,
                  offset: float | str = "stressed", mm_fraction: float = 0.5, window: int | None = None,
                  scaling: str = "direct", seed: int = 30, offset_floor: float = 0.5,
-                 offset_cap: float = 0.8) -> None:
+                 offset_cap: float = 0.8, settlement_mode: str = "segregated") -> None:
         self.level = level
         self.horizon_hours = horizon_hours
         self.lam = lam
@@ -142,6 +158,7 @@ class HistoricalPortfolioMargin:
         self.seed = seed
         self.offset_floor = offset_floor
         self.offset_cap = offset_cap
+        self.settlement_mode = settlement_mode
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_")}
@@ -160,6 +177,7 @@ class HistoricalPortfolioMargin:
                               "or 'stressed'")
         check_number("mm_fraction", self.mm_fraction, low=0.0, high=1.0, high_open=False)
         check_choice("scaling", self.scaling, ("direct", "sqrt"))
+        check_choice("settlement_mode", self.settlement_mode, SETTLEMENT_MODES)
 
     def fit(self, prices: pd.DataFrame, bar_hours: float | None = None) -> HistoricalPortfolioMargin:
         """Learn the joint scenarios from close prices (columns = underlyings, DatetimeIndex)."""
@@ -255,26 +273,44 @@ class HistoricalPortfolioMargin:
         R = self.scenario_returns_
         und_idx = np.array([col[s.underlying] for s in specs])
         spot_mult = np.exp(R[:, und_idx].T)  # instruments x scenarios
-        pnl = revalue(arr, spot_mult, np.ones_like(spot_mult), rate=mkt.rate)
-        pnl.setflags(write=False)
-        labels = tuple(
+        segregated = self.settlement_mode == "segregated"
+        pnl = revalue(arr, spot_mult, np.ones_like(spot_mult), rate=mkt.rate, coin_measure=segregated)
+        dates = [
             f"{d:%Y-%m-%d} (" + ", ".join(f"{u} {math.expm1(x) * 100:+.1f}%" for u, x in zip(self.underlyings_, row,
                                                                                            strict=True)) + ")"
             for d, row in zip(self.scenario_dates_, R, strict=True)
-        )
+        ]
+        n_sc = R.shape[0]
+        settle = [settlement_of(s) if segregated else "USD" for s in specs]
+        currencies = sorted(set(settle), key=lambda c: (c != "USD", c))  # USD-settled first
+        segments: tuple[tuple[str, int, int], ...]
+        if currencies == ["USD"]:
+            matrix, labels, segments = pnl, tuple(dates), (("joint", 0, n_sc),)
+        else:  # one block of scenario columns per settlement currency; a row is zero outside its own block
+            matrix = np.zeros((len(specs), n_sc * len(currencies)))
+            lab: list[str] = []
+            seg: list[tuple[str, int, int]] = []
+            for k, c in enumerate(currencies):
+                rows = np.array([x == c for x in settle])
+                matrix[rows, k * n_sc:(k + 1) * n_sc] = pnl[rows]
+                lab += [f"{c}-settled: {d}" for d in dates]
+                seg.append((f"{c}-settled", k * n_sc, (k + 1) * n_sc))
+            labels, segments = tuple(lab), tuple(seg)
+        matrix.setflags(write=False)
         groups, gcharge, fcharge = _contingency_inputs(specs, mkt, 0.0, 0.0)
         og, og_names = offset_groups_of(specs)
         offset, offset_info = self.offset_for(specs)
         return ScenarioPnL(
-            matrix=pnl,
+            matrix=matrix,
             instruments=tuple(s.name for s in specs),
             labels=labels,
-            weights=np.ones(R.shape[0]),
-            segments=(("joint", 0, R.shape[0]),),
+            weights=np.ones(matrix.shape[1]),
+            segments=segments,
             specs=specs,
             method="historical",
             params={"model": "fhs_es", **self.get_params(), "window": self.window_, "bar_hours": self.bar_hours_,
                     "sigma_next": self.sigma_next_.to_dict(), "valuation_time": mkt.valuation_time.isoformat(),
+                    "settlement_currencies": currencies,
                     "offset_used": offset, **offset_info},
             spot={u: mkt.spot_of(u) for u in sorted({s.underlying for s in specs})},
             option_groups=groups,

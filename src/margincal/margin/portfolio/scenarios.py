@@ -36,6 +36,15 @@ Contingencies (added to the scenario loss):
   Derive's "naked shorts per strike");
 * futures: ``futures_contingency * |notional|`` summed over every perpetual
   and dated future position (gross).
+
+Basis (forward) contingency (Derive's PMRM, ``basis_shock > 0``): per
+(segment, expiry) the options (and dated futures of that expiry, our
+extension: Derive's PMRM lists none) are revalued with only their forward moved by
+``+/- basis_shock`` (vol unchanged); the group's loss ``max(0, -min(P&L up,
+P&L down))`` is scaled by ``basis_add_factor + basis_mult_factor * T`` (years)
+and summed over the segment's expiries. It competes with the scenarios: the
+segment's charge is ``max(worst scenario loss, basis contingency)`` (v2-core
+PMRMLib: the scenario minimum starts from the basis contingency).
 """
 
 from __future__ import annotations
@@ -107,6 +116,9 @@ class RiskMatrixConfig:
     delta_shock_threshold: float = math.inf
     peg_loss_threshold: float = 0.0
     peg_loss_factor: float = 0.0
+    basis_shock: float = 0.0
+    basis_add_factor: float = 0.0
+    basis_mult_factor: float = 0.0
     stablecoin: str = "USDC"
     name: str = "custom"
     sources: tuple[str, ...] = ()
@@ -137,7 +149,8 @@ class RiskMatrixConfig:
             raise ConfigError(f"extended_vol is {self.extended_vol!r}; use 'up' or 'same'")
         for f in ("vol_up", "vol_down", "vol_power_short", "vol_power_long", "short_option_contingency",
                   "futures_contingency", "horizon_hours", "min_vol_shock_up", "delta_shock_max",
-                  "peg_loss_threshold", "peg_loss_factor"):
+                  "peg_loss_threshold", "peg_loss_factor", "basis_shock", "basis_add_factor",
+                  "basis_mult_factor"):
             v = getattr(self, f)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{f} is {v}; it must be finite and >= 0")
@@ -149,6 +162,8 @@ class RiskMatrixConfig:
             raise ConfigError(f"im_multiplier is {self.im_multiplier}; it must be > 0")
         if not 0.0 < self.mm_fraction <= 1.0:
             raise ConfigError(f"mm_fraction is {self.mm_fraction}; it must be in (0, 1]")
+        if self.basis_shock >= 1.0:
+            raise ConfigError(f"basis_shock is {self.basis_shock}; it must be < 1 (a forward move of -100%)")
 
     def vol_multipliers(self, t_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(up, down) multipliers of implied vol for options with ``t_days`` to expiry."""
@@ -239,10 +254,19 @@ def derive_like() -> RiskMatrixConfig:
     ``im_multiplier=1.25`` and ``mm_fraction=0.8`` (MM = scenario loss +
     contingencies, as on Derive). Stable-peg contingency: when the USDC mark
     (``MarketState.spot["USDC"]``) is below ``peg_loss_threshold``, IM uses
-    ``imFactor + (threshold - price) * pegLossFactor`` (``PEG_FACTOR`` 4.0 from
-    docs.derive.xyz; the 0.98 threshold is v2-core's deployment-script value,
-    assumed for mainnet). Not modelled: the static MtM discount,
-    forward/basis and oracle-confidence contingencies.
+    ``imFactor + (threshold - price) * pegLossFactor`` (``pegLossThreshold``
+    0.99, ``pegLossFactor`` 4.0). Basis (forward) contingency: options
+    revalued at forward x 1.05 and x 0.95 (``scenarioSpotUp/Down``), loss per
+    expiry scaled by ``1.0 + 1.2 * T`` (``basisContAddFactor`` /
+    ``basisContMultFactor``), competing with the scenarios (PMRMLib
+    ``_addBasisContingency``, ``getMarginAndMarkToMarket``). Values from
+    scripts/config-mainnet.sol at commit 037ee3ac59a37852e0144b4a934a6a33601a4f0d,
+    formulas from src/risk-managers/PMRMLib.sol at commit
+    b02a82dcd76e5a9e75683bce7e3fccaecd21767b (tests/reference/derive_pmrm_basis.md).
+    Not modelled: the static MtM discount (``baseStaticDiscount`` 0.95 x
+    ``exp(-T (rate + 0.12))`` on positive expiry values: not linear in the
+    positions) and the oracle-confidence contingency (``confThreshold`` 0.55,
+    ``confMargin`` 1.0: margincal has no feed-confidence input).
     """
     return RiskMatrixConfig(
         spot_shocks=(-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15),
@@ -259,12 +283,16 @@ def derive_like() -> RiskMatrixConfig:
         futures_contingency=0.03,
         im_multiplier=1.25,
         mm_fraction=0.8,
-        peg_loss_threshold=0.98,
+        peg_loss_threshold=0.99,
         peg_loss_factor=4.0,
+        basis_shock=0.05,
+        basis_add_factor=1.0,
+        basis_mult_factor=1.2,
         stablecoin="USDC",
         name="derive_like",
         sources=DERIVE_SOURCES,
-        notes="from derivexyz/v2-core scripts/config-mainnet.sol (getDefaultScenarios, getPMRMParams)",
+        notes=("from derivexyz/v2-core scripts/config-mainnet.sol (getDefaultScenarios, getPMRMParams) and "
+               "PMRMLib.sol; static discount and oracle-confidence contingency not modelled"),
     )
 
 
@@ -297,6 +325,9 @@ class ScenarioPnL:
     delta_segments: np.ndarray | None = None  # segment index of each instrument
     delta_shock_max: float = 0.0
     delta_shock_threshold: float = math.inf
+    basis_up: sparse.csr_matrix | None = None  # instruments x (segment, expiry) groups: scaled P&L, forward up
+    basis_down: sparse.csr_matrix | None = None  # the same, forward down
+    basis_segment: np.ndarray | None = None  # segment index of each basis group
     level: float | None = None  # ES confidence (historical method)
     offset: float = 1.0  # cross-group offset fraction (historical method)
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
@@ -313,6 +344,13 @@ class ScenarioPnL:
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
+
+    @property
+    def driver_labels(self) -> tuple[str, ...]:
+        """Labels a driving-scenario index points to: the scenarios, then one basis-contingency label per segment."""
+        if self.basis_up is None:
+            return self.labels
+        return self.labels + tuple(f"{name}: basis contingency" for name, _a, _z in self.segments)
 
     def index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.instruments)}
@@ -503,6 +541,7 @@ def scenario_pnl_matrix(
         for (s, d, w, ext) in base:
             lab = f"{name}: spot {_pct(s)}, {vol_label[d]}"
             labels.append(lab + (f" (extended, weight {w:.3g})" if ext and w != 1.0 else ""))
+    basis = _basis_inputs(specs, arr, seg_of, cfg, market.rate, segregated) if cfg.basis_shock > 0 else None
     delta = _delta_notional(specs, arr)
     im_mult, mm_frac = cfg.im_multiplier, cfg.mm_fraction
     peg = market.spot.get(cfg.stablecoin)
@@ -539,7 +578,33 @@ def scenario_pnl_matrix(
         delta_segments=seg_of,
         delta_shock_max=cfg.delta_shock_max,
         delta_shock_threshold=cfg.delta_shock_threshold,
+        basis_up=None if basis is None else basis[0],
+        basis_down=None if basis is None else basis[1],
+        basis_segment=None if basis is None else basis[2],
     )
+
+
+def _basis_inputs(specs: Sequence[InstrumentSpec], arr: Mapping[str, np.ndarray], seg_of: np.ndarray,
+                  cfg: RiskMatrixConfig, rate: float, coin_measure: bool,
+                  ) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray] | None:
+    """Basis-contingency P&L per option and (segment, expiry) group, scaled by ``add + mult * T`` (module doc)."""
+    # options, and dated futures (same expiry, same forward: our extension, Derive lists none); not perpetuals
+    opt = np.flatnonzero(arr["option"] | np.array([s.expiry is not None for s in specs]))
+    if opt.size == 0:
+        return None
+    keys: dict[tuple[int, Any], int] = {}
+    cols = np.empty(opt.size, dtype=np.int64)
+    for n, i in enumerate(opt):
+        key = (int(seg_of[i]), specs[int(i)].expiry)
+        cols[n] = keys.setdefault(key, len(keys))
+    sub = {k: v[opt] for k, v in arr.items()}
+    m = np.broadcast_to(np.array([1.0 + cfg.basis_shock, 1.0 - cfg.basis_shock]), (opt.size, 2))
+    pnl = revalue(sub, m, np.ones((opt.size, 2)), rate=rate, coin_measure=coin_measure)
+    factor = cfg.basis_add_factor + cfg.basis_mult_factor * arr["T"][opt]
+    shape = (len(specs), len(keys))
+    up = sparse.csr_matrix((pnl[:, 0] * factor, (opt, cols)), shape=shape)
+    down = sparse.csr_matrix((pnl[:, 1] * factor, (opt, cols)), shape=shape)
+    return up, down, np.array([k[0] for k in keys], dtype=np.int64)
 
 
 def _delta_notional(specs: Sequence[InstrumentSpec], arr: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -426,13 +426,51 @@ async function whatIf(ev) {
       `\nmethod: ${r.method || "-"} (parameter set v${r.version ?? "-"})` +
       (r.account ? `\naccount before: ${acct(r.account.before)}\naccount after:  ${acct(r.account.after)}` : "");
     out.classList.remove("error");
+    renderAccount(r.account || null);
   } catch (e) {
     let msg = e.message;
     if (e.status === 403) msg = "your role may not run margin queries (trader, risk officer, admin)";
     else if (e.status === 422 && Array.isArray(e.detail)) msg = e.detail.map((d) => `${d.loc.join(".")}: ${d.msg}`).join("\n");
     out.textContent = msg;
     out.classList.add("error");
+    renderAccount(null);
   }
+}
+
+// The account view as a table (after the what-if text): one row per figure, a column before / after
+// the order. Each cell keeps the API's number in data-value (full precision) beside the rounded text.
+const ACCOUNT_ROWS = [
+  ["equity", "equity (USD)"], ["collateral_value", "collateral at market"],
+  ["collateral_after_haircuts", "collateral after haircuts"], ["im", "IM"], ["mm", "MM"],
+  ["margin_ratio", "margin ratio (MM / equity)"], ["available", "available (equity - IM)"],
+];
+
+function renderAccount(account) {
+  let table = document.getElementById("whatif-account");
+  if (!table) {
+    table = el("table", {id: "whatif-account", class: "account"});
+    $("whatif-result").after(table);
+  }
+  if (!account) { table.replaceChildren(); table.hidden = true; return; }
+  table.hidden = false;
+  const sides = ["before", "after"];
+  const cell = (side, field, value, text) => el("td", {"data-side": side, "data-field": field,
+    "data-value": value === null || value === undefined ? "" : String(value)}, text);
+  const fmt = (field, v) => v === null || v === undefined ? "-"
+    : field === "margin_ratio" ? (Number.isFinite(v) ? (100 * v).toFixed(2) + "%" : "inf") : num(v);
+  const rows = ACCOUNT_ROWS.map(([field, label]) => el("tr", {"data-field": field}, el("th", {}, label),
+    ...sides.map((s) => cell(s, field, account[s] ? account[s][field] : null, fmt(field, account[s] && account[s][field])))));
+  const unders = [...new Set(sides.flatMap((s) => Object.keys((account[s] || {}).liquidation_prices || {})))].sort();
+  for (const u of unders) {
+    const field = `liquidation_prices.${u}`;
+    rows.push(el("tr", {"data-field": field}, el("th", {}, `liquidation price ${u}`),
+      ...sides.map((s) => { const v = ((account[s] || {}).liquidation_prices || {})[u];
+        return cell(s, field, v, v === null || v === undefined ? "none" : num(v)); })));
+  }
+  rows.push(el("tr", {"data-field": "driving_scenario"}, el("th", {}, "driving scenario"),
+    ...sides.map((s) => { const v = (account[s] || {}).driving_scenario; return cell(s, "driving_scenario", v, v || "-"); })));
+  table.replaceChildren(el("thead", {}, el("tr", {}, el("th", {}, "account"), el("th", {}, "before"),
+    el("th", {}, "after"))), el("tbody", {}, ...rows));
 }
 
 // ---------------------------------------------------------------- wiring
