@@ -176,8 +176,9 @@ def test_cascade_and_audit_views(views_client: Any) -> None:
 
 
 def _figures(html: str) -> list[dict[str, Any]]:
-    return [json.loads(m.replace("<\\/", "</")) for m in
-            re.findall(r"<script type='application/json' id='mc-fig-\d+-data'>(.*?)</script>", html)]
+    from margincal.reports.html import figures_of
+
+    return figures_of(html)
 
 
 def test_report_states_one_version_shows_its_evidence_and_stays_under_5mb(run_store: Any, tmp_path: Path) -> None:
@@ -243,3 +244,132 @@ def test_report_never_shows_evidence_of_another_version(run_store: Any, tmp_path
     html1 = out1.read_text(encoding="utf-8")
     assert meta1["version"] == 1 and "No backtest of version" not in html1
     assert "Changes in version 2 from version 1" in html2 and "ETH-USDT" in html2
+
+
+# ------------------------------------------------------------------ dashboard in headless Chromium
+
+TABS = ("proposals", "versions", "margin", "brackets", "smiles", "stress", "cascade", "audit")
+# plotly divs each tab must draw, with at least this many traces holding data
+PLOTS = {"versions": {"#timeline-chart": 1}, "margin": {"#margin-chart": 5},
+         "brackets": {"#bracket-BTC-PERP": 4, "#bracket-ETH-PERP": 4},
+         "smiles": {"#smile-chart": 10, "#surface-chart": 1}, "stress": {"#stress-chart": 1},
+         "cascade": {"#cascade-chart": 2}}
+
+
+class _Server:
+    """uvicorn serving the app on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: Any, port: int):
+        import threading
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _Server:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start within 20 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("role", ["viewer", "risk_officer"])
+def test_dashboard_views_in_chromium(run_store: Any, tmp_path: Path, role: str) -> None:
+    import socket
+
+    chromium = Path("/usr/bin/chromium") if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+    if not chromium:
+        pytest.skip("headless Chromium not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    from margincal.service.app import ServiceSettings, create_app
+
+    store, keys, props = run_store
+    path = _copy(store, tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    base = f"http://127.0.0.1:{port}"
+    outside: list[str] = []
+    errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with _Server(create_app(ServiceSettings(store=path, sse_poll_interval=0.2)), port), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:")) else outside.append(r.url))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{base}/dashboard", wait_until="domcontentloaded")
+            page.fill("#api-key", keys[role])
+            page.click("#key-submit")
+            page.wait_for_selector(f"#who-role:has-text('{role}')", timeout=15000)
+            try:
+                _check_views(page, role, props)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / f"views-{role}-failure.png"), full_page=True)
+                raise
+        finally:
+            browser.close()
+    assert outside == [], f"the page reached outside the server: {outside}"
+    assert errors == [], errors
+
+
+def _check_views(page: Any, role: str, props: dict[str, str]) -> None:
+    # proposals first, pending first, with filters; approve buttons only for a risk officer (not the author)
+    page.wait_for_selector("#proposals tbody tr[data-proposal]", timeout=15000)
+    assert page.get_attribute("#tabs button[data-tab='proposals']", "aria-selected") == "true"
+    assert page.locator("#proposals tbody tr[data-proposal]").count() == 2
+    assert page.inner_text("#pending-count") == "2"
+    assert page.locator("button[data-action='approve']").count() == (2 if role == "risk_officer" else 0)
+    page.select_option("#filter-kind", "cut")
+    assert page.locator("#proposals tbody tr[data-proposal]").count() == 1
+    assert page.locator(f"#proposals tr[data-proposal='{props['cut']}']").count() == 1
+    page.select_option("#filter-kind", "")
+    page.select_option("#filter-instrument", "ETH-USDT")
+    assert page.locator(f"#proposals tr[data-proposal='{props['raise']}']").count() == 1
+    assert page.locator("#proposals tbody tr[data-proposal]").count() == 1
+    page.select_option("#filter-instrument", "")
+    page.select_option("#filter-status", "approved")
+    assert page.locator("#proposals tbody tr[data-proposal]").count() == 0
+    page.select_option("#filter-status", "open")
+    assert page.evaluate("document.documentElement.scrollHeight") < 3000  # no 25,000 px page
+    page.screenshot(path=str(ARTIFACTS / f"views-{role}-proposals.png"), full_page=True)
+    for tab in TABS[1:]:
+        page.click(f"#tabs button[data-tab='{tab}']")
+        for sel, n_traces in PLOTS.get(tab, {}).items():
+            page.wait_for_selector(f"{sel}.js-plotly-plot", timeout=60000)
+            got = page.eval_on_selector(sel, "d => (d.data || []).filter(t => (t.x || t.z || []).length > 0).length")
+            assert got >= n_traces, (tab, sel, got)
+        if tab == "cascade":  # "2025-10-10" is a category: its bars are drawn
+            assert page.eval_on_selector("#cascade-chart", "d => d._fullLayout.xaxis.type") == "category"
+            assert page.locator("#cascade-chart g.point").count() >= 2
+        if tab == "stress":
+            assert page.eval_on_selector("#stress-chart", "d => d._fullLayout.yaxis.type") == "category"
+            assert page.locator("#stress-table tbody tr").count() >= 5
+        if tab == "audit":
+            page.wait_for_selector("#audit-status dd", timeout=15000)
+            assert page.get_attribute("#audit-status", "data-ok") == "true"
+            assert "intact" in page.inner_text("#audit-status")
+        if tab == "versions":
+            page.wait_for_selector("#versions tr[data-version='1']", timeout=15000)
+            assert "v1" in page.inner_text("#diff-title")
+        if tab == "margin":
+            page.wait_for_function("document.getElementById('margin-note').textContent.includes('breaches')",
+                                   timeout=60000)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / f"views-{role}-{tab}.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollHeight") < 6000, tab

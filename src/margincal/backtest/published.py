@@ -75,7 +75,7 @@ def backtest_published(store: Any, settings: CalibrationSettings,
         h = timeframe_hours(tf) if settings.rule == "v2" else None
         results.append(backtest_published_data(data, settings, horizon_hours=h))
     res = combine_results(results)
-    params = {"instruments": [d["instrument"] for d in res.instruments], "models": list(PUBLISHED_MODELS),
+    params: dict[str, Any] = {"instruments": [d["instrument"] for d in res.instruments], "models": list(PUBLISHED_MODELS),
               "policies": ["raw"], "levels": [settings.level], "rule": settings.rule,
               "horizons_hours": ([timeframe_hours(tf) for tf in tfs] if settings.rule == "v2"
                                  else [settings.horizon_hours]),

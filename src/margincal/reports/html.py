@@ -83,7 +83,7 @@ def instrument_figure(instrument: str, path: pd.DataFrame, max_points: int = 400
 
 
 #: per-trace cap on line points (longer series are thinned evenly; markers are never thinned)
-MAX_LINE_POINTS = 1500
+MAX_LINE_POINTS = 1000
 #: significant digits kept for floats in the figure JSON (a chart cannot show more)
 SIG_DIGITS = 5
 
@@ -171,25 +171,41 @@ def _template_json() -> str:
     return json.dumps(go.Figure().to_plotly_json()["layout"].get("template", {}), separators=(",", ":"))
 
 
-# The page's one loader: inflate plotly.js (the browser's DecompressionStream, no network), run it, then draw
-# every figure from its JSON block with the shared template.
+# The page's one loader: inflate plotly.js and the figures (the browser's DecompressionStream, no network), run
+# plotly.js, then draw every figure with the shared template.
 _LOADER = """
 (async () => {
-  const b64 = document.getElementById("mc-plotly").textContent.trim();
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const code = await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  const inflate = async (id) => {
+    const b64 = document.getElementById(id).textContent.trim();
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  };
   const s = document.createElement("script");
-  s.textContent = code;
+  s.textContent = await inflate("mc-plotly");
   document.head.appendChild(s);
   const template = JSON.parse(document.getElementById("mc-template").textContent);
-  for (const div of document.querySelectorAll("div.mc-fig")) {
-    const f = JSON.parse(document.getElementById(div.id + "-data").textContent);
+  const figures = JSON.parse(await inflate("mc-figures"));
+  for (let i = 0; i < figures.length; i++) {
+    const f = figures[i];
     f.layout = Object.assign({template}, f.layout || {});
-    await Plotly.newPlot(div, f.data, f.layout, {displaylogo: false, responsive: true});
+    await Plotly.newPlot(document.getElementById("mc-fig-" + (i + 1)), f.data, f.layout,
+                         {displaylogo: false, responsive: true});
   }
-  document.body.dataset.plotted = String(document.querySelectorAll("div.mc-fig").length);
+  document.body.dataset.plotted = String(figures.length);
 })();
 """
+
+
+def _gz_b64(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), 9, mtime=0)).decode("ascii")
+
+
+def figures_of(document: str) -> list[dict[str, Any]]:
+    """The figure JSON of a rendered report (inverse of :func:`render`'s packing; for tests and tooling)."""
+    m = re.search(r"<script type='application/octet-stream' id='mc-figures'>([^<]*)</script>", document)
+    if m is None:
+        return []
+    return list(json.loads(gzip.decompress(base64.b64decode(m.group(1))).decode("utf-8")))
 
 
 def _script_json(obj: Any) -> str:
@@ -199,25 +215,25 @@ def _script_json(obj: Any) -> str:
 def render(title: str, sections: Sequence[Section], meta: str = "") -> str:
     """Render sections into one self-contained HTML document.
 
-    plotly.js is embedded once (gzip + base64, inflated in the browser: the file opens offline in any browser
-    with ``DecompressionStream``, Chromium 80+, Firefox 113+, Safari 16.4+); each figure is a compact JSON block
-    (:func:`figure_json`) drawn by one loader script."""
+    plotly.js is embedded once and the figures' JSON (:func:`figure_json`) once, each gzip + base64, inflated in
+    the browser by one loader script: the file opens offline in any browser with ``DecompressionStream``
+    (Chromium 80+, Firefox 113+, Safari 16.4+). :func:`figures_of` reads the figures back."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     if meta:
         parts.append(f"<p class='meta'>{meta}</p>")
-    n = 0
+    figs: list[dict[str, Any]] = []
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>{s.html}")
         for fig in s.figures:
-            n += 1
             d = figure_json(fig)
+            figs.append(d)
             height = int(d.get("layout", {}).get("height") or 450)
-            parts.append(f"<div class='mc-fig' id='mc-fig-{n}' style='height:{height}px'></div>"
-                         f"<script type='application/json' id='mc-fig-{n}-data'>{_script_json(d)}</script>")
-    if n:
+            parts.append(f"<div class='mc-fig' id='mc-fig-{len(figs)}' style='height:{height}px'></div>")
+    if figs:
         parts.append(f"<script type='application/json' id='mc-template'>{_template_json()}</script>"
                      f"<script type='application/octet-stream' id='mc-plotly'>{_plotly_gz_b64()}</script>"
+                     f"<script type='application/octet-stream' id='mc-figures'>{_gz_b64(_script_json(figs))}</script>"
                      f"<script>{_LOADER}</script>")
     parts.append("</body></html>")
     return "\n".join(parts)

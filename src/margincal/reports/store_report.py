@@ -80,8 +80,8 @@ def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
     return usecases.settings_of(pset)
 
 
-def _evidence_attr(version: int) -> str:
-    return f" data-evidence-version='{version}'"
+def _evidence_attr(version: int | None) -> str:
+    return "" if version is None else f" data-evidence-version='{version}'"
 
 
 # ------------------------------------------------------------------ 1. the version
