@@ -163,6 +163,8 @@ def _drive(page: Any, keys: dict[str, str], pid: str, rates: tuple[float, float]
     # the live stream delivered the approval as an event
     page.wait_for_selector("#events li:has-text('approve')", state="attached", timeout=15000)
     assert "v2" in page.inner_text("#status")
+    # the views follow the new live version (the user had not picked an older one)
+    page.wait_for_function("document.getElementById('view-version').value === '2'", timeout=15000)
     im_before, im_after = rates
     row = page.inner_text(f"#proposals tr[data-proposal='{pid}']")
     assert f"IM {100 * im_before:.2f}% -> {100 * im_after:.2f}%" in row, row

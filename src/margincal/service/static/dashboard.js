@@ -6,7 +6,7 @@
 const KEY_STORE = "margincal.apiKey";
 const state = {who: null, instrument: null, timeframe: null, instruments: [], lastEventId: null,
                streamAbort: null, refreshTimer: null, tab: "proposals", version: null, latest: null,
-               versions: [], loaded: {}, marginInstrument: null};
+               versions: [], loaded: {}, marginInstrument: null, versionPinned: false};
 const PLOT_CONFIG = {displaylogo: false, responsive: true};
 
 const $ = (id) => document.getElementById(id);
@@ -225,7 +225,8 @@ async function loadVersions() {
   const rows = await api("/api/parameter-sets");
   state.versions = rows;
   state.latest = rows.length ? rows[rows.length - 1].version : null;
-  if (state.version === null || !rows.some((r) => r.version === state.version)) state.version = state.latest;
+  // the views follow the live version unless the user picked an older one
+  if (!state.versionPinned || !rows.some((r) => r.version === state.version)) state.version = state.latest;
   $("view-version").replaceChildren(...rows.slice().reverse().map((r) => el("option", {value: r.version},
     `v${r.version}${r.version === state.latest ? " (live)" : ""}`)));
   if (state.version !== null) $("view-version").value = String(state.version);
@@ -719,6 +720,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const id of ["filter-instrument", "filter-status", "filter-kind"]) $(id).addEventListener("change", renderProposals);
   $("view-version").addEventListener("change", (e) => {
     state.version = Number(e.target.value);
+    state.versionPinned = state.version !== state.latest;
     loadTab(state.tab).catch((err) => setStatus(err.message, true));
   });
   $("margin-instrument").addEventListener("change", () => { delete state.loaded.margin; loadTab("margin"); });
