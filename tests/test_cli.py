@@ -82,7 +82,8 @@ def test_run_end_to_end(ran_store):
     assert 'src="http' not in html  # plotly.js is inlined: the report opens offline
     # 12 instruments' history + one backtest chart per instrument (IM and MM on the same chart)
     # + the bracket curve beside the venues for each perpetual
-    assert html.count("Plotly.newPlot") == 26 and "Backtest of the published IM and MM" in html
+    assert html.count("class='mc-fig'") == 26 and "Backtest of the published IM and MM" in html
+    assert html.count("id='mc-plotly'") == 1 and report.stat().st_size < 5_000_000  # plotly.js once, compressed
     assert "BTC-PERP: published brackets beside the venues" in html and "hyperliquid_btc" in html
     assert "Per-tier coverage of the published rule" in html and "MM breach" in html
     b = out["backtest"]["breaches"]

@@ -125,6 +125,9 @@ def _drive(page: Any, keys: dict[str, str], pid: str, rates: tuple[float, float]
     page.wait_for_selector("#who-role:has-text('risk_officer')", timeout=15000)
     assert page.evaluate("sessionStorage.getItem('margincal.apiKey')") == keys["risk_officer"]
 
+    # the proposals view comes first; the charts are on the instruments tab
+    assert page.get_attribute("#tabs button[data-tab='proposals']", "aria-selected") == "true"
+    page.click("#tabs button[data-tab='instruments']")
     # charts rendered by plotly.js (served from the plotly package): SVG line paths with data
     page.wait_for_selector("#chart.js-plotly-plot", timeout=30000)
     page.wait_for_function(
@@ -136,6 +139,7 @@ def _drive(page: Any, keys: dict[str, str], pid: str, rates: tuple[float, float]
     assert page.locator("#instruments tbody tr").count() == 2
 
     # approve the proposal written by alice; the new version appears
+    page.click("#tabs button[data-tab='proposals']")
     btn = page.locator(f"button[data-action='approve'][data-proposal='{pid}']")
     btn.wait_for(timeout=15000)
     assert btn.is_enabled()
@@ -153,16 +157,20 @@ def _drive(page: Any, keys: dict[str, str], pid: str, rates: tuple[float, float]
     page.fill("#decide-comment", "vol regime change confirmed")
     page.screenshot(path=str(ARTIFACTS / "dashboard-decide-dialog.png"))
     page.click("#decide-confirm")
-    page.wait_for_selector("#versions tr[data-version='2']", timeout=15000)
+    page.wait_for_selector("#versions tr[data-version='2']", state="attached", timeout=15000)
+    page.select_option("#filter-status", "approved")  # decided proposals leave the default (open) filter
     page.wait_for_selector(f"#proposals tr[data-proposal='{pid}'][data-status='approved']", timeout=15000)
     # the live stream delivered the approval as an event
-    page.wait_for_selector("#events li:has-text('approve')", timeout=15000)
+    page.wait_for_selector("#events li:has-text('approve')", state="attached", timeout=15000)
     assert "v2" in page.inner_text("#status")
+    # the views follow the new live version (the user had not picked an older one)
+    page.wait_for_function("document.getElementById('view-version').value === '2'", timeout=15000)
     im_before, im_after = rates
     row = page.inner_text(f"#proposals tr[data-proposal='{pid}']")
     assert f"IM {100 * im_before:.2f}% -> {100 * im_after:.2f}%" in row, row
 
     # a pre-trade what-if on the published rates (risk officers may run margin queries)
+    page.click("#tabs button[data-tab='instruments']")
     page.select_option("#whatif-method", "standalone")
     page.click("#whatif-submit")
     page.wait_for_selector("#whatif-result:has-text('IM before')", timeout=15000)

@@ -53,12 +53,14 @@ def backtest_published_data(data: object, settings: CalibrationSettings,
 
 def backtest_published(store: Any, settings: CalibrationSettings,
                        timeframe: str | Sequence[str] = "1d",
-                       targets: Sequence[tuple[str, str]] | None = None) -> BacktestResult:
+                       targets: Sequence[tuple[str, str]] | None = None,
+                       version: int | None = None) -> BacktestResult:
     """Out-of-sample backtest of the published IM and MM on every instrument of ``timeframe`` (one or several),
     or on the ``(instrument, timeframe)`` pairs of ``targets`` (what was calibrated).
 
-    Stores the result (kind ``"backtest"``) so that ``margincal report`` and the
-    service show it, and returns it.
+    Stores the result (kind ``"backtest"``, with ``version`` in its parameters when given: the parameter-set
+    version whose rule this backtests) so that ``margincal report`` and the service show it as that
+    version's evidence, and returns it.
     """
     from margincal.data.store import open_store, save_result
 
@@ -73,11 +75,13 @@ def backtest_published(store: Any, settings: CalibrationSettings,
         h = timeframe_hours(tf) if settings.rule == "v2" else None
         results.append(backtest_published_data(data, settings, horizon_hours=h))
     res = combine_results(results)
-    params = {"instruments": [d["instrument"] for d in res.instruments], "models": list(PUBLISHED_MODELS),
+    params: dict[str, Any] = {"instruments": [d["instrument"] for d in res.instruments], "models": list(PUBLISHED_MODELS),
               "policies": ["raw"], "levels": [settings.level], "rule": settings.rule,
               "horizons_hours": ([timeframe_hours(tf) for tf in tfs] if settings.rule == "v2"
                                  else [settings.horizon_hours]),
               "timeframes": tfs, "source": "margincal run"}
+    if version is not None:
+        params["version"] = int(version)
     with open_store(store) as con:
         save_result(con, res.run_id, "backtest", params, res.to_payload(include_series=True))
     return res

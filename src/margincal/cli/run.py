@@ -65,7 +65,7 @@ def run(
                                          funding=c.extra.get("funding"))
                 hist["breach"] = -np.expm1(-hist["ret"].abs()) > hist["mm_rate"]
                 figures.append(instrument_figure(f"{inst} ({tf} bars)", hist))
-        bt = backtest_published(path, settings, targets=targets)
+        bt = backtest_published(path, settings, targets=targets, version=version)
         tier_rows = [r for c in cals if "path" in c.extra
                      for r in backtest_curve(c.extra["bars"], c.extra["path"], c.instrument, c.timeframe,
                                              settings.level)]

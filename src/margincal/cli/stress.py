@@ -99,6 +99,8 @@ def stress(
         run_id = new_run_id()
         params = {"scenario": scenario, "book": str(book) if book else f"synthetic({accounts})",
                   "margin": policy_label, "resources": resources, "n_worst": n_worst, "fund": fund}
+        if policy_label == "published":  # the version whose rates were stressed (the report's evidence)
+            params["version"] = getattr(policy, "version", None)
         payload = {"summary": rows, "reverse": rev, "provenance": result.provenance,
                    "scenarios": [s.summary() for s in scenarios]}
         with open_store(store) as con:

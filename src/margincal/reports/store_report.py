@@ -1,49 +1,78 @@
-"""One self-contained HTML report of everything the store holds (``margincal report``).
+"""One self-contained HTML report of one parameter-set version and its evidence (``margincal report``).
 
-Sections, each present whether or not its results exist (a missing one says
-which command produces it):
+The report states ONE version (the latest, or ``version=``) and shows evidence of that version only:
+the backtest and stress runs of its published rule (:func:`margincal.reports.views.version_evidence`; where
+none exists the section says so and which command produces it), never whatever ran last. Sections:
 
-1. published margin parameters (latest version, with provenance);
-2. price, forecast volatility and IM/MM over time per instrument (causal,
-   :func:`margincal.margin.published.published_history` with the latest set's settings);
-3. parameter-set history and the latest version's changes;
-4. backtests, 5. stress tests, 6. liquidation cascades (latest stored result of
-   each kind: summary tables, and figures where the producing module has a figure function);
-7. adjustments: proposals and decisions, signals, the audit log with its hash-chain check.
+1. the version: provenance and its rates (percent, 2 decimals);
+2. the version timeline by date (author, source, changes) and this version's diff from its parent;
+3. price and the published IM/MM over time per instrument, with the breaches of the version's backtest marked;
+4. the backtest of the version (per instrument: breaches, Kupiec, zone);
+5. the bracket curve of the perpetuals beside the venue presets;
+6. implied-vol smiles and surface (SVI fits of the bundled Deribit snapshots);
+7. stress: scenario x instrument heatmap against the version's rates, and the stored stress run of the version;
+8. liquidation cascades (the latest stored run: cascades test margin policies, not a parameter version);
+9. proposals (pending first) and the audit-chain status.
 
-plotly.js is inlined once, so the file opens offline.
+plotly.js is embedded once (compressed) and the series are thinned and rounded, so the file stays under 5 MB
+and opens offline.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from margincal import usecases
 from margincal.config import CalibrationSettings
 from margincal.data import audit
-from margincal.data.store import latest_result
 from margincal.errors import MargincalError
 from margincal.margin import params as mparams
-from margincal.reports.html import Section, instrument_figure, table_html, write_report
+from margincal.reports import views
+from margincal.reports.html import Section, table_html, write_report
 
-RESULT_SECTIONS: tuple[tuple[str, str, str, str], ...] = (
-    # (kind, title, command that produces it, "module:function" returning figures from a payload)
-    ("backtest", "Backtests", "margincal backtest --store STORE", "margincal.backtest.figures:backtest_figures"),
-    ("stress", "Stress tests", "margincal stress --store STORE", "margincal.stress.figures:stress_figures"),
-    ("cascade", "Liquidation cascades", "margincal cascade --store STORE",
-     "margincal.stress.figures:cascade_figures"),
-)
+PRODUCE = {
+    "backtest": "margincal run (or margincal backtest --store STORE)",
+    "stress": "margincal stress --margin published --store STORE",
+    "cascade": "margincal cascade --store STORE",
+}
 
 
 def _note(text: str) -> str:
     return f"<p class='note'>{text}</p>"
+
+
+def _pct(v: Any, digits: int = 2) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if f != f else f"{100 * f:.{digits}f}%"
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return html.escape(str(v)) if v not in (None, "") else "-"
+    if f != f:
+        return "-"
+    return f"{f:,.0f}" if abs(f) >= 1000 or (f == int(f) and digits == 0) else f"{f:,.{digits}f}"
+
+
+def _p(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if f != f else ("<0.0001" if f < 1e-4 else f"{f:.4f}")
 
 
 def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
@@ -51,113 +80,269 @@ def settings_of(pset: mparams.ParameterSet | None) -> CalibrationSettings:
     return usecases.settings_of(pset)
 
 
-def _figure_fn(spec: str) -> Callable[..., Any] | None:
-    mod_name, _, fn = spec.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError:
-        return None
-    f = getattr(mod, fn, None)
-    return f if callable(f) else None
+def _evidence_attr(version: int | None) -> str:
+    return "" if version is None else f" data-evidence-version='{version}'"
 
 
-_FIRST = ("instrument", "scenario", "event", "search", "model", "policy", "level", "horizon_hours")
+# ------------------------------------------------------------------ 1. the version
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    """A scrollable table with the identifying columns first (stored payloads have sorted keys)."""
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    cols = [c for c in _FIRST if c in cols] + [c for c in cols if c not in _FIRST]
-    return f"<div style='overflow-x:auto'>{table_html(rows, cols)}</div>"
+def version_section(pset: mparams.ParameterSet) -> Section:
+    prov = pset.provenance
+    first = next(iter(pset.params.values()), None)
+    model = prov.get("model") or (first.details.get("model") if first else None) or "-"
+    level = prov.get("level") or (first.details.get("level") if first else None)
+    rule = prov.get("rule") or (first.details.get("rule") if first else None) or "flat"
+    meta = (f"<p class='meta' id='report-version' data-version='{pset.version}'>parameter set "
+            f"<b>version {pset.version}</b> &middot; created {str(pset.created_at)[:19]} UTC by "
+            f"{html.escape(str(pset.created_by))} &middot; source {html.escape(str(pset.source))} &middot; "
+            f"model {html.escape(str(model))} &middot; rule {html.escape(str(rule))} &middot; ES level "
+            f"{level if level is not None else '-'} &middot; run {html.escape(str(pset.run_id or '-'))}. "
+            "Every result below is evidence of this version unless it says otherwise.</p>")
+    rows = []
+    for name, p in sorted(pset.params.items()):
+        d = p.details
+        rows.append({"instrument": name, "IM rate": _pct(p.im_rate), "MM rate": _pct(p.mm_rate),
+                     "max leverage": f"{p.max_leverage:.2f}x", "last price": _num(d.get("last_price")),
+                     "bars": d.get("timeframe", "-"), "model": d.get("model", "-"),
+                     "brackets": len(d.get("tiers") or []) or "-",
+                     "data window": f"{str(d.get('window_start', ''))[:10]} .. {str(d.get('window_end', ''))[:10]}"})
+    return Section(f"Parameter set version {pset.version}", meta + table_html(rows))
 
 
-def _rows_of(obj: Any) -> list[dict[str, Any]] | None:
-    if isinstance(obj, list) and obj and all(isinstance(r, Mapping) for r in obj):
-        return [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in obj]
-    if isinstance(obj, Mapping) and obj and all(not isinstance(v, (list, dict)) for v in obj.values()):
-        return [dict(obj)]
-    return None
+# ------------------------------------------------------------------ 2. timeline and diff
 
 
-def parameters_section(con: duckdb.DuckDBPyConnection) -> tuple[Section, mparams.ParameterSet | None]:
-    if mparams.latest_version(con) is None:
-        return Section("Published margin parameters", _note(
-            "No parameter set is published yet: run <code>margincal run</code> (bundled data) or "
-            "<code>margincal calibrate</code>.")), None
-    p = mparams.load(con)
-    prov = p.provenance
-    meta = (f"<p class='meta'>version {p.version} &middot; created {html.escape(str(p.created_at))} by "
-            f"{html.escape(str(p.created_by))} &middot; source {html.escape(str(p.source))} &middot; "
-            f"model {html.escape(str(prov.get('model', '-')))} &middot; ES level {prov.get('level', '-')} &middot; "
-            f"horizon {prov.get('horizon_hours', '-')} h &middot; MM = {prov.get('mm_fraction', '-')} x IM</p>")
-    return Section("Published margin parameters", meta + _table(p.rows())), p
+def timeline_section(con: duckdb.DuckDBPyConnection, pset: mparams.ParameterSet) -> Section:
+    tl = views.timeline(con)
+    fig = go.Figure(go.Scatter(
+        x=[t["created_at"] for t in tl], y=[t["version"] for t in tl], mode="markers+lines",
+        line={"shape": "hv", "width": 1},
+        marker={"size": [12 if t["version"] == pset.version else 7 for t in tl],
+                "color": ["#d62728" if t["version"] == pset.version else "#1f77b4" for t in tl]},
+        text=[f"v{t['version']} by {t['created_by']} ({t['source']}): +{t['added']} -{t['removed']} "
+              f"~{t['changed']}" for t in tl], hoverinfo="text+x"))
+    fig.update_layout(title="Parameter-set versions by date", height=300, xaxis={"type": "date", "title": "UTC"},
+                      yaxis={"title": "version"}, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    rows = [{"version": f"v{t['version']}", "created (UTC)": t["created_at"][:19].replace("T", " "),
+             "by": t["created_by"], "source": t["source"], "instruments": t["instruments"], "added": t["added"],
+             "removed": t["removed"], "changed": t["changed"], "note": t["note"]} for t in tl[::-1][:30]]
+    body = table_html(rows) + ("" if len(tl) <= 30 else f"<p class='meta'>latest 30 of {len(tl)} versions</p>")
+    if pset.parent_version is not None:
+        d = mparams.diff(mparams.load(con, pset.parent_version), pset)
+        drows = [{"instrument": c.get("instrument"), "change": c.get("change"), "IM before": _pct(c.get("im_before")),
+                  "IM after": _pct(c.get("im_after")), "MM before": _pct(c.get("mm_before")),
+                  "MM after": _pct(c.get("mm_after"))} for c in d]
+        body += (f"<h3>Changes in version {pset.version} from version {pset.parent_version}</h3>"
+                 + (table_html(drows) if drows else "<p class='meta'>no changes</p>"))
+    return Section("Version timeline", body, [fig])
 
 
-def history_figures(con: duckdb.DuckDBPyConnection, pset: mparams.ParameterSet | None,
+# ------------------------------------------------------------------ 3-4. margin history and backtest
+
+
+def _margin_figure(v: Mapping[str, Any]) -> go.Figure:
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.55],
+                        subplot_titles=("price", "published margin rate (fraction of notional)"))
+    fig.add_trace(go.Scatter(x=v["ts"], y=v["close"], name="close", mode="lines", line={"width": 1}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=v["ts"], y=v["im_rate"], name="IM rate", mode="lines", line={"width": 1}),
+                  row=2, col=1)
+    fig.add_trace(go.Scatter(x=v["ts"], y=v["mm_rate"], name="MM rate", mode="lines",
+                             line={"width": 1, "dash": "dot"}), row=2, col=1)
+    br = v["breaches"]
+    for key, label, color in (("im", "IM breach", "#d62728"), ("mm", "MM breach", "#ff7f0e")):
+        pts = br.get(key) or []
+        if pts:
+            fig.add_trace(go.Scatter(x=[b["ts"] for b in pts], y=[b["margin"] for b in pts], mode="markers",
+                                     name=f"{label} ({br.get(f'{key}_count', len(pts)):,})",
+                                     marker={"color": color, "size": 5, "symbol": "x"}), row=2, col=1)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(title=f"{v['instrument']} ({v['timeframe']} bars)", height=460,
+                      margin={"l": 50, "r": 20, "t": 60, "b": 30}, legend={"orientation": "h"})
+    return fig
+
+
+def history_section(con: duckdb.DuckDBPyConnection, pset: mparams.ParameterSet, backtest: Mapping[str, Any] | None,
                     on_step: Callable[[str], None] | None = None) -> Section:
     title = "Price, forecast volatility and margin over time"
-    if pset is None:
-        return Section(title, _note("No published instruments to chart yet."))
     figs, skipped = [], []
     for inst in pset.instruments():
         if on_step:
             on_step(inst)
         try:
-            h = usecases.margin_history(con, inst, pset=pset)
+            v = views.margin_view(con, inst, pset, backtest, max_points=700)
         except KeyError:  # no stored bars
             skipped.append(inst)
             continue
-        if h.too_short:
+        if v["too_short"]:
             skipped.append(inst)
             continue
-        figs.append(instrument_figure(f"{inst} ({h.timeframe} bars)", h.path))
-    text = _note("Causal history: each bar uses only data before it (the published rule - ES, liquidity "
-                 "add-on, rounding, MM - on the data available then), with the settings of "
-                 f"version {pset.version}.")
+        figs.append(_margin_figure(v))
+    bt = (f"breaches marked from backtest run {html.escape(str(backtest['run_id']))} "
+          f"({html.escape(backtest['attribution'])}); hourly breaches are shown one marker per day"
+          if backtest else f"no backtest of version {pset.version} is stored, so no breaches are marked "
+          f"(produce one with <code>{PRODUCE['backtest']}</code>)")
+    text = (f"<p class='note'{_evidence_attr(pset.version)}>Causal history: each bar uses only data before it "
+            f"(the published rule on the data available then) with the settings of version {pset.version}; "
+            f"{bt}.</p>")
     if skipped:
         text += f"<p class='meta'>no chart (no or too few stored bars): {html.escape(', '.join(skipped))}</p>"
     return Section(title, text, figs)
 
 
-def versions_section(con: duckdb.DuckDBPyConnection) -> Section:
-    hist = mparams.history(con)
-    if hist.empty:
-        return Section("Parameter-set history", _note("No versions yet."))
-    rows = [{**r, "created_at": str(r["created_at"])[:19]} for r in hist.to_dict("records")]
-    body = table_html(rows, ["version", "created_at", "created_by", "source", "parent_version", "note"])
-    latest = mparams.load(con)
-    if latest.parent_version is not None:
-        d = mparams.diff(mparams.load(con, latest.parent_version), latest)
-        body += f"<h3>Changes in version {latest.version} from {latest.parent_version}</h3>" + table_html(d)
-    return Section("Parameter-set history", body)
+def backtest_section(pset: mparams.ParameterSet, backtest: Mapping[str, Any] | None) -> Section:
+    title = "Backtests"
+    if backtest is None:
+        return Section(title, _note(f"No backtest of version {pset.version} is stored. Produce one with "
+                                    f"<code>{html.escape(PRODUCE['backtest'])}</code>, then run "
+                                    "<code>margincal report</code> again."))
+    payload = backtest["payload"] if isinstance(backtest["payload"], Mapping) else {}
+    rows = [{"instrument": r.get("instrument"), "rate": "IM" if r.get("model") == "published" else
+             ("MM" if r.get("model") == "published-mm" else r.get("model")),
+             "bars": f"{r.get('horizon_hours', 0):g} h", "from": str(r.get("start", ""))[:10],
+             "to": str(r.get("end", ""))[:10], "obs": _num(r.get("n_obs"), 0), "breaches": _num(r.get("breaches"), 0),
+             "breach rate": _pct(r.get("breach_rate")), "expected": _pct(r.get("expected_rate")),
+             "Kupiec p": _p(r.get("kupiec_p")), "Christoffersen p": _p(r.get("christoffersen_p")),
+             "zone": r.get("zone", "-"), "avg margin": _pct(r.get("avg_margin"))}
+            for r in payload.get("rows") or [] if isinstance(r, Mapping)]
+    meta = (f"<p class='meta'{_evidence_attr(pset.version)}>run {html.escape(str(backtest['run_id']))} &middot; "
+            f"stored {backtest['created_at'][:19].replace('T', ' ')} UTC &middot; "
+            f"{html.escape(backtest['attribution'])}</p>")
+    return Section(title, meta + (table_html(rows[:200]) if rows else "<p class='meta'>no rows</p>"))
 
 
-def result_section(con: duckdb.DuckDBPyConnection, kind: str, title: str, command: str, fig_spec: str) -> Section:
-    r = latest_result(con, kind)
-    if r is None:
-        return Section(title, _note(f"No {kind} result in the store. Produce one with <code>{html.escape(command)}"
-                                    "</code>, then run <code>margincal report</code> again."))
-    payload = r["payload"]
-    parts = [f"<p class='meta'>run {html.escape(str(r['run_id']))} &middot; stored {str(r['created_at'])[:19]} UTC"
-             f" &middot; parameters {html.escape(str(r['params']))[:600]}</p>"]
-    if isinstance(payload, Mapping):
-        for key in ("summary", "rows", "crash", "scenarios", "accounts", "results"):
-            rows = _rows_of(payload.get(key))
-            if rows:
-                more = f" (first 200 of {len(rows)})" if len(rows) > 200 else ""
-                parts.append(f"<h3>{html.escape(key)}{more}</h3>" + _table(rows[:200]))
-    else:
-        rows = _rows_of(payload)
-        if rows:
-            parts.append(_table(rows[:200]))
-    figs: list[Any] = []
-    fn = _figure_fn(fig_spec)
-    if fn is not None:
+# ------------------------------------------------------------------ 5. brackets vs venues
+
+
+def brackets_section(pset: mparams.ParameterSet) -> Section:
+    title = "Bracket curve beside the venues"
+    figs = []
+    for inst in views.bracket_instruments(pset)[:4]:
         try:
-            figs = list(fn(payload))
-        except (MargincalError, KeyError, TypeError, ValueError) as exc:
-            parts.append(f"<p class='meta'>figures unavailable: {html.escape(str(exc))}</p>")
-    return Section(title, "".join(parts), figs)
+            b = views.bracket_view(pset, inst)
+        except (MargincalError, KeyError, ValueError):
+            continue
+        fig = go.Figure()
+        fig.add_trace(go.Scatter(x=b["notional"], y=b["im_rate"], name="published IM (brackets)", mode="lines",
+                                 line={"width": 2}))
+        fig.add_trace(go.Scatter(x=b["notional"], y=b["mm_rate"], name="published MM (brackets)", mode="lines",
+                                 line={"width": 2, "dash": "dot"}))
+        if b["curve"]:
+            fig.add_trace(go.Scatter(x=[c["notional"] for c in b["curve"]], y=[c["im_rate"] for c in b["curve"]],
+                                     name="calibrated curve (IM)", mode="markers", marker={"size": 7}))
+        for k, ys in b["venues"].items():
+            fig.add_trace(go.Scatter(x=b["notional"], y=ys, name=f"{k} IM", mode="lines", line={"width": 1}))
+        fig.update_layout(title=f"{inst}: initial margin rate vs position size (version {pset.version})",
+                          height=420, xaxis={"type": "log", "title": "notional (USD)"},
+                          yaxis={"type": "log", "title": "IM / notional", "tickformat": ".1%"},
+                          legend={"orientation": "h"}, margin={"l": 60, "r": 20, "t": 50, "b": 40})
+        figs.append(fig)
+    if not figs:
+        return Section(title, _note(f"Version {pset.version} has no bracket schedules."))
+    return Section(title, "<p class='meta'>Effective rates IM(N)/N and MM(N)/N of the published brackets "
+                          "(details['tiers']), the calibrated curve points (details['curve']) and the venue presets "
+                          "(margincal.margin.presets) at the same price.</p>", figs)
+
+
+# ------------------------------------------------------------------ 6. smiles
+
+
+def smiles_section() -> Section:
+    title = "Implied-volatility smiles and surface"
+    figs = []
+    for name in ("deribit_btc_options_snapshot_2024-05.csv", "deribit_eth_options_snapshot_2024-05.csv"):
+        try:
+            s = views.smile_view(name)
+        except (MargincalError, KeyError, ValueError) as exc:
+            return Section(title, _note(f"smiles unavailable: {html.escape(str(exc))}"))
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], subplot_titles=(
+            "smiles: quotes (dots) and SVI fits (lines)", "SVI surface: implied vol by k and T"))
+        for i, sl in enumerate(s["slices"]):
+            color = f"hsl({int(300 * i / max(len(s['slices']) - 1, 1))},65%,45%)"
+            label = sl["expiry"] or f"T={sl['T']:.3f}"
+            fig.add_trace(go.Scatter(x=sl["k"], y=sl["iv"], mode="markers", marker={"size": 4, "color": color},
+                                     name=label, legendgroup=label, showlegend=False), row=1, col=1)
+            fig.add_trace(go.Scatter(x=sl["k_fit"], y=sl["iv_fit"], mode="lines", line={"width": 1, "color": color},
+                                     name=label, legendgroup=label), row=1, col=1)
+        sf = s["surface"]
+        fig.add_trace(go.Heatmap(x=sf["k"], y=[f"{t:.3f}" for t in sf["T"]], z=sf["iv"], colorscale="Viridis",
+                                 colorbar={"title": {"text": "iv"}, "x": 1.0, "tickformat": ".0%"}, showscale=True),
+                      row=1, col=2)
+        fig.update_xaxes(title_text="k = ln(K/F)", row=1, col=1)
+        fig.update_xaxes(title_text="k = ln(K/F)", row=1, col=2)
+        fig.update_yaxes(title_text="implied vol", tickformat=".0%", row=1, col=1)
+        fig.update_yaxes(title_text="T (years)", type="category", row=1, col=2)
+        fig.update_layout(title=f"{name} (SVI, RMSE {100 * (s['rmse_iv'] or 0):.2f} vol points)", height=480,
+                          margin={"l": 60, "r": 40, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.2})
+        figs.append(fig)
+    return Section(title, "<p class='meta'>Bundled Deribit option snapshots (margincal.datasets), raw SVI per "
+                          "expiry (margincal.vol.surface.SVISurface).</p>", figs)
+
+
+# ------------------------------------------------------------------ 7. stress
+
+
+def stress_section(pset: mparams.ParameterSet, stress: Mapping[str, Any] | None) -> Section:
+    title = "Stress tests"
+    v = views.stress_view(pset, stress)
+    fig = go.Figure(go.Heatmap(x=v["instruments"], y=v["scenarios"], z=v["z"], colorscale="RdYlGn_r", zmin=0,
+                               zmax=max(2.0, min(10.0, max((max((c or 0) for c in r) for r in v["z"]), default=2))),
+                               colorbar={"title": "loss / IM"}, hovertemplate="%{y} / %{x}: %{z:.2f} x IM"
+                               "<extra></extra>"))
+    fig.update_layout(title=f"Scenario loss as a multiple of the IM rate of version {pset.version}",
+                      height=max(360, 22 * len(v["scenarios"]) + 140), xaxis={"type": "category"},
+                      yaxis={"type": "category", "autorange": "reversed"}, margin={"l": 230, "r": 20, "t": 50, "b": 80})
+    body = (f"<p class='meta'{_evidence_attr(pset.version)}>Scenario library (historical and hypothetical spot "
+            "moves; the most adverse leg per underlying) against the rates of version "
+            f"{pset.version}: the loss of the losing side as a fraction of notional over the IM rate (above 1: the "
+            "scenario costs more than the IM).</p>")
+    if stress is None:
+        body += _note(f"No stored book stress of version {pset.version}. Produce one with "
+                      f"<code>{html.escape(PRODUCE['stress'])}</code>.")
+    else:
+        rows = [{"scenario": r.get("scenario"), "total loss": _num(r.get("total_loss"), 0),
+                 "accounts short": _num(r.get("accounts_short"), 0), "shortfall": _num(r.get("total_shortfall"), 0),
+                 "Cover-1": _num(r.get("cover1"), 0), "Cover-2": _num(r.get("cover2"), 0)}
+                for r in (stress.get("payload") or {}).get("summary") or [] if isinstance(r, Mapping)]
+        body += (f"<h3>Book stress run {html.escape(str(stress['run_id']))} ({html.escape(stress['attribution'])},"
+                 f" stored {stress['created_at'][:19].replace('T', ' ')} UTC; USDT)</h3>" + table_html(rows[:200]))
+    return Section(title, body, [fig])
+
+
+# ------------------------------------------------------------------ 8. cascades
+
+
+def cascade_section(con: duckdb.DuckDBPyConnection) -> Section:
+    title = "Liquidation cascades"
+    c = views.cascade_view(con)
+    if c is None:
+        return Section(title, _note("No cascade result in the store. Produce one with "
+                                    f"<code>{html.escape(PRODUCE['cascade'])}</code>, then run "
+                                    "<code>margincal report</code> again."))
+    rows = c["rows"]
+    figs = []
+    for metric, label in (("bad_debt", "Bad debt"), ("liquidated_notional", "Liquidated notional")):
+        if not any(metric in r for r in rows):
+            continue
+        fig = go.Figure()
+        for pol in c["policies"]:
+            ys = [next((r.get(metric) for r in rows if str(r.get("event")) == ev and str(r.get("policy")) == pol),
+                       None) for ev in c["events"]]
+            fig.add_trace(go.Bar(name=pol, x=[e if e != "mc" else "Monte Carlo (mean)" for e in c["events"]], y=ys))
+        fig.update_layout(barmode="group", title=f"{label} per event and margin policy (USDT)", height=380,
+                          xaxis={"type": "category"}, margin={"l": 60, "r": 20, "t": 50, "b": 40})
+        figs.append(fig)
+    keep = ("event", "policy", "mean_im", "rounds", "liquidations", "liquidated_notional", "min_price", "bad_debt",
+            "fund_paid", "adl_volume")
+    trows = [{k: (_num(r.get(k)) if isinstance(r.get(k), (int, float)) else r.get(k, "-")) for k in keep if k in r}
+             for r in rows]
+    meta = (f"<p class='meta'>run {html.escape(str(c['run_id']))} &middot; stored {c['created_at'][:19]} UTC. "
+            "Cascades compare margin policies on replayed and simulated crashes; they are not a run of a parameter "
+            "version.</p>")
+    return Section(title, meta + table_html(trows[:100]), figs)
+
+
+# ------------------------------------------------------------------ 9. proposals and audit
 
 
 def adjustments_section(con: duckdb.DuckDBPyConnection) -> Section:
@@ -168,44 +353,66 @@ def adjustments_section(con: duckdb.DuckDBPyConnection) -> Section:
         props = [p.row() for p in list_proposals(con)]
     except ImportError:  # pragma: no cover - every build ships the approval module
         props = []
-    parts.append("<h3>Proposals</h3>" + (table_html(props[::-1][:200]) if props else _note(
-        "No proposals. The monitor (<code>margincal monitor</code>) proposes changes that need a risk officer; "
-        "decide them with <code>margincal proposals</code> or the dashboard.")))
-    has_signals = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'signals'").fetchone()[0]  # type: ignore[index]
-    if has_signals:
-        sig = con.execute("SELECT * FROM signals ORDER BY ts DESC LIMIT 100").df()
-        parts.append("<h3>Latest signals</h3>" + table_html(
-            [{k: (str(v) if not isinstance(v, (int, float)) else v) for k, v in r.items()}
-             for r in sig.to_dict("records")]))
-    chain = audit.verify_chain(con)
-    log = audit.entries(con, 50)
+    order = {"pending": 0, "stale": 1, "superseded": 2}
+    props = sorted(props[::-1], key=lambda r: order.get(str(r.get("status")), 3))
+    n_pending = sum(1 for r in props if r.get("status") == "pending")
+    parts.append(f"<h3>Proposals ({n_pending} pending, {len(props)} in all; pending first)</h3>" + (
+        table_html(props[:200]) if props else _note(
+            "No proposals. The monitor (<code>margincal monitor</code>) proposes changes that need a risk officer; "
+            "decide them with <code>margincal proposals</code> or the dashboard.")))
+    a = views.audit_view(con)
+    status = "intact" if a["ok"] else f"BROKEN at entry {a['first_bad_seq']}"
+    parts.append(f"<h3>Audit chain</h3><p class='meta' id='audit-status' data-ok='{str(a['ok']).lower()}'>"
+                 f"hash chain: {status} ({html.escape(a['reason'])}) &middot; {a['entries']:,} entries &middot; last "
+                 f"entry {a['last_seq'] or '-'} at {str(a['last_ts'] or '-')[:19]} by "
+                 f"{html.escape(str(a['last_actor'] or '-'))} ({html.escape(str(a['last_action'] or '-'))}) &middot; "
+                 f"last hash <code>{html.escape(str(a['last_hash'] or '-'))}</code></p>")
+    log = audit.entries(con, 30)
     rows = [{"seq": int(r["seq"]), "ts": str(r["ts"])[:19], "actor": r["actor"], "action": r["action"],
              "subject": r["subject"] or ""} for r in log.to_dict("records")]
-    parts.append(f"<h3>Audit log (latest 50 of {chain.entries})</h3><p class='meta'>hash chain: "
-                 f"{'intact' if chain.ok else 'BROKEN at entry ' + str(chain.first_bad_seq)} ({html.escape(chain.reason)})"
-                 "</p>" + table_html(rows))
+    parts.append(table_html(rows))
     return Section("Adjustments and audit", "".join(parts))
 
 
-def build_sections(con: duckdb.DuckDBPyConnection, *, charts: bool = True,
+# ------------------------------------------------------------------ assembly
+
+
+def report_version(con: duckdb.DuckDBPyConnection, version: int | None = None) -> int | None:
+    """The version a report states: ``version`` (checked) or the latest; None when nothing is published."""
+    latest = mparams.latest_version(con)
+    if version is None:
+        return latest
+    if latest is None or not con.execute("SELECT count(*) FROM parameter_sets WHERE version = ?",
+                                         [version]).fetchone()[0]:  # type: ignore[index]
+        raise MargincalError(f"parameter-set version {version} does not exist (latest is {latest or 'none'})")
+    return version
+
+
+def build_sections(con: duckdb.DuckDBPyConnection, *, charts: bool = True, version: int | None = None,
                    on_step: Callable[[str], None] | None = None) -> list[Section]:
-    """Every report section from the store (see the module doc)."""
-    params, pset = parameters_section(con)
-    sections = [params]
+    """Every report section of ``version`` (default: the latest) from the store (see the module doc)."""
+    v = report_version(con, version)
+    if v is None:
+        return [Section("Published margin parameters", _note(
+            "No parameter set is published yet: run <code>margincal run</code> (bundled data) or "
+            "<code>margincal calibrate</code>.")), cascade_section(con), adjustments_section(con)]
+    pset = mparams.load(con, v)
+    ev = views.version_evidence(con, v)
+    sections = [version_section(pset), timeline_section(con, pset)]
     if charts:
-        sections.append(history_figures(con, pset, on_step))
-    sections.append(versions_section(con))
-    for kind, title, command, fig in RESULT_SECTIONS:
-        sections.append(result_section(con, kind, title, command, fig))
-    sections.append(adjustments_section(con))
+        sections.append(history_section(con, pset, ev["backtest"], on_step))
+    sections.append(backtest_section(pset, ev["backtest"]))
+    if charts:
+        sections += [brackets_section(pset), smiles_section()]
+    sections += [stress_section(pset, ev["stress"]), cascade_section(con), adjustments_section(con)]
     return sections
 
 
 def write_store_report(con: duckdb.DuckDBPyConnection, out: str | Path, *, store_name: str = "store",
-                       charts: bool = True, on_step: Callable[[str], None] | None = None) -> Path:
+                       charts: bool = True, version: int | None = None,
+                       on_step: Callable[[str], None] | None = None) -> Path:
     """Write the report of the store behind ``con`` to ``out`` (one HTML file, opens offline)."""
-    sections = build_sections(con, charts=charts, on_step=on_step)
+    sections = build_sections(con, charts=charts, version=version, on_step=on_step)
     meta = f"store {html.escape(store_name)} &middot; generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC"
     return write_report(out, "margincal: margin report", sections, meta)
 
@@ -214,3 +421,6 @@ def section_status(sections: Sequence[Section]) -> list[dict[str, Any]]:
     """Which sections hold results (not just a note saying how to produce them) and how many figures."""
     return [{"section": s.title, "figures": len(s.figures),
              "has_results": bool(s.figures) or not s.html.startswith("<p class='note'>")} for s in sections]
+
+
+__all__ = ["PRODUCE", "build_sections", "report_version", "section_status", "write_store_report"]

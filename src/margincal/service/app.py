@@ -44,6 +44,7 @@ from margincal.service.routers import (
     proposals,
     results,
     signals,
+    views,
 )
 
 log = logging.getLogger("margincal.service")
@@ -270,7 +271,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.add_middleware(AuthFirstMiddleware)  # inner: runs after the request id and size limit are set
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_handlers(app)
-    for r in (health, instruments, parameters, margin, signals, proposals, results, admin):
+    for r in (health, instruments, parameters, margin, signals, proposals, results, views, admin):
         _annotate_permissions(r.router.routes)
         app.include_router(r.router)
 

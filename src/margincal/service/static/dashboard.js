@@ -5,7 +5,9 @@
 
 const KEY_STORE = "margincal.apiKey";
 const state = {who: null, instrument: null, timeframe: null, instruments: [], lastEventId: null,
-               streamAbort: null, refreshTimer: null};
+               streamAbort: null, refreshTimer: null, tab: "proposals", version: null, latest: null,
+               versions: [], loaded: {}, marginInstrument: null, versionPinned: false};
+const PLOT_CONFIG = {displaylogo: false, responsive: true};
 
 const $ = (id) => document.getElementById(id);
 const pct = (v) => (v === null || v === undefined ? "-" : (100 * v).toFixed(2) + "%");
@@ -85,8 +87,42 @@ function signOut(message) {
 // ---------------------------------------------------------------- data loading
 
 async function refreshAll() {
-  await Promise.all([loadInstruments(), loadVersions(), loadProposals()]);
-  if (state.instrument) await loadChart();
+  await Promise.all([loadInstruments(), loadVersions(), loadProposals(), loadAuditBadge()]);
+  state.loaded = {};  // the store changed: views reload when shown
+  await loadTab(state.tab);
+}
+
+// ---------------------------------------------------------------- tabs: one view at a time, proposals first
+
+function showTab(name) {
+  state.tab = name;
+  for (const b of document.querySelectorAll("#tabs button[role=tab]")) {
+    b.setAttribute("aria-selected", String(b.dataset.tab === name));
+  }
+  for (const p of document.querySelectorAll(".tab-panel")) p.hidden = p.dataset.tab !== name;
+  loadTab(name).then(() => {
+    for (const d of document.querySelectorAll(`.tab-panel[data-tab='${name}'] .js-plotly-plot`)) Plotly.Plots.resize(d);
+  }).catch((e) => setStatus(e.message, true));
+}
+
+const TAB_LOADERS = {
+  versions: () => loadTimeline(), margin: () => loadMarginView(), brackets: () => loadBrackets(),
+  smiles: () => loadSmiles(), stress: () => loadStress(), cascade: () => loadCascade(), audit: () => loadAudit(),
+  instruments: () => (state.instrument ? loadChart() : null),
+};
+
+async function loadTab(name) {
+  const fn = TAB_LOADERS[name];
+  if (!fn) return;
+  const key = `${name}@${state.version}`;
+  if (state.loaded[name] === key) return;
+  state.loaded[name] = key;
+  try {
+    await fn();
+  } catch (e) {
+    delete state.loaded[name];
+    throw e;
+  }
 }
 
 async function loadInstruments() {
@@ -107,6 +143,14 @@ async function loadInstruments() {
   const priced = rows.filter((r) => r.im_rate !== null);
   sel.replaceChildren(...withBars.map((r) => el("option", {value: r.instrument}, r.instrument)));
   $("whatif-instruments").replaceChildren(...priced.map((r) => el("option", {value: r.instrument})));
+  const msel = $("margin-instrument");
+  msel.replaceChildren(...withBars.filter((r) => r.im_rate !== null).map((r) => el("option", {value: r.instrument},
+    r.instrument)));
+  if (!state.marginInstrument && msel.options.length) {
+    const perp = [...msel.options].find((o) => o.value.includes("BTC"));
+    state.marginInstrument = (perp || msel.options[0]).value;
+  }
+  if (state.marginInstrument) msel.value = state.marginInstrument;
   if (!$("whatif-instrument").value && priced.length) $("whatif-instrument").value = priced[0].instrument;
   if (!state.instrument && withBars.length) {
     const first = withBars.find((r) => r.im_rate !== null) || withBars[0];
@@ -179,21 +223,51 @@ async function loadChart() {
 
 async function loadVersions() {
   const rows = await api("/api/parameter-sets");
+  state.versions = rows;
+  state.latest = rows.length ? rows[rows.length - 1].version : null;
+  // the views follow the live version unless the user picked an older one
+  if (!state.versionPinned || !rows.some((r) => r.version === state.version)) state.version = state.latest;
+  $("view-version").replaceChildren(...rows.slice().reverse().map((r) => el("option", {value: r.version},
+    `v${r.version}${r.version === state.latest ? " (live)" : ""}`)));
+  if (state.version !== null) $("view-version").value = String(state.version);
   const body = $("versions").tBodies[0];
   body.replaceChildren(...rows.slice().reverse().map((r) => el("tr", {"data-version": r.version},
     el("td", {}, "v" + r.version), el("td", {class: "text"}, (r.created_at || "").slice(0, 19).replace("T", " ")),
     el("td", {class: "text"}, r.created_by), el("td", {class: "text"}, r.source), el("td", {}, r.instruments),
-    el("td", {class: "text"}, r.note || ""))));
+    el("td", {class: "text"}, r.note || "", " ", el("button", {class: "link", "data-diff": r.version,
+      onclick: () => loadDiff(r.version)}, "diff")))));
+  if (rows.length) await loadDiff(rows[rows.length - 1].version);
+}
+
+async function loadDiff(version) {
   const dbody = $("diff").tBodies[0];
+  const d = await api(`/api/parameter-sets/${version}/diff`);
+  $("diff-title").textContent = d.against ? `Changes in v${version} from v${d.against}` : `Contents of v${version}`;
+  $("diff-title").dataset.version = version;
   dbody.replaceChildren();
-  if (rows.length) {
-    const d = await api(`/api/parameter-sets/${rows[rows.length - 1].version}/diff`);
-    for (const c of d.changes.slice(0, 50)) {
-      dbody.append(el("tr", {}, el("td", {}, c.instrument), el("td", {class: "text"}, c.change),
-        el("td", {}, pct(c.im_before)), el("td", {}, pct(c.im_after)), el("td", {}, pct(c.mm_before)),
-        el("td", {}, pct(c.mm_after))));
-    }
-    if (!d.changes.length) dbody.append(el("tr", {}, el("td", {colspan: 6, class: "text"}, "no changes")));
+  for (const c of d.changes.slice(0, 50)) {
+    dbody.append(el("tr", {}, el("td", {}, c.instrument), el("td", {class: "text"}, c.change),
+      el("td", {}, pct(c.im_before)), el("td", {}, pct(c.im_after)), el("td", {}, pct(c.mm_before)),
+      el("td", {}, pct(c.mm_after))));
+  }
+  if (!d.changes.length) dbody.append(el("tr", {}, el("td", {colspan: 6, class: "text"}, "no changes")));
+}
+
+async function loadTimeline() {
+  const tl = await api("/api/views/timeline");
+  const sel = (t) => t.version === state.version;
+  await Plotly.react("timeline-chart", [{
+    x: tl.map((t) => t.created_at), y: tl.map((t) => t.version), type: "scatter", mode: "lines+markers",
+    line: {shape: "hv", width: 1}, marker: {size: tl.map((t) => (sel(t) ? 12 : 7)),
+      color: tl.map((t) => (sel(t) ? "#d62728" : "#1f77b4"))},
+    text: tl.map((t) => `v${t.version} by ${t.created_by} (${t.source}): +${t.added} -${t.removed} ~${t.changed}`),
+    hoverinfo: "text+x", name: "versions"}],
+  {height: 240, margin: {l: 50, r: 20, t: 10, b: 40}, xaxis: {type: "date", title: {text: "UTC"}},
+   yaxis: {title: {text: "version"}}, showlegend: false}, PLOT_CONFIG);
+  const div = $("timeline-chart");
+  if (!div.dataset.wired) {
+    div.dataset.wired = "1";
+    div.on("plotly_click", (ev) => { if (ev.points && ev.points.length) loadDiff(ev.points[0].y); });
   }
 }
 
@@ -206,14 +280,50 @@ function changesText(p) {
       `${pct(c.mm_rate)}` : "")).join("; ");
 }
 
+// A proposal's kind: "remove" when it drops an instrument, else the direction of its IM changes (raise, cut,
+// mixed); "replay" is a flag (written by a replay) that the kind filter can also select.
+function proposalKind(p) {
+  const ch = p.changes || [];
+  if (ch.some((c) => c.im_after === null || c.im_after === undefined)) return "remove";
+  const up = ch.some((c) => c.im_before !== null && c.im_before !== undefined && c.im_after > c.im_before);
+  const down = ch.some((c) => c.im_before !== null && c.im_before !== undefined && c.im_after < c.im_before);
+  return up && down ? "mixed" : (down ? "cut" : "raise");
+}
+
+const STATUS_ORDER = {pending: 0, stale: 1, superseded: 2};
+
 async function loadProposals() {
-  const rows = await api("/api/proposals");
+  const all = await api("/api/proposals");
+  state.allProposals = all;
+  const insts = [...new Set(all.flatMap((p) => (p.changes || []).map((c) => c.instrument)))].sort();
+  const fi = $("filter-instrument");
+  const keep = fi.value;
+  fi.replaceChildren(el("option", {value: ""}, "all"), ...insts.map((i) => el("option", {value: i}, i)));
+  fi.value = insts.includes(keep) ? keep : "";
+  const pending = all.filter((p) => p.status === "pending").length;
+  $("pending-count").textContent = String(pending);
+  renderProposals();
+}
+
+function renderProposals() {
+  const all = state.allProposals || [];
+  const fInst = $("filter-instrument").value, fStatus = $("filter-status").value, fKind = $("filter-kind").value;
+  const rows = all.filter((p) => {
+    if (fInst && !(p.changes || []).some((c) => c.instrument === fInst)) return false;
+    if (fStatus === "open" && !(p.status in STATUS_ORDER)) return false;
+    if (fStatus && fStatus !== "open" && p.status !== fStatus) return false;
+    if (fKind === "replay") return Boolean((p.evidence || {}).replay);
+    if (fKind && proposalKind(p) !== fKind) return false;
+    return true;
+  }).sort((a, b) => ((STATUS_ORDER[a.status] ?? 9) - (STATUS_ORDER[b.status] ?? 9)) ||
+    String(b.created_at).localeCompare(String(a.created_at)));
+  $("proposals-count").textContent = `${rows.length} of ${all.length} shown`;
   const canDecide = state.who && state.who.permissions.includes("decide");
   $("proposals-note").textContent = canDecide ? "You may approve or reject proposals by others (four-eyes)."
     : `Your role (${state.who ? state.who.role : "-"}) may view proposals; risk officers decide them.`;
   const body = $("proposals").tBodies[0];
   body.replaceChildren();
-  for (const p of rows) {
+  for (const p of rows.slice(0, 200)) {
     state.proposals[p.proposal_id] = p;
     const actions = el("td", {class: "text"});
     const open = ["pending", "stale", "superseded"].includes(p.status);
@@ -230,12 +340,175 @@ async function loadProposals() {
     } else if (!open) {
       actions.append(`${p.decided_by || ""}` + (p.published_version ? ` -> v${p.published_version}` : ""));
     }
-    body.append(el("tr", {"data-proposal": p.proposal_id, "data-status": p.status},
+    const kind = proposalKind(p) + ((p.evidence || {}).replay ? " (replay)" : "");
+    body.append(el("tr", {"data-proposal": p.proposal_id, "data-status": p.status, "data-kind": proposalKind(p)},
       el("td", {class: "text"}, (p.created_at || "").slice(0, 19).replace("T", " ")),
-      el("td", {class: "text"}, p.author), el("td", {class: "text"}, p.reason),
+      el("td", {class: "text"}, p.author), el("td", {class: "text"}, kind), el("td", {class: "text"}, p.reason),
       el("td", {class: "text"}, changesText(p)), el("td", {class: "text"}, p.status), actions));
   }
-  if (!rows.length) body.append(el("tr", {}, el("td", {colspan: 6, class: "text"}, "no proposals")));
+  if (!rows.length) body.append(el("tr", {}, el("td", {colspan: 7, class: "text"}, "no proposals")));
+}
+
+// ---------------------------------------------------------------- risk-officer views (/api/views/...)
+
+function vq() { return state.version ? `?version=${encodeURIComponent(state.version)}` : ""; }
+
+async function loadMarginView() {
+  const name = $("margin-instrument").value || state.marginInstrument;
+  if (!name) return;
+  state.marginInstrument = name;
+  $("margin-title").textContent = `${name} (v${state.version})`;
+  $("margin-note").textContent = "loading...";
+  const v = await api(`/api/views/margin/${encodeURIComponent(name)}${vq()}`);
+  const br = v.breaches || {};
+  $("margin-note").textContent = `${v.timeframe} bars, causal history of the published rule of v${v.version}; ` +
+    (v.backtest_run ? `breaches from backtest run ${v.backtest_run}: IM ${num(br.im_count, 0)} of ` +
+      `${num((br.n_obs || {}).im, 0)}, MM ${num(br.mm_count, 0)} of ${num((br.n_obs || {}).mm, 0)} bars` +
+      (v.timeframe !== "1d" ? " (one marker per day)" : "")
+      : `no backtest of v${v.version} stored: no breaches marked (run margincal run or margincal backtest)`);
+  const traces = [
+    {x: v.ts, y: v.close, name: "close", type: "scatter", mode: "lines", line: {width: 1}, xaxis: "x", yaxis: "y"},
+    {x: v.ts, y: v.im_rate, name: "IM rate", type: "scatter", mode: "lines", line: {width: 1}, xaxis: "x", yaxis: "y2"},
+    {x: v.ts, y: v.mm_rate, name: "MM rate", type: "scatter", mode: "lines", line: {width: 1, dash: "dot"},
+     xaxis: "x", yaxis: "y2"},
+  ];
+  for (const [k, label, color] of [["im", "IM breach", "#d62728"], ["mm", "MM breach", "#ff7f0e"]]) {
+    const pts = br[k] || [];
+    if (pts.length) {
+      traces.push({x: pts.map((b) => b.ts), y: pts.map((b) => b.margin), type: "scatter", mode: "markers",
+        name: `${label} (${num(br[k + "_count"], 0)})`, marker: {color, size: 6, symbol: "x"}, xaxis: "x", yaxis: "y2",
+        text: pts.map((b) => `loss ${pct(b.loss)} > margin ${pct(b.margin)}` + (b.n ? ` (${b.n} bars)` : "")),
+        hoverinfo: "text+x"});
+    }
+  }
+  await Plotly.react("margin-chart", traces, {
+    height: 620, margin: {l: 60, r: 20, t: 30, b: 30}, legend: {orientation: "h", y: 1.06},
+    grid: {rows: 2, columns: 1, subplots: [["xy"], ["xy2"]], roworder: "top to bottom"},
+    yaxis: {title: {text: "price"}, type: "log"}, yaxis2: {title: {text: "margin rate"}, tickformat: ".1%"},
+  }, PLOT_CONFIG);
+}
+
+async function loadBrackets() {
+  const r = await api(`/api/views/brackets${vq()}`);
+  const box = $("brackets-charts");
+  box.replaceChildren();
+  $("brackets-note").textContent = r.instruments.length ? `Effective IM(N)/N and MM(N)/N of the brackets of ` +
+    `v${r.version} (details.tiers), the calibrated curve (details.curve) and the venue presets at the same price.`
+    : `v${r.version} has no bracket schedules.`;
+  for (const b of r.instruments) {
+    const div = el("div", {class: "bracket-chart", id: `bracket-${b.instrument}`, "data-instrument": b.instrument});
+    box.append(div);
+    const traces = [
+      {x: b.notional, y: b.im_rate, name: "published IM (brackets)", type: "scatter", mode: "lines", line: {width: 2}},
+      {x: b.notional, y: b.mm_rate, name: "published MM (brackets)", type: "scatter", mode: "lines",
+       line: {width: 2, dash: "dot"}},
+    ];
+    if (b.curve.length) {
+      traces.push({x: b.curve.map((c) => c.notional), y: b.curve.map((c) => c.im_rate), name: "calibrated curve (IM)",
+        type: "scatter", mode: "markers", marker: {size: 7}});
+    }
+    for (const [k, ys] of Object.entries(b.venues)) {
+      traces.push({x: b.notional, y: ys, name: `${k} IM`, type: "scatter", mode: "lines", line: {width: 1}});
+    }
+    await Plotly.react(div, traces, {title: {text: `${b.instrument}: IM rate vs position size (v${b.version})`},
+      height: 420, margin: {l: 60, r: 20, t: 40, b: 40}, legend: {orientation: "h"},
+      xaxis: {type: "log", title: {text: "notional (USD)"}}, yaxis: {type: "log", title: {text: "IM / notional"},
+        tickformat: ".1%"}}, PLOT_CONFIG);
+  }
+}
+
+async function loadSmiles() {
+  const sel = $("smile-snapshot");
+  const q = sel.value ? `?snapshot=${encodeURIComponent(sel.value)}` : "";
+  const s = await api(`/api/views/smiles${q}`);
+  if (!sel.options.length) {
+    sel.replaceChildren(...s.snapshots.map((n) => el("option", {value: n}, n)));
+    sel.value = s.snapshot;
+  }
+  $("smiles-note").textContent = `${s.snapshot}: raw SVI per expiry, RMSE ${(100 * s.rmse_iv).toFixed(2)} vol points`;
+  const traces = [];
+  s.slices.forEach((sl, i) => {
+    const color = `hsl(${Math.round(300 * i / Math.max(s.slices.length - 1, 1))},65%,45%)`;
+    const label = sl.expiry || `T=${sl.T}`;
+    traces.push({x: sl.k, y: sl.iv, type: "scatter", mode: "markers", marker: {size: 4, color}, name: label,
+      legendgroup: label, showlegend: false});
+    traces.push({x: sl.k_fit, y: sl.iv_fit, type: "scatter", mode: "lines", line: {width: 1, color}, name: label,
+      legendgroup: label});
+  });
+  await Plotly.react("smile-chart", traces, {height: 420, margin: {l: 60, r: 20, t: 10, b: 40},
+    xaxis: {title: {text: "k = ln(K/F)"}}, yaxis: {title: {text: "implied vol"}, tickformat: ".0%"}}, PLOT_CONFIG);
+  const sf = s.surface;
+  await Plotly.react("surface-chart", [{type: "heatmap", x: sf.k, y: sf.T.map((t) => t.toFixed(3)), z: sf.iv,
+    colorscale: "Viridis", colorbar: {title: {text: "iv"}, tickformat: ".0%"}}],
+  {height: 420, margin: {l: 70, r: 20, t: 10, b: 40}, xaxis: {title: {text: "k = ln(K/F)"}},
+   yaxis: {title: {text: "T (years)"}, type: "category"}}, PLOT_CONFIG);
+}
+
+async function loadStress() {
+  const v = await api(`/api/views/stress${vq()}`);
+  $("stress-note").textContent = `Scenario library (most adverse spot leg per underlying) against the IM rates of ` +
+    `v${v.version}: loss of the losing side / IM rate; above 1 the scenario costs more than the IM.`;
+  const zmax = Math.max(2, Math.min(10, Math.max(...v.z.flat().filter((x) => x !== null))));
+  await Plotly.react("stress-chart", [{type: "heatmap", x: v.instruments, y: v.scenarios, z: v.z,
+    colorscale: "RdYlGn", reversescale: true, zmin: 0, zmax, colorbar: {title: {text: "loss / IM"}},
+    hovertemplate: "%{y} / %{x}: %{z:.2f} x IM<extra></extra>"}],
+  {height: Math.max(380, 22 * v.scenarios.length + 140), margin: {l: 230, r: 20, t: 10, b: 80},
+   xaxis: {type: "category"}, yaxis: {type: "category", autorange: "reversed"}}, PLOT_CONFIG);
+  const body = $("stress-table").tBodies[0];
+  body.replaceChildren();
+  const st = v.stored;
+  if (!st) {
+    body.append(el("tr", {}, el("td", {colspan: 6, class: "text"}, `no stored book stress of v${v.version} ` +
+      "(margincal stress --margin published)")));
+    return;
+  }
+  for (const r of st.summary.slice(0, 100)) {
+    body.append(el("tr", {}, el("td", {}, r.scenario), el("td", {}, num(r.total_loss, 0)),
+      el("td", {}, num(r.accounts_short, 0)), el("td", {}, num(r.total_shortfall, 0)), el("td", {}, num(r.cover1, 0)),
+      el("td", {}, num(r.cover2, 0))));
+  }
+}
+
+async function loadCascade() {
+  const c = await api("/api/views/cascade");
+  if (!c.available) {
+    $("cascade-note").textContent = "No cascade result in the store: produce one with margincal cascade.";
+    Plotly.purge("cascade-chart");
+    $("cascade-table").tBodies[0].replaceChildren();
+    return;
+  }
+  $("cascade-note").textContent = `run ${c.run_id}, stored ${c.created_at.slice(0, 19).replace("T", " ")} UTC ` +
+    "(cascades compare margin policies; they are not a run of a parameter version)";
+  const evLabel = (e) => (e === "mc" ? "Monte Carlo (mean)" : e);
+  const traces = c.policies.map((pol) => ({type: "bar", name: pol, x: c.events.map(evLabel),
+    y: c.events.map((ev) => { const r = c.rows.find((x) => String(x.event) === ev && String(x.policy) === pol);
+      return r ? r.bad_debt : null; })}));
+  // categories such as "2025-10-10" must stay categories (a date axis would drop the other bars)
+  await Plotly.react("cascade-chart", traces, {barmode: "group", height: 420, margin: {l: 70, r: 20, t: 30, b: 40},
+    title: {text: "Bad debt per event and margin policy (USDT)"}, xaxis: {type: "category"},
+    yaxis: {title: {text: "USDT"}}}, PLOT_CONFIG);
+  $("cascade-table").tBodies[0].replaceChildren(...c.rows.slice(0, 100).map((r) => el("tr", {},
+    el("td", {}, String(r.event)), el("td", {class: "text"}, String(r.policy)), el("td", {}, num(r.liquidations, 0)),
+    el("td", {}, num(r.liquidated_notional, 0)), el("td", {}, num(r.bad_debt, 0)), el("td", {}, num(r.min_price, 2)))));
+}
+
+async function loadAuditBadge() {
+  const a = await api("/api/views/audit");
+  const b = $("audit-badge");
+  b.textContent = a.ok ? "ok" : "BROKEN";
+  b.classList.toggle("ok", a.ok);
+  b.classList.toggle("bad", !a.ok);
+  state.audit = a;
+}
+
+async function loadAudit() {
+  const a = state.audit || await api("/api/views/audit");
+  const dl = $("audit-status");
+  dl.dataset.ok = String(a.ok);
+  const rows = [["chain", a.ok ? "intact" : `BROKEN at entry ${a.first_bad_seq}`], ["check", a.reason],
+    ["entries", num(a.entries, 0)], ["last entry", a.last_seq ? `#${a.last_seq} ${String(a.last_ts).slice(0, 19)} ` +
+      `${a.last_actor}: ${a.last_action}` : "-"], ["last hash", a.last_hash || "-"]];
+  dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
 
 // Deciding opens a confirmation dialog: the diff (before, after, target, change) with the evidence that
@@ -481,6 +754,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("instrument-select").addEventListener("change", (e) => selectInstrument(e.target.value));
   $("timeframe-select").addEventListener("change", (e) => { state.timeframe = e.target.value; loadChart(); });
   $("whatif-form").addEventListener("submit", whatIf);
+  for (const b of document.querySelectorAll("#tabs button[role=tab]")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  for (const id of ["filter-instrument", "filter-status", "filter-kind"]) $(id).addEventListener("change", renderProposals);
+  $("view-version").addEventListener("change", (e) => {
+    state.version = Number(e.target.value);
+    state.versionPinned = state.version !== state.latest;
+    loadTab(state.tab).catch((err) => setStatus(err.message, true));
+  });
+  $("margin-instrument").addEventListener("change", () => { delete state.loaded.margin; loadTab("margin"); });
+  $("smile-snapshot").addEventListener("change", () => { delete state.loaded.smiles; loadTab("smiles"); });
   const saved = sessionStorage.getItem(KEY_STORE);
   if (saved) signIn(saved);
 });
