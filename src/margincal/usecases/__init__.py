@@ -5,6 +5,8 @@ same answer: :func:`margin_history` (price, volatility and IM/MM over time of an
 instrument, with the settings of the published set), :func:`portfolio_scenarios`
 (the scenario P&L matrix and market of a book, for either portfolio method),
 :func:`standalone_margin` (published rates x notional, no offsets).
+:mod:`margincal.usecases.calibration` (imported on use: it loads the model stack) calibrates and submits
+the result through the proposal/decision path (:func:`~margincal.usecases.calibration.calibrate_and_submit`).
 
 This layer sits above the model packages (margin, stress, backtest, adjust) and
 below the shells (cli, service) and the report; see docs/architecture.md.
