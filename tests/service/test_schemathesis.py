@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from margincal.service.app import ServiceSettings, create_app
 
 schemathesis = pytest.importorskip("schemathesis")
+from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 EXAMPLES = int(os.environ.get("MARGINCAL_SCHEMATHESIS_EXAMPLES", "6"))
+CONTENT_CHECKED = ("/api/margin", "/api/policy")  # bodies whose content (not shape) the service checks
 SKIP = {"/api/signals/stream"}  # a server-sent event stream: open until max_seconds (tested in test_endpoints.py)
 
 
@@ -59,11 +61,22 @@ def test_schemathesis_clean_for_every_role(api, role):  # type: ignore[no-untype
             nonlocal calls
             calls += 1
             resp = case.call(headers=headers)
-            case.validate_response(resp, headers=headers)
+            if case.operation.path.startswith(CONTENT_CHECKED):
+                # A schema-valid body may name an instrument the store has no parameters for (or a spot name the
+                # risk matrix does not price), or hold a policy file whose TOML or rules are wrong: the store and
+                # the policy rules decide that, not the schema, and answer 422 with a one-line message
+                # (tests/service/test_errors.py, test_endpoints.py). A 422 listing field errors here would be a
+                # body the schema allows but the model refuses: a schema that misdescribes the model.
+                case.validate_response(resp, headers=headers, excluded_checks=[positive_data_acceptance])
+                if resp.status_code == 422:
+                    body = resp.json()
+                    assert isinstance(body["detail"], str), body
+            else:
+                case.validate_response(resp, headers=headers)
 
         try:
             run()
-        except Exception as exc:  # noqa: BLE001 - collect every operation's failure, report them together
+        except Exception as exc:  # collect every operation's failure, report them together
             failures.append(f"{op.label}: {str(exc)[:1500]}")
     assert not failures, "\n\n".join(failures)
     assert calls >= len(ops)

@@ -289,6 +289,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
                         content = resp.get("content") or {}
                         if code[:1] in "45" and "application/json" not in content and content:
                             resp["content"] = {"application/json": next(iter(content.values()))}
+            _close_pattern_maps(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -357,6 +358,20 @@ _ERROR_TEXT = {
 }
 
 
+def _close_pattern_maps(node: Any) -> None:
+    """A pydantic ``dict[Annotated[str, Field(pattern=...)], X]`` becomes ``patternProperties`` in the schema, which
+    by JSON Schema still admits keys outside the pattern; the model refuses them, so say so
+    (``additionalProperties: false``): the schema then describes what the service accepts."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for v in node.values():
+            _close_pattern_maps(v)
+    elif isinstance(node, list):
+        for v in node:
+            _close_pattern_maps(v)
+
+
 def _document_errors(routes: list[Any]) -> None:
     """Write the error answers a route can give, with the real envelope (:class:`ErrorBody`), into the OpenAPI
     schema: every /api route 401/403/422/500/503; a body 413; path parameters, ``latest`` and results 404;
@@ -385,7 +400,8 @@ def _document_errors(routes: list[Any]) -> None:
                 codes.add(404)
         else:
             codes.add(503)
-        extra = {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]} for c in sorted(codes)}
+        extra: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]}
+                                                 for c in sorted(codes)}
         route.responses = {**extra, **(route.responses or {})}
 
 

@@ -137,7 +137,8 @@ class Decision(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["viewer", "trader", "risk_officer", "admin"]
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^ *[A-Za-z0-9][A-Za-z0-9 ._@-]*$",
+                             description="the holder's name (its identity: unique, not a reserved system name)")
 
 
 class PolicyUpdate(BaseModel):
