@@ -249,3 +249,19 @@ def test_a_key_in_the_query_string_is_refused_and_never_logged(module_client: An
                             ("1.2.3.4:5", "GET", f"/api/instruments?api_key={key}", "1.1", 400), None)
     assert RedactKeys().filter(rec) and key not in rec.getMessage() and "mc_<redacted>" in rec.getMessage()
     assert any(isinstance(f, RedactKeys) for f in logging.getLogger("uvicorn.access").filters)
+
+
+def test_what_if_writes_nothing(module_client: Any) -> None:
+    """Issue 16 item 3: a what-if never touches the live set (nor anything else in the store)."""
+    tables = ("parameter_sets", "parameter_rows", "proposals", "proposal_decisions", "audit_log", "results")
+
+    def counts() -> tuple[int, ...]:
+        with module_client.app.state.store.writer() as cur:
+            return tuple(cur.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+
+    before = counts()
+    for method in ("standalone", "risk_matrix"):
+        r = module_client.post("/api/margin/what-if", json=_what_if(method=method),
+                               headers={"X-API-Key": module_client.keys["trader"]})
+        assert r.status_code == 200 or (method == "risk_matrix" and r.status_code in (422, 501)), r.text[:300]
+    assert counts() == before
