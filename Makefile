@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.margincal-installed
 
-.PHONY: run test fuzz install lint bench docs docs-tables serve clean
+.PHONY: run test fuzz faults install lint bench docs docs-tables serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(STAMP)
 # docs/make_reliability.py runs it the same way and writes its counts and timings to docs/reliability.md.
 fuzz: $(STAMP)
 	MARGINCAL_FUZZ_EXAMPLES=$${MARGINCAL_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -n 2 tests/ops/test_cli_fuzz.py
+
+# The fault-injection loops (SIGKILL during ingest and publish, concurrent writers, a read while serve holds the
+# store) at 12 kills per loop; writes their counts to docs/reliability.md (`make test` runs 2-3 kills each).
+faults: $(STAMP)
+	$(PY) docs/make_reliability.py --part faults --kills 12
 
 # risk_models in quick mode: its full run refits every ML-fitted model on every day (about 25 min of CPU)
 bench: $(STAMP)

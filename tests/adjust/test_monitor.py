@@ -61,11 +61,19 @@ def test_replay_persists_versions_proposals_and_evidence(reference_run):
     assert audit.verify_chain(con).ok
     n_auto = con.execute("SELECT count(*) FROM audit_log WHERE action = 'auto_adjust'").fetchone()[0]
     n_prop = con.execute("SELECT count(*) FROM audit_log WHERE action = 'propose'").fetchone()[0]
-    assert (n_auto, n_prop) == (rep.auto_adjustments, rep.proposals)
+    n_ok = con.execute("SELECT count(*) FROM audit_log WHERE action = 'auto_approve' AND actor = 'system:monitor'"
+                       ).fetchone()[0]
+    # issue 16 item 1: an automatic step is a proposal too, approved at once by system:monitor under its rule
+    assert (n_auto, n_prop, n_ok) == (rep.auto_adjustments, rep.auto_adjustments + rep.proposals,
+                                      rep.auto_adjustments)
     assert rep.versions == list(range(2, 2 + rep.auto_adjustments))
     for v in rep.versions:
         ps = P.load(con, v)
-        assert ps.source == "auto-adjust" and ps.created_by == "monitor" and ps.parent_version == v - 1
+        assert ps.source == "auto-adjust" and ps.created_by == "system:monitor" and ps.parent_version == v - 1
+        auto = AP.get_proposal(con, ps.provenance["proposal_id"])
+        assert (auto.status, auto.decided_by, auto.published_version, auto.author) == (
+            "approved", "system:monitor", v, "monitor")
+        assert auto.comment.startswith("automatic: ") and ps.provenance["rule"] in auto.comment
         assert set(ps.params) == {"BTC-PERP", "ETH-PERP"}
         adj = ps.provenance["adjustment"]
         prev = P.load(con, v - 1)
@@ -74,7 +82,7 @@ def test_replay_persists_versions_proposals_and_evidence(reference_run):
         assert ps.provenance["policy"]["sha256"] == mon.policy.sha256
         d = ps[adj["instrument"]].details
         assert d["im_base"] == P.load(con, 1)[adj["instrument"]].im_rate and d["adjusted"]["by"] == "auto-adjust"
-    props = AP.list_proposals(con)
+    props = [p for p in AP.list_proposals(con) if p.decided_by != "system:monitor"]
     assert len(props) == rep.proposals
     assert all(p.author == "monitor" and p.evidence["adjustment"]["route"] == "proposal" for p in props)
     state = load_checkpoint(con, "t")
@@ -214,7 +222,7 @@ def test_cli_monitor_live_store_is_explicit_and_marked(ftx_store):
     con = connect(ftx_store, read_only=True)
     try:
         rows = con.execute("SELECT created_by, note FROM parameter_sets WHERE version > ?", [before[0]]).fetchall()
-        assert rows and all(r[0] == "monitor-replay" and r[1].startswith("[replay] ") for r in rows)
+        assert rows and all(r[0] == "system:monitor-replay" and r[1].startswith("[replay] ") for r in rows)
         props = AP.list_proposals(con)
         assert all(p.reason.startswith("[replay] ") and p.evidence.get("replay") is True for p in props)
     finally:

@@ -299,7 +299,7 @@ def test_http_key_admin_roundtrip(client: Any) -> None:
     r = client.post("/api/keys", json={"role": "risk_officer", "name": "dora"}, headers=_h(client, "admin"))
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     r = client.post("/api/keys", json={"role": "trader", "name": " Alice"}, headers=_h(client, "admin"))
-    assert r.status_code == 422 and "already exists" in r.json()["detail"]
+    assert r.status_code == 409 and "already exists" in r.json()["detail"]
     made = client.post("/api/keys", json={"role": "trader", "name": "dora"}, headers=_h(client, "admin"))
     assert made.status_code == 201
     key = made.json()["key"]

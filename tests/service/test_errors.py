@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from margincal.service.deps import get_con
-from margincal.service.schemas import MAX_POSITIONS
+from margincal.service.schemas import MAX_NAMES, MAX_POSITIONS
 
 TRACE_MARKERS = ("Traceback", 'File "', ".py", "site-packages", "/src/", "/tmp/", "line ")
 
@@ -60,6 +60,51 @@ def test_invalid_what_if_is_422_naming_the_field(module_client: Any, body: dict[
     assert re.fullmatch(r"[0-9a-f]{16}", j["request_id"])
     assert all("input" not in d for d in j["detail"])  # the bad input is not echoed back
     _no_trace(r)
+
+
+def test_names_per_request_are_capped(module_client: Any) -> None:
+    """Issue 16 item 11: the cost of a what-if is bounded by its distinct names (each a scenario row), not only by
+    its positions: 1,000 distinct names pass validation, 1,001 are refused with a 422 saying the cap."""
+    key = {"X-API-Key": module_client.keys["trader"]}
+    names = [f"BTC-27DEC24-{1000 + i}-C" for i in range(MAX_NAMES)]  # plus the order's ETH-USDT: one too many
+    body = _what_if(positions=[{"instrument": n, "quantity": 1} for n in names])
+    r = module_client.post("/api/margin/what-if", json=body, headers=key)
+    assert r.status_code == 422, r.text[:300]
+    j = r.json()
+    assert j["error"] == "validation_error" and f"at most {MAX_NAMES} distinct instruments" in str(j["detail"])
+    assert "BTC-27DEC24-1000-C" not in r.text  # the names are not echoed
+    _no_trace(r)
+    within = _what_if(positions=[{"instrument": n, "quantity": 1} for n in names[: MAX_NAMES - 1]])
+    r = module_client.post("/api/margin/what-if", json=within, headers=key)
+    assert r.status_code != 422 or "distinct instruments" not in r.text, r.text[:300]
+
+
+def test_cached_universe_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The risk-matrix cache grows by union of the names asked about; it holds at most 8 markets and a universe
+    of at most MAX_UNIVERSE names, so a stream of requests with fresh names cannot grow it without bound."""
+    from types import SimpleNamespace
+
+    from margincal.service import backends
+
+    built: list[int] = []
+
+    def scenarios(specs: Any, **_: Any) -> Any:
+        built.append(len(specs))
+        return SimpleNamespace(instruments=list(specs), specs=list(specs)), None, {}
+
+    monkeypatch.setattr(backends.usecases, "portfolio_scenarios", scenarios)
+    monkeypatch.setattr(backends, "optional_module", lambda name: SimpleNamespace(parse_instrument=str))
+    eng = backends.MarginEngine()
+    monkeypatch.setattr(eng, "_fingerprint", lambda con, gen: ("fp", gen))
+    cap = eng.MAX_UNIVERSE
+    for i in range(3 * cap // MAX_NAMES):  # fresh names on one market: the union is rebuilt from scratch at the cap
+        names = {f"N{i}-{j}" for j in range(MAX_NAMES)}
+        _, engine, _ = eng._market(None, names, None, None, 0)  # type: ignore[arg-type]
+        assert names <= set(engine.pnl.instruments)
+    assert max(built) <= cap and len(eng._markets) == 1
+    for spot in range(20):  # distinct markets (spot overrides): at most 8 kept
+        eng._market(None, {"BTC-PERP"}, None, {"BTC": 1000.0 + spot}, 0)  # type: ignore[arg-type]
+    assert len(eng._markets) == 8
 
 
 def test_exactly_the_limit_of_positions_is_accepted(module_client: Any) -> None:
@@ -204,3 +249,19 @@ def test_a_key_in_the_query_string_is_refused_and_never_logged(module_client: An
                             ("1.2.3.4:5", "GET", f"/api/instruments?api_key={key}", "1.1", 400), None)
     assert RedactKeys().filter(rec) and key not in rec.getMessage() and "mc_<redacted>" in rec.getMessage()
     assert any(isinstance(f, RedactKeys) for f in logging.getLogger("uvicorn.access").filters)
+
+
+def test_what_if_writes_nothing(module_client: Any) -> None:
+    """Issue 16 item 3: a what-if never touches the live set (nor anything else in the store)."""
+    tables = ("parameter_sets", "parameter_rows", "proposals", "proposal_decisions", "audit_log", "results")
+
+    def counts() -> tuple[int, ...]:
+        with module_client.app.state.store.writer() as cur:
+            return tuple(cur.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+
+    before = counts()
+    for method in ("standalone", "risk_matrix"):
+        r = module_client.post("/api/margin/what-if", json=_what_if(method=method),
+                               headers={"X-API-Key": module_client.keys["trader"]})
+        assert r.status_code == 200 or (method == "risk_matrix" and r.status_code in (422, 501)), r.text[:300]
+    assert counts() == before

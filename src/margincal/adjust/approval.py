@@ -42,15 +42,31 @@ import pandas as pd
 from margincal.data import audit
 from margincal.data.store import dumps, transaction, utcnow
 from margincal.errors import AuthError, ConfigError, StoreError
-from margincal.margin.params import InstrumentParams, ParameterSet, latest_version, load, publish
+from margincal.margin.params import (
+    InstrumentParams,
+    ParameterSet,
+    latest_version,
+    load,
+    publication_rows,
+    publish,
+    same_params,
+)
 
 __all__ = [
     "OFFICER_ROLE",
     "STATUSES",
     "Decision",
     "Proposal",
+    "SYSTEM_CALIBRATE",
+    "SYSTEM_MONITOR",
+    "Submission",
     "adjusted_row",
     "approve",
+    "auto_rule",
+    "calibration_changes",
+    "decision_row",
+    "proposal_rows",
+    "submit",
     "create_proposal",
     "create_removal_proposal",
     "get_proposal",
@@ -59,6 +75,10 @@ __all__ = [
 ]
 
 OFFICER_ROLE = "risk_officer"
+#: prefix of the system identities that decide automatically, by a rule (reserved: no key may carry it)
+SYSTEM_PREFIX = "system:"
+SYSTEM_CALIBRATE = "system:calibrate"
+SYSTEM_MONITOR = "system:monitor"
 STATUSES = ("pending", "approved", "rejected", "superseded", "stale")
 _TOL = 1e-12
 
@@ -97,8 +117,9 @@ class Proposal:
 
     def row(self) -> dict[str, Any]:
         """One line for a table."""
-        ch = "; ".join(f"{c['instrument']} IM {100 * c['im_before']:.2f}%->{100 * c['im_after']:.2f}%"
-                       if c.get("im_after") is not None else f"{c['instrument']} REMOVE"
+        ch = "; ".join(f"{c['instrument']} REMOVE" if c.get("im_after") is None
+                       else f"{c['instrument']} ADD IM {100 * c['im_after']:.2f}%" if c.get("im_before") is None
+                       else f"{c['instrument']} IM {100 * c['im_before']:.2f}%->{100 * c['im_after']:.2f}%"
                        for c in self.changes)
         return {"proposal_id": self.proposal_id, "created_at": str(self.created_at)[:19], "author": self.author,
                 "status": self.status, "changes": ch, "decided_by": self.decided_by or "",
@@ -150,14 +171,9 @@ def _new_id(now: pd.Timestamp) -> str:
     return "P" + now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def create_proposal(con: duckdb.DuckDBPyConnection, *, author: str, changes: Sequence[Mapping[str, Any]],
-                    reason: str, evidence: Mapping[str, Any] | None = None, base_version: int | None = None,
-                    in_transaction: bool = False) -> str:
-    """Insert a proposal and its audit entry; returns the proposal id.
-
-    Each change is ``{"instrument", "im_before", "im_after", "mm_before", "mm_after"}`` plus optional
-    ``"meta"`` (details to set on the published row, e.g. the calibration anchor).
-    """
+def _clean_changes(changes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Validate proposal changes: a rate change (``im_before`` -> ``im_after``), an addition (``"action":
+    "add"``, no "before") or a removal (``"action": "remove"``)."""
     if not changes:
         raise ConfigError("a proposal needs at least one change")
     clean = []
@@ -169,25 +185,54 @@ def create_proposal(con: duckdb.DuckDBPyConnection, *, author: str, changes: Seq
             clean.append({"instrument": str(c["instrument"]), "action": "remove", "im_before": float(c["im_before"]),
                           "im_after": None, "mm_before": float(c["mm_before"]), "mm_after": None})
             continue
-        for k in ("instrument", "im_before", "im_after", "mm_before", "mm_after"):
+        adding = c.get("action") == "add"
+        for k in ("instrument", "im_after", "mm_after") if adding else (
+                "instrument", "im_before", "im_after", "mm_before", "mm_after"):
             if k not in c:
                 raise ConfigError(f"proposal change {dict(c)} lacks {k!r}")
         im, mm = float(c["im_after"]), float(c["mm_after"])
         InstrumentParams(str(c["instrument"]), im, mm)  # validates the rates
-        clean.append({**dict(c), "im_before": float(c["im_before"]), "im_after": im,
-                      "mm_before": float(c["mm_before"]), "mm_after": mm})
+        clean.append({**dict(c), "im_before": None if adding else float(c["im_before"]), "im_after": im,
+                      "mm_before": None if adding else float(c["mm_before"]), "mm_after": mm})
+    return clean
+
+
+def proposal_rows(*, author: str, changes: Sequence[Mapping[str, Any]], reason: str,
+                  evidence: Mapping[str, Any] | None = None, base_version: int | None = None,
+                  now: Any = None) -> tuple[str, list[Any], tuple[str, str, str, dict[str, Any]]]:
+    """The row of a new proposal and its audit entry, ``(proposal_id, row, (actor, action, subject, details))``.
+
+    :func:`create_proposal` writes one; the monitor's group writer writes many with one INSERT. Writes nothing.
+    """
+    clean = _clean_changes(changes)
     if not reason.strip():
         raise ConfigError("a proposal needs a reason")
+    now = now if now is not None else utcnow()
+    pid = _new_id(now)
+    row = [pid, now, author, base_version, reason, dumps(clean), dumps(dict(evidence or {}))]
+    entry = (author, "propose", f"proposal:{pid}",
+             {"instruments": [c["instrument"] for c in clean],
+              "im": {c["instrument"]: [c["im_before"], c["im_after"]] for c in clean},
+              "base_version": base_version, "reason": reason})
+    return pid, row, entry
+
+
+def create_proposal(con: duckdb.DuckDBPyConnection, *, author: str, changes: Sequence[Mapping[str, Any]],
+                    reason: str, evidence: Mapping[str, Any] | None = None, base_version: int | None = None,
+                    in_transaction: bool = False) -> str:
+    """Insert a proposal and its audit entry; returns the proposal id.
+
+    Each change is ``{"instrument", "im_before", "im_after", "mm_before", "mm_after"}`` plus optional
+    ``"meta"`` (details to set on the published row, e.g. the calibration anchor) or ``"details"`` (the
+    whole details of the new row, e.g. a calibration's tiers); ``"action": "add"`` adds an instrument
+    (no "before" rates), ``"action": "remove"`` removes one.
+    """
+    pid, row, entry = proposal_rows(author=author, changes=changes, reason=reason, evidence=evidence,
+                                    base_version=base_version)
 
     def _write() -> str:
-        now = utcnow()
-        pid = _new_id(now)
-        con.execute("INSERT INTO proposals VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [pid, now, author, base_version, reason, dumps(clean), dumps(dict(evidence or {}))])
-        audit.append(con, author, "propose", f"proposal:{pid}",
-                     {"instruments": [c["instrument"] for c in clean],
-                      "im": {c["instrument"]: [c["im_before"], c["im_after"]] for c in clean},
-                      "base_version": base_version, "reason": reason})
+        con.execute("INSERT INTO proposals VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        audit.append(con, *entry)
         return pid
 
     if in_transaction:
@@ -237,6 +282,8 @@ def _rows(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     out: list[Proposal] = []
     latest_for: dict[str, str] = {}
     for r in raw:
+        if r[8] is not None and str(r[8]).startswith(SYSTEM_PREFIX):
+            continue  # applied automatically by a rule: it supersedes no officer's proposal (stale covers it)
         changes = json.loads(r[5])
         for c in changes:
             latest_for[c["instrument"]] = r[0]
@@ -248,8 +295,7 @@ def _rows(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
             newer = [latest_for[c["instrument"]] for c in changes if latest_for[c["instrument"]] != r[0]]
             if newer:
                 status, sup = "superseded", newer[0]
-            elif any(c["instrument"] in rates and abs(rates[c["instrument"]] - float(c["im_before"]))
-                     > _TOL * max(1.0, rates[c["instrument"]]) for c in changes):
+            elif any(_stale(c, rates) for c in changes):
                 status = "stale"
         out.append(Proposal(
             proposal_id=r[0], created_at=pd.Timestamp(r[1], tz="UTC"), author=r[2],
@@ -258,6 +304,14 @@ def _rows(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
             decided_at=None if r[9] is None else pd.Timestamp(r[9], tz="UTC"), comment=r[10],
             published_version=None if r[11] is None else int(r[11]), superseded_by=sup))
     return out
+
+
+def _stale(c: Mapping[str, Any], rates: Mapping[str, float]) -> bool:
+    """True when the "before" of change ``c`` is no longer the rate in force."""
+    inst = c["instrument"]
+    if c.get("im_before") is None:  # an addition: stale once the instrument is in the live set
+        return inst in rates
+    return inst in rates and abs(rates[inst] - float(c["im_before"])) > _TOL * max(1.0, rates[inst])
 
 
 def list_proposals(con: duckdb.DuckDBPyConnection, status: str | None = None) -> list[Proposal]:
@@ -340,15 +394,7 @@ def approve(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comm
                                       f"v{current.version}")
                 removed.append(inst)
                 continue
-            if inst not in current.params:
-                raise ConfigError(f"proposal {proposal_id}: {inst} is not in parameter set v{current.version}")
-            now_im = current.params[inst].im_rate
-            if abs(now_im - float(c["im_before"])) > _TOL * max(1.0, now_im):
-                raise ConfigError(
-                    f"proposal {proposal_id} is stale: it changes {inst} IM from {c['im_before']:.6g} but the rate in "
-                    f"force (v{current.version}) is {now_im:.6g}; reject it and let the monitor propose again")
-            rows[inst] = adjusted_row(current.params[inst], float(c["im_after"]), float(c["mm_after"]),
-                                      c.get("meta"))
+            rows[inst] = _approved_row(proposal_id, c, current)
         new = ParameterSet(params=rows, provenance={
             "source": "approval", "proposal_id": proposal_id, "proposal_author": p.author, "reason": p.reason,
             "approved_by": officer, "comment": comment, "evidence": p.evidence, "changes": p.changes,
@@ -356,8 +402,8 @@ def approve(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comm
         version = publish(con, new, created_by=officer, source="approval", remove=removed,
                           note=f"proposal {proposal_id}" + (f": {comment}" if comment else ""), in_transaction=True)
         now = utcnow()
-        con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, 'approved', ?, ?)",
-                    [proposal_id, now, officer, comment, version])
+        con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, ?, ?, ?)",
+                    decision_row(proposal_id, officer, "approved", comment, version, now))
         seq = audit.append(con, officer, "approve", f"proposal:{proposal_id}",
                            {"published_version": version, "comment": comment, "author": p.author,
                             "role": role, "instruments": p.instruments})
@@ -371,8 +417,177 @@ def reject(con: duckdb.DuckDBPyConnection, proposal_id: str, officer: str, comme
         p = get_proposal(con, proposal_id)
         _check_decider(p, officer, role, "reject", con)
         now = utcnow()
-        con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, 'rejected', ?, NULL)",
-                    [proposal_id, now, officer, comment])
+        con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, ?, ?, ?)",
+                    decision_row(proposal_id, officer, "rejected", comment, None, now))
         seq = audit.append(con, officer, "reject", f"proposal:{proposal_id}",
                            {"comment": comment, "author": p.author, "role": role, "instruments": p.instruments})
     return Decision(proposal_id, "rejected", officer, pd.Timestamp(now, tz="UTC"), comment, None, seq)
+
+
+def decision_row(proposal_id: str, decided_by: str, decision: str, comment: str | None, version: int | None,
+                 now: Any = None) -> list[Any]:
+    """The ``proposal_decisions`` row of a decision (approve, reject and the automatic decisions write it)."""
+    if decision not in ("approved", "rejected"):
+        raise ConfigError(f"decision {decision!r} is not approved or rejected")
+    return [proposal_id, now if now is not None else utcnow(), decided_by, decision, comment, version]
+
+
+def _approved_row(proposal_id: str, c: Mapping[str, Any], current: ParameterSet) -> InstrumentParams:
+    """The published row of an approved change ``c`` on top of ``current`` (checks it is not stale)."""
+    inst = c["instrument"]
+    if c.get("action") == "add" or c.get("im_before") is None:
+        if inst in current.params:
+            raise ConfigError(f"proposal {proposal_id} is stale: it adds {inst}, which parameter set "
+                              f"v{current.version} already holds; reject it and calibrate again")
+        return InstrumentParams(inst, float(c["im_after"]), float(c["mm_after"]), dict(c.get("details") or {}))
+    if inst not in current.params:
+        raise ConfigError(f"proposal {proposal_id}: {inst} is not in parameter set v{current.version}")
+    now_im = current.params[inst].im_rate
+    if abs(now_im - float(c["im_before"])) > _TOL * max(1.0, now_im):
+        raise ConfigError(
+            f"proposal {proposal_id} is stale: it changes {inst} IM from {c['im_before']:.6g} but the rate in "
+            f"force (v{current.version}) is {now_im:.6g}; reject it and let the monitor propose again")
+    if c.get("details") is not None:  # a calibration: the whole new row (its own tiers and details)
+        return InstrumentParams(inst, float(c["im_after"]), float(c["mm_after"]), dict(c["details"]))
+    return adjusted_row(current.params[inst], float(c["im_after"]), float(c["mm_after"]), c.get("meta"))
+
+
+# ---------------------------------------------------------------- changes submitted by the system
+
+@dataclass(frozen=True)
+class Submission:
+    """What :func:`submit` did: the proposal (None when nothing changes), whether it was applied and why."""
+
+    proposal_id: str | None
+    version: int | None
+    applied: bool
+    rule: str | None
+    pending_reason: str | None
+    changes: list[dict[str, Any]]
+
+    def message(self) -> str:
+        if self.proposal_id is None:
+            return f"unchanged: the set in force v{self.version} already holds these rates (nothing proposed)"
+        if self.applied:
+            return f"published version {self.version} (proposal {self.proposal_id}, applied automatically: {self.rule})"
+        return (f"proposal {self.proposal_id} is pending for a risk officer ({self.pending_reason}); the live set "
+                f"stays v{self.version}: `margincal proposals approve {self.proposal_id} --key KEY`")
+
+
+def calibration_changes(current: ParameterSet | None, pset: ParameterSet) -> list[dict[str, Any]]:
+    """Proposal changes turning ``current`` into ``current`` with ``pset``'s rows (whole rows: a calibration
+    replaces the row's tiers and details); instruments whose row is unchanged are left out."""
+    out: list[dict[str, Any]] = []
+    base = dict(current.params) if current is not None else {}
+    for name in sorted(pset.params):
+        new = pset.params[name]
+        old = base.get(name)
+        if old is not None and same_params({name: old}, {name: new}):
+            continue
+        ch: dict[str, Any] = {"instrument": name, "im_after": float(new.im_rate), "mm_after": float(new.mm_rate),
+                              "details": new.details}
+        if old is None:
+            ch.update(action="add", im_before=None, mm_before=None)
+        else:
+            ch.update(im_before=float(old.im_rate), mm_before=float(old.mm_rate))
+        out.append(ch)
+    return out
+
+
+def auto_rule(current: ParameterSet | None, changes: Sequence[Mapping[str, Any]], policy: Any = None, *,
+              sandbox: bool = False) -> tuple[str | None, str | None]:
+    """Whether a system change applies automatically: ``(rule, None)`` when it does, ``(None, why not)``
+    when it waits for a risk officer. The rule (docs/monitoring.md, "who changes the live set"):
+
+    * ``initial``: the store has no parameter set yet (the first publication, e.g. ``make run``);
+    * ``sandbox``: the store is a sandbox (a replay or trial), not the live set;
+    * ``policy``: every change adds a new instrument or raises IM within the policy's automatic bound
+      (``[approval] increase_above``, +25% by default) without lowering MM; a decrease, a larger
+      increase or a removal needs an officer.
+    """
+    if current is None:
+        return "initial: first publication into an empty store", None
+    if sandbox:
+        return "sandbox: the store is a sandbox, not the live set", None
+    from margincal.adjust.policy import default_policy, route
+
+    pol = policy or default_policy()
+    limit = float(pol["approval"]["increase_above"])
+    for c in changes:
+        inst = c["instrument"]
+        if c.get("action") == "remove":
+            return None, f"removing {inst} needs a risk officer"
+        if c.get("im_before") is None:
+            continue
+        before, after = float(c["im_before"]), float(c["im_after"])
+        if after != before and any(k != "auto" for k, _ in route(pol, current=before, new=after, critical=False)):
+            how = "decrease" if after < before else f"increase above +{100 * limit:g}%"
+            return None, (f"{inst} IM {100 * before:.2f}% -> {100 * after:.2f}% is a {how}, which the policy "
+                          "sends to a risk officer")
+        if float(c["mm_after"]) < float(c["mm_before"]) and bool(pol["approval"]["decrease"]):
+            return None, f"{inst} MM falls from {100 * float(c['mm_before']):.2f}% to {100 * float(c['mm_after']):.2f}%"
+    return (f"policy: new instruments and IM increases within +{100 * limit:g}% (approval.increase_above) "
+            "apply automatically"), None
+
+
+def _same_pending(con: duckdb.DuckDBPyConnection, author: str, changes: list[dict[str, Any]],
+                  base_version: int | None) -> str | None:
+    """An undecided proposal of ``author`` on ``base_version`` with exactly these changes (a rerun after a crash
+    finds it instead of filing a duplicate)."""
+    want = json.loads(dumps(_clean_changes(changes)))
+    rows = con.execute("SELECT p.proposal_id, p.changes FROM proposals p LEFT JOIN proposal_decisions d "
+                       "USING (proposal_id) WHERE d.proposal_id IS NULL AND p.author = ? AND "
+                       "p.base_version IS NOT DISTINCT FROM ?", [author, base_version]).fetchall()
+    for pid, ch in rows:
+        if json.loads(ch) == want:
+            return str(pid)
+    return None
+
+
+def submit(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, author: str, system: str, source: str,
+           reason: str, evidence: Mapping[str, Any] | None = None, note: str | None = None,
+           run_id: str | None = None, policy: Any = None, sandbox: bool = False,
+           in_transaction: bool = False) -> Submission:
+    """Submit a system change of the live set (a calibration) through the proposal/decision path.
+
+    In ONE transaction: a proposal by ``author`` holding every changed row of ``pset`` (instruments it does
+    not hold are carried unchanged), then, when :func:`auto_rule` allows it, the automatic decision by the
+    system identity ``system`` (``system:calibrate``, ``system:monitor``) with the rule as its comment, the
+    publication and their audit entries (``auto_approve`` names the rule). Otherwise the proposal stays
+    pending for a risk officer. Nothing is proposed when ``pset`` changes nothing (an identical set is never
+    republished), and a rerun finds its own undecided proposal instead of filing it twice.
+    """
+    if not system.startswith(SYSTEM_PREFIX):
+        raise ConfigError(f"automatic decisions are taken by a system identity ({SYSTEM_PREFIX}...), not {system!r}")
+
+    def _write() -> Submission:
+        v = latest_version(con)
+        current = load(con, v) if v is not None else None
+        # the same checks as a direct publication (bounds of a calibration, empty sets), before anything is written
+        if publication_rows(current, pset, created_by=system, source=source, run_id=run_id) is None:
+            return Submission(None, v, False, None, None, [])
+        changes = calibration_changes(current, pset)
+        rule, why = auto_rule(current, changes, policy, sandbox=sandbox)
+        ev = {**dict(evidence or {}), "run_id": run_id or pset.run_id, "source": source}
+        pid = _same_pending(con, author, changes, v)
+        if pid is None:
+            pid = create_proposal(con, author=author, changes=changes, reason=reason, evidence=ev, base_version=v,
+                                  in_transaction=True)
+        if rule is None:
+            return Submission(pid, v, False, None, why, changes)
+        prov = {**dict(pset.provenance), "proposal_id": pid, "decided_by": system, "rule": rule}
+        new = ParameterSet(params=dict(pset.params), provenance=prov, run_id=pset.run_id, parent_version=v)
+        version = publish(con, new, created_by=system, source=source, run_id=run_id or pset.run_id,
+                          note=note, in_transaction=True)
+        now = utcnow()
+        con.execute("INSERT INTO proposal_decisions VALUES (?, ?, ?, ?, ?, ?)",
+                    decision_row(pid, system, "approved", f"automatic: {rule}", version, now))
+        audit.append(con, system, "auto_approve", f"proposal:{pid}",
+                     {"published_version": version, "rule": rule, "author": author,
+                      "instruments": [c["instrument"] for c in changes]})
+        return Submission(pid, version, True, rule, None, changes)
+
+    if in_transaction:
+        return _write()
+    with transaction(con):
+        return _write()

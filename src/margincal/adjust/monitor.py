@@ -4,9 +4,12 @@
 a feed (:class:`~margincal.data.feeds.ReplayFeed` or
 :class:`~margincal.data.feeds.LiveFeed`) and writes what must survive:
 
-* an **automatic** adjustment publishes a new parameter-set version
-  (``source="auto-adjust"``, the adjustment and its signals as evidence in the
-  provenance) and appends an ``auto_adjust`` audit entry;
+* an **automatic** adjustment goes the way of every change of the live set: a
+  proposal (author ``monitor``), its automatic approval by ``system:monitor``
+  naming the policy rule that allowed the step (``auto_approve`` audit entry),
+  and the new parameter-set version (``source="auto-adjust"``, created by
+  ``system:monitor``, the adjustment and its signals as evidence in the
+  provenance), plus an ``auto_adjust`` audit entry per instrument;
 * a change that needs an officer becomes a **proposal** (reason + evidence
   JSON) with a ``propose`` audit entry;
 * in the **same transaction**, the checkpoint row of ``monitor_state``
@@ -41,16 +44,24 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.adjust.approval import _new_id as approval_new_id
-from margincal.adjust.approval import adjusted_row, pending_rates
+from margincal.adjust.approval import SYSTEM_MONITOR, adjusted_row, decision_row, pending_rates, proposal_rows
 from margincal.adjust.engine import Adjustment, MonitorEngine
 from margincal.adjust.policy import Policy, default_policy
 from margincal.adjust.signals import Signal
 from margincal.data import audit
 from margincal.data.feeds import SharesConnection, event_key
-from margincal.data.store import connect, dumps, transaction, utcnow
+from margincal.data.store import connect, transaction, utcnow
 from margincal.errors import ConfigError
-from margincal.margin.params import InstrumentParams, ParameterSet, latest_version, load, new_run_id
+from margincal.margin.params import (
+    InstrumentParams,
+    ParameterSet,
+    Publication,
+    latest_version,
+    load,
+    new_run_id,
+    publication_rows,
+    write_publications,
+)
 
 __all__ = ["Monitor", "MonitorReport", "jsonable", "load_checkpoint", "summarize_state"]
 
@@ -107,6 +118,8 @@ class Monitor:
                  checkpoint_every: int = 100_000, checkpoint_seconds: float = 5.0, sync_seconds: float = 10.0,
                  commit_latency_s: float = 1.0, replay: bool = False) -> None:
         self.replay = bool(replay)
+        #: the system identity that approves automatic steps (a replay into the live store is marked)
+        self.system = SYSTEM_MONITOR + ("-replay" if self.replay else "")
         self.store = store
         self.policy = policy or default_policy()
         self.name = name
@@ -266,13 +279,24 @@ class Monitor:
                 + "; ".join(a.reason for a in ok))
             if self.replay:
                 reason = "[replay] " + reason
+            changes = [{"instrument": a.instrument, "im_before": a.im_before, "im_after": a.im_after,
+                        "mm_before": a.mm_before, "mm_after": a.mm_after, "meta": _meta(a)} for a in ok]
             if ok[0].route == "auto":
+                # the same path as every change of the live set: a proposal, decided at once by the system
+                # identity under the policy rule that allowed the step, and the publication, in this transaction
                 rows = {a.instrument: _row(current.params[a.instrument], a) for a in ok}
-                new = current.with_changes(rows)
-                new = ParameterSet(params=new.params, provenance={"source": "auto-adjust", **evidence},
+                pid = writer.propose(author=self.actor, reason=reason, base_version=current.version,
+                                     evidence=evidence, changes=changes)
+                rule = "; ".join(dict.fromkeys(a.rule for a in ok))
+                new = ParameterSet(params=rows, provenance={"source": "auto-adjust", "proposal_id": pid,
+                                                            "decided_by": self.system, "rule": rule, **evidence},
                                    parent_version=current.version)
-                version = writer.publish(new, created_by=self.actor, source="auto-adjust", run_id=new_run_id(),
-                                         note=reason[:500])
+                published = writer.publish(current, new, created_by=self.system, source="auto-adjust",
+                                           run_id=new_run_id(), note=reason[:500])
+                assert published is not None  # an automatic step changes a rate
+                version = published
+                writer.decide(pid, system=self.system, version=version, rule=rule, author=self.actor,
+                              instruments=[a.instrument for a in ok])
                 for a in ok:
                     writer.audit(self.actor, "auto_adjust", f"instrument:{a.instrument}",
                                  {"version": version, "im_before": a.im_before, "im_after": a.im_after,
@@ -282,16 +306,16 @@ class Monitor:
                                   "mm_effective_at": None if a.mm_effective_at is None
                                   else a.mm_effective_at.isoformat(),
                                   "rule": a.rule, "signals": [s.kind + ":" + s.severity for s in a.signals]})
-                current = dataclasses.replace(new, version=version)
+                current = dataclasses.replace(current.with_changes(rows), provenance=new.provenance,
+                                              version=version)
                 for r in recs:
                     r["version"] = version
+                    r["proposal_id"] = pid
                 self.report.versions.append(version)
                 self.report.auto_adjustments += 1
             else:
-                pid = writer.propose(
-                    author=self.actor, reason=reason, base_version=current.version, evidence=evidence,
-                    changes=[{"instrument": a.instrument, "im_before": a.im_before, "im_after": a.im_after,
-                              "mm_before": a.mm_before, "mm_after": a.mm_after, "meta": _meta(a)} for a in ok])
+                pid = writer.propose(author=self.actor, reason=reason, base_version=current.version,
+                                     evidence=evidence, changes=changes)
                 for r in recs:
                     r["proposal_id"] = pid
                 self.report.proposal_ids.append(pid)
@@ -453,74 +477,64 @@ class Monitor:
 
 
 class GroupWriter:
-    """Rows of many versions, proposals and audit entries, written with one multi-row INSERT per table.
+    """Rows of many proposals, decisions, versions and audit entries, written with one multi-row INSERT per table.
 
     Group commit needs the writes themselves to be cheap: ``params.publish``, ``approval.create_proposal``
     and ``audit.append`` cost a few statements each (about 5 ms per decision in DuckDB, most of it the
-    audit chain's read of its last entry). This writer produces exactly the rows those functions write -
-    the same columns, the same audit actions, subjects and details, the same hash chain (computed with
-    ``audit``'s own entry hash) - but reads the last version and the last audit entry once and inserts
-    every row of a table in one statement. It writes nothing until :meth:`write`, inside the caller's
-    transaction.
+    audit chain's read of its last entry). This writer builds its rows with the same functions those use -
+    :func:`margincal.margin.params.publication_rows`, :func:`margincal.adjust.approval.proposal_rows` and
+    :func:`~margincal.adjust.approval.decision_row` - and inserts every row of a table in one statement, the
+    audit entries through :func:`margincal.data.audit.append_many`. It writes nothing until :meth:`write`,
+    inside the caller's transaction.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self._heads: list[list[Any]] = []
-        self._rows: list[list[Any]] = []
+        self._pubs: list[Publication] = []
         self._props: list[list[Any]] = []
+        self._decisions: list[list[Any]] = []
         self._audit: list[tuple[str, str, str | None, dict[str, Any]]] = []
-        self._version: int | None = None
 
-    def publish(self, pset: ParameterSet, *, created_by: str, source: str, run_id: str, note: str | None) -> int:
-        if not pset.params:
-            raise ConfigError("cannot publish an empty parameter set")
-        if self._version is None:
-            self._version = latest_version(self.con) or 0
-        parent = self._version or None
-        version = self._version + 1
-        self._version = version
-        self._heads.append([version, utcnow(), created_by, source, run_id, parent, note, dumps(pset.provenance)])
-        self._rows += [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
-                       for p in pset.params.values()]
-        self.audit(created_by, "publish", f"parameter_set:{version}",
-                   {"source": source, "run_id": run_id, "parent_version": parent,
-                    "instruments": sorted(pset.params), "note": note})
-        return version
+    def publish(self, current: ParameterSet | None, pset: ParameterSet, *, created_by: str, source: str,
+                run_id: str, note: str | None) -> int | None:
+        """Queue ``pset``'s rows published on top of ``current`` (scoped); the new version, None when identical."""
+        pub = publication_rows(current, pset, created_by=created_by, source=source, run_id=run_id, note=note)
+        if pub is None:
+            return None
+        self._pubs.append(pub)
+        self._audit.append(pub.audit)
+        return pub.version
 
     def propose(self, *, author: str, changes: list[dict[str, Any]], reason: str, evidence: dict[str, Any],
                 base_version: int | None) -> str:
-        clean = []
-        for c in changes:
-            im, mm = float(c["im_after"]), float(c["mm_after"])
-            InstrumentParams(str(c["instrument"]), im, mm)  # validates the rates, as create_proposal does
-            clean.append({**c, "im_before": float(c["im_before"]), "im_after": im,
-                          "mm_before": float(c["mm_before"]), "mm_after": mm})
-        if not reason.strip():
-            raise ConfigError("a proposal needs a reason")
-        now = utcnow()
-        pid = approval_new_id(now)
-        self._props.append([pid, now, author, base_version, reason, dumps(clean), dumps(evidence)])
-        self.audit(author, "propose", f"proposal:{pid}",
-                   {"instruments": [c["instrument"] for c in clean],
-                    "im": {c["instrument"]: [c["im_before"], c["im_after"]] for c in clean},
-                    "base_version": base_version, "reason": reason})
+        pid, row, entry = proposal_rows(author=author, changes=changes, reason=reason, evidence=evidence,
+                                        base_version=base_version)
+        self._props.append(row)
+        self._audit.append(entry)
         return pid
+
+    def decide(self, proposal_id: str, *, system: str, version: int, rule: str, author: str,
+               instruments: list[str]) -> None:
+        """Queue the automatic approval of ``proposal_id`` by ``system`` under ``rule`` (published as ``version``)."""
+        self._decisions.append(decision_row(proposal_id, system, "approved", f"automatic: {rule}", version))
+        self._audit.append((system, "auto_approve", f"proposal:{proposal_id}",
+                            {"published_version": version, "rule": rule, "author": author,
+                             "instruments": instruments}))
 
     def audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
         self._audit.append((actor, action, subject, details))
 
     def write(self) -> None:
         con = self.con
-        for table, rows, width in (("parameter_sets", self._heads, 8), ("parameter_rows", self._rows, 5),
-                                   ("proposals", self._props, 7)):
+        write_publications(con, self._pubs)
+        for table, rows, width in (("proposals", self._props, 7), ("proposal_decisions", self._decisions, 6)):
             if rows:
                 ph = "(" + ", ".join(["?"] * width) + ")"
                 con.execute(f"INSERT INTO {table} VALUES " + ", ".join([ph] * len(rows)),
                             [v for r in rows for v in r])
         if self._audit:
             audit.append_many(con, self._audit)
-        self._heads, self._rows, self._props, self._audit = [], [], [], []
+        self._pubs, self._props, self._decisions, self._audit = [], [], [], []
 
 
 def _meta(a: Adjustment) -> dict[str, Any]:

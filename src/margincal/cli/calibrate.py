@@ -1,4 +1,12 @@
-"""`margincal calibrate`: calibrate IM/MM rates of stored instruments and publish a parameter set."""
+"""`margincal calibrate`: calibrate IM/MM rates of stored instruments.
+
+A calibration is a trial by default: it runs in a named sandbox, a separate store file
+``<store>.sandbox-<name>.duckdb`` copied from the live store (as ``monitor --replay`` does), and publishes
+there. ``--live-store`` submits it to the live set instead, through the proposal/decision path
+(:mod:`margincal.usecases.calibration`): applied at once by ``system:calibrate`` where the rule allows
+(first publication, new instruments, IM increases within the policy's automatic bound), otherwise left
+pending for a risk officer.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +16,9 @@ import duckdb
 import typer
 
 from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
-from margincal.config import CalibrationSettings
+from margincal.config import CalibrationSettings, resolve_store_path
 from margincal.data.samples import calibration_targets
-from margincal.data.store import bar_instruments, open_store
+from margincal.data.store import bar_instruments, open_sandbox, open_store, sandbox_path
 from margincal.errors import ConfigError
 
 # the model names for `--help`, kept here so that `margincal --help` does not import the model stack (scipy, arch);
@@ -52,20 +60,37 @@ def calibrate(
                                                          "every bundled one in the store).")] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t")] = None,
     store: StoreOption = None,
+    sandbox: Annotated[str | None, typer.Option("--sandbox", help="The sandbox store the trial runs in (default "
+                                                "'calibrate'); --fresh recreates it from the live store.")] = None,
+    live_store: Annotated[bool, typer.Option("--live-store", help="Submit the calibration to the LIVE parameter set "
+                                             "(a proposal, applied at once only where the policy allows) instead of "
+                                             "a sandbox trial.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Recreate the sandbox from the live store first.")] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Calibrate IM/MM rates and publish them as a new parameter-set version."""
-    from margincal.margin.published import calibrate_and_publish
+    """Calibrate IM/MM rates: a trial in a sandbox store, or (--live-store) a proposal to the live set."""
     from margincal.risk.models import MODELS, horizon_hours
 
     if model not in MODELS:
         raise ConfigError(f"--model {model!r} is not one of {', '.join(sorted(MODELS))}")
     settings = CalibrationSettings(model=model, level=level, horizon_hours=horizon_hours(horizon),
                                    mm_fraction=mm_fraction, buffer=buffer, rule=rule)
-    with open_store(store) as con:
-        from margincal.margin.params import latest_version
+    if live_store and (sandbox is not None or fresh):
+        raise ConfigError("--live-store writes into the live store; it takes no --sandbox or --fresh")
+    live_path = resolve_store_path(store)
+    if not live_store:
+        sb_name = sandbox or "calibrate"
+        sandbox_path(live_path, sb_name)  # validates the name before anything is created
+        if not live_path.exists():
+            raise ConfigError(f"store {live_path} does not exist; run `margincal run` or `margincal ingest` first")
+        with open_store(live_path, read_only=True) as con:
+            _targets(con, instrument, timeframe)  # unknown instruments fail before the sandbox is made
+        target_path = open_sandbox(live_path, sb_name, fresh=fresh)
+    else:
+        target_path = live_path
+    from margincal.usecases.calibration import calibrate_and_submit
 
-        before = latest_version(con)
+    with open_store(target_path) as con:
         targets = _targets(con, instrument, timeframe)
         with progress(transient=True) as prog:
             task = prog.add_task("calibrating", total=len(targets))
@@ -73,14 +98,24 @@ def calibrate(
             def step(label: str) -> None:
                 prog.update(task, advance=1, description=f"calibrating {label}")
 
-            version, pset, cals = calibrate_and_publish(con, targets, settings, actor="cli", on_step=step)
+            sub, pset, cals = calibrate_and_submit(
+                con, targets, settings, author="cli", on_step=step, sandbox=not live_store,
+                evidence={"written_by": "margincal calibrate --live-store" if live_store else
+                          f"margincal calibrate (sandbox {target_path.name})"})
     rows = [c.row() for c in cals]
+    where = {"store": target_path.name, "live_store": live_store,
+             "sandbox": None if live_store else target_path.name}
     if json_out:
-        print_json({"version": version, "run_id": pset.run_id, "provenance": pset.provenance, "rows": rows})
+        print_json({"version": sub.version, "run_id": pset.run_id, "proposal_id": sub.proposal_id,
+                    "applied": sub.applied, "rule": sub.rule, "pending_reason": sub.pending_reason, **where,
+                    "provenance": pset.provenance, "rows": rows})
         return
-    print_table(rows, title=f"parameter set v{version} ({model}, ES {level:g}, {settings.horizon_hours:g}h)")
-    if version == before:
-        console.print(f"unchanged: the live set v{version} already holds these rates (nothing published)")
+    tag = "live store" if live_store else f"sandbox {target_path.name}"
+    print_table(rows, title=f"calibration ({model}, ES {level:g}, {settings.horizon_hours:g}h) in the {tag}")
+    console.print(sub.message())
+    if live_store:
+        if sub.applied:
+            console.print("instruments not calibrated here are carried over unchanged")
     else:
-        console.print(f"published version {version}, run id {pset.run_id} (instruments not calibrated here are "
-                      "carried over unchanged)")
+        console.print(f"a trial: the live store {live_path.name} is not touched (--live-store submits it there; "
+                      f"read the trial with --store {target_path})")

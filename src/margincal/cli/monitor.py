@@ -39,11 +39,12 @@ REPLAY_ACTOR = "monitor-replay"
 
 
 def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *, actor: str = "monitor-cli",
-                    note_prefix: str = "") -> dict[str, Any]:
-    """Calibrate each instrument on its bars strictly before ``before`` and publish that as the base version."""
+                    note_prefix: str = "", sandbox: bool = True) -> dict[str, Any]:
+    """Calibrate each instrument on its bars strictly before ``before`` and submit that as the base version
+    (through the proposal/decision path: applied at once in a sandbox, by the policy's rule in the live store)."""
     from margincal.config import CalibrationSettings
-    from margincal.margin.params import new_run_id, publish
-    from margincal.margin.published import calibrate_bars, to_parameter_set
+    from margincal.margin.published import calibrate_bars
+    from margincal.usecases.calibration import submit_calibration
 
     settings = CalibrationSettings()
     with open_store(store) as con:
@@ -56,10 +57,12 @@ def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *
             tf = min(tfs, key=timeframe_ns)
             bars = load_bars(con, inst, tf, end=before - pd.Timedelta(timeframe_ns(tf), "ns"))
             cals.append(calibrate_bars(bars, inst, tf, settings))
-        pset = to_parameter_set(cals, settings, new_run_id())
-        version = publish(con, pset, created_by=actor, source="calibration",
-                          note=f"{note_prefix}calibrated on data before {before.isoformat()} for a monitor replay")
-    return {"version": version, "im": {c.instrument: c.im_rate for c in cals}}
+        sub, _ = submit_calibration(
+            con, cals, settings, author=actor, sandbox=sandbox,
+            note=f"{note_prefix}calibrated on data before {before.isoformat()} for a monitor replay",
+            evidence={"replay": True} if note_prefix else None)
+    return {"version": sub.version, "proposal_id": sub.proposal_id, "applied": sub.applied, "rule": sub.rule,
+            "pending_reason": sub.pending_reason, "im": {c.instrument: c.im_rate for c in cals}}
 
 
 def _state_table(mon: Monitor, last_ts: str) -> Table:
@@ -204,11 +207,15 @@ def monitor(
                 if insts is None:
                     insts = bar_instruments(con)
             info = _calibrate_base(store_path, insts, live_from, actor=REPLAY_ACTOR if marked else "monitor-cli",
-                                   note_prefix="[replay] " if marked else "")
+                                   note_prefix="[replay] " if marked else "", sandbox=not marked)
             if json_out:
                 typer.echo(jsonable({"type": "calibration", **info}))
+            elif info["proposal_id"] is not None and not info["applied"]:
+                err_console.print(f"[yellow]base calibration on data before {start} is proposal "
+                                  f"{info['proposal_id']}, pending for a risk officer ({info['pending_reason']}); "
+                                  f"the replay runs on version {info['version']}[/]")
             else:
-                err_console.print(f"published base version {info['version']} calibrated on data before {start}: "
+                err_console.print(f"base version {info['version']} calibrated on data before {start}: "
                                   + ", ".join(f"{k} IM {100 * v:.2f}%" for k, v in info["im"].items()))
     eng = mon.start()
     if eng.params is None:

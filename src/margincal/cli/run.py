@@ -23,10 +23,11 @@ from margincal.cli.common import (
 from margincal.config import CalibrationSettings, resolve_store_path
 from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
 from margincal.data.store import load_bars, open_store
-from margincal.margin.published import calibrate_and_publish, published_history
+from margincal.margin.published import published_history
 from margincal.reports.html import Section, instrument_figure, table_html, write_report
 from margincal.reports.margin_v2 import margin_v2_sections
 from margincal.risk.models import horizon_hours
+from margincal.usecases.calibration import calibrate_and_submit
 
 
 def run(
@@ -53,9 +54,12 @@ def run(
         with open_store(path) as con:
             reports = ingest_samples(con, progress=lambda s: prog.update(
                 t_ing, advance=1, description=f"ingesting {s.file}"))
-            version, pset, cals = calibrate_and_publish(
-                con, targets, settings, actor="margincal-run",
+            # through the proposal/decision path: the first run (empty store) applies at once (rule "initial"),
+            # later runs where the policy allows; a decrease waits for a risk officer
+            sub, pset, cals = calibrate_and_submit(
+                con, targets, settings, author="margincal-run",
                 on_step=lambda label: prog.update(t_cal, advance=1, description=f"calibrating {label}"))
+            version = sub.version
             figures = []
             for c in cals:
                 inst, tf = c.instrument, c.timeframe
@@ -111,6 +115,8 @@ def run(
     out = write_report(report, "margincal: calibration report", sections, meta)
     if json_out:
         print_json({"store": str(path), "version": version, "run_id": pset.run_id, "rows_ingested": inserted,
+                    "proposal_id": sub.proposal_id, "applied": sub.applied, "rule": sub.rule,
+                    "pending_reason": sub.pending_reason,
                     "report": str(out), "parameters": rows,
                     "backtest": {"breaches": breaches, "summary": bt.summary(), "rows": bt_rows,
                                  "tiers": tier_rows, "tier_summary": curve_summary(tier_rows)}})
@@ -129,5 +135,7 @@ def run(
                       f"{v['n_obs']:,} close-outs ({100 * v['breach_rate']:.2f}%), {v['tiers_over_1pct']} of "
                       f"{v['tiers']} instrument-tiers above 1%, {v['red']:,} red / {v['yellow']:,} yellow of "
                       f"{v['windows']:,} rolling 250-windows")
-    console.print(f"store [bold]{path}[/] ({inserted} new rows) - published version [bold]{version}[/] "
+    if sub.proposal_id is not None and not sub.applied:
+        console.print(f"[yellow]{sub.message()}[/]")
+    console.print(f"store [bold]{path}[/] ({inserted} new rows) - live version [bold]{version}[/] "
                   f"- report [bold]{out}[/]")

@@ -242,15 +242,17 @@ def connect(
     store: str | Path | None = None,
     *,
     read_only: bool = False,
-    timeout: float = 30.0,
+    timeout: float | None = None,
     migrate: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Open the store and return a DuckDB connection (caller closes it).
 
     A read-only open of a file that does not exist raises :class:`StoreError`
     with the path. While another process holds the write lock, the open is
-    retried for up to ``timeout`` seconds.
+    retried for up to ``timeout`` seconds (default: ``$MARGINCAL_LOCK_TIMEOUT``, else 30).
     """
+    if timeout is None:
+        timeout = lock_timeout()
     path = resolve_store_path(store)
     if read_only and str(path) != ":memory:" and not path.exists():
         raise StoreError(f"store {path} does not exist; run `margincal run` or `margincal ingest` first")
@@ -278,6 +280,25 @@ def connect(
     return con
 
 
+LOCK_TIMEOUT_ENV = "MARGINCAL_LOCK_TIMEOUT"
+
+
+def lock_timeout(default: float = 30.0) -> float:
+    """Seconds an open waits for another process's lock: ``$MARGINCAL_LOCK_TIMEOUT`` (0-3600), else ``default``."""
+    import os
+
+    text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 3600.0:
+        raise StoreError(f"{LOCK_TIMEOUT_ENV} is {text[:40]!r}; it must be a number of seconds in [0, 3600]")
+    return value
+
+
 def _check_is_store(path: Path) -> None:
     """Refuse to open (and so to overwrite) a file that is not a DuckDB database: a CSV passed as --store by
     mistake, an empty file. DuckDB files carry the magic bytes ``DUCK`` at offset 8."""
@@ -302,7 +323,7 @@ def _has_icu(con: duckdb.DuckDBPyConnection) -> bool:
 
 @contextlib.contextmanager
 def open_store(
-    store: str | Path | None = None, *, read_only: bool = False, timeout: float = 30.0
+    store: str | Path | None = None, *, read_only: bool = False, timeout: float | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Context manager around :func:`connect` that always closes the connection."""
     con = connect(store, read_only=read_only, timeout=timeout)

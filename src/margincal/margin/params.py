@@ -130,6 +130,26 @@ def same_params(a: Mapping[str, InstrumentParams], b: Mapping[str, InstrumentPar
     return set(a) == set(b) and all(_same_row(a[k], b[k]) for k in a)
 
 
+def scope_of(current: ParameterSet | None, pset: ParameterSet, *, remove: Sequence[str] = ()) -> dict[str, Any]:
+    """How publishing ``pset`` (and removing ``remove``) on top of ``current`` changes it: the ``changed``,
+    ``added``, ``carried``, ``removed`` and ``unchanged`` instruments (a pure function of the two sets)."""
+    base = dict(current.params) if current is not None else {}
+    unknown = [r for r in remove if r not in base]
+    if unknown:
+        raise ConfigError(f"cannot remove {', '.join(unknown)}: not in the live parameter set"
+                          + (f" v{current.version}" if current is not None else ""))
+    both = set(pset.params) & set(remove)
+    if both:
+        raise ConfigError(f"{', '.join(sorted(both))} is both updated and removed in one publication")
+    return {
+        "added": sorted(k for k in pset.params if k not in base),
+        "changed": sorted(k for k in pset.params if k in base and not _same_row(base[k], pset.params[k])),
+        "unchanged": sorted(k for k in pset.params if k in base and _same_row(base[k], pset.params[k])),
+        "carried": sorted(k for k in base if k not in pset.params and k not in remove),
+        "removed": sorted(remove),
+    }
+
+
 def scoped(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *,
            remove: Sequence[str] = ()) -> tuple[ParameterSet | None, dict[str, Any]]:
     """What publishing ``pset`` would make the live set: the version in force with ``pset``'s rows
@@ -140,39 +160,31 @@ def scoped(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *,
     """
     v = latest_version(con)
     current = load(con, v) if v is not None else None
-    base = dict(current.params) if current is not None else {}
-    unknown = [r for r in remove if r not in base]
-    if unknown:
-        raise ConfigError(f"cannot remove {', '.join(unknown)}: not in the live parameter set"
-                          + (f" v{v}" if v is not None else ""))
-    both = set(pset.params) & set(remove)
-    if both:
-        raise ConfigError(f"{', '.join(sorted(both))} is both updated and removed in one publication")
-    scope = {
-        "added": sorted(k for k in pset.params if k not in base),
-        "changed": sorted(k for k in pset.params if k in base and not _same_row(base[k], pset.params[k])),
-        "unchanged": sorted(k for k in pset.params if k in base and _same_row(base[k], pset.params[k])),
-        "carried": sorted(k for k in base if k not in pset.params and k not in remove),
-        "removed": sorted(remove),
-    }
-    return current, scope
+    return current, scope_of(current, pset, remove=remove)
 
 
-def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: str, source: str,
-            run_id: str | None = None, note: str | None = None, in_transaction: bool = False,
-            remove: Sequence[str] = ()) -> int:
-    """Publish ``pset`` as the next version (one transaction with its audit entry); returns the version.
+@dataclass(frozen=True)
+class Publication:
+    """The rows that publish one version: its header, its parameter rows and its audit entry.
 
-    Publishing is **scoped**: the new version is the version in force with the rows of ``pset``
-    replaced or added and every other instrument carried unchanged (a calibration of one instrument
-    never drops the others). Removing an instrument is its own explicit action (``remove``), which only
-    the approval workflow passes (:func:`margincal.adjust.approval.create_removal_proposal`). When the
-    result equals the version in force, nothing is written and that version is returned (an identical
-    set is never republished).
+    :func:`publication_rows` builds them; :func:`publish` writes one publication, the monitor's group writer
+    writes many with one multi-row INSERT per table. Both write exactly these rows."""
 
-    With ``in_transaction=True`` the caller owns the transaction (used by the
-    approval workflow to publish and record the decision atomically).
-    """
+    version: int
+    parent_version: int | None
+    params: dict[str, InstrumentParams]
+    head: list[Any]
+    rows: list[list[Any]]
+    audit: tuple[str, str, str, dict[str, Any]]
+
+    def as_set(self, pset: ParameterSet) -> ParameterSet:
+        """The published set (the merged rows, with the version and header fields filled in)."""
+        return ParameterSet(params=self.params, provenance=json.loads(self.head[7]), version=self.version,
+                            created_by=self.head[2], source=self.head[3], run_id=self.head[4],
+                            parent_version=self.parent_version, note=self.head[6])
+
+
+def _check_publishable(pset: ParameterSet, source: str, remove: Sequence[str]) -> None:
     if not pset.params and not remove:
         raise ConfigError("cannot publish an empty parameter set")
     if remove and source != "approval":
@@ -187,37 +199,85 @@ def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: s
             raise ConfigError(f"calibration gives {p.instrument} IM {100 * p.im_rate:.3g}% ({p.max_leverage:,.0f}x "
                               f"leverage), above the {MAX_LEVERAGE:g}x bound; check --horizon and --level "
                               "(nothing published)")
+
+
+def publication_rows(current: ParameterSet | None, pset: ParameterSet, *, created_by: str, source: str,
+                     run_id: str | None = None, note: str | None = None, remove: Sequence[str] = (),
+                     now: Any = None) -> Publication | None:
+    """The rows publishing ``pset`` on top of ``current`` (the version in force, None for an empty store):
+    scoped (every other instrument carried unchanged, ``remove`` dropped), or None when the result equals
+    ``current`` (an identical set is never republished). Writes nothing."""
+    _check_publishable(pset, source, remove)
     run_id = run_id or pset.run_id or new_run_id()
+    scope = scope_of(current, pset, remove=remove)
+    merged = dict(current.params) if current is not None else {}
+    for r in remove:
+        merged.pop(r, None)
+    merged.update(pset.params)
+    if not merged:
+        raise ConfigError("cannot publish an empty parameter set (it would remove every instrument)")
+    if current is not None and same_params(merged, current.params):
+        return None
+    parent = current.version if current is not None else None
+    version = int(parent or 0) + 1
+    prov = dict(pset.provenance)
+    if current is not None and (scope["carried"] or scope["removed"]):
+        prov["scope"] = {**scope, "carried_from_version": parent}
+    head = [version, now if now is not None else utcnow(), created_by, source, run_id, parent, note, dumps(prov)]
+    rows = [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)] for p in merged.values()]
+    entry = (created_by, "publish", f"parameter_set:{version}",
+             {"source": source, "run_id": run_id, "parent_version": parent,
+              "instruments": sorted(pset.params), "changed": scope["changed"], "added": scope["added"],
+              "carried": scope["carried"], "removed": scope["removed"], "note": note})
+    return Publication(version, parent, merged, head, rows, entry)
+
+
+def write_publications(con: duckdb.DuckDBPyConnection, pubs: Sequence[Publication]) -> None:
+    """Insert the header and parameter rows of ``pubs`` (one multi-row statement per table; the caller owns
+    the transaction and appends the audit entries, in order, with the rest of its group)."""
+    if not pubs:
+        return
+    con.execute("INSERT INTO parameter_sets VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(pubs)),
+                [v for p in pubs for v in p.head])
+    rows = [r for p in pubs for r in p.rows]
+    # one multi-row statement: duckdb's executemany runs one statement per row (about 0.6 ms each)
+    con.execute("INSERT INTO parameter_rows VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)),
+                [v for r in rows for v in r])
+
+
+def publish(con: duckdb.DuckDBPyConnection, pset: ParameterSet, *, created_by: str, source: str,
+            run_id: str | None = None, note: str | None = None, in_transaction: bool = False,
+            remove: Sequence[str] = ()) -> int:
+    """Publish ``pset`` as the next version (one transaction with its audit entry); returns the version.
+
+    Publishing is **scoped**: the new version is the version in force with the rows of ``pset``
+    replaced or added and every other instrument carried unchanged (a calibration of one instrument
+    never drops the others). Removing an instrument is its own explicit action (``remove``), which only
+    the approval workflow passes (:func:`margincal.adjust.approval.create_removal_proposal`). When the
+    result equals the version in force, nothing is written and that version is returned (an identical
+    set is never republished).
+
+    This is the low-level write. Changes to the live set go through the proposal/decision path of
+    :mod:`margincal.adjust.approval` (:func:`~margincal.adjust.approval.submit` for calibrations and the
+    monitor, :func:`~margincal.adjust.approval.approve` for an officer), which calls it inside the deciding
+    transaction.
+
+    With ``in_transaction=True`` the caller owns the transaction (used by the
+    approval workflow to publish and record the decision atomically).
+    """
+    _check_publishable(pset, source, remove)
 
     def _write() -> int:
-        current, scope = scoped(con, pset, remove=remove)
-        merged = dict(current.params) if current is not None else {}
-        for r in remove:
-            merged.pop(r, None)
-        merged.update(pset.params)
-        if not merged:
-            raise ConfigError("cannot publish an empty parameter set (it would remove every instrument)")
-        if current is not None and same_params(merged, current.params):
-            return int(current.version)  # type: ignore[arg-type]
-        parent = current.version if current is not None else None
-        version = int(parent or 0) + 1
-        prov = dict(pset.provenance)
-        if current is not None and (scope["carried"] or scope["removed"]):
-            prov["scope"] = {**scope, "carried_from_version": parent}
-        con.execute(
-            "INSERT INTO parameter_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [version, utcnow(), created_by, source, run_id, parent, note, dumps(prov)],
-        )
-        rows = [[version, p.instrument, float(p.im_rate), float(p.mm_rate), dumps(p.details)]
-                for p in merged.values()]
-        # one multi-row statement: duckdb's executemany runs one statement per row (about 0.6 ms each)
-        con.execute("INSERT INTO parameter_rows VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)),
-                    [v for r in rows for v in r])
-        audit.append(con, created_by, "publish", f"parameter_set:{version}",
-                     {"source": source, "run_id": run_id, "parent_version": parent,
-                      "instruments": sorted(pset.params), "changed": scope["changed"], "added": scope["added"],
-                      "carried": scope["carried"], "removed": scope["removed"], "note": note})
-        return version
+        v = latest_version(con)
+        current = load(con, v) if v is not None else None
+        pub = publication_rows(current, pset, created_by=created_by, source=source, run_id=run_id, note=note,
+                               remove=remove)
+        if pub is None:
+            assert current is not None and current.version is not None
+            return int(current.version)
+        write_publications(con, [pub])
+        audit.append(con, *pub.audit)
+        return pub.version
 
     if in_transaction:
         return _write()

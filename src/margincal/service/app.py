@@ -273,9 +273,28 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     _install_handlers(app)
     for r in (health, instruments, parameters, margin, signals, proposals, results, views, admin):
         _annotate_permissions(r.router.routes)
+        _document_errors(r.router.routes)
         app.include_router(r.router)
 
     docs_deps = [] if settings.docs_public else [Depends(require("read"))]
+
+    base_openapi = app.openapi
+
+    def openapi_with_errors() -> dict[str, Any]:
+        """The generated schema with every error answer as JSON (a text route's errors are JSON envelopes too)."""
+        if app.openapi_schema is None:
+            doc = base_openapi()
+            for item in doc.get("paths", {}).values():
+                for op in item.values():
+                    for code, resp in (op.get("responses") or {}).items():
+                        content = resp.get("content") or {}
+                        if code[:1] in "45" and "application/json" not in content and content:
+                            resp["content"] = {"application/json": next(iter(content.values()))}
+            _close_pattern_maps(doc)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi_with_errors  # type: ignore[method-assign]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=docs_deps)
     def openapi() -> JSONResponse:
@@ -324,6 +343,67 @@ def _annotate_permissions(routes: list[Any]) -> None:
         if isinstance(route, APIRoute):
             perm = find(route.dependant) or "none"
             route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": perm}
+
+
+_ERROR_TEXT = {
+    400: "Malformed request (e.g. a Last-Event-ID this stream never sent)",
+    401: "Missing, malformed, unknown or revoked API key",
+    403: "The key's role lacks the permission, or the four-eyes rule forbids the action",
+    404: "No such resource (version, instrument, proposal, key, result)",
+    409: "Conflicts with the current state (already decided, superseded or stale; already revoked)",
+    413: "Request body over the size limit, or too many names in one request",
+    422: "Invalid field: the envelope's detail names the field and the rule",
+    500: "Unexpected error: no stack trace, quote the request id",
+    501: "Not available in this build or for this input",
+    503: "The store is busy or unavailable; retry after the Retry-After seconds",
+}
+
+
+def _close_pattern_maps(node: Any) -> None:
+    """A pydantic ``dict[Annotated[str, Field(pattern=...)], X]`` becomes ``patternProperties`` in the schema, which
+    by JSON Schema still admits keys outside the pattern; the model refuses them, so say so
+    (``additionalProperties: false``): the schema then describes what the service accepts."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for v in node.values():
+            _close_pattern_maps(v)
+    elif isinstance(node, list):
+        for v in node:
+            _close_pattern_maps(v)
+
+
+def _document_errors(routes: list[Any]) -> None:
+    """Write the error answers a route can give, with the real envelope (:class:`ErrorBody`), into the OpenAPI
+    schema: every /api route 401/403/422/500/503; a body 413; path parameters, ``latest`` and results 404;
+    writes 409; the margin and policy routes 501; the signal routes 400."""
+    from fastapi.routing import APIRoute
+
+    from margincal.service.schemas import ErrorBody
+
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        codes: set[int] = {500}
+        path = route.path
+        methods = set(route.methods or ())
+        if path.startswith("/api"):
+            codes |= {401, 403, 422, 503}
+            if "{" in path or path.endswith("/latest") or path.startswith("/api/results"):
+                codes.add(404)
+            if methods & {"POST", "PUT", "DELETE"}:
+                codes |= {409, 413}
+            if path.startswith(("/api/margin", "/api/policy")):
+                codes.add(501)
+            if path.startswith("/api/signals"):
+                codes.add(400)
+            if path.startswith("/api/parameter-sets"):
+                codes.add(404)
+        else:
+            codes.add(503)
+        extra: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]}
+                                                 for c in sorted(codes)}
+        route.responses = {**extra, **(route.responses or {})}
 
 
 def _page_headers() -> dict[str, str]:

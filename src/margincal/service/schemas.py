@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Portfolio size limit: a larger body is refused with 422 before any margin work.
 MAX_POSITIONS = 5000
+# Distinct instrument names per portfolio / what-if request (positions and order): each name is priced under every
+# scenario, so the cost of a request grows with them; more are refused with 422 before any margin work.
+MAX_NAMES = 1000
+# Bounds of quantities and prices (documented in the schema, so a client knows them before sending)
+MAX_QUANTITY = 1e12
+MAX_PRICE = 1e12
 
 Instrument = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
                                   description="instrument name as stored, e.g. BTC-PERP or BTC-USDT")]
@@ -25,8 +31,10 @@ class Position(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     instrument: Instrument
-    quantity: float = Field(description="signed quantity in units of the instrument (long > 0, short < 0)")
-    price: float | None = Field(default=None, gt=0, description="mark price; default: the latest stored close")
+    quantity: float = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, json_schema_extra={"not": {"const": 0}},
+                            description="signed quantity in units of the instrument (long > 0, short < 0; not 0)")
+    price: float | None = Field(default=None, gt=0, le=MAX_PRICE,
+                                description="mark price; default: the latest stored close")
 
     @field_validator("quantity")
     @classmethod
@@ -47,14 +55,22 @@ class Position(BaseModel):
 class Portfolio(BaseModel):
     model_config = ConfigDict(extra="forbid")
     positions: list[Position] = Field(default_factory=list, max_length=MAX_POSITIONS,
-                                      description=f"at most {MAX_POSITIONS} positions")
+                                      description=f"at most {MAX_POSITIONS} positions over at most {MAX_NAMES} "
+                                                  "distinct instruments")
     method: Literal["risk_matrix", "standalone"] = Field(
         default="risk_matrix",
         description="risk_matrix: Deribit-style scenario margin over Deribit-named derivatives (BTC-PERP, "
                     "BTC-27DEC24, BTC-27DEC24-70000-C); standalone: published IM/MM rates x |notional|, no offsets")
     flat_vol: float | None = Field(default=None, gt=0, le=5, description="implied vol for options with no quote")
-    spot: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")], Annotated[float, Field(gt=0)]] | None = Field(
+    spot: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")],
+               Annotated[float, Field(gt=0, le=MAX_PRICE)]] | None = Field(
         default=None, max_length=100, description="spot overrides per underlying, e.g. {\"BTC\": 68000}")
+
+    @field_validator("positions")
+    @classmethod
+    def _names(cls, v: list[Position]) -> list[Position]:
+        _check_names({p.instrument for p in v})
+        return v
 
     @field_validator("flat_vol")
     @classmethod
@@ -62,12 +78,19 @@ class Portfolio(BaseModel):
         return _finite(v, "flat_vol")
 
 
+def _check_names(names: set[str]) -> None:
+    if len(names) > MAX_NAMES:
+        raise ValueError(f"at most {MAX_NAMES} distinct instruments per request (this one names {len(names)}); "
+                         "split the book")
+
+
 class Order(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instrument: Instrument
     side: Literal["buy", "sell"]
-    quantity: float = Field(gt=0, le=1e12, description="order size (> 0); the side gives the sign")
-    price: float | None = Field(default=None, gt=0, description="limit / expected fill price; default: last close")
+    quantity: float = Field(gt=0, le=MAX_QUANTITY, description="order size (> 0); the side gives the sign")
+    price: float | None = Field(default=None, gt=0, le=MAX_PRICE,
+                                description="limit / expected fill price; default: last close")
 
     @field_validator("quantity", "price")
     @classmethod
@@ -93,6 +116,11 @@ class LimitsModel(BaseModel):
 
 class WhatIfRequest(Portfolio):
     order: Order
+
+    @model_validator(mode="after")
+    def _names_with_order(self) -> WhatIfRequest:
+        _check_names({p.instrument for p in self.positions} | {self.order.instrument})
+        return self
     limits: LimitsModel | None = Field(default=None, description="refuse an order that breaches these limits")
     collateral: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")], float] | None = Field(
         default=None, max_length=50,
@@ -109,9 +137,28 @@ class Decision(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["viewer", "trader", "risk_officer", "admin"]
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^ *[A-Za-z0-9][A-Za-z0-9 ._@-]*$",
+                             description="the holder's name (its identity: unique, not a reserved system name)")
 
 
 class PolicyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     toml: str = Field(min_length=1, max_length=200_000, description="the whole policy file (TOML)")
+
+
+class ErrorItem(BaseModel):
+    """One validation problem: where (``loc``), what rule (``type``) and the message."""
+
+    loc: list[str | int] = Field(description="path of the offending field, e.g. [\"body\", \"positions\", 0]")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """The error envelope of every 4xx/5xx answer (never a stack trace)."""
+
+    error: str = Field(description="machine-readable kind: unauthorized, forbidden, not_found, conflict, "
+                                   "payload_too_large, validation_error, invalid_request, internal_error, unavailable...")
+    detail: str | list[ErrorItem] | Any = Field(
+        default=None, description="what was wrong: a sentence, or the list of invalid fields (422 validation_error)")
+    request_id: str = Field(description="quote it to the operator; the server log holds the details under it")

@@ -9,6 +9,8 @@ instrument, with the settings of the published set), :func:`portfolio_scenarios`
 (:mod:`~margincal.usecases.catalog`, :mod:`~margincal.usecases.proposals`,
 :mod:`~margincal.usecases.events`, :mod:`~margincal.usecases.results`) are the queries behind the
 service's routes; the service adds only its caches and the JSON shaping.
+:mod:`margincal.usecases.calibration` (imported on use: it loads the model stack) calibrates and submits
+the result through the proposal/decision path (:func:`~margincal.usecases.calibration.calibrate_and_submit`).
 
 This layer sits above the model packages (margin, stress, backtest, adjust) and
 below the shells (cli, service) and the report; see docs/architecture.md.

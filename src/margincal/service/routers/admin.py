@@ -32,8 +32,11 @@ def list_keys(_: KeyAdmin, con: Con) -> list[dict[str, Any]]:
 @router.post("/keys", status_code=201, summary="Create a key; the response holds the secret, shown only once",
              response_model=None)
 def create_key(body: KeyCreate, request: Request, who: KeyAdmin) -> dict[str, Any]:
-    with request.app.state.store.writer() as cur:
-        new = auth.create_key(cur, body.role, body.name, actor=who.name, via_service=True)
+    try:
+        with request.app.state.store.writer() as cur:
+            new = auth.create_key(cur, body.role, body.name, actor=who.name, via_service=True)
+    except ConfigError as exc:  # the body is well-formed (the schema checks it): the name is taken or reserved
+        raise HTTPException(409, str(exc)) from None
     request.app.state.principals.clear()
     return {"key_id": new.key_id, "key": new.key, "role": new.role, "name": new.name}
 
