@@ -71,6 +71,7 @@ def test_account_what_if_renders_the_api_figures(seeded: tuple[Path, dict[str, s
             page.fill("#api-key", keys["trader"])
             page.click("#key-submit")
             page.wait_for_selector("#who-role:has-text('trader')", timeout=15000)
+            page.click("#tabs button[data-tab='instruments']")  # the what-if lives on its own tab
             # an account: long 2 BTC perps and a short call, USDT and BTC collateral, BTC haircut 10%
             page.fill("#whatif-positions", "BTC-PERP 2\nBTC-26JUN26-90000-C -1")
             page.select_option("#whatif-side", "buy")

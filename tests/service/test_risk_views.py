@@ -92,7 +92,7 @@ def views_client(run_store: tuple[Path, dict[str, str], dict[str, str]], tmp_pat
 def test_timeline_and_evidence_of_the_published_version(views_client: Any) -> None:
     tl = views_client.get("/api/views/timeline").json()
     assert [t["version"] for t in tl] == [1]
-    assert tl[0]["created_by"] == "margincal-run" and tl[0]["added"] == 12 and tl[0]["diff"].endswith("/1/diff")
+    assert tl[0]["created_by"] == "system:calibrate" and tl[0]["added"] == 12 and tl[0]["diff"].endswith("/1/diff")
     ev = views_client.get("/api/views/evidence").json()
     assert ev["version"] == 1
     assert ev["backtest"]["params"]["version"] == 1 and ev["stress"]["params"]["version"] == 1
@@ -344,7 +344,10 @@ def _check_views(page: Any, role: str, props: dict[str, str]) -> None:
     assert page.locator("#proposals tbody tr[data-proposal]").count() == 1
     page.select_option("#filter-instrument", "")
     page.select_option("#filter-status", "approved")
-    assert page.locator("#proposals tbody tr[data-proposal]").count() == 0
+    # only the run's own calibration proposal (decided by system:calibrate) is approved; the two open ones hide
+    assert page.locator("#proposals tbody tr[data-proposal]").count() == 1
+    assert page.locator(f"#proposals tr[data-proposal='{props['cut']}']").count() == 0
+    assert page.locator(f"#proposals tr[data-proposal='{props['raise']}']").count() == 0
     page.select_option("#filter-status", "open")
     assert page.evaluate("document.documentElement.scrollHeight") < 3000  # no 25,000 px page
     page.screenshot(path=str(ARTIFACTS / f"views-{role}-proposals.png"), full_page=True)
