@@ -375,7 +375,7 @@ def _close_pattern_maps(node: Any) -> None:
 
 def _document_errors(routes: list[Any]) -> None:
     """Write the error answers a route can give, with the real envelope (:class:`ErrorBody`), into the OpenAPI
-    schema: every /api route 401/403/422/500/503; a body 413; path parameters, ``latest`` and results 404;
+    schema: every /api route 401/403/422/500/503; a body 413; path parameters, ``latest``, results and views 404;
     writes 409; the margin and policy routes 501; the signal routes 400."""
     from fastapi.routing import APIRoute
 
@@ -397,8 +397,8 @@ def _document_errors(routes: list[Any]) -> None:
                 codes.add(501)
             if path.startswith("/api/signals"):
                 codes.add(400)
-            if path.startswith("/api/parameter-sets"):
-                codes.add(404)
+            if path.startswith(("/api/parameter-sets", "/api/views")):
+                codes.add(404)  # an unknown version / snapshot, or nothing published yet
         else:
             codes.add(503)
         extra: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]}
