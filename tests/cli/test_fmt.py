@@ -92,3 +92,13 @@ def test_fmt_imports_nothing_heavy() -> None:
     code = "import sys, margincal.fmt; print([m for m in ('numpy', 'pandas', 'duckdb') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_report_tables_use_the_same_format() -> None:
+    from margincal.reports.html import table_html
+
+    out = table_html([{"instrument": "BTC-USDT", "im_rate": 0.0477123, "lower": 1224625.0, "max_leverage": 9.1324,
+                       "n_obs": 495989, "x": 200.00000000000017}])
+    for s in ("<th>IM (%)</th>", "<th>lower (USD)</th>", "<td>4.77%</td>", "<td>1,224,625</td>", "<td>9.13x</td>",
+              "<td>495,989</td>", "<td>200</td>"):
+        assert s in out, s
