@@ -229,8 +229,11 @@ class LogProgress(Progress):
                     return
                 what = f"{format_count(done)} done ({desc})" if done else f"running ({desc})"
             self._last[task_id] = (now, tenth)
-            sys.stderr.write(f"{self.name}: {what}, {now - self._t0:.1f} s\n")
-            sys.stderr.flush()
+            # the process's own stderr: a caller that captures sys.stderr together with stdout (an in-process
+            # test runner reading --json) does not get progress lines mixed into the JSON
+            err = sys.__stderr__ or sys.stderr
+            err.write(f"{self.name}: {what}, {now - self._t0:.1f} s\n")
+            err.flush()
 
 
 def progress(transient: bool = False, name: str | None = None) -> LogProgress:
