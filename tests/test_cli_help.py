@@ -1,5 +1,5 @@
 """`margincal --help` stays light: the command modules do not import ccxt, FastAPI or the portfolio margin engine at
-import time (issue 16 item 8). Not yet: `margincal.cli.run` still imports the calibration stack (scipy, arch)."""
+import time (issue 16 item 8). duckdb, pandas, numpy and scipy: tests/cli/test_cli_ux.py."""
 
 from __future__ import annotations
 

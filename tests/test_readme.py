@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from margincal.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
+# float noise in human output (issue 16 item 8): 0.14414687499999998, 200.00000000000017
+NOISE = re.compile(r"\d\.\d{8,}")
 
 
 def _session() -> list[str]:
@@ -36,6 +38,9 @@ def test_readme_worked_session_runs_as_written(tmp_path: Path, monkeypatch) -> N
         res = CliRunner().invoke(app, words[1:], env={**os.environ, **env})
         assert res.exit_code == 0, f"{line}\n{res.output[-2000:]}"
         ran.append(line)
+        if "--json" not in words:
+            noise = NOISE.search(res.output)
+            assert noise is None, f"{line}: float noise {noise.group(0) if noise else ''} in human output"
         if words[1] == "params" and words[2] == "diff":
             assert "BTC-USDT" in res.output and "removed" not in res.output
     assert len(ran) >= 7

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from margincal.errors import (
     CalibrationError,
@@ -12,10 +12,20 @@ from margincal.errors import (
     MargincalWarning,
 )
 
-try:
-    __version__ = version("margincal")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> Any:
+    # ``__version__`` is read from the installed metadata on first use: importlib.metadata costs about 0.1-0.3 s,
+    # which `margincal --help` should not pay
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("margincal")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+            v = "0.0.0"
+        globals()["__version__"] = v
+        return v
+    raise AttributeError(f"module 'margincal' has no attribute {name!r}")
 
 __all__ = [
     "CalibrationError",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from margincal.errors import ConfigError
 
@@ -23,6 +24,27 @@ STORE_ENV = "MARGINCAL_STORE"
 DATA_ENV = "MARGINCAL_DATA"
 TIME_RANGE_ENV = "MARGINCAL_TIME_RANGE"
 DEFAULT_TIME_FLOOR = "2009-01-01"  # before the first Bitcoin block there is no crypto market data
+
+
+# How long a store open waits for a lock held by another process when its caller gives no ``timeout``, and whom
+# it tells while it waits. The library default is 30 s, silent; the CLI sets its own (``--wait``, a countdown).
+_LOCK_WAIT: dict[str, Any] = {"seconds": 30.0, "notify": None}
+
+
+def set_lock_wait(seconds: float, notify: Callable[[str | None, float], None] | None = None) -> None:
+    """Process-wide lock wait of :func:`margincal.data.store.connect` calls that give no ``timeout``.
+
+    ``notify(holder, seconds_left)`` is called when a wait starts and about once a second while it lasts
+    (``holder``: ``PID 123 (its command line)``), so a shell can show a countdown; ``notify(None, 0)`` when
+    the store was opened after a wait.
+    """
+    _LOCK_WAIT["seconds"] = max(0.0, float(seconds))
+    _LOCK_WAIT["notify"] = notify
+
+
+def lock_wait() -> tuple[float, Callable[[str | None, float], None] | None]:
+    """(seconds, notify) as :func:`set_lock_wait` last set them."""
+    return float(_LOCK_WAIT["seconds"]), _LOCK_WAIT["notify"]
 
 
 def resolve_store_path(store: str | os.PathLike[str] | None = None) -> Path:

@@ -340,7 +340,7 @@ def read_while_serving(folder: Path, reads: int = 2, lock_timeout: float = 1.0) 
                 c.notes.append("serve did not start")
                 return c
             time.sleep(0.2)
-        env = {**_env(), "MARGINCAL_LOCK_TIMEOUT": str(lock_timeout)}
+        env = {**_env(), "MARGINCAL_WAIT": str(lock_timeout)}
         for cmd in (["params", "history"], ["audit", "verify"])[:reads]:
             r = subprocess.run(cli() + [*cmd, "--store", str(store)], capture_output=True, text=True, env=env,
                                timeout=300)

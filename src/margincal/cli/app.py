@@ -16,7 +16,6 @@ from typer import _click as click  # typer >= 0.20 vendors click: its exceptions
 from typer._click import exceptions as click_exc
 from typer.core import TyperGroup
 
-from margincal import __version__
 from margincal.errors import MargincalError
 
 
@@ -84,6 +83,12 @@ class _Group(TyperGroup):
             ctx.exit(1)
         return None  # pragma: no cover - ctx.exit raises
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            _add_wait_option(cmd)
+        return cmd
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         try:
@@ -115,6 +120,53 @@ class _Group(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _wait_callback(ctx: click.Context, param: Any, value: Any) -> Any:
+    from margincal.cli.common import configure_lock_wait, parse_number
+    from margincal.errors import ConfigError
+
+    try:
+        seconds = None if value is None else parse_number(value, "--wait", lo=0, hi=86400)
+        configure_lock_wait(seconds)
+    except ConfigError as exc:
+        raise click_exc.BadParameter(str(exc)) from None
+    return value
+
+
+def _add_wait_option(cmd: Any) -> None:
+    """Give every command ``--wait SECONDS``: how long to wait for a store another process holds (with a
+    countdown), before failing with the holder named (exit 2). Default: 15 s on a terminal, 0 otherwise (or
+    ``$MARGINCAL_WAIT``)."""
+    sub = getattr(cmd, "commands", None)
+    if isinstance(sub, dict):
+        for c in sub.values():
+            _add_wait_option(c)
+        return
+    if any(getattr(p, "name", None) == "wait" for p in cmd.params):
+        return
+    cmd.params.append(_wait_param())
+
+
+_WAIT: list[Any] = []
+
+
+def _wait_param() -> Any:
+    """The ``--wait`` parameter, built once by Typer itself from an annotated signature."""
+    if not _WAIT:
+        holder = typer.Typer(add_completion=False)
+
+        @holder.command()
+        def _hold(wait: Annotated[str | None, typer.Option(
+                "--wait", callback=_wait_callback, metavar="SECONDS", show_default=False,
+                help="If another process holds the store: wait up to SECONDS with a countdown, then fail "
+                     "naming it (default 15 on a terminal, 0 otherwise; $MARGINCAL_WAIT).")] = None) -> None:
+            """(only builds the parameter)"""
+
+        param = typer.main.get_command(holder).params[0]
+        param.expose_value = False
+        _WAIT.append(param)
+    return _WAIT[0]
+
+
 app = typer.Typer(
     cls=_Group,
     name="margincal",
@@ -127,6 +179,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from margincal import __version__
+
         typer.echo(f"margincal {__version__}")
         raise typer.Exit()
 

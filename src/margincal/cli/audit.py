@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, number_option, print_json, print_table
-from margincal.data import audit as A
-from margincal.data.store import open_store
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    lazy_module,
+    number_option,
+    open_store,
+    print_json,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from margincal.data import audit as A
+else:
+    A = lazy_module("margincal.data.audit")
 
 app = typer.Typer(name="audit", help="Verify and read the append-only, hash-chained audit log.",
                   no_args_is_help=True, add_completion=False)

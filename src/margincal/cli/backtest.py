@@ -22,10 +22,11 @@ from margincal.cli.common import (
     print_table,
     progress,
 )
+from margincal.fmt import format_leverage, format_rate
 
 
-def _pct(v: Any, digits: int = 1) -> str:
-    return "-" if v is None or v != v else f"{v:.{digits}%}"
+def _pct(v: Any) -> str:
+    return format_rate(v)  # one format for every rate: percent, 2 decimals
 
 
 def _p(v: Any) -> str:
@@ -42,16 +43,16 @@ def _display(rows: list[dict[str, Any]], first: tuple[str, ...], multi: bool) ->
             d["horizon"] = f"{r['horizon_hours']:g}h"
         d["days"] = r["n_obs"]
         d["breaches"] = r["breaches"]
-        d["rate"] = _pct(r["breach_rate"], 2)
+        d["rate"] = _pct(r["breach_rate"])
         d["kupiec p"] = _p(r["kupiec_p"])
         d["christ. p"] = _p(r["christoffersen_p"])
         d["zone" if "zone" in r else "g/y/r"] = r.get("zone", r.get("zones"))
         if "passed" in r:
             d["tests ok"] = f"{r['passed']}/{r['instruments']}"
         d["avg margin"] = _pct(r["avg_margin"])
-        d["peak/trough"] = f"{r['peak_to_trough']:.1f}x"
-        d["max 30d rise"] = _pct(r["max_30d_increase"], 0)
-        d["crash cover"] = _pct(r["crash_coverage"], 0)
+        d["peak/trough"] = format_leverage(r["peak_to_trough"])
+        d["max 30d rise"] = _pct(r["max_30d_increase"])
+        d["crash cover"] = _pct(r["crash_coverage"])
         out.append(d)
     return out
 
@@ -64,9 +65,9 @@ def _crash_wide(crash: list[dict[str, Any]], policies: tuple[str, ...] = ("raw",
             continue
         key = (c["instrument"], c["level"], c["horizon_hours"], c["day"])
         r = rows.setdefault(key, {"instrument": c["instrument"], "day": c["day"], "event": c["event"][:28],
-                                  "move": f"{c['move']:+.1%}"})
+                                  "move": ("+" if c["move"] > 0 else "") + _pct(c["move"])})
         col = c["model"] if c["policy"] == "raw" else c["policy"]
-        r[col] = f"{c['margin']:.1%}" + ("" if c["covered"] else "*")
+        r[col] = _pct(c["margin"]) + ("" if c["covered"] else "*")
     return list(rows.values())
 
 
@@ -185,7 +186,7 @@ def _published(instrument: list[str] | None, *, levels: list[float], store: Any,
         return
     print_table([{"rate": k, **{c: d[c] for c in ("tiers", "n_obs", "breaches", "tiers_over_1pct", "windows",
                                                    "yellow", "red", "ind_rejected")},
-                  "breach rate": _pct(d["breach_rate"], 2)} for k, d in v["summary"].items()],
+                  "breach rate": _pct(d["breach_rate"])} for k, d in v["summary"].items()],
                 title=f"published margin v2 rule, per tier, intrabar adverse excursion over the close-out horizon "
                       f"(at least one bar), coverage {settings.level:g}")
     print_table(v["per_instrument"], title="per instrument (counts over its tiers)")

@@ -264,7 +264,7 @@ def portfolio_book(
     rows = summary["top"]
     print_table(rows, title=f"top {len(rows)} accounts by IM, {label}, valued "
                 f"{market.valuation_time:%Y-%m-%d %H:%M} UTC", columns=list(rows[0].keys()) if rows else None,
-                digits=2)
+                kinds={c: "money" for c in ("im", "mm", "scenario_charge", "contingency")})
     console.print(f"{res.n_accounts:,} accounts in {res.n_partitions} partition(s): total IM {res.total_im:,.2f}, "
                   f"total MM {res.total_mm:,.2f} (scenario charge {res.total_scenario_charge:,.2f}, "
                   f"contingency {res.total_contingency:,.2f}); {res.accounts_with_margin:,} accounts with IM > 0")

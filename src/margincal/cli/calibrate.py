@@ -10,16 +10,24 @@ pending for a risk officer.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import duckdb
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    open_store,
+    print_json,
+    print_table,
+    progress,
+)
 from margincal.config import CalibrationSettings, resolve_store_path
-from margincal.data.samples import calibration_targets
-from margincal.data.store import bar_instruments, open_sandbox, open_store, sandbox_path
 from margincal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import duckdb
 
 # the model names for `--help`, kept here so that `margincal --help` does not import the model stack (scipy, arch);
 # tests/test_cli_help.py checks they are margincal.risk.models.MODELS
@@ -28,6 +36,9 @@ MODEL_NAMES = ("cf", "evt", "fhs", "hs", "mc", "normal", "t")
 
 def _targets(con: duckdb.DuckDBPyConnection, instruments: list[str] | None,
              timeframe: str | None) -> list[tuple[str, str]]:
+    from margincal.data.samples import calibration_targets
+    from margincal.data.store import bar_instruments
+
     if instruments:
         out = []
         for inst in instruments:
@@ -69,6 +80,7 @@ def calibrate(
     json_out: JsonOption = False,
 ) -> None:
     """Calibrate IM/MM rates: a trial in a sandbox store, or (--live-store) a proposal to the live set."""
+    from margincal.data.store import open_sandbox, sandbox_path
     from margincal.risk.models import MODELS, horizon_hours
 
     if model not in MODELS:

@@ -12,11 +12,11 @@ from margincal.cli.common import (
     StoreOption,
     console,
     number_option,
+    open_store,
     print_json,
     print_table,
     progress,
 )
-from margincal.data.store import open_store, save_result
 from margincal.errors import ConfigError
 
 _EVENTS = ("ftx", "2025-10-10", "mc")
@@ -95,6 +95,8 @@ def cascade(
                   "seed": seed}
         payload = {**res.payload(), "exceedance": exceed}
         with open_store(store) as con:
+            from margincal.data.store import save_result
+
             save_result(con, run_id, "cascade", params, payload)
     if html is not None:
         from margincal.reports.html import Section, table_html, write_report
@@ -106,10 +108,10 @@ def cascade(
         return
     cols = ["event", "policy", "mean_im", "rounds", "liquidations", "liquidated_notional", "min_price", "bad_debt",
             "fund_paid", "adl_volume", "q99_bad_debt", "p_bad_debt_gt_fund"]
-    print_table(res.rows, title=f"liquidation cascades: {accounts:,} accounts (seed {seed})", columns=cols, digits=3)
+    print_table(res.rows, title=f"liquidation cascades: {accounts:,} accounts (seed {seed})", columns=cols)
     if exceed:
         print_table(exceed, title="P(bad debt > insurance fund): importance sampling vs crude MC at the same n",
-                    columns=["policy", "p_is", "se_is", "ci95_is", "p_crude", "ci95_crude", "n"], digits=8)
+                    columns=["policy", "p_is", "se_is", "ci95_is", "p_crude", "ci95_crude", "n"])
     console.print(f"stored as run {run_id}" + (f" - report {html}" if html else ""))
 
 
@@ -145,6 +147,8 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
                   "depth_draws": draws, "market_makers": market_makers, "arbitrageurs": arbitrageurs,
                   "stop_losses": stop_losses, "optimise": optimise}
         with open_store(store) as con:
+            from margincal.data.store import save_result
+
             save_result(con, run_id, "cascade", params, out)
     if html is not None:
         from margincal.reports.html import Section, table_html, write_report
@@ -161,12 +165,12 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
     mcr = [r for r in out["rows"] if r["event"] == "mc"]
     if rep:
         print_table(rep, title=f"cascade v2 replays: {accounts:,} accounts, {draws} depth draws (bands 5-95%), "
-                    "liquidations with mark vs last-trade triggers", digits=4)
+                    "liquidations with mark vs last-trade triggers")
     if mcr:
-        print_table(mcr, title=f"cascade v2 Monte Carlo: {paths:,} paths (seed {seed})", digits=4)
+        print_table(mcr, title=f"cascade v2 Monte Carlo: {paths:,} paths (seed {seed})")
     if optimise:
         o = out["optimiser"]
-        print_table(o["frontier"], title=f"efficient frontier ({o['constraint']})", digits=4)
+        print_table(o["frontier"], title=f"efficient frontier ({o['constraint']})")
         c = o["chosen"]
         console.print("chosen: " + (f"MM {c['mm_rate']:g}, IM {c['im_rate']:g}, fund {100 * c['fund_ratio']:g}% of OI, "
                                     f"E[bad debt] {c['expected_bad_debt']:,.0f}, objective {c['objective']:,.0f}"

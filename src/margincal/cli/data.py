@@ -12,8 +12,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, date_option, parse_time, print_json
-from margincal.data.store import DELETABLE, delete_rows, open_store, transaction
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    date_option,
+    open_store,
+    parse_time,
+    print_json,
+)
 from margincal.errors import ConfigError
 
 app = typer.Typer(name="data", help="Maintain the stored market data.", no_args_is_help=True,
@@ -36,6 +43,7 @@ def delete(
 ) -> None:
     """Delete rows ingested by mistake (one transaction, audited)."""
     from margincal.data import audit
+    from margincal.data.store import DELETABLE, delete_rows, transaction
 
     if kind not in DELETABLE:
         raise ConfigError(f"--kind {kind!r} is not one of {', '.join(DELETABLE)}")

@@ -6,8 +6,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, date_option, print_json, print_table, progress
-from margincal.data.store import open_store
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    date_option,
+    open_store,
+    print_json,
+    print_table,
+    progress,
+)
 
 
 def fetch(

@@ -8,9 +8,15 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, date_option, print_json, print_table
-from margincal.data.ingest import ingest_file
-from margincal.data.store import open_store
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    date_option,
+    open_store,
+    print_json,
+    print_table,
+)
 
 
 def ingest(
@@ -32,6 +38,7 @@ def ingest(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         from margincal.config import resolve_store_path
+        from margincal.data.ingest import ingest_file
 
         # a dry run against a store that does not exist yet validates in memory: it creates no file
         target = ":memory:" if dry_run and not resolve_store_path(store).exists() else store

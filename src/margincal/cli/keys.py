@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, err_console, print_json, print_table
-from margincal.data.store import open_store
-from margincal.service import auth
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    err_console,
+    lazy_module,
+    open_store,
+    print_json,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from margincal.service import auth
+else:
+    auth = lazy_module("margincal.service.auth")
 
 app = typer.Typer(name="keys", help="Manage API keys of the HTTP service.", no_args_is_help=True,
                   add_completion=False)

@@ -18,22 +18,31 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from margincal.adjust.monitor import Monitor, jsonable, load_checkpoint, summarize_state
-from margincal.adjust.policy import load_policy
-from margincal.cli.common import JsonOption, StoreOption, console, err_console, parse_number, parse_time
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    err_console,
+    open_store,
+    parse_number,
+    parse_time,
+)
 from margincal.config import resolve_store_path
-from margincal.data.feeds import LiveFeed, ReplayFeed, timeframe_ns
-from margincal.data.store import bar_instruments, load_bars, open_sandbox, open_store, sandbox_path
 from margincal.errors import ConfigError
+from margincal.fmt import format_count, format_leverage, format_money, format_rate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from margincal.adjust.monitor import Monitor
 
 REPLAY_ACTOR = "monitor-replay"
 
@@ -42,7 +51,11 @@ def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *
                     note_prefix: str = "", sandbox: bool = True) -> dict[str, Any]:
     """Calibrate each instrument on its bars strictly before ``before`` and submit that as the base version
     (through the proposal/decision path: applied at once in a sandbox, by the policy's rule in the live store)."""
+    import pandas as pd
+
     from margincal.config import CalibrationSettings
+    from margincal.data.feeds import timeframe_ns
+    from margincal.data.store import load_bars
     from margincal.margin.published import calibrate_bars
     from margincal.usecases.calibration import submit_calibration
 
@@ -67,19 +80,16 @@ def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *
 
 def _state_table(mon: Monitor, last_ts: str) -> Table:
     t = Table(title=f"monitor state at {last_ts}", title_justify="left")
-    for c in ("instrument", "close", "vol 24h", "vol 30d", "ratio", "vol target", "breaches", "IM", "pending IM"):
+    for c in ("instrument", "close (USD)", "vol 24h (%)", "vol 30d (%)", "ratio (x)", "vol target (%)", "breaches",
+              "IM (%)", "pending IM (%)"):
         t.add_column(c, justify="left" if c == "instrument" else "right")
+    from margincal.adjust.monitor import summarize_state
+
     assert mon.engine is not None
-
-    def pct(x: Any) -> str:
-        return "-" if x is None or x != x else f"{100 * x:.1f}%"
-
     for r in summarize_state(mon.engine):
-        t.add_row(r["instrument"], "-" if r["close"] != r["close"] else f"{r['close']:,.2f}", pct(r["vol_24h"]),
-                  pct(r["vol_30d"]), "-" if r["ratio"] != r["ratio"] else f"{r['ratio']:.2f}x", pct(r["vol_target"]),
-                  "-" if r["breaches"] != r["breaches"] else f"{r['breaches']:.0f}",
-                  "-" if r["im_rate"] != r["im_rate"] else f"{100 * r['im_rate']:.2f}%",
-                  "-" if r["pending_im"] != r["pending_im"] else f"{100 * r['pending_im']:.2f}%")
+        t.add_row(r["instrument"], format_money(r["close"]), format_rate(r["vol_24h"]), format_rate(r["vol_30d"]),
+                  format_leverage(r["ratio"]), format_rate(r["vol_target"]), format_count(r["breaches"]),
+                  format_rate(r["im_rate"]), format_rate(r["pending_im"]))
     return t
 
 
@@ -127,6 +137,14 @@ def monitor(
     """Run the margin monitor: signals and margin adjustments as they happen.
 
     A replay runs in a sandbox store (a copy of the live one) unless --live-store is given."""
+    # the engine, the feeds and the store (pandas, numpy, duckdb) are imported when the command runs
+    import pandas as pd
+
+    from margincal.adjust.monitor import Monitor, jsonable, load_checkpoint
+    from margincal.adjust.policy import load_policy
+    from margincal.data.feeds import LiveFeed, ReplayFeed, timeframe_ns
+    from margincal.data.store import bar_instruments, open_sandbox, sandbox_path
+
     # ---- every argument is checked before anything is written
     if replay == live:
         raise ConfigError("choose exactly one of --replay or --live")
@@ -216,7 +234,7 @@ def monitor(
                                   f"the replay runs on version {info['version']}[/]")
             else:
                 err_console.print(f"base version {info['version']} calibrated on data before {start}: "
-                                  + ", ".join(f"{k} IM {100 * v:.2f}%" for k, v in info["im"].items()))
+                                  + ", ".join(f"{k} IM {format_rate(v)}" for k, v in info["im"].items()))
     eng = mon.start()
     if eng.params is None:
         err_console.print("[yellow]no parameter set is published: signals only, no adjustments "
@@ -285,7 +303,8 @@ def monitor(
 
         rep = mon.run(feed, on_output=on_output_plain)
         console.print(_state_table(mon, last["ts"]))
-    err_console.print(f"processed {rep.events} events ({rep.events_total} in total for {ck_name}), "
-                      f"{rep.signals} signals, {rep.auto_adjustments} automatic adjustments "
-                      f"(versions {', '.join(map(str, rep.versions)) or '-'}), {rep.proposals} proposals; "
+    err_console.print(f"processed {format_count(rep.events)} events ({format_count(rep.events_total)} in total for "
+                      f"{ck_name}), {format_count(rep.signals)} signals, {format_count(rep.auto_adjustments)} "
+                      f"automatic adjustments (versions {', '.join(map(str, rep.versions)) or '-'}), "
+                      f"{format_count(rep.proposals)} proposals; "
                       f"last event {rep.last_event}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,14 +13,20 @@ from margincal.cli.common import (
     StoreOption,
     console,
     date_option,
+    lazy_module,
     number_option,
+    open_store,
     print_json,
     print_table,
 )
-from margincal.data.store import open_store
 from margincal.errors import ConfigError
-from margincal.margin import params as P
-from margincal.margin import venues
+
+if TYPE_CHECKING:
+    from margincal.margin import params as P
+    from margincal.margin import venues
+else:
+    P = lazy_module("margincal.margin.params")
+    venues = lazy_module("margincal.margin.venues")
 
 app = typer.Typer(name="params", help="Show, compare, export and import parameter sets (venue formats too).",
                   no_args_is_help=True, add_completion=False)
@@ -67,7 +73,10 @@ def diff(v1: Annotated[int, typer.Argument(help="Older version.")],
                 columns=["instrument", "change", "im_before", "im_after", "mm_before", "mm_after", "im_change_pct"])
 
 
-_VENUE_FORMATS = ", ".join(venues.FORMATS)
+# the venue formats for `--help`, kept here so that `--help` does not import the margin stack (numpy);
+# tests/test_cli_help.py checks they are margincal.margin.venues.FORMATS
+VENUE_FORMATS = ("binance", "binance-coinm", "bybit", "okx", "hyperliquid", "dydx", "drift", "deribit")
+_VENUE_FORMATS = ", ".join(VENUE_FORMATS)
 
 
 @app.command("export")

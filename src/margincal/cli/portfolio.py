@@ -164,7 +164,8 @@ def portfolio(
                     "market": prov, "accounts": rows})
         return
     print_table(rows, title=f"portfolio margin, {label}, valued {market.valuation_time:%Y-%m-%d %H:%M} UTC",
-                columns=["account", "im", "mm", "scenario_charge", "contingency", "driving_scenario"], digits=2)
+                columns=["account", "im", "mm", "scenario_charge", "contingency", "driving_scenario"],
+                kinds={"im": "money", "mm": "money", "scenario_charge": "money", "contingency": "money"})
     spots = ", ".join(f"{u}={v:g} ({prov['spot'][u]})" for u, v in market.spot.items())
     console.print(f"{len(res)} account(s); spot {spots}")
     if prov.get("vols", {}).get("sources"):

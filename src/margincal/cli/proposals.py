@@ -10,13 +10,24 @@ declares a name or a role on the command line.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from margincal.adjust import approval as AP
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table
-from margincal.data.store import open_store
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    lazy_module,
+    open_store,
+    print_json,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from margincal.adjust import approval as AP
+else:
+    AP = lazy_module("margincal.adjust.approval")
 
 app = typer.Typer(name="proposals", help="List, approve and reject margin-change proposals (four-eyes).",
                   no_args_is_help=True, add_completion=False)
@@ -97,7 +108,7 @@ def _decide(verb: str, proposal_id: str, key: str | None, comment: str | None, s
     if parse_key(key) is None:  # not shaped like a key: refused before the store is opened
         raise AuthError("invalid or revoked API key")
     fn = AP.approve if verb == "approve" else AP.reject
-    with open_store(store) as con:  # type: ignore[arg-type]
+    with open_store(store) as con:
         user, role = _who(con, key)
         d = fn(con, proposal_id, user, comment, role=role)
     if json_out:

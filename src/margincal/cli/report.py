@@ -6,12 +6,18 @@ import html
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
-from margincal.cli.common import JsonOption, StoreOption, console, print_json, print_table, progress
+from margincal.cli.common import (
+    JsonOption,
+    StoreOption,
+    console,
+    open_store,
+    print_json,
+    print_table,
+    progress,
+)
 from margincal.config import resolve_store_path
-from margincal.data.store import open_store
 from margincal.errors import ConfigError
 
 
@@ -27,6 +33,8 @@ def report(
 ) -> None:
     """Write calibration, parameter history, backtest, stress and adjustment results to one HTML file."""
     # plotly and the report stack: imported when the command runs, not for `--help`
+    import pandas as pd
+
     from margincal.reports.html import write_report
     from margincal.reports.store_report import build_sections, report_version, section_status
     path = resolve_store_path(store)

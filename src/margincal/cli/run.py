@@ -6,28 +6,21 @@ import html
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from margincal.backtest import backtest_figures
-from margincal.backtest.published import backtest_curve, backtest_published, breach_summary, curve_summary
 from margincal.cli.common import (
     JsonOption,
     StoreOption,
     console,
     number_option,
+    open_store,
     print_json,
     print_table,
     progress,
 )
 from margincal.config import CalibrationSettings, resolve_store_path
-from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
-from margincal.data.store import load_bars, open_store
-from margincal.margin.published import published_history
-from margincal.reports.html import Section, instrument_figure, table_html, write_report
-from margincal.reports.margin_v2 import margin_v2_sections
-from margincal.risk.models import horizon_hours
-from margincal.usecases.calibration import calibrate_and_submit
+from margincal.fmt import format_count as cnt
+from margincal.fmt import format_rate as pct
 
 
 def run(
@@ -43,6 +36,19 @@ def run(
     json_out: JsonOption = False,
 ) -> None:
     """Ingest the bundled data, calibrate every bundled instrument, publish, print and report."""
+    # the whole modelling stack is imported when the command runs, not for `--help`
+    import numpy as np
+
+    from margincal.backtest import backtest_figures
+    from margincal.backtest.published import backtest_curve, backtest_published, breach_summary, curve_summary
+    from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
+    from margincal.data.store import load_bars
+    from margincal.margin.published import published_history
+    from margincal.reports.html import Section, instrument_figure, table_html, write_report
+    from margincal.reports.margin_v2 import margin_v2_sections
+    from margincal.risk.models import horizon_hours
+    from margincal.usecases.calibration import calibrate_and_submit
+
     settings = CalibrationSettings(level=level, horizon_hours=horizon_hours(horizon), rule=rule)
     targets = calibration_targets()
     path = resolve_store_path(store)
@@ -81,7 +87,7 @@ def run(
                 **{k: r[k] for k in ("instrument", "start", "end", "n_obs", "breaches", "breach_rate", "kupiec_p",
                                      "christoffersen_p", "zone", "avg_margin", "crash_coverage")}}
                for r in bt.rows()]
-    lines = "; ".join(f"{k}: {v['breaches']} breaches in {v['n_obs']:,} bars ({100 * v['breach_rate']:.2f}%)"
+    lines = "; ".join(f"{k}: {cnt(v['breaches'])} breaches in {cnt(v['n_obs'])} bars ({pct(v['breach_rate'])})"
                       for k, v in breaches.items())
     meta = (f"parameter set v{version} &middot; run {html.escape(str(pset.run_id))} &middot; model FHS (EWMA "
             f"&lambda;={settings.ewma_lambda}/day) &middot; ES {settings.level:g} over {settings.horizon_hours:g}h "
@@ -128,14 +134,14 @@ def run(
         print_table(rows, title=f"parameter set v{version}: FHS ES {settings.level:g}, {settings.horizon_hours:g}h "
                     f"liquidation horizon")
     for k, v in breaches.items():
-        console.print(f"backtest of the published {k}: {v['breaches']} breaches in {v['n_obs']:,} bars of "
-                      f"{v['instruments']} instrument(s) ({100 * v['breach_rate']:.2f}%)")
+        console.print(f"backtest of the published {k}: {cnt(v['breaches'])} breaches in {cnt(v['n_obs'])} bars of "
+                      f"{cnt(v['instruments'])} instrument(s) ({pct(v['breach_rate'])})")
     for k, v in curve_summary(tier_rows).items():
-        console.print(f"intrabar backtest of the published {k} per tier: {v['breaches']} breaches in "
-                      f"{v['n_obs']:,} close-outs ({100 * v['breach_rate']:.2f}%), {v['tiers_over_1pct']} of "
-                      f"{v['tiers']} instrument-tiers above 1%, {v['red']:,} red / {v['yellow']:,} yellow of "
-                      f"{v['windows']:,} rolling 250-windows")
+        console.print(f"intrabar backtest of the published {k} per tier: {cnt(v['breaches'])} breaches in "
+                      f"{cnt(v['n_obs'])} close-outs ({pct(v['breach_rate'])}), {cnt(v['tiers_over_1pct'])} of "
+                      f"{cnt(v['tiers'])} instrument-tiers above 1%, {cnt(v['red'])} red / {cnt(v['yellow'])} "
+                      f"yellow of {cnt(v['windows'])} rolling 250-windows")
     if sub.proposal_id is not None and not sub.applied:
         console.print(f"[yellow]{sub.message()}[/]")
-    console.print(f"store [bold]{path}[/] ({inserted} new rows) - live version [bold]{version}[/] "
+    console.print(f"store [bold]{path}[/] ({cnt(inserted)} new rows) - live version [bold]{version}[/] "
                   f"- report [bold]{out}[/]")

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from margincal.cli.common import StoreOption, err_console, number_option
+from margincal.cli.common import StoreOption, err_console, number_option, open_store
 from margincal.config import resolve_store_path
-from margincal.data.store import open_store, scalar
 from margincal.errors import ConfigError
 
 
@@ -42,6 +41,8 @@ def serve(
         from margincal.adjust.policy import load_policy
 
         load_policy(policy)
+    from margincal.data.store import scalar
+
     with open_store(path) as con:  # creates / migrates the store, and fails now if it is locked
         n_keys = scalar(con, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
         n_sets = scalar(con, "SELECT count(*) FROM parameter_sets")

@@ -12,12 +12,12 @@ from margincal.cli.common import (
     StoreOption,
     console,
     number_option,
+    open_store,
     print_json,
     print_table,
     progress,
 )
 from margincal.config import resolve_store_path
-from margincal.data.store import open_store, save_result
 from margincal.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ def stress(
         payload = {"summary": rows, "reverse": rev, "provenance": result.provenance,
                    "scenarios": [s.summary() for s in scenarios]}
         with open_store(store) as con:
+            from margincal.data.store import save_result
+
             save_result(con, run_id, "stress", params, payload)
         prog.update(t, advance=1, description="stored")
     if json_out:
@@ -111,8 +113,8 @@ def stress(
         return
     cols = ["scenario", "total_loss", "accounts_short", "total_shortfall", "cover1", "cover1_account", "cover2"]
     print_table(rows, title=f"book stress: {bk.source} ({bk.n_accounts:,} accounts), resources = "
-                f"{result.resources_kind} [{policy_label}]", columns=cols, digits=0)
+                f"{result.resources_kind} [{policy_label}]", columns=cols)
     if rev:
-        print_table(rev, title=f"reverse stress: smallest shock exhausting margin + fund {fund:,.0f}", digits=4)
+        print_table(rev, title=f"reverse stress: smallest shock exhausting margin + fund {fund:,.0f}")
     worst = max(rows, key=lambda r: r["cover2"])
     console.print(f"worst Cover-2: [bold]{worst['scenario']}[/] {worst['cover2']:,.0f} - stored as run {run_id}")

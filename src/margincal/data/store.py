@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.config import resolve_store_path
+from margincal.config import lock_wait, resolve_store_path
 from margincal.errors import StoreError
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -238,6 +239,29 @@ def _is_lock_error(exc: BaseException) -> bool:
     return any(m in str(exc) for m in _LOCK_MARKERS)
 
 
+def lock_holder(message: str) -> str:
+    """Who holds the store, from DuckDB's lock error: ``PID 123 (margincal serve --port 8000)``.
+
+    DuckDB names the holder's PID and executable; the command line is read from ``/proc/PID/cmdline`` where
+    that exists (Linux), else the executable DuckDB named is kept.
+    """
+    m = re.search(r"\(PID (\d+)\)", message)
+    if m is None:
+        return "another process"
+    pid = int(m.group(1))
+    cmd = ""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmd = " ".join(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+    except OSError:
+        m2 = re.search(r"held in (.+?) \(PID", message)
+        cmd = m2.group(1) if m2 else ""
+    cmd = " ".join(cmd.split())
+    if len(cmd) > 160:
+        cmd = cmd[:157] + "..."
+    return f"PID {pid} ({cmd})" if cmd else f"PID {pid}"
+
+
 def connect(
     store: str | Path | None = None,
     *,
@@ -249,10 +273,12 @@ def connect(
 
     A read-only open of a file that does not exist raises :class:`StoreError`
     with the path. While another process holds the write lock, the open is
-    retried for up to ``timeout`` seconds (default: ``$MARGINCAL_LOCK_TIMEOUT``, else 30).
+    retried for up to ``timeout`` seconds (default: :func:`set_lock_wait`, 30 s
+    unless a shell changed it); the error then names the process holding it.
     """
+    notify = None
     if timeout is None:
-        timeout = lock_timeout()
+        timeout, notify = lock_wait()
     path = resolve_store_path(store)
     if read_only and str(path) != ":memory:" and not path.exists():
         raise StoreError(f"store {path} does not exist; run `margincal run` or `margincal ingest` first")
@@ -260,17 +286,31 @@ def connect(
         _check_is_store(path)
     if str(path) != ":memory:" and path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    deadline = t0 + timeout
     delay = 0.01
+    told = -1
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_lock_error(exc) or time.monotonic() > deadline:
+            if not _is_lock_error(exc):
                 raise StoreError(f"cannot open store {path}: {exc}") from None
+            now = time.monotonic()
+            if now > deadline:
+                waited = f"waited {now - t0:.0f} s; " if timeout >= 1 else ""
+                if notify is not None and told >= 0:
+                    notify(None, 0.0)
+                raise StoreError(f"store {path} is locked by {lock_holder(str(exc))}: {waited}stop that process, "
+                                 "or retry with --wait SECONDS") from None
+            if notify is not None and int(now - t0) != told:
+                told = int(now - t0)
+                notify(lock_holder(str(exc)), deadline - now)
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+    if notify is not None and told >= 0:
+        notify(None, 0.0)
     if _has_icu(con):
         con.execute("SET TimeZone = 'UTC'")
     if migrate and not read_only:
@@ -278,25 +318,6 @@ def connect(
     elif read_only:
         check_schema(con, path)
     return con
-
-
-LOCK_TIMEOUT_ENV = "MARGINCAL_LOCK_TIMEOUT"
-
-
-def lock_timeout(default: float = 30.0) -> float:
-    """Seconds an open waits for another process's lock: ``$MARGINCAL_LOCK_TIMEOUT`` (0-3600), else ``default``."""
-    import os
-
-    text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 3600.0:
-        raise StoreError(f"{LOCK_TIMEOUT_ENV} is {text[:40]!r}; it must be a number of seconds in [0, 3600]")
-    return value
 
 
 def _check_is_store(path: Path) -> None:

@@ -110,9 +110,20 @@ class ParameterSet:
                  "mm_rate": p.mm_rate, "maintenance_amount": 0.0}
             ]
             for i, t in enumerate(tiers, start=1):
-                w.writerow([name, i, t.get("lower", 0.0), t.get("upper") or "", t.get("max_leverage"),
-                            t.get("im_rate"), t.get("mm_rate"), t.get("maintenance_amount", 0.0)])
+                w.writerow([name, i, *(_csv_number(t.get(k, d)) for k, d in (
+                    ("lower", 0.0), ("upper", None), ("max_leverage", None), ("im_rate", None), ("mm_rate", None),
+                    ("maintenance_amount", 0.0)))])
         return buf.getvalue()
+
+
+def _csv_number(x: Any) -> Any:
+    """A number as the bracket CSV writes it: 12 significant digits, so arithmetic noise (15225.000000000002,
+    a 1/x leverage) does not reach the file; the value itself is unchanged to 1e-12 relative."""
+    if x is None or x == "":
+        return ""
+    if isinstance(x, float):
+        return repr(float(f"{x:.12g}"))
+    return x
 
 
 def new_run_id() -> str:

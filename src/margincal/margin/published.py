@@ -76,7 +76,7 @@ class InstrumentCalibration:
                 "instrument": self.instrument, "bars": self.timeframe, "last_price": self.last_price,
                 "es_1bar": self.es, "horizon_min": round(60.0 * self.horizon_hours, 2), "im_rate": self.im_rate,
                 "liq_addon": self.extra.get("liquidity_addon", 0.0), "mm_rate": self.mm_rate,
-                "max_leverage": round(1.0 / self.im_rate, 1),
+                "max_leverage": round(1.0 / self.im_rate, 2),
                 "tier1_leverage": float(sched.tiers[0].max_leverage), "tier1_mm": sched.tiers[0].maintenance_rate,
                 "last_tier_leverage": float(sched.tiers[-1].max_leverage),
                 "data_to": self.window_end[:10], "n_obs": self.n_obs,
@@ -85,7 +85,7 @@ class InstrumentCalibration:
             "instrument": self.instrument, "bars": self.timeframe, "last_price": self.last_price,
             "sigma_horizon": self.sigma, "var": self.var, "es": self.es, "im_rate": self.im_rate,
             "liq_addon": self.extra.get("liquidity_addon", 0.0), "mm_rate": self.mm_rate,
-            "max_leverage": round(1.0 / self.im_rate, 1),
+            "max_leverage": round(1.0 / self.im_rate, 2),
             "data_to": self.window_end[:10], "n_obs": self.n_obs,
         }
 

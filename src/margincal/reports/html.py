@@ -26,6 +26,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from margincal.fmt import column_header, column_kind, format_value
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1d2330}
 h1{font-size:1.6rem}h2{font-size:1.25rem;border-bottom:1px solid #d9dde5;padding-bottom:.3rem;margin-top:2.2rem}
@@ -45,18 +47,21 @@ class Section:
 
 
 def table_html(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, digits: int = 4) -> str:
-    """Rows of dicts -> an HTML table (values escaped, floats formatted)."""
+    """Rows of dicts -> an HTML table (values escaped; numbers in the CLI's format, :mod:`margincal.fmt`: a
+    column's kind follows from its name, rates in percent, amounts with separators, headers with units).
+    ``digits`` is kept for callers and no longer used."""
     if not rows:
         return "<p class='meta'>no rows</p>"
     cols = list(columns) if columns else list(rows[0])
+    kinds = {c: column_kind(str(c)) for c in cols}
 
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:,.{digits}f}" if abs(v) < 1e6 else f"{v:,.0f}"
-        return html.escape("" if v is None else str(v))
+    def cell(c: str, v: Any) -> str:
+        if v is None:
+            return ""
+        return html.escape(format_value(v, kinds[c]))
 
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html.escape(column_header(str(c), kinds[c]))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c, r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
