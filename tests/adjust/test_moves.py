@@ -17,8 +17,8 @@ from margincal.adjust.engine import Adjustment, MonitorEngine, compose_target
 from margincal.adjust.policy import default_policy, load_policy
 from margincal.adjust.signals import Signal
 from margincal.config import sample_data_dir
-from margincal.errors import ConfigError
 from margincal.data.feeds import BarEvent, DepthEvent, FundingEvent, OpenInterestEvent, event_key
+from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet
 
 LIVE = pd.Timestamp("2022-10-01", tz="UTC")
