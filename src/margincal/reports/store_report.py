@@ -9,7 +9,8 @@ which command produces it):
 3. parameter-set history and the latest version's changes;
 4. backtests, 5. stress tests, 6. liquidation cascades (latest stored result of
    each kind: summary tables, and figures where the producing module has a figure function);
-7. adjustments: proposals and decisions, signals, the audit log with its hash-chain check.
+7. announced MM changes (pending, applied, superseded) with their effective times;
+8. adjustments: proposals and decisions, signals, the audit log with its hash-chain check.
 
 plotly.js is inlined once, so the file opens offline.
 """
@@ -160,6 +161,30 @@ def result_section(con: duckdb.DuckDBPyConnection, kind: str, title: str, comman
     return Section(title, "".join(parts), figs)
 
 
+def announcements_section(con: duckdb.DuckDBPyConnection) -> Section:
+    """MM changes the monitor announced (they apply to existing positions after the notice period)."""
+    from margincal.adjust.announcements import announcements
+
+    rows = announcements(con, limit=200)
+    title = "Announced MM changes"
+    if not rows:
+        return Section(title, _note(
+            "No MM change has been announced. The monitor (<code>margincal monitor</code>) raises IM for new "
+            "exposure at once and announces the MM change with its effective time (<code>[effective] "
+            "mm_notice_hours</code>); list them with <code>margincal params announcements</code>."))
+    pending = sum(r["status"] == "pending" for r in rows)
+    shown = [{"instrument": r["instrument"], "status": r["status"], "MM before": f"{100 * r['mm_before']:.2f}%",
+              "MM after": f"{100 * r['mm_after']:.2f}%", "announced (UTC)": _hm(r["announced_at"]),
+              "effective (UTC)": _hm(r["effective_at"]), "announced in": f"v{r['announced_version']}",
+              "applied in": "" if r["applied_version"] is None else f"v{r['applied_version']}"} for r in rows]
+    return Section(title, f"<p class='meta'>{len(rows)} announcements (newest first), {pending} pending. An MM "
+                   "change applies to existing positions too, from its effective time.</p>" + table_html(shown))
+
+
+def _hm(ts: str | None) -> str:
+    return "" if not ts else ts[:16].replace("T", " ")
+
+
 def adjustments_section(con: duckdb.DuckDBPyConnection) -> Section:
     parts = []
     try:
@@ -198,6 +223,7 @@ def build_sections(con: duckdb.DuckDBPyConnection, *, charts: bool = True,
     sections.append(versions_section(con))
     for kind, title, command, fig in RESULT_SECTIONS:
         sections.append(result_section(con, kind, title, command, fig))
+    sections.append(announcements_section(con))
     sections.append(adjustments_section(con))
     return sections
 

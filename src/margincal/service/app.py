@@ -37,6 +37,7 @@ from margincal.service.db import StoreManager
 from margincal.service.deps import Forbidden, Unauthenticated, require
 from margincal.service.routers import (
     admin,
+    announcements,
     health,
     instruments,
     margin,
@@ -270,7 +271,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.add_middleware(AuthFirstMiddleware)  # inner: runs after the request id and size limit are set
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_handlers(app)
-    for r in (health, instruments, parameters, margin, signals, proposals, results, admin):
+    for r in (health, instruments, parameters, margin, signals, announcements, proposals, results, admin):
         _annotate_permissions(r.router.routes)
         app.include_router(r.router)
 
