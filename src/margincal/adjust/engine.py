@@ -242,7 +242,7 @@ class _Inst:
         "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
-        "apc_base", "apc_beta", "apc_beta0", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
+        "apc_base", "apc_beta", "apc_beta0", "apc_out", "apc_prev", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
         "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s",
     )
 
@@ -285,6 +285,7 @@ class _Inst:
         self.apc_base = math.nan
         self.apc_beta = math.nan
         self.apc_beta0 = math.nan  # the APC buffer the calibrated IM carries (NaN: the preset's full buffer)
+        self.apc_prev: APCState | None = None  # the last APCState, reused while it holds the three values above
         self.listing_done = False
         self.recent: list[sg.Signal] = []
         self.im = self.mm = self.im_base = self.mm_base = math.nan
@@ -322,7 +323,8 @@ class MonitorEngine:
         self.live_from_ns = -(1 << 62) if live_from is None else int(to_utc(live_from).value)
         self._insts: dict[str, _Inst] = {}
         self.events_processed = 0
-        self.last_key: tuple[int, int, str] | None = None
+        self._last_key: tuple[int, int, str] | None = None
+        self._last_ev: Any = None  # the last event processed; its key is built only when asked for
         self.params: ParameterSet | None = None
         e = policy["estimators"]
         self._short_h = e["short_halflife_hours"]
@@ -477,8 +479,21 @@ class MonitorEngine:
         else:  # pragma: no cover - feeds only produce the four kinds
             raise ConfigError(f"unknown event kind {k!r}")
         self.events_processed += 1
-        self.last_key = (ev.t_ns, KIND_RANK[k], ev.instrument)
+        self._last_ev = ev
         return out
+
+    @property
+    def last_key(self) -> tuple[int, int, str] | None:
+        """Key ``(t_ns, kind rank, instrument)`` of the last event processed (or restored from a checkpoint)."""
+        ev = self._last_ev
+        if ev is not None:
+            return (ev.t_ns, KIND_RANK[ev.kind], ev.instrument)
+        return self._last_key
+
+    @last_key.setter
+    def last_key(self, key: tuple[int, int, str] | None) -> None:
+        self._last_key = key
+        self._last_ev = None
 
     def _first_bar(self, st: _Inst, ev: BarEvent) -> None:
         st.tf = ev.timeframe
@@ -700,9 +715,13 @@ class MonitorEngine:
             if v > sig_now:
                 sig_now = v
         vol_factor = sig_now / st.sigma_anchor if self._mv_vol else 1.0
-        q, addon = self._liquidity(st) if self._mv_liq else (1.0, 0.0)
+        trig = st.trig
+        if self._mv_liq and (trig[3].level or trig[4].level or trig[5].level or trig[8].level):
+            q, addon = self._liquidity(st)
+        else:  # no liquidity signal active (what _liquidity returns then, without the call)
+            q, addon = 1.0, 0.0
         fund = 0.0
-        if self._mv_fund and st.trig[6].level and st.fund_last == st.fund_last:
+        if self._mv_fund and trig[6].level and st.fund_last == st.fund_last:
             fund = abs(st.fund_last) * self._fund_periods
         caps = self._oi_caps(st) if self._mv_oi and st.oi_level == st.oi_level else None
         fast = q == 1.0 and addon == 0.0 and fund == 0.0 and (caps is None or st.oi_level <= caps[0])
@@ -768,7 +787,9 @@ class MonitorEngine:
         kept per instrument and saved with the checkpoint.
         """
         cfg = self._apc_cfg
-        b0 = self._apc_b0(st)
+        b0 = st.apc_beta0
+        if b0 != b0:  # as _apc_b0, inlined: this runs on every bar
+            b0 = cfg.buffer
         if st.apc_out != st.apc_out:
             # the first bar the monitor acts on continues the calibration: its base, with the buffer b0
             st.apc_out, st.apc_base, st.apc_beta = raw, raw / (1.0 + b0), b0
@@ -776,8 +797,14 @@ class MonitorEngine:
         base = raw / (1.0 + b0)
         if self._apc_peek and base == st.apc_base:
             return st.apc_out  # the target view right after this bar's step: the bar's output
-        prev = APCState(st.apc_out, st.apc_base, None if st.apc_beta != st.apc_beta else st.apc_beta)
+        prev = st.apc_prev
+        # the state returned by the last step, while the three floats are still the very objects it holds (any
+        # reset, restore or reload assigns other objects); else rebuilt from them
+        if prev is None or prev.out is not st.apc_out or prev.base is not st.apc_base \
+                or prev.buffer_level is not st.apc_beta:
+            prev = APCState(st.apc_out, st.apc_base, None if st.apc_beta != st.apc_beta else st.apc_beta)
         out, state = apc_step(prev, base, cfg)
+        st.apc_prev = state
         st.apc_out, st.apc_base = state.out, state.base
         st.apc_beta = math.nan if state.buffer_level is None else state.buffer_level
         return float(out)
