@@ -44,7 +44,7 @@ from margincal.margin import presets
 from margincal.margin.horizon import CloseOutModel
 from margincal.margin.liquidity import LiquidityModel
 from margincal.margin.params import new_run_id, publish
-from margincal.pipeline import calibrate_bars, to_parameter_set
+from margincal.margin.published import calibrate_bars, to_parameter_set
 
 INSTRUMENTS = ("BTC-PERP", "ETH-PERP")
 WINDOWS = {"FTX collapse": ("2022-11-01", "2022-11-20"), "COVID crash": ("2020-03-01", "2020-03-31"),
