@@ -1,21 +1,24 @@
-"""Tables for docs/monitoring.md: the FTX and March 2020 replays and the unattended full-history replay.
+"""Tables for docs/monitoring.md: four crash replays and the unattended full-history replay.
 
 Usage::
 
-    python docs/monitoring_tables.py            # prints markdown (takes about a minute)
+    python docs/monitoring_tables.py [POLICY.toml]   # prints markdown (a few minutes); default policy if omitted
 
 Builds a temporary store from the bundled data (Binance USD-M BTC/ETH perpetual hourly bars, 8-hourly
-funding, daily aggregate BTC open interest), and for each crash window calibrates on the data before
-it (FHS, as ``margincal monitor --calibrate``), replays it with 60 days of warm-up through
-:class:`margincal.adjust.monitor.Monitor` with the default policy, and prints:
+funding, daily aggregate BTC open interest), and for each crash window (FTX, COVID, the 2024-08-05 yen
+carry unwind, the 2025-10-10 cascade) calibrates on the data before it (the published rule, as
+``margincal monitor --calibrate``), replays it with 60 days of warm-up through
+:class:`margincal.adjust.monitor.Monitor` with the policy, and prints:
 
 1. which signal moved which parameter and when (every automatic change and proposal, with the
    components of its target);
-2. per day and instrument, target vs applied IM and the largest 24h move (the calibration's close-out
-   horizon) against the IM in force when that 24h window began, breaches marked, and whether a speed
-   limit made the applied rate lag a target that would have covered the move;
-3. crash-day coverage: the named stress days (margin.backtest.crash) covered by the monitored IM and by
-   each static venue preset (its rate for a 100,000 USD position);
+2. per day and instrument, target vs applied IM, the largest 24h move against the IM in force when
+   that 24h window began, and the worst move over the close-out horizon of a 100,000 USD position
+   (margin v2, ``margin.horizon.CloseOutModel.im_horizon``) on the shortest bundled bars, breaches
+   marked, and whether a speed limit made the applied rate lag a target that would have covered it;
+3. crash-day coverage over both horizons: the named stress days (margin.backtest.crash) covered by
+   the monitored IM and by each static venue preset (its rate for a 100,000 USD position), and whether
+   the monitor covers at least as many as the best venue preset for BTC/ETH;
 4. proposal noise of an unattended replay of the whole bundled history (proposals per instrument-week,
    outside and inside stress weeks).
 """
@@ -29,19 +32,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from margincal import datasets
 from margincal.adjust.monitor import Monitor
-from margincal.adjust.policy import default_policy
+from margincal.adjust.policy import Policy, default_policy, load_policy
 from margincal.backtest.crash import STRESS_EVENTS
+from margincal.backtest.intrabar import adverse_excursion, horizon_in_bars
 from margincal.config import CalibrationSettings, sample_data_dir
 from margincal.data.feeds import ReplayFeed
 from margincal.data.store import connect, load_bars, transaction
 from margincal.margin import presets
+from margincal.margin.horizon import CloseOutModel
+from margincal.margin.liquidity import LiquidityModel
 from margincal.margin.params import new_run_id, publish
-from margincal.pipeline import calibrate_bars, to_parameter_set
+from margincal.margin.published import calibrate_bars, to_parameter_set
 
 INSTRUMENTS = ("BTC-PERP", "ETH-PERP")
-WINDOWS = {"FTX collapse": ("2022-11-01", "2022-11-20"), "COVID crash": ("2020-03-01", "2020-03-31")}
-PRESET_NOTIONAL = 100_000.0
+WINDOWS = {"FTX collapse": ("2022-11-01", "2022-11-20"), "COVID crash": ("2020-03-01", "2020-03-31"),
+           "Yen carry-trade unwind": ("2024-07-29", "2024-08-11"),
+           "10 October 2025 liquidation cascade": ("2025-10-04", "2025-10-17")}
+PRESET_NOTIONAL = 100_000.0  # the reference position: venue presets at this size, close-out horizon of this size
+#: the shortest bundled bars per crash window (close-out horizon moves); hourly perpetual bars otherwise
+INTRADAY = {"2024-07-29": "1m", "2025-10-04": "5m"}
+POLICY: Policy = default_policy()
 
 
 def build_store(path: Path) -> Path:
@@ -99,7 +111,7 @@ def replay(store: Path, start: str, end: str, name: str) -> tuple[list[dict], di
         recs.extend({"type": "signal", **s.as_dict()} for s in sigs)
         recs.extend(records)
 
-    mon = Monitor(store, default_policy(), name=name, live_from=t0)
+    mon = Monitor(store, POLICY, name=name, live_from=t0)
 
     def tick(ev) -> None:  # the target after every bar (engine.target: no state change)
         if ev.kind == "bar" and ev.t_ns >= t0.value:
@@ -156,10 +168,34 @@ def paths(recs: list[dict], base: dict[str, float], inst: str) -> tuple[pd.Serie
     return series(applied), series(target)
 
 
+def closeout_moves(con, inst: str, t0: pd.Timestamp, t1: pd.Timestamp) -> tuple[pd.Series, float, str]:
+    """Adverse excursion over the close-out horizon of the reference position, by the close starting it.
+
+    The horizon is ``margin.horizon.CloseOutModel.im_horizon(PRESET_NOTIONAL)`` with ADV from the 30 days
+    of hourly bars before the window (margin v2); the excursion is measured on the shortest bundled bars
+    (1-minute spot, 5-minute perpetual, else hourly perpetual), over ceil(horizon / bar) bars.
+    """
+    pre = load_bars(con, inst, "1h", t0 - pd.Timedelta(days=31), t0 - pd.Timedelta(hours=1))
+    horizon = float(CloseOutModel.from_liquidity(LiquidityModel.from_bars(pre, window=30)).im_horizon(PRESET_NOTIONAL))
+    tf = INTRADAY.get(str(t0.date()))
+    if tf is not None:
+        xb = datasets.load_intraday(inst[:3], tf)
+        bar = pd.Timedelta(minutes=int(tf[:-1]))
+        xb = xb[(xb.index >= t0 - pd.Timedelta(days=1)) & (xb.index < t1 + pd.Timedelta(days=1))]
+        label = f"{tf} bars"
+    else:
+        xb, bar, label = load_bars(con, inst, "1h", t0 - pd.Timedelta(days=1), t1 + pd.Timedelta(days=1)), \
+            pd.Timedelta(hours=1), "1h bars"
+    hb = horizon_in_bars(horizon, bar / pd.Timedelta(hours=1))
+    exc = adverse_excursion(xb, hb)["both"].dropna()
+    exc.index = exc.index + bar  # the horizon starts at the bar's close
+    return exc, horizon, f"{label} x {hb}"
+
+
 def daily(store: Path, recs: list[dict], base: dict[str, float], start: str, end: str) -> dict:
     con = connect(store, read_only=True)
     t0, t1 = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
-    rows, cover = [], {}
+    rows, cover, horizons = [], {}, []
     for inst in INSTRUMENTS:
         bars = load_bars(con, inst, "1h", t0 - pd.Timedelta(days=2), t1)
         c = pd.Series(bars["close"].to_numpy(), index=bars.index + pd.Timedelta(hours=1))  # known at close
@@ -169,23 +205,37 @@ def daily(store: Path, recs: list[dict], base: dict[str, float], start: str, end
         ap_at = ap.reindex(idx).ffill().reindex(c.index)
         tg_at = tg.reindex(tg.index.union(c.index)).ffill().reindex(c.index)
         im_start, tg_start = ap_at.shift(24), tg_at.shift(24)
+        exc, horizon, how = closeout_moves(con, inst, t0, t1)
+        horizons.append(f"{inst} {60 * horizon:.2f} min ({how})")
+        ex_im = ap.reindex(ap.index.union(exc.index)).ffill().reindex(exc.index)
+        ex_tg = tg.reindex(tg.index.union(exc.index)).ffill().reindex(exc.index)
         inside = move[(move.index > t0) & (move.index <= t1)]
         for day, g in inside.groupby((inside.index - pd.Timedelta(1, "ns")).floor("D")):
             k = g.idxmax()
+            e = exc[(exc.index >= day) & (exc.index < day + pd.Timedelta(days=1))]
+            j = (e - ex_im[e.index]).idxmax()  # the window that breached the IM in force most (or came closest)
             rows.append((day.strftime("%m-%d"), inst, g.max(), k, im_start[k], tg_start[k], ap_at[g.index[-1]],
-                         tg_at[g.index[-1]]))
-            cover[(day.strftime("%Y-%m-%d"), inst)] = (g.max(), im_start[k])
+                         tg_at[g.index[-1]], e.max(), e[j], ex_im[j], ex_tg[j]))
+            cover[(day.strftime("%Y-%m-%d"), inst)] = {"m": g.max(), "im": im_start[k], "tg": tg_start[k],
+                                                       "co": e.max(), "co_j": e[j], "co_im": ex_im[j],
+                                                       "co_tg": ex_tg[j], "h": horizon}
     con.close()
+    print(f"\nclose-out horizon of a {PRESET_NOTIONAL:,.0f} USD position (margin v2, H_IM; ADV of the 30 days "
+          f"before the window, 10% participation): " + "; ".join(horizons))
     print("\n| day | instrument | largest 24h move (ended) | IM in force at its start | target then | "
-          "applied at day end | target at day end |\n|---|---|---|---|---|---|---|")
-    for d, inst, m, k, ims, tgs, ap_end, tg_end in sorted(rows):
+          "applied at day end | target at day end | worst close-out move | close-out breach |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    for d, inst, m, k, ims, tgs, ap_end, tg_end, co, coj, coim, cotg in sorted(rows):
         flag = ""
         if m > ims:
             flag = " **breach**" + (" (speed limit: the target covered it, the applied rate lagged)"
                                     if tgs >= m else "")
         ended = "24:00" if k.hour == 0 else k.strftime("%H:%M")
+        cob = "-"
+        if coj > coim:
+            cob = f"**{100 * coj:.2f}% > {_p(coim)}**" + (" (speed limit)" if cotg >= coj else "")
         print(f"| {d} | {inst} | {100 * m:.1f}% ({ended}){flag} | {_p(ims)} | {_p(tgs)} | {_p(ap_end)} | "
-              f"{_p(tg_end)} |")
+              f"{_p(tg_end)} | {100 * co:.2f}% | {cob} |")
     return cover
 
 
@@ -196,44 +246,58 @@ APPLICABLE = {"BTC-PERP": ("binance_btcusdt", "deribit_btc_future", "dydx_large_
 REFERENCE = ("dydx_mid_cap", "dydx_small_cap", "dydx_long_tail")
 
 
-def coverage_table(covers: dict) -> None:
+def _lag(covered: bool, target: float, move: float) -> str:
+    if covered:
+        return "-"
+    return f"yes (target {_p(target)})" if target >= move else f"no (target {_p(target)})"
+
+
+def coverage_table(covers: dict) -> dict[str, tuple[int, int]]:
     named = sorted({e.day for e in STRESS_EVENTS})
     days = sorted((d, i) for (d, i) in covers if d in named)
     names = sorted({n for v in APPLICABLE.values() for n in v}) + list(REFERENCE)
     rates = {n: float(np.asarray(presets.get(n).margin_rate(PRESET_NOTIONAL, 0.0).im)) for n in names}
-    print("\n| crash day | instrument | worst 24h move | monitored IM in force | "
-          + " | ".join(f"{n} ({_p(r)})" for n, r in rates.items()) + " |")
-    print("|---|---|---|---|" + "---|" * len(rates))
-    n_mon = 0
-    n_pre = dict.fromkeys(rates, 0)
-    n_app = dict.fromkeys(rates, 0)
-    for d, i in days:
-        m, im = covers[(d, i)]
-        ok = im >= m
-        n_mon += ok
-        cells = []
-        for n, r in rates.items():
-            if n in APPLICABLE[i] or n in REFERENCE:
-                n_pre[n] += r >= m
-                n_app[n] += 1
-                cells.append("covered" if r >= m else "breach")
-            else:
-                cells.append("-")
-        print(f"| {d} | {i} | {100 * m:.1f}% | {_p(im)} {'covered' if ok else '**breach**'} | "
-              + " | ".join(cells) + " |")
-    app = [n for n in rates if n not in REFERENCE]
-    best = max(app, key=lambda n: n_pre[n])
-    print(f"\ncrash days covered (24h move against the IM in force when the 24h window began): monitor {n_mon} "
-          f"of {len(days)}; venue presets for BTC/ETH: " + ", ".join(f"{n} {n_pre[n]} of {n_app[n]}" for n in app)
-          + f" (best: {best}); other-asset tiers for reference: "
-          + ", ".join(f"{n} {n_pre[n]} of {n_app[n]}" for n in REFERENCE))
+    out: dict[str, tuple[int, int]] = {}
+    for hz, mk, imk, tgk in (("24h", "m", "im", "tg"), ("close-out horizon", "co_j", "co_im", "co_tg")):
+        print(f"\n**{hz}**\n\n| crash day | instrument | worst {hz} move | monitored IM in force | speed limit lag | "
+              + " | ".join(f"{n} ({_p(r)})" for n, r in rates.items()) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(rates))
+        n_mon = 0
+        n_pre = dict.fromkeys(rates, 0)
+        n_app = dict.fromkeys(rates, 0)
+        for d, i in days:
+            v = covers[(d, i)]
+            m, im = v[mk], v[imk]
+            worst = v["m"] if mk == "m" else v["co"]  # presets: a flat rate meets the worst window of the day
+            ok = im >= m
+            n_mon += ok
+            cells = []
+            for n, r in rates.items():
+                if n in APPLICABLE[i] or n in REFERENCE:
+                    n_pre[n] += r >= worst
+                    n_app[n] += 1
+                    cells.append("covered" if r >= worst else "breach")
+                else:
+                    cells.append("-")
+            print(f"| {d} | {i} | {100 * m:.2f}% | {_p(im)} {'covered' if ok else '**breach**'} | "
+                  f"{_lag(ok, v[tgk], m)} | " + " | ".join(cells) + " |")
+        app = [n for n in rates if n not in REFERENCE]
+        best = max(app, key=lambda n: n_pre[n])
+        verdict = "holds" if n_mon >= n_pre[best] else "does NOT hold"
+        print(f"\ncrash days covered over the {hz}: monitor {n_mon} of {len(days)}; venue presets for BTC/ETH: "
+              + ", ".join(f"{n} {n_pre[n]} of {n_app[n]}" for n in app)
+              + f" (best: {best}); other-asset tiers for reference: "
+              + ", ".join(f"{n} {n_pre[n]} of {n_app[n]}" for n in REFERENCE)
+              + f". Monitor >= best static venue preset: {verdict} ({n_mon} vs {n_pre[best]}).")
+        out[hz] = (n_mon, n_pre[best])
+    return out
 
 
 def noise(store: Path) -> None:
     """Unattended replay of the whole bundled history: proposals per instrument-week outside stress."""
     recs: list[dict] = []
     calibrate(store, pd.Timestamp("2020-01-01", tz="UTC"))
-    mon = Monitor(store, default_policy(), name="noise", live_from="2020-01-01")
+    mon = Monitor(store, POLICY, name="noise", live_from="2020-01-01")
 
     def collect(ev, sigs, records) -> None:
         recs.extend({"type": "signal", **s.as_dict()} for s in sigs)
@@ -264,6 +328,10 @@ def noise(store: Path) -> None:
 
 
 def main() -> None:
+    global POLICY
+    if len(sys.argv) > 1:  # an alternative policy file (the default policy otherwise)
+        POLICY = load_policy(sys.argv[1])
+        print(f"policy: {sys.argv[1]}")
     tmp = Path(tempfile.mkdtemp(prefix="monitoring_tables_"))
     covers: dict = {}
     for label, (start, end) in WINDOWS.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,6 +18,7 @@ from margincal.adjust.policy import default_policy, load_policy
 from margincal.adjust.signals import Signal
 from margincal.config import sample_data_dir
 from margincal.data.feeds import BarEvent, DepthEvent, FundingEvent, OpenInterestEvent, event_key
+from margincal.errors import ConfigError
 from margincal.margin.params import InstrumentParams, ParameterSet
 
 LIVE = pd.Timestamp("2022-10-01", tz="UTC")
@@ -199,22 +201,80 @@ def test_decreases_are_batched_weekly_and_grouped():
     assert len(dec) / 2 / weeks <= 1.0
 
 
-def test_apc_is_applied_through_margin_apc(bars):
-    """With ``[apc]`` on, the rate the engine carries is margin.apc's recursion over its raw targets."""
-    from margincal.margin import apc
-
-    pol = load_policy(None, overrides={"apc": {"enabled": True, "buffer": 0.25}})
-    eng = MonitorEngine(pol, _pset(), live_from=LIVE)
-    raws, states = [], []
+def _apc_path(policy, pset, bars):
+    eng = MonitorEngine(policy, pset, live_from=LIVE)
+    raws, outs, buffers = [], [], []
     for b in bars:
         eng.process(b)
         if b.ts + pd.Timedelta(hours=1) < LIVE:
             continue
         _, _, comp = eng.target("BTC-PERP")  # evaluated on a copy of the APC state
         raws.append(comp["apc_raw_im"])
-        states.append(eng._insts["BTC-PERP"].apc_out)
-    # the same recursion, computed independently with margin.apc.apply_apc over the raw path
-    ref = apc.apply_apc(raws, apc.APCConfig(buffer=0.25, release_in_stress=True, stress_threshold=0.10))
-    assert len(raws) > 100
-    assert states == pytest.approx(list(ref), rel=1e-12)
-    assert states[0] == pytest.approx(raws[0] * 1.25, rel=1e-12)
+        buffers.append(comp["apc_buffer"])
+        outs.append(eng._insts["BTC-PERP"].apc_out)
+    return eng, np.array(raws), np.array(outs), np.array(buffers)
+
+
+def test_monitor_applies_the_published_rules_apc_by_default(bars):
+    """Issue 18 item 5: by default the monitor applies the anti-procyclicality rule of the published rates.
+
+    The published rule (margin.published.published_curve_path) runs ``margin.apc.apply_apc(loss_raw,
+    apc_config(CalibrationSettings().apc))`` over its unbuffered tail loss; the monitor's rate path must be that
+    same recursion over its own unbuffered requirement (the vol-scaled rate / (1 + the buffer the calibrated rate
+    carries: 25% for a row without es/es_raw)), computed here independently with apply_apc over the whole path.
+    """
+    from margincal.adjust.policy import apc_settings
+    from margincal.config import CalibrationSettings
+    from margincal.margin.apc import apc_config, apply_apc
+
+    published = apc_config(CalibrationSettings().apc)
+    on, cfg = apc_settings(default_policy())
+    assert on and cfg == published and published.buffer == 0.25
+    eng, raws, outs, buffers = _apc_path(default_policy(), _pset(), bars)
+    ref = np.asarray(apply_apc(raws / (1.0 + published.buffer), published))
+    assert len(raws) > 300
+    assert outs == pytest.approx(ref, rel=1e-12)
+    # the path holds stress steps (buffer released: the rate below the vol-scaled rate) and rebuilds
+    assert (outs < raws * (1 - 1e-9)).any() and buffers.min() < 0.25 and buffers.max() == pytest.approx(0.25)
+    # the target view after a bar shows that bar's APC output (it does not step the recursion again)
+    assert eng.target("BTC-PERP")[0] == pytest.approx(outs[-1], rel=1e-12)
+    # switched off in the policy file: the plain vol-scaled rate
+    off = load_policy(None, overrides={"apc": {"enabled": False}})
+    assert apc_settings(off)[0] is False
+    eng_off = MonitorEngine(off, _pset(), live_from=LIVE)
+    for b in bars:
+        eng_off.process(b)
+    im, _, comp = eng_off.target("BTC-PERP")
+    assert "apc_raw_im" not in comp and im == pytest.approx(0.08 * comp["vol_factor"], rel=1e-12)
+
+
+def test_apc_starts_from_the_buffer_the_calibrated_rate_carries(bars):
+    """A published row records its tail loss with (es) and without (es_raw) the APC buffer: the monitor's
+    recursion starts from that buffer (here 10%, released at calibration) and rebuilds it by 25%/20 per calm bar."""
+    eng, raws, outs, buffers = _apc_path(default_policy(), _pset(es=0.011, es_raw=0.01), bars)
+    assert eng._insts["BTC-PERP"].apc_beta0 == pytest.approx(0.10)
+    assert outs[0] == pytest.approx(raws[0], rel=1e-12)  # the first bar continues the calibration
+    assert buffers[0] == pytest.approx(0.10, abs=1e-12)
+    assert buffers.max() == pytest.approx(0.25) and (buffers <= 0.25 + 1e-12).all()
+    # every step is margin.apc's recursion on raw / 1.10, each from the previous state
+    from margincal.margin.apc import APCState, apc_config, step
+
+    cfg = apc_config("emir_a")
+    state = APCState(raws[0], raws[0] / 1.1, 0.1)
+    for r, o in zip(raws[1:], outs[1:], strict=True):
+        x, state = step(state, r / 1.1, cfg)
+        assert o == pytest.approx(x, rel=1e-12)
+
+
+def test_apc_policy_keys_are_validated_and_old_files_still_load():
+    with pytest.raises(ConfigError, match=r"\[apc\] preset is 'emir_b'"):
+        load_policy(None, overrides={"apc": {"preset": "emir_b"}})
+    with pytest.raises(ConfigError, match=r"\[apc\] rebuild_steps"):
+        load_policy(None, overrides={"apc": {"rebuild_steps": 0}})
+    from margincal.adjust.policy import apc_settings
+
+    # a policy file written before the preset key existed ([apc] enabled/buffer/stress_threshold) still loads
+    old = load_policy(None, overrides={"apc": {"enabled": True, "buffer": 0.3, "stress_threshold": 0.2}})
+    on, cfg = apc_settings(old)
+    assert on and cfg.buffer == 0.3 and cfg.stress_threshold == 0.2 and cfg.rebuild_steps == 20
+    assert apc_settings(load_policy(None, overrides={"apc": {"preset": "off"}}))[0] is False

@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from margincal.data.store import MIGRATIONS, connect, open_store, schema_version, transaction
+from margincal.data.store import (
+    FRAME_MIN_ROWS,
+    MIGRATIONS,
+    connect,
+    insert_rows,
+    open_store,
+    schema_version,
+    transaction,
+)
 from margincal.errors import StoreError
 
 TABLES = {"instruments", "bars", "funding", "open_interest", "option_quotes", "depth_snapshots", "parameter_sets",
@@ -88,3 +96,26 @@ def test_readers_open_read_only_while_a_writer_works(store_path):
     written = int(out.strip())
     assert written > 10 and len(counts) == 15
     assert counts == sorted(counts) and counts[-1] > counts[0]  # readers saw the writer progress
+
+
+def test_insert_rows_frame_path_writes_the_same_rows_as_values() -> None:
+    """Many rows go through a registered frame, few through bound VALUES: the stored rows must be identical
+    (types cast by DuckDB the same way, NULLs kept, JSON text unchanged), also with a result left open."""
+    import pandas as pd
+
+    n = 3 * FRAME_MIN_ROWS
+    rows = [[i + 1, pd.Timestamp("2024-01-01 00:00:00.123456") + pd.Timedelta(hours=i), "actor", "publish",
+             None if i % 3 == 0 else f"parameter_set:{i}", '{"a": [1, 2.5, null], "b": "x"}', f"p{i}", f"h{i}"]
+            for i in range(n)]
+    cols = ("seq", "ts", "actor", "action", "subject", "details", "prev_hash", "hash")
+    many, few = connect(":memory:"), connect(":memory:")
+    many.execute("SELECT 1")  # an open result must not stop the insert
+    insert_rows(many, "audit_log", cols, rows)
+    for k in range(0, n, FRAME_MIN_ROWS - 1):
+        insert_rows(few, "audit_log", cols, rows[k:k + FRAME_MIN_ROWS - 1])
+    q = "SELECT seq, ts, actor, action, subject, details::VARCHAR, prev_hash, hash FROM audit_log ORDER BY seq"
+    a, b = many.execute(q).fetchall(), few.execute(q).fetchall()
+    assert len(a) == n and a == b
+    assert a[0][4] is None and a[1][4] == "parameter_set:1" and str(a[0][1]) == "2024-01-01 00:00:00.123456"
+    insert_rows(many, "audit_log", cols, [])  # nothing to write: no statement
+    assert many.execute("SELECT count(*) FROM audit_log").fetchone()[0] == n

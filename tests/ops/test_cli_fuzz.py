@@ -195,6 +195,8 @@ def _specs(env: dict) -> dict[str, tuple[list[str], dict[str, st.SearchStrategy[
                           {"FILE": f.strategy(), "--format": bad_name(set(FORMATS)), "--fetched": bad_date,
                            "--price": bad_number(1e-12, 1e12), "--ct-val": bad_number(1e-12, 1e12)}),
         "params history": ([*s], {"--store": f.strategy(["garbage.csv", "empty.csv", "dir"])}),
+        "params announcements": ([*s], {"--status": bad_name({"pending", "applied", "superseded"}),
+                                        "--limit": bad_number(1, 1_000_000, integer=True)}),
         "audit verify": ([*s], {"--store": f.strategy(["garbage.csv", "empty.csv", "dir"])}),
         "audit show": ([*s], {"--limit": bad_number(1, 1_000_000, integer=True)}),
         "proposals list": ([*s], {"--status": bad_name({"pending", "approved", "rejected", "superseded", "stale"})}),

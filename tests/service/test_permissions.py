@@ -43,6 +43,7 @@ ROUTES: list[tuple[str, str, str, Any, set[str]]] = [
     ("what-if", "POST", "/api/margin/what-if", WHAT_IF, MARGIN),
     ("signals", "GET", "/api/signals", None, READ),
     ("signals-stream", "GET", "/api/signals/stream?max_seconds=0", None, READ),
+    ("announcements", "GET", "/api/announcements", None, READ),
     ("proposals", "GET", "/api/proposals", None, READ),
     ("approve", "POST", "/api/proposals/{proposal}/approve", {"comment": "ok"}, DECIDE),
     ("reject", "POST", "/api/proposals/{proposal}/reject", {"comment": "no"}, DECIDE),

@@ -47,7 +47,7 @@ from margincal.adjust.online import (
     corwin_schultz_spread,
     halflife_to_lambda,
 )
-from margincal.adjust.policy import Bounds, Policy, route
+from margincal.adjust.policy import Bounds, Policy, apc_settings, route
 from margincal.data.feeds import (
     KIND_RANK,
     BarEvent,
@@ -58,6 +58,8 @@ from margincal.data.feeds import (
 )
 from margincal.data.store import to_utc
 from margincal.errors import ConfigError
+from margincal.margin.apc import APCState
+from margincal.margin.apc import step as apc_step
 from margincal.margin.params import ParameterSet
 
 __all__ = ["HOURS_PER_YEAR", "Adjustment", "MonitorEngine", "sigma_anchor_from_details"]
@@ -240,7 +242,7 @@ class _Inst:
         "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
-        "apc_base", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
+        "apc_base", "apc_beta", "apc_beta0", "apc_out", "apc_prev", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
         "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s",
     )
 
@@ -279,8 +281,11 @@ class _Inst:
         self.mm_sched_ns = 0
         self.mm_queue: list[list[float]] = []  # earlier announcements still to take effect: [[rate, ns], ...]
         self.batch_idx = -1
-        self.apc_out = math.nan
+        self.apc_out = math.nan  # margin.apc state: the previous output, base and buffer fraction in force
         self.apc_base = math.nan
+        self.apc_beta = math.nan
+        self.apc_beta0 = math.nan  # the APC buffer the calibrated IM carries (NaN: the preset's full buffer)
+        self.apc_prev: APCState | None = None  # the last APCState, reused while it holds the three values above
         self.listing_done = False
         self.recent: list[sg.Signal] = []
         self.im = self.mm = self.im_base = self.mm_base = math.nan
@@ -318,7 +323,8 @@ class MonitorEngine:
         self.live_from_ns = -(1 << 62) if live_from is None else int(to_utc(live_from).value)
         self._insts: dict[str, _Inst] = {}
         self.events_processed = 0
-        self.last_key: tuple[int, int, str] | None = None
+        self._last_key: tuple[int, int, str] | None = None
+        self._last_ev: Any = None  # the last event processed; its key is built only when asked for
         self.params: ParameterSet | None = None
         e = policy["estimators"]
         self._short_h = e["short_halflife_hours"]
@@ -367,8 +373,8 @@ class MonitorEngine:
         self._notice_ns = int(ef["mm_notice_hours"] * _NS_PER_HOUR)
         self._batch_ns = int(ef["decrease_batch_hours"] * _NS_PER_HOUR)
         self._dec_band = float(ef["decrease_hysteresis"])
-        self._apc = policy["apc"]
-        self._apc_on = bool(self._apc["enabled"])
+        self._apc_on, self._apc_cfg = apc_settings(policy)
+        self._apc_peek = False  # True inside target(): a view, not a new step of the recursion
         self._oi_lo_mult = mv["open_interest"]["lower_cap_multiple"]
         self._oi_hi_mult = mv["open_interest"]["upper_cap_multiple"]
         self._fund_periods = mv["funding"]["horizon_hours"] / mv["funding"]["interval_hours"]
@@ -396,7 +402,15 @@ class MonitorEngine:
                 st.last_increase_ns = now_ns
             st.last_change_ns = now_ns
         st.im, st.mm = float(p.im_rate), float(p.mm_rate)
-        st.im_base = float(d.get("im_base", p.im_rate))
+        im_base = float(d.get("im_base", p.im_rate))
+        if im_base != st.im_base:
+            # a new calibration: the anti-procyclicality recursion starts again from it
+            st.apc_out = st.apc_base = st.apc_beta = math.nan
+            es, es_raw = d.get("es"), d.get("es_raw")
+            st.apc_beta0 = (min(max(float(es) / float(es_raw) - 1.0, 0.0), self._apc_cfg.buffer)
+                            if isinstance(es, (int, float)) and isinstance(es_raw, (int, float)) and es_raw > 0
+                            and math.isfinite(es) else math.nan)
+        st.im_base = im_base
         st.mm_base = float(d.get("mm_base", p.mm_rate))
         anchor = sigma_anchor_from_details(d, pset.provenance) if self._anchor_cal else (
             float(d["sigma_anchor_annual"]) if isinstance(d.get("sigma_anchor_annual"), (int, float)) else None)
@@ -465,8 +479,21 @@ class MonitorEngine:
         else:  # pragma: no cover - feeds only produce the four kinds
             raise ConfigError(f"unknown event kind {k!r}")
         self.events_processed += 1
-        self.last_key = (ev.t_ns, KIND_RANK[k], ev.instrument)
+        self._last_ev = ev
         return out
+
+    @property
+    def last_key(self) -> tuple[int, int, str] | None:
+        """Key ``(t_ns, kind rank, instrument)`` of the last event processed (or restored from a checkpoint)."""
+        ev = self._last_ev
+        if ev is not None:
+            return (ev.t_ns, KIND_RANK[ev.kind], ev.instrument)
+        return self._last_key
+
+    @last_key.setter
+    def last_key(self, key: tuple[int, int, str] | None) -> None:
+        self._last_key = key
+        self._last_ev = None
 
     def _first_bar(self, st: _Inst, ev: BarEvent) -> None:
         st.tf = ev.timeframe
@@ -688,47 +715,98 @@ class MonitorEngine:
             if v > sig_now:
                 sig_now = v
         vol_factor = sig_now / st.sigma_anchor if self._mv_vol else 1.0
-        q, addon = self._liquidity(st) if self._mv_liq else (1.0, 0.0)
+        trig = st.trig
+        if self._mv_liq and (trig[3].level or trig[4].level or trig[5].level or trig[8].level):
+            q, addon = self._liquidity(st)
+        else:  # no liquidity signal active (what _liquidity returns then, without the call)
+            q, addon = 1.0, 0.0
         fund = 0.0
-        if self._mv_fund and st.trig[6].level and st.fund_last == st.fund_last:
+        if self._mv_fund and trig[6].level and st.fund_last == st.fund_last:
             fund = abs(st.fund_last) * self._fund_periods
         caps = self._oi_caps(st) if self._mv_oi and st.oi_level == st.oi_level else None
-        if q == 1.0 and addon == 0.0 and fund == 0.0 and (caps is None or st.oi_level <= caps[0]) \
-                and not self._apc_on:
-            im = st.im_base * vol_factor
-            return im, im * st.mm_base / st.im_base, (vol_factor, sig_now)
+        fast = q == 1.0 and addon == 0.0 and fund == 0.0 and (caps is None or st.oi_level <= caps[0])
+        if not self._apc_on:
+            if fast:
+                im = st.im_base * vol_factor
+                return im, im * st.mm_base / st.im_base, (vol_factor, sig_now)
+            scaled = vol_factor
+        else:
+            # anti-procyclicality acts on the volatility-scaled rate (the published rule buffers the tail loss,
+            # not the close-out horizon, OI scaling or the add-ons, which apply on top of it)
+            raw = st.im_base * vol_factor
+            out = self.apply_apc(st, raw)
+            if fast:
+                return out, out * st.mm_base / st.im_base, (vol_factor, sig_now, raw, st.apc_beta, out)
+            scaled = out / st.im_base
         im, mm, comp = compose_target(
-            st.im_base, st.mm_base, vol_factor=vol_factor, open_interest=st.oi_level, oi_caps=caps,
+            st.im_base, st.mm_base, vol_factor=scaled, open_interest=st.oi_level, oi_caps=caps,
             horizon_factor=q, horizon_exponent=self._mv["liquidity"]["horizon_exponent"], liquidity_addon=addon,
             funding_provision=fund, tier_boundary_liquidity=self._mv["liquidity"]["tier_boundaries"],
             tier_boundary_oi=self._mv["open_interest"]["tier_boundaries"])
         comp["sigma_now_annual"] = sig_now
         if self._apc_on:
-            raw = im
-            im = self.apply_apc(st, raw)
-            mm = mm * im / raw
-            comp["apc_raw_im"] = raw
+            comp["vol_factor"] = vol_factor
+            self._apc_components(st, comp, raw, st.apc_beta, out)
         return im, mm, comp
+
+    def _apc_components(self, st: _Inst, comp: dict[str, Any], raw: float, beta: float, out: float) -> None:
+        """Record what anti-procyclicality did: the core rate before it, the buffer in force, and whether it moved."""
+        comp["apc_raw_im"] = raw
+        comp["apc_buffer"] = beta
+        if abs(out - raw) > 1e-12 * max(raw, 1e-12):
+            comp["moved_by"] = [*comp.get("moved_by", []),
+                                f"anti-procyclicality (buffer {100 * beta:.1f}%, calibrated with "
+                                f"{100 * self._apc_b0(st):.1f}%)"]
 
     def _components(self, st: _Inst, comp: Any) -> dict[str, Any]:
         if isinstance(comp, tuple):
-            c = compose_target(st.im_base, st.mm_base, vol_factor=comp[0])[2]
+            if len(comp) == 2:
+                c = compose_target(st.im_base, st.mm_base, vol_factor=comp[0])[2]
+            else:  # anti-procyclicality applied: (vol factor, sigma, raw rate, buffer in force, output)
+                c = compose_target(st.im_base, st.mm_base, vol_factor=comp[4] / st.im_base)[2]
+                c["vol_factor"] = comp[0]
+                self._apc_components(st, c, comp[2], comp[3], comp[4])
             c["sigma_now_annual"] = comp[1]
             return c
         return comp
 
+    def _apc_b0(self, st: _Inst) -> float:
+        """The APC buffer fraction the calibrated IM carries: ``es / es_raw - 1`` of the published row, else the
+        preset's full buffer (a published rate in calm markets carries all of it)."""
+        b0 = st.apc_beta0
+        return self._apc_cfg.buffer if b0 != b0 else b0
+
     def apply_apc(self, st: _Inst, raw: float) -> float:
         """The one place the monitor calls :mod:`margincal.margin.apc` (``step`` with the policy's ``[apc]``).
 
-        Its state (previous output and base) is kept per instrument and saved with the checkpoint.
+        ``raw`` is the volatility-scaled rate ``IM_base x vol factor``; the calibrated IM already carries
+        the buffer ``b0`` in force at calibration (:meth:`_apc_b0`), so the recursion runs on
+        ``raw / (1 + b0)`` - the published rule's unbuffered requirement - and starts, on the first bar the
+        monitor acts on, from the calibration's state (output = raw, base ``raw / (1 + b0)``, buffer
+        ``b0``): the buffer is then released in stress and rebuilt in calm markets exactly as :func:`margincal.margin.apc.apply_apc` does for the published rates. The state is
+        kept per instrument and saved with the checkpoint.
         """
-        from margincal.margin import apc as _apc
-
-        cfg = _apc.APCConfig(buffer=self._apc["buffer"], release_in_stress=True,
-                             stress_threshold=self._apc["stress_threshold"])
-        prev = None if st.apc_out != st.apc_out else _apc.APCState(st.apc_out, st.apc_base)
-        out, state = _apc.step(prev, raw, cfg)
+        cfg = self._apc_cfg
+        b0 = st.apc_beta0
+        if b0 != b0:  # as _apc_b0, inlined: this runs on every bar
+            b0 = cfg.buffer
+        if st.apc_out != st.apc_out:
+            # the first bar the monitor acts on continues the calibration: its base, with the buffer b0
+            st.apc_out, st.apc_base, st.apc_beta = raw, raw / (1.0 + b0), b0
+            return raw
+        base = raw / (1.0 + b0)
+        if self._apc_peek and base == st.apc_base:
+            return st.apc_out  # the target view right after this bar's step: the bar's output
+        prev = st.apc_prev
+        # the state returned by the last step, while the three floats are still the very objects it holds (any
+        # reset, restore or reload assigns other objects); else rebuilt from them
+        if prev is None or prev.out is not st.apc_out or prev.base is not st.apc_base \
+                or prev.buffer_level is not st.apc_beta:
+            prev = APCState(st.apc_out, st.apc_base, None if st.apc_beta != st.apc_beta else st.apc_beta)
+        out, state = apc_step(prev, base, cfg)
+        st.apc_prev = state
         st.apc_out, st.apc_base = state.out, state.base
+        st.apc_beta = math.nan if state.buffer_level is None else state.buffer_level
         return float(out)
 
     # ------------------------------------------------------------------ decisions
@@ -1090,11 +1168,13 @@ class MonitorEngine:
         anchor = st.sigma_anchor
         if anchor != anchor:
             st.sigma_anchor = sig_now
-        keep = (st.apc_out, st.apc_base)
+        keep = (st.apc_out, st.apc_base, st.apc_beta)
+        self._apc_peek = True
         try:
             im, mm, comp = self._target(st, sig_now)
         finally:
-            st.apc_out, st.apc_base = keep
+            self._apc_peek = False
+            st.apc_out, st.apc_base, st.apc_beta = keep
             st.sigma_anchor = anchor
         return im, mm, self._components(st, comp)
 
@@ -1129,7 +1209,8 @@ class MonitorEngine:
                 "fund_last": f(st.fund_last), "depth_last": f(st.depth_last), "spread_last": f(st.spread_last),
                 "mm_sched": f(st.mm_sched), "mm_sched_ns": st.mm_sched_ns, "batch_idx": st.batch_idx,
                 "mm_queue": [[q[0], int(q[1])] for q in st.mm_queue],
-                "apc_out": f(st.apc_out), "apc_base": f(st.apc_base),
+                "apc_out": f(st.apc_out), "apc_base": f(st.apc_base), "apc_beta": f(st.apc_beta),
+                "apc_beta0": f(st.apc_beta0),
             }
         return {
             "format": 1, "policy_sha256": self.policy.sha256, "live_from_ns": self.live_from_ns,
@@ -1194,7 +1275,8 @@ class MonitorEngine:
                 st.volu_s = EWMStats.from_state(s["volu_s"])
             if s.get("oi_ref") is not None:
                 st.oi_ref = EWMStats.from_state(s["oi_ref"])
-            for key in ("oi_level", "fund_last", "depth_last", "spread_last", "mm_sched", "apc_out", "apc_base"):
+            for key in ("oi_level", "fund_last", "depth_last", "spread_last", "mm_sched", "apc_out", "apc_base",
+                        "apc_beta", "apc_beta0"):
                 setattr(st, key, nf(s.get(key)))
             st.mm_sched_ns = int(s.get("mm_sched_ns", 0))
             st.mm_queue = [[float(q[0]), float(q[1])] for q in s.get("mm_queue", [])]

@@ -50,7 +50,7 @@ from margincal.adjust.policy import Policy, default_policy
 from margincal.adjust.signals import Signal
 from margincal.data import audit
 from margincal.data.feeds import SharesConnection, event_key
-from margincal.data.store import connect, transaction, utcnow
+from margincal.data.store import connect, insert_rows, transaction, utcnow
 from margincal.errors import ConfigError
 from margincal.margin.params import (
     InstrumentParams,
@@ -168,13 +168,11 @@ class Monitor:
         rows = []
         for sg in sigs:
             d = sg.as_dict()
-            rows += [self.name, pd.Timestamp(sg.ts).tz_convert("UTC").tz_localize(None), d["instrument"], d["kind"],
-                     d["severity"], d["reason"], d["threshold"], json.dumps(d["values"], allow_nan=False, default=str),
-                     now]
+            rows.append([self.name, pd.Timestamp(sg.ts).tz_convert("UTC").tz_localize(None), d["instrument"],
+                         d["kind"], d["severity"], d["reason"], d["threshold"],
+                         json.dumps(d["values"], allow_nan=False, default=str), now])
         # ``seq`` (the stream's cursor) takes the next value of signal_seq; a replayed duplicate is ignored
-        con.execute('INSERT OR IGNORE INTO signals (monitor, ts, instrument, kind, severity, reason, threshold, '
-                    '"values", recorded_at) VALUES ' + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(sigs)),
-                    rows)
+        insert_rows(con, "signals", _SIGNAL_COLUMNS, rows, or_ignore=True)
 
     def _save_state(self, con: duckdb.DuckDBPyConnection) -> None:
         self._write_signals(con)
@@ -406,6 +404,7 @@ class Monitor:
         pend_sigs = self._pending_signals
         queue = self._queue
         latency = self.commit_latency_s
+        ckpt_every = self.checkpoint_every
         first_output_wall = t_start
 
         def commit() -> None:
@@ -433,7 +432,7 @@ class Monitor:
                 out = process(ev)
                 n += 1
                 since_ckpt += 1
-                if rep.first_event is None:
+                if n == 1 and rep.first_event is None:
                     rep.first_event = pd.Timestamp(ev.t_ns, tz="UTC").isoformat()
                 if out is not None:
                     sigs = [x for x in out if isinstance(x, Signal)]
@@ -452,9 +451,9 @@ class Monitor:
                     last_ckpt_wall = time.monotonic()
                 if on_tick is not None and n % tick_every == 0:
                     on_tick(ev)
-                if n & 255 == 0 or since_ckpt >= self.checkpoint_every:
+                if n & 255 == 0 or since_ckpt >= ckpt_every:
                     now = time.monotonic()
-                    if since_ckpt >= self.checkpoint_every or now - last_ckpt_wall >= self.checkpoint_seconds:
+                    if since_ckpt >= ckpt_every or now - last_ckpt_wall >= self.checkpoint_seconds:
                         commit()
                         since_ckpt = 0
                         last_ckpt_wall = now
@@ -474,6 +473,11 @@ class Monitor:
         if ev is not None and on_tick is not None:
             on_tick(ev)
         return rep
+
+
+_SIGNAL_COLUMNS = ("monitor", "ts", "instrument", "kind", "severity", "reason", "threshold", "values", "recorded_at")
+_PROPOSAL_COLUMNS = ("proposal_id", "created_at", "author", "base_version", "reason", "changes", "evidence")
+_DECISION_COLUMNS = ("proposal_id", "decided_at", "decided_by", "decision", "comment", "published_version")
 
 
 class GroupWriter:
@@ -527,11 +531,8 @@ class GroupWriter:
     def write(self) -> None:
         con = self.con
         write_publications(con, self._pubs)
-        for table, rows, width in (("proposals", self._props, 7), ("proposal_decisions", self._decisions, 6)):
-            if rows:
-                ph = "(" + ", ".join(["?"] * width) + ")"
-                con.execute(f"INSERT INTO {table} VALUES " + ", ".join([ph] * len(rows)),
-                            [v for r in rows for v in r])
+        insert_rows(con, "proposals", _PROPOSAL_COLUMNS, self._props)
+        insert_rows(con, "proposal_decisions", _DECISION_COLUMNS, self._decisions)
         if self._audit:
             audit.append_many(con, self._audit)
         self._pubs, self._props, self._decisions, self._audit = [], [], [], []

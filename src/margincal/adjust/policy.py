@@ -38,7 +38,8 @@ from typing import Any
 
 from margincal.errors import ConfigError
 
-__all__ = ["DEFAULT_POLICY_FILE", "Bounds", "Policy", "bound_target", "default_policy", "load_policy", "route"]
+__all__ = ["DEFAULT_POLICY_FILE", "Bounds", "Policy", "apc_settings", "bound_target", "default_policy", "load_policy",
+           "route"]
 
 DEFAULT_POLICY_FILE = "default_policy.toml"
 
@@ -99,8 +100,43 @@ _SCHEMA: dict[str, dict[str, tuple[type, tuple[Callable[[Any], bool], str]]]] = 
     "moves.breach": {"enabled": (bool, _any), "cushion": (float, _nonneg)},
     "effective": {"mm_notice_hours": (float, _nonneg), "decrease_batch_hours": (float, _nonneg),
                   "decrease_hysteresis": (float, (lambda v: 0 <= v < 1, "it must be in [0, 1)"))},
-    "apc": {"enabled": (bool, _any), "buffer": (float, _nonneg), "stress_threshold": (float, _nonneg)},
+    "apc": {"enabled": (bool, _any),
+            "preset": (str, (lambda v: v == "published" or v in _apc_presets(),
+                             "it must be 'published' (the rule of the published rates) or a margin.apc preset "
+                             "(off, emir_a, emir_a_speed)")),
+            "buffer": (float, _nonneg), "stress_threshold": (float, _nonneg),
+            "rebuild_steps": (int, (lambda v: v >= 1, "it must be >= 1"))},
 }
+
+
+def _apc_presets() -> tuple[str, ...]:
+    from margincal.margin.apc import APC_PRESETS
+
+    return tuple(APC_PRESETS)
+
+
+def apc_settings(policy: Policy) -> tuple[bool, Any]:
+    """``(on, APCConfig)``: the anti-procyclicality rule the monitor applies under ``policy``'s ``[apc]``.
+
+    ``preset = "published"`` (the default) is the preset of the published rule
+    (:attr:`margincal.config.CalibrationSettings.apc`, ``emir_a``), so published rates, replays and
+    backtests follow one rule; ``buffer``, ``stress_threshold`` and ``rebuild_steps``, when the file sets
+    them, override the preset's. Off when ``enabled = false``, or when the rule does nothing (no buffer
+    and no stateful tool, e.g. preset ``off``).
+    """
+    from margincal.config import CalibrationSettings
+    from margincal.margin.apc import apc_config
+
+    ap = policy["apc"]
+    name = CalibrationSettings().apc if ap["preset"] == "published" else ap["preset"]
+    over = {k: ap[k] for k in ("buffer", "stress_threshold", "rebuild_steps") if k in ap}
+    try:
+        cfg = apc_config(name, **over)
+    except ConfigError as exc:
+        raise ConfigError(f"{policy.source}: [apc] {exc}") from None
+    on = bool(ap["enabled"]) and (cfg.buffer > 0 or cfg.stateful or cfg.floor is not None
+                                  or cfg.stressed_margin is not None)
+    return on, cfg
 
 # cross-key rules: (section, lower key, higher key)
 _ORDERED = [

@@ -169,3 +169,29 @@ def history(store: StoreOption = None, json_out: JsonOption = False) -> None:
         console.print("no parameter set has been published yet")
         return
     print_table(rows, title="published parameter sets")
+
+
+@app.command("announcements")
+def announcements(
+    status: Annotated[str | None, typer.Option("--status", help="Only pending, applied or superseded.")] = None,
+    instrument: Annotated[str | None, typer.Option("--instrument", "-i", help="Only this instrument.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", callback=number_option(lo=1, hi=1_000_000, integer=True),
+                                       help="At most this many, newest first.")] = 100,
+    store: StoreOption = None, json_out: JsonOption = False) -> None:
+    """Announced MM changes: before/after, when announced, when in force, pending or applied."""
+    from margincal.adjust.announcements import announcements as _announcements
+
+    with open_store(store, read_only=True) as con:
+        rows = _announcements(con, status=status, instrument=instrument, limit=int(limit))
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no MM change has been announced" + (f" with status {status}" if status else ""))
+        return
+    shown = [{**r, "mm_before": f"{100 * r['mm_before']:.2f}%", "mm_after": f"{100 * r['mm_after']:.2f}%",
+              "announced_at": (r["announced_at"] or "")[:16].replace("T", " "),
+              "effective_at": (r["effective_at"] or "")[:16].replace("T", " ")} for r in rows]
+    print_table(shown, title="announced MM changes (newest first; MM applies to existing positions too)",
+                columns=["instrument", "status", "mm_before", "mm_after", "announced_at", "effective_at",
+                         "announced_version", "applied_version"])

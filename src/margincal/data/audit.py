@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from margincal.data.store import dumps, utcnow
+from margincal.data.store import dumps, insert_rows, utcnow
 
 GENESIS = "0" * 64
 
@@ -33,6 +33,9 @@ def _entry_hash(seq: int, ts: str, actor: str, action: str, subject: str | None,
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_COLUMNS = ("seq", "ts", "actor", "action", "subject", "details", "prev_hash", "hash")
 
 
 def _ts_text(ts: Any) -> str:
@@ -55,14 +58,14 @@ def append_many(con: duckdb.DuckDBPyConnection,
         return seq
     ts = utcnow()
     ts_text = _ts_text(ts)
-    out: list[Any] = []
+    out: list[list[Any]] = []
     for actor, action, subject, details in items:
         seq += 1
         det = dumps(details)
         h = _entry_hash(seq, ts_text, actor, action, subject, det, prev)
-        out += [seq, ts, actor, action, subject, det, prev, h]
+        out.append([seq, ts, actor, action, subject, det, prev, h])
         prev = h
-    con.execute("INSERT INTO audit_log VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(items)), out)
+    insert_rows(con, "audit_log", _COLUMNS, out)
     return seq
 
 

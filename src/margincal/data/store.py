@@ -419,6 +419,33 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("COMMIT")
 
 
+#: below this many rows a multi-row VALUES statement is cheaper than scanning a registered frame
+FRAME_MIN_ROWS = 16
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...] | list[str],
+                rows: list[list[Any]], *, or_ignore: bool = False) -> None:
+    """Insert ``rows`` (one list per row, values in ``columns`` order) into ``table`` with ONE statement.
+
+    Few rows: a multi-row ``VALUES`` with bound parameters. Many rows: the rows as an all-object pandas
+    frame registered on the connection and inserted with ``INSERT ... SELECT`` (DuckDB binds thousands of
+    ``?`` parameters slowly: measured 25 ms for 300 signal rows against 9 ms through a frame). Same rows
+    either way: each value is cast to the column's type by DuckDB. Does not commit.
+    """
+    if not rows:
+        return
+    cols = ", ".join(f'"{c}"' for c in columns)
+    verb = "INSERT OR IGNORE INTO" if or_ignore else "INSERT INTO"
+    if len(rows) < FRAME_MIN_ROWS:
+        ph = "(" + ", ".join(["?"] * len(columns)) + ")"
+        con.execute(f"{verb} {table} ({cols}) VALUES " + ", ".join([ph] * len(rows)), [v for r in rows for v in r])
+        return
+    insert_rows_frame = pd.DataFrame(rows, columns=list(columns), dtype=object)  # noqa: F841 - read by DuckDB
+    # DuckDB's replacement scan reads the local frame by its name (``register`` refuses while a previous
+    # statement's result is open on the connection)
+    con.execute(f"{verb} {table} ({cols}) SELECT {cols} FROM insert_rows_frame")
+
+
 def utcnow() -> pd.Timestamp:
     """Current UTC time as a naive timestamp (the store's convention), microsecond precision."""
     return pd.Timestamp.now(tz="UTC").tz_localize(None).floor("us")

@@ -12,7 +12,8 @@ none exists the section says so and which command produces it), never whatever r
 6. implied-vol smiles and surface (SVI fits of the bundled Deribit snapshots);
 7. stress: scenario x instrument heatmap against the version's rates, and the stored stress run of the version;
 8. liquidation cascades (the latest stored run: cascades test margin policies, not a parameter version);
-9. proposals (pending first) and the audit-chain status.
+9. announced MM changes (pending, applied, superseded) with their effective times;
+10. proposals (pending first) and the audit-chain status.
 
 plotly.js is embedded once (compressed) and the series are thinned and rounded, so the file stays under 5 MB
 and opens offline.
@@ -342,7 +343,31 @@ def cascade_section(con: duckdb.DuckDBPyConnection) -> Section:
     return Section(title, meta + table_html(trows[:100]), figs)
 
 
-# ------------------------------------------------------------------ 9. proposals and audit
+# ------------------------------------------------------------------ 9. announcements, 10. proposals and audit
+
+
+def announcements_section(con: duckdb.DuckDBPyConnection) -> Section:
+    """MM changes the monitor announced (they apply to existing positions after the notice period)."""
+    from margincal.adjust.announcements import announcements
+
+    rows = announcements(con, limit=200)
+    title = "Announced MM changes"
+    if not rows:
+        return Section(title, _note(
+            "No MM change has been announced. The monitor (<code>margincal monitor</code>) raises IM for new "
+            "exposure at once and announces the MM change with its effective time (<code>[effective] "
+            "mm_notice_hours</code>); list them with <code>margincal params announcements</code>."))
+    pending = sum(r["status"] == "pending" for r in rows)
+    shown = [{"instrument": r["instrument"], "status": r["status"], "MM before": f"{100 * r['mm_before']:.2f}%",
+              "MM after": f"{100 * r['mm_after']:.2f}%", "announced (UTC)": _hm(r["announced_at"]),
+              "effective (UTC)": _hm(r["effective_at"]), "announced in": f"v{r['announced_version']}",
+              "applied in": "" if r["applied_version"] is None else f"v{r['applied_version']}"} for r in rows]
+    return Section(title, f"<p class='meta'>{len(rows)} announcements (newest first), {pending} pending. An MM "
+                   "change applies to existing positions too, from its effective time.</p>" + table_html(shown))
+
+
+def _hm(ts: str | None) -> str:
+    return "" if not ts else ts[:16].replace("T", " ")
 
 
 def adjustments_section(con: duckdb.DuckDBPyConnection) -> Section:
@@ -404,7 +429,8 @@ def build_sections(con: duckdb.DuckDBPyConnection, *, charts: bool = True, versi
     sections.append(backtest_section(pset, ev["backtest"]))
     if charts:
         sections += [brackets_section(pset), smiles_section()]
-    sections += [stress_section(pset, ev["stress"]), cascade_section(con), adjustments_section(con)]
+    sections += [stress_section(pset, ev["stress"]), cascade_section(con), announcements_section(con),
+                 adjustments_section(con)]
     return sections
 
 

@@ -37,6 +37,7 @@ from margincal.service.db import StoreManager
 from margincal.service.deps import Forbidden, Unauthenticated, require
 from margincal.service.routers import (
     admin,
+    announcements,
     health,
     instruments,
     margin,
@@ -271,7 +272,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: StoreManager |
     app.add_middleware(AuthFirstMiddleware)  # inner: runs after the request id and size limit are set
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_handlers(app)
-    for r in (health, instruments, parameters, margin, signals, proposals, results, views, admin):
+    for r in (health, instruments, parameters, margin, signals, announcements, proposals, results, views, admin):
         _annotate_permissions(r.router.routes)
         _document_errors(r.router.routes)
         app.include_router(r.router)
