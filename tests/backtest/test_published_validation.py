@@ -35,3 +35,47 @@ def test_backtest_published_json_recounts(tmp_path):
     assert last["n_obs"] == ok.size and last["breaches"] == int((exc[ok] > m[ok]).sum())
     mm = [x for x in out["rows"] if x["rate"] == "MM"]
     assert out["targets"]["mm_tiers_within_1pct"] == [sum(x["breach_rate"] <= 0.01 for x in mm), len(mm)]
+
+
+def test_z2_null_sampler_is_causal_and_matches_the_fhs_filter():
+    from margincal.backtest.validation import fhs_null_sampler
+    from margincal.units import Decay
+    from margincal.vol.ewma import ewma_variance_reference
+
+    rng = np.random.default_rng(3)
+    r = 0.01 * rng.standard_t(4, 400)
+    sim = fhs_null_sampler(r, 24.0, 0.94)
+    x = sim(np.random.default_rng(7))
+    assert np.all(np.isnan(x[:31])) and np.all(np.isfinite(x[31:]))
+    # every draw is sigma_i (the loop EWMA from returns before i) times a residual held before i
+    sig = np.sqrt(ewma_variance_reference(r, Decay(per_day=0.94).for_bars(24.0), 30))
+    for i in (31, 100, 399):
+        z = r[30:i] / sig[30:i]
+        cand = np.maximum(-np.expm1(sig[i] * z), np.expm1(sig[i] * z))
+        assert np.min(np.abs(cand - x[i])) < 1e-12
+    # changing returns at or after i leaves draws before i (same random numbers) unchanged
+    r2 = r.copy()
+    r2[200:] *= 5
+    y = fhs_null_sampler(r2, 24.0, 0.94)(np.random.default_rng(7))
+    np.testing.assert_array_equal(x[:201], y[:201])
+
+
+def test_published_z2_has_a_simulated_pvalue_that_can_reject():
+    from margincal.backtest.stats import z2_test
+    from margincal.backtest.validation import fhs_null_sampler
+    from margincal.risk.models import make_model
+    from margincal.units import Decay
+
+    rng = np.random.default_rng(11)
+    r = 0.02 * rng.standard_t(5, 1500)
+    path = make_model("fhs", lam=Decay(per_day=0.94)).fit_path(r, horizon=24.0, level=0.99, refit=1, bar_hours=24.0)
+    v, e = path["var"].to_numpy()[:-1], path["es"].to_numpy()[:-1]
+    sim = fhs_null_sampler(r, 24.0, 0.94)
+    ok = np.isfinite(v) & np.isfinite(e) & np.isfinite(sim(np.random.default_rng(0)))
+    ok[:250] = False
+    loss = np.maximum(-np.expm1(r), np.expm1(r))
+    p_null = z2_test(loss[ok], v[ok], e[ok], 0.99, simulate=lambda g: sim(g)[ok], n_sims=200, seed=1).pvalue
+    # the same forecasts against losses drawn twice as wide: the ES is too small and Z2 must reject
+    wide = np.maximum(-np.expm1(2 * r), np.expm1(2 * r))
+    p_alt = z2_test(wide[ok], v[ok], e[ok], 0.99, simulate=lambda g: sim(g)[ok], n_sims=200, seed=1).pvalue
+    assert p_null > 0.05 and p_alt < 0.01

@@ -415,7 +415,7 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
     loss = loss_raw.copy()
     ok = np.isfinite(loss_raw)
     if ok.any():
-        loss[ok] = np.asarray(apply_apc(loss_raw[ok], apc_config(settings.apc)), dtype=float)
+        loss[ok] = np.asarray(apply_apc(loss_raw[ok], apc_config(settings.apc), bar_hours=bh), dtype=float)
     exponent = scaling_exponent_path(bars, bh)
     # liquidity over the last window DAYS (bars of any size)
     wb = window_bars(settings.liquidity_window_days, bh)
