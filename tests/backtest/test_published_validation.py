@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from margincal import datasets
@@ -79,3 +81,42 @@ def test_published_z2_has_a_simulated_pvalue_that_can_reject():
     wide = np.maximum(-np.expm1(2 * r), np.expm1(2 * r))
     p_alt = z2_test(wide[ok], v[ok], e[ok], 0.99, simulate=lambda g: sim(g)[ok], n_sims=200, seed=1).pvalue
     assert p_null > 0.05 and p_alt < 0.01
+
+
+def test_crash_day_rows_recount_engine_and_venue_breaches_by_hand():
+    from margincal.backtest.validation import crash_day_rows, crash_summary
+    from margincal.margin import presets
+
+    bars = datasets.load_daily("BTC")
+    p = published_curve_path(bars, "1d", CalibrationSettings())
+    rows = crash_day_rows(bars, p, "BTC-USDT", "1d", days=[("2020-03-12", "covid")], tiers=[1e6, 1e9])
+    assert [r["tier_cap"] for r in rows] == [1e6, 1e9]
+    t = int(np.flatnonzero(bars.index == pd.Timestamp("2020-03-12", tz="UTC"))[0]) - 1  # the close before the day
+    c, hi, lo = (bars[k].to_numpy() for k in ("close", "high", "low"))
+    for r in rows:
+        j = p.column(r["tier_cap"])
+        h = max(1, int(np.ceil(p.h_mm[t, j] / 24 - 1e-9)))
+        exc = max(1 - lo[t + 1: t + h + 1].min() / c[t], hi[t + 1: t + h + 1].max() / c[t] - 1)
+        assert r["horizon_bars"] == h and r["closeouts"] == 1
+        assert r["worst_excursion"] == pytest.approx(exc) and r["engine_mm"] == p.mm[t, j]
+        assert r["engine_breaches"] == int(exc > p.mm[t, j])
+        vm = float(np.ravel(presets.get("binance_btcusdt").margin_rate(np.array([r["tier_cap"]]), price=c[t]).mm)[0])
+        assert r["binance_btcusdt_mm"] == pytest.approx(vm) and r["binance_btcusdt_breaches"] == int(exc > vm)
+    # 2020-03-12 fell about 40% from the previous close: every margin of the 1M tier is breached
+    assert rows[0]["worst_excursion"] > 0.35 and rows[0]["engine_breaches"] == 1
+    pooled = crash_summary(rows + [{**rows[0], "day": "2020-03-13", "closeouts": 1, "engine_breaches": 0,
+                                    "worst_excursion": 0.01}])
+    assert pooled[0]["days"] == 2 and pooled[0]["closeouts"] == 2 and pooled[0]["day"] == "2020-03-12"
+
+
+def test_crash_day_rows_on_five_minute_bars_use_the_last_closed_hour():
+    from margincal.backtest.validation import crash_day_rows
+
+    bars = datasets.load_hourly("BTC", "perpetual")
+    fine = datasets.load_intraday("BTC", "5m")
+    p = published_curve_path(bars, "1h", CalibrationSettings(), funding=datasets.load_funding("BTC"))
+    rows = crash_day_rows(bars, p, "BTC-PERP", "1h", days=[("2025-10-10", "x")], tiers=[5e4], fine=fine,
+                          fine_label="5m")
+    assert len(rows) == 1 and rows[0]["closeouts"] == 288 and rows[0]["bars"] == "5m"
+    # the worst 5-minute close-out of the day: 8.87% (docs/margin_v2.md, 21:10 UTC)
+    assert rows[0]["worst_excursion"] == pytest.approx(0.0887, abs=5e-4)

@@ -115,6 +115,130 @@ def sub_bar_rows(bars_1h: pd.DataFrame, path: Any, instrument: str, fine: pd.Dat
     return rows
 
 
+#: the named crash days of issue 15 item 4 (UTC days; judged where an instrument's data cover them)
+NAMED_CRASH_DAYS: tuple[tuple[str, str], ...] = (
+    ("2020-03-12", "COVID 2020-03-12"),
+    *((f"2022-05-{d:02d}", "LUNA 2022-05-09..12") for d in (9, 10, 11, 12)),
+    *((f"2022-11-{d:02d}", "FTX 2022-11-08..10") for d in (8, 9, 10)),
+    ("2025-10-10", "cascade 2025-10-10"),
+)
+CRASH_TIERS = (5e4, 1e6, 1e7, 1e8, 1e9)
+
+
+def _venue_presets(instrument: str) -> tuple[str, ...]:
+    from margincal.reports.margin_v2 import VENUE_PRESETS
+
+    return VENUE_PRESETS.get(instrument.split("-")[0].upper(), ())
+
+
+def crash_day_rows(bars: pd.DataFrame, path: Any, instrument: str, timeframe: str, *,
+                   days: Sequence[tuple[str, str]] = NAMED_CRASH_DAYS,
+                   tiers: Sequence[float] = CRASH_TIERS, fine: pd.DataFrame | None = None,
+                   fine_label: str | None = None) -> list[dict[str, Any]]:
+    """The named crash days at the close-out horizon, for the engine's MM and every venue preset's MM.
+
+    For each day ``D`` and tier cap ``N`` (those of ``tiers`` on the curve): every close-out that starts at
+    the close of a bar ``t`` whose NEXT bar opens within ``D`` (24 on hourly bars, one on daily bars) is
+    judged over the tier's close-out horizon at that time, ``ceil(H_MM_t(N) / bar)`` bars (at least one),
+    against the adverse excursion of either side (:func:`margincal.backtest.intrabar.adverse_excursion`).
+    The engine's MM is the published rate in force at that close (``path`` row ``t``); a venue's is its
+    preset MM rate at ``N`` (at the close price). Venues publish no close-out time: each venue is judged
+    over the SAME horizon, the time the market allowed to close ``N`` that day (the participation rule of
+    :mod:`margincal.margin.horizon`), so engine and venues face the same loss. Per row: the worst excursion
+    of the day, the close-outs in the day, and for the engine and each venue the breaches among them and the
+    margin in force at the worst one.
+
+    ``fine`` (e.g. the bundled 5-minute perpetual bars of October 2025): the close-outs start at every fine
+    bar of the day instead, with the rate published at the last CLOSED bar of ``bars`` and the horizon in
+    fine bars (so a close-out of minutes is judged over minutes, not over a whole hour).
+    """
+    from margincal.backtest.intrabar import adverse_excursion, horizon_in_bars
+    from margincal.margin import presets
+    from margincal.margin.liquidity import index_bar_hours
+
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        return []
+    if fine is None:
+        ev, ev_h = bars, path.bar_hours
+        row_of = np.arange(len(bars))
+    else:
+        ev, ev_h = fine, index_bar_hours(fine.index)
+        known = bars.index + pd.Timedelta(hours=path.bar_hours)
+        close_m = fine.index + pd.Timedelta(hours=ev_h)
+        row_of = np.searchsorted(known.asi8, close_m.asi8, side="right") - 1
+    idx = ev.index
+    close = ev["close"].to_numpy(float)
+    venues = _venue_presets(instrument)
+    exc_cache: dict[int, np.ndarray] = {}
+    rows: list[dict[str, Any]] = []
+    for day, label in days:
+        start = pd.Timestamp(day, tz="UTC") if idx.tz is not None else pd.Timestamp(day)
+        nxt = np.flatnonzero((idx >= start) & (idx < start + pd.Timedelta(days=1)))
+        ts = nxt - 1
+        ts = ts[(ts >= 0) & (row_of[np.clip(ts, 0, None)] >= 0)]
+        if ts.size == 0:
+            continue
+        rows_t = row_of[ts]
+        for nv in tiers:
+            if not np.any(np.isclose(path.notional, nv)):
+                continue
+            j = path.column(float(nv))
+            m, hh = path.mm[rows_t, j], path.h_mm[rows_t, j]
+            ok = np.isfinite(m) & np.isfinite(hh)
+            if not ok.any():
+                continue
+            t_ok, m_ok, h_ok = ts[ok], m[ok], hh[ok]
+            loss = np.empty(t_ok.size)
+            hbs = np.empty(t_ok.size, dtype=int)
+            for k, (t, h) in enumerate(zip(t_ok, h_ok, strict=True)):
+                hb = horizon_in_bars(float(h), ev_h)
+                if hb not in exc_cache:
+                    exc_cache[hb] = adverse_excursion(ev, hb)["both"].to_numpy()
+                loss[k], hbs[k] = exc_cache[hb][t], hb
+            fin = np.isfinite(loss)
+            if not fin.any():
+                continue
+            t_ok, m_ok, h_ok, loss, hbs = t_ok[fin], m_ok[fin], h_ok[fin], loss[fin], hbs[fin]
+            w = int(np.argmax(loss))
+            row: dict[str, Any] = {"instrument": instrument, "bars": fine_label or timeframe, "day": day,
+                                   "event": label, "tier_cap": float(nv), "horizon_hours": float(h_ok[w]),
+                                   "horizon_bars": int(hbs[w]), "closeouts": int(loss.size),
+                                   "worst_excursion": float(loss[w]), "engine_mm": float(m_ok[w]),
+                                   "engine_breaches": int(np.count_nonzero(loss > m_ok))}
+            for name in venues:
+                vm = float(np.asarray(presets.get(name).margin_rate(np.array([nv]),
+                                                                     price=float(close[t_ok[w]])).mm).ravel()[0])
+                row[f"{name}_mm"] = vm
+                row[f"{name}_breaches"] = int(np.count_nonzero(loss > vm))
+            rows.append(row)
+    return rows
+
+
+def crash_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`crash_day_rows` per named EVENT (its days pooled): close-outs, the worst excursion, and the
+    breaches of the engine's MM and of each venue's MM (``*_breaches``), with the margins at the worst
+    close-out of the event (``engine_mm``, ``<venue>_mm``)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["instrument"], r["bars"], r["event"], r["tier_cap"])
+        acc = out.get(key)
+        if acc is None:
+            out[key] = {**r, "days": 1, "first_day": r["day"]}
+            continue
+        acc["days"] += 1
+        acc["closeouts"] += r["closeouts"]
+        for k, v in r.items():
+            if k.endswith("_breaches"):
+                acc[k] += v
+        if r["worst_excursion"] > acc["worst_excursion"]:
+            for k in ("worst_excursion", "horizon_hours", "horizon_bars", "day"):
+                acc[k] = r[k]
+            for k, v in r.items():
+                if k.endswith("_mm"):
+                    acc[k] = v
+    return list(out.values())
+
+
 def validate_published(settings: CalibrationSettings | None = None, *,
                        timeframes: Sequence[str] = ("1d", "1h"), instruments: Sequence[str] | None = None,
                        store: Any = None, use_store: bool = False) -> dict[str, Any]:
@@ -132,6 +256,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
     apc_rows: list[dict[str, Any]] = []
     z2_rows: list[dict[str, Any]] = []
     sub_rows: list[dict[str, Any]] = []
+    crash_rows: list[dict[str, Any]] = []
     for tf in timeframes:
         names = instruments
         if names is None and tf != "1d":
@@ -148,6 +273,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             fund = _funding(d.instrument)
             p = published_curve_path(d.bars, tf, s, funding=fund)
             rows += backtest_curve(d.bars, p, d.instrument, tf, s.level)
+            crash_rows += crash_day_rows(d.bars, p, d.instrument, tf)
             if tf == "1h" and d.instrument.upper().endswith("-PERP"):
                 from margincal import datasets
                 from margincal.errors import DataError
@@ -158,6 +284,13 @@ def validate_published(settings: CalibrationSettings | None = None, *,
                     fine = None
                 if fine is not None:
                     sub_rows += sub_bar_rows(d.bars, p, d.instrument, fine, "1m spot sample 2024-07/08", s.level)
+                try:
+                    fine5 = datasets.load_intraday(d.instrument.split("-")[0], "5m")
+                except DataError:
+                    fine5 = None
+                if fine5 is not None:
+                    crash_rows += crash_day_rows(d.bars, p, d.instrument, tf, fine=fine5,
+                                                 fine_label="5m perp 2025-10")
             q = published_curve_path(d.bars, tf, off, funding=fund)
             j = p.column(s.reference_size)
             lag = max(1, int(round(30 * 24 / timeframe_hours(tf))))
@@ -210,7 +343,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             sum(a["max_30d_rise_emir_a"] <= 0.5 * a["max_30d_rise_off"] for a in apc_rows), len(apc_rows)),
     }
     return {"rows": rows, "summary": curve_summary(rows), "per_instrument": list(per_inst.values()),
-            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "targets": targets}
+            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "crash": crash_rows, "targets": targets}
 
 
-__all__ = ["Z2_SIMS", "fhs_null_sampler", "sub_bar_rows", "validate_published"]
+__all__ = ["CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "crash_day_rows", "crash_summary", "fhs_null_sampler", "sub_bar_rows", "validate_published"]
