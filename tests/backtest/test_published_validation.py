@@ -120,3 +120,16 @@ def test_crash_day_rows_on_five_minute_bars_use_the_last_closed_hour():
     assert len(rows) == 1 and rows[0]["closeouts"] == 288 and rows[0]["bars"] == "5m"
     # the worst 5-minute close-out of the day: 8.87% (docs/margin_v2.md, 21:10 UTC)
     assert rows[0]["worst_excursion"] == pytest.approx(0.0887, abs=5e-4)
+
+
+def test_run_prints_each_tier_at_its_own_horizon():
+    from margincal.cli.run import tier_validation_rows
+
+    rows = [{"instrument": "X", "bars": "1h", "rate": "MM", "tier_cap": 5e4, "horizon_hours": 0.02, "n_obs": 1000,
+             "breaches": 30, "breach_rate": 0.03, "red": 2, "yellow": 5},
+            {"instrument": "X", "bars": "1h", "rate": "MM", "tier_cap": 1e9, "horizon_hours": 20.0, "n_obs": 50,
+             "breaches": 0, "breach_rate": 0.0}]
+    (r,) = tier_validation_rows(rows, 0.99)
+    assert r["tiers <= target"] == "1 of 2" and r["breach rate"] == "2.86%"  # 30 / 1,050
+    assert r["worst tier"] == "50,000: 3.00%" and r["horizons"] == "0.02-20 h"
+    assert r["red / yellow 250-windows"] == "2 / 5"
