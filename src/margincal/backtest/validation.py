@@ -126,7 +126,7 @@ CRASH_TIERS = (5e4, 1e6, 1e7, 1e8, 1e9)
 
 
 def _venue_presets(instrument: str) -> tuple[str, ...]:
-    from margincal.reports.margin_v2 import VENUE_PRESETS
+    from margincal.margin.presets import VENUE_PRESETS
 
     return VENUE_PRESETS.get(instrument.split("-")[0].upper(), ())
 
