@@ -144,9 +144,13 @@ def v2_section(settings: CalibrationSettings) -> str:
                            "LR ind": f"{r.get('lr_ind', float('nan')):.1f}", "yellow": r.get("yellow", 0),
                            "red": r.get("red", 0), "avg / static": f"{r.get('avg_over_static', float('nan')):.2f}"}
                           for r in rows]))
+    from margincal.backtest.validation import underlying_resolver
+
+    resolve = underlying_resolver(settings)
     for sym in ("BTC", "ETH"):
         bars = datasets.load_hourly(sym, "perpetual")
-        cal = calibrate_bars(bars, f"{sym}-PERP", "1h", settings, funding=datasets.load_funding(sym))
+        cal = calibrate_bars(bars, f"{sym}-PERP", "1h", settings, funding=datasets.load_funding(sym),
+                             underlying=resolve(f"{sym}-PERP", "1h"))
         sched = cal.extra["tiers"]
         caps = np.asarray([*sched.lowers[1:], sched.max_notional], dtype=float)
         ven = venue_rates(sym, caps, cal.last_price)

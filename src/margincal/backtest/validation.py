@@ -239,6 +239,42 @@ def crash_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+def underlying_resolver(settings: CalibrationSettings, *, store: Any = None, use_store: bool = False) -> Any:
+    """``resolve(instrument, timeframe, settings=None) -> UnderlyingRisk | None``: the coin's shared tail risk
+    (:func:`margincal.margin.published.reference_series` over the hourly and daily series available), as
+    :func:`margincal.margin.published.store_underlyings` does for ``margincal run``; None for the product
+    basis or when the instrument is its own reference."""
+    from margincal.margin.published import reference_series, underlying_risk
+
+    series: list[tuple[str, str, int]] = []
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
+    if settings.rule == "v2" and settings.risk_basis == "underlying":
+        for tf in ("1h", "1d"):
+            try:
+                data = load_returns(None, timeframe=tf, store=store, use_store=use_store)
+            except MargincalError:
+                continue
+            for d in data:
+                if d.bars is not None:
+                    series.append((d.instrument, tf, len(d.bars)))
+                    frames[(d.instrument, tf)] = d.bars
+    cache: dict[tuple[str, str, str], Any] = {}
+
+    def resolve(instrument: str, timeframe: str, cfg: CalibrationSettings | None = None) -> Any:
+        c = cfg or settings
+        if not series or c.risk_basis != "underlying":
+            return None
+        ref = reference_series(instrument, series)
+        if ref is None or ref == (instrument, timeframe) or ref not in frames:
+            return None
+        key = (*ref, repr(c))
+        if key not in cache:
+            cache[key] = underlying_risk(frames[ref], ref[0], ref[1], c)
+        return cache[key]
+
+    return resolve
+
+
 def validate_published(settings: CalibrationSettings | None = None, *,
                        timeframes: Sequence[str] = ("1d", "1h"), instruments: Sequence[str] | None = None,
                        store: Any = None, use_store: bool = False) -> dict[str, Any]:
@@ -252,6 +288,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
 
     s = settings or CalibrationSettings()
     off = dataclasses.replace(s, apc="off")
+    underlying_for = underlying_resolver(s, store=store, use_store=use_store)
     rows: list[dict[str, Any]] = []
     apc_rows: list[dict[str, Any]] = []
     z2_rows: list[dict[str, Any]] = []
@@ -271,7 +308,8 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             if d.bars is None:
                 continue
             fund = _funding(d.instrument)
-            p = published_curve_path(d.bars, tf, s, funding=fund)
+            und = underlying_for(d.instrument, tf)
+            p = published_curve_path(d.bars, tf, s, funding=fund, underlying=und)
             rows += backtest_curve(d.bars, p, d.instrument, tf, s.level)
             crash_rows += crash_day_rows(d.bars, p, d.instrument, tf)
             if tf == "1h" and d.instrument.upper().endswith("-PERP"):
@@ -291,7 +329,8 @@ def validate_published(settings: CalibrationSettings | None = None, *,
                 if fine5 is not None:
                     crash_rows += crash_day_rows(d.bars, p, d.instrument, tf, fine=fine5,
                                                  fine_label="5m perp 2025-10")
-            q = published_curve_path(d.bars, tf, off, funding=fund)
+            und_off = underlying_for(d.instrument, tf, off)
+            q = published_curve_path(d.bars, tf, off, funding=fund, underlying=und_off)
             j = p.column(s.reference_size)
             lag = max(1, int(round(30 * 24 / timeframe_hours(tf))))
             a, b = p.im[:, j], q.im[:, j]
@@ -305,8 +344,13 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             if s.model == "fhs":  # the null below is the FHS's own; other models report the statistic only
                 sim_all = fhs_null_sampler(r, p.bar_hours, s.ewma_lambda)
                 okz &= np.isfinite(sim_all(np.random.default_rng(0)))
-                zt = z2_test(loss[okz], v_[okz], e_[okz], coverage=s.level,
-                             simulate=lambda rng, f=sim_all, m=okz: f(rng)[m], n_sims=Z2_SIMS, seed=15)
+                mask = okz.copy()
+
+                def simulate(rng: np.random.Generator, f: Any = sim_all, m: np.ndarray = mask) -> np.ndarray:
+                    return np.asarray(f(rng))[m]
+
+                zt = z2_test(loss[okz], v_[okz], e_[okz], coverage=s.level, simulate=simulate, n_sims=Z2_SIMS,
+                             seed=15)
                 z2p, nsim = zt.pvalue, zt.n_sims
             z2_rows.append({"instrument": d.instrument, "bars": tf, "n_obs": int(okz.sum()),
                             "var_breaches": int(np.count_nonzero(loss[okz] > v_[okz])),
@@ -346,4 +390,5 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "crash": crash_rows, "targets": targets}
 
 
-__all__ = ["CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "crash_day_rows", "crash_summary", "fhs_null_sampler", "sub_bar_rows", "validate_published"]
+__all__ = ["CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "crash_day_rows", "crash_summary", "fhs_null_sampler",
+           "underlying_resolver", "sub_bar_rows", "validate_published"]

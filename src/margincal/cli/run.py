@@ -86,7 +86,7 @@ def run(
                 prog.update(t_rep, advance=1, description=f"history {inst} {tf}")
                 bars = c.extra.get("bars")
                 hist = published_history(load_bars(con, inst, tf) if bars is None else bars, tf, settings,
-                                         funding=c.extra.get("funding"))
+                                         funding=c.extra.get("funding"), underlying=c.extra.get("underlying"))
                 hist["breach"] = -np.expm1(-hist["ret"].abs()) > hist["mm_rate"]
                 figures.append(instrument_figure(f"{inst} ({tf} bars)", hist))
         bt = backtest_published(path, settings, targets=targets)
