@@ -535,6 +535,60 @@ def daily_section(scalers: dict[str, HorizonScaler]) -> None:
                                    "peak/trough emir_a": ".1f", "breach raw": ".3%", "breach emir_a": ".3%"})
 
 
+def section_underlying() -> None:
+    """Issue 15 item 3: one tail risk per coin, products differ by contract terms (the published rule)."""
+    from margincal.config import CalibrationSettings
+    from margincal.margin.published import published_curve_path, underlying_risk
+
+    s = CalibrationSettings()
+    emit("## One risk rate per underlying (item 3)")
+    emit()
+    emit("The published rule (`risk_basis=\"underlying\"`, the default) takes every product's one-bar ES and "
+         "scaling exponent from one reference series per coin (the most granular, then longest, bars: the "
+         "hourly spot series), as known at the product's bar close, scaled to the product's own close-out "
+         "horizon with the measured exponent. The product keeps only its contract terms and own market: "
+         "close-out horizon and cost from its own volume and bars, and for perpetuals the funding provision "
+         "over the horizon. No future or inverse contract is bundled, so basis and settlement-convexity terms "
+         "do not arise here. `risk_basis=\"product\"` is the earlier rule (each product's own fit), shown "
+         "for comparison. Both products of a coin at the same instant (the last close they share), reference size 1M USD:")
+    emit()
+    rows = []
+    for sym in ("BTC", "ETH"):
+        ref = datasets.load_hourly(sym, "spot")
+        u = underlying_risk(ref, f"{sym}-USDT", "1h", s)
+        prods = [(f"{sym}-USDT", "1d", datasets.load_daily(sym), None),
+                 (f"{sym}-PERP", "1h", datasets.load_hourly(sym, "perpetual"), datasets.load_funding(sym))]
+        def close_of(b: pd.DataFrame, tf: str) -> pd.DatetimeIndex:
+            i = pd.DatetimeIndex(b.index)
+            return (i if i.tz is not None else i.tz_localize("UTC")) + pd.Timedelta("1D" if tf == "1d" else "1h")
+
+        common = min(close_of(b, tf)[-1] for _, tf, b, _ in prods)  # one instant for both products
+        for name, tf, bars, fund in prods:
+            p = published_curve_path(bars, tf, s, funding=fund, underlying=u)
+            j = p.column(s.reference_size)
+            t = int(np.flatnonzero(close_of(bars, tf) <= common)[-1])
+            own = p.loss_product if p.loss_product is not None else p.loss_1bar
+
+            def at24(x: np.ndarray, p: object = p, t: int = t) -> float:
+                return float(x[t] * (24.0 / p.bar_hours) ** p.exponent[t])  # type: ignore[attr-defined]
+
+            fund_mm = float(p.funding_per_event[t] * p.h_mm[t, j] / 8.0) if fund is not None else 0.0
+            rows.append({"product": f"{name} {tf}", "as of (bar close)": str(close_of(bars, tf)[t])[:16],
+                         "risk from": p.risk_source or f"{name} {tf}",
+                         "underlying ES 24h": f"{100 * at24(p.loss_1bar):.2f}%",
+                         "own-fit ES 24h (product basis)": f"{100 * at24(own):.2f}%",
+                         "H": f"{p.exponent[t]:.3f}", "MM horizon": fmt_hours(float(p.h_mm[t, j])),
+                         "funding provision": f"{100 * fund_mm:.3f}%",
+                         "cost at MM (impact+fee+funding)": f"{100 * float(p.cost_mm[t, j]):.3f}%",
+                         "MM": f"{100 * float(p.mm[t, j]):.2f}%", "IM": f"{100 * float(p.im[t, j]):.2f}%"})
+    table(pd.DataFrame(rows))
+    emit()
+    emit("Differences between products on one coin come from the close-out horizon (own volume), the cost "
+         "(own spread and impact) and the funding provision; the tail loss per hour of horizon is the "
+         "underlying's.")
+    emit()
+
+
 def main() -> int:
     t0 = time.time()
     emit("# Margin v2 evidence (generated)")
@@ -558,6 +612,7 @@ def main() -> int:
         es_backtest(inst, ctx["r"])  # type: ignore[arg-type]
         minute_floor_section(inst, ctx, sc)
     daily_section(scalers)
+    section_underlying()
     emit(f"_Runtime of the script: {time.time() - t0:.0f} s._")
     emit()
     out = Path(__file__).with_name("margin_v2.md")

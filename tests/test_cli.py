@@ -103,6 +103,7 @@ def test_run_end_to_end(ran_store):
 
         assert latest_result(c, "backtest")["params"]["source"] == "margincal run"
         btc_bars = load_bars(c, "BTC-USDT", "1d")
+        btc_ref = load_bars(c, "BTC-USDT", "1h")  # the coin's reference series (item 3)
         for ip in p.params.values():
             assert 0 < ip.mm_rate <= ip.im_rate <= 1
             # margin v2: the headline rates are the curve at the reference size, brackets from the curve
@@ -112,13 +113,17 @@ def test_run_end_to_end(ran_store):
             tiers = ip.details["tiers"]
             assert len(tiers) == 10 and tiers[0]["max_leverage"] >= tiers[-1]["max_leverage"]
             assert ip.details["horizon_hours"] == pytest.approx(ref["h_mm_hours"])
+        # issue 15 item 3: one tail risk per coin, from its most granular then longest stored series
+        refs = {i: p.params[i].details["underlying_risk"]["reference"] for i in ("BTC-USDT", "BTC-PERP", "DOGE-USDT")}
+        assert refs == {"BTC-USDT": "BTC-USDT 1h", "BTC-PERP": "BTC-USDT 1h", "DOGE-USDT": "DOGE-USDT 1d"}
     # independent recount for BTC: the causal margin path against the loss of the losing side, bar by bar
     import numpy as np
 
     from margincal.config import CalibrationSettings
-    from margincal.margin.published import published_history
+    from margincal.margin.published import published_history, underlying_risk
 
-    path = published_history(btc_bars, "1d", CalibrationSettings())
+    und = underlying_risk(btc_ref, "BTC-USDT", "1h", CalibrationSettings())
+    path = published_history(btc_bars, "1d", CalibrationSettings(), underlying=und)
     for rate, col in (("IM", "im_rate"), ("MM", "mm_rate")):
         row = next(r for r in out["backtest"]["rows"] if r["instrument"] == "BTC-USDT" and r["rate"] == rate)
         p = path.loc[row["start"]:row["end"]]
@@ -135,7 +140,7 @@ def test_run_end_to_end(ran_store):
 
     row = next(r for r in out["backtest"]["tiers"] if r["instrument"] == "BTC-USDT" and r["rate"] == "MM")
     assert row["horizon_bars"] == 1 and row["tier_cap"] == 5e4
-    cp = published_curve_path(btc_bars, "1d", CalibrationSettings())
+    cp = published_curve_path(btc_bars, "1d", CalibrationSettings(), underlying=und)
     c, hi, lo = (btc_bars[k].to_numpy() for k in ("close", "high", "low"))
     exc = np.maximum(1 - lo[1:] / c[:-1], hi[1:] / c[:-1] - 1)
     mm = cp.mm[:-1, 0]

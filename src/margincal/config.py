@@ -148,6 +148,10 @@ class CalibrationSettings:
     liquidity_window_days: float = 30.0
     depth_to_adv: float = 89e6 / 10.6e9
     apc: str = "emir_a"
+    #: "underlying" (default): every product on a coin takes its tail risk from one reference series of the
+    #: coin (the most granular, then longest, bars stored), products differ only by their contract terms
+    #: (margin.published.UnderlyingRisk); "product": each product's own bars (the rule before issue 15 item 3)
+    risk_basis: str = "underlying"
 
     def __post_init__(self) -> None:
         # documented bounds (docs/margin_calibration.md): outside them a calibration is a typo, not a choice
@@ -184,5 +188,8 @@ class CalibrationSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name} is {v}; it must be a finite number >= 0")
+        if self.risk_basis not in ("underlying", "product"):
+            raise ConfigError(f"risk_basis is {self.risk_basis!r}; use 'underlying' (one tail risk per coin) or "
+                              "'product' (each product's own bars)")
         if not (self.liquidity_window_days > 0 and self.depth_to_adv > 0):
             raise ConfigError("liquidity_window_days and depth_to_adv must be > 0")

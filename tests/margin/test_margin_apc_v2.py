@@ -118,3 +118,46 @@ def test_presets():
     assert set(APC_PRESETS) >= {"off", "emir_a"}
     with pytest.raises(ConfigError):
         apc_config("nope")
+
+
+# ---------------------------------------------------------------- rebuild period in days (issue 15 item 6)
+
+
+def test_rebuild_days_is_a_duration_whatever_the_bar_size():
+    # hand values: a released buffer rebuilds by 0.25 / (2 days * 24 / bar_hours) per calm step
+    cfg = APCConfig(buffer=0.25, rebuild_days=2.0)
+    assert cfg.for_bars(24.0).rebuild_steps == 2
+    assert cfg.for_bars(1.0).rebuild_steps == 48
+    assert cfg.for_bars(1.0 / 60.0).rebuild_steps == 2880
+    daily = np.asarray(apply_apc([0.10, 0.20, 0.20, 0.20], cfg, bar_hours=24.0))
+    np.testing.assert_allclose(daily, [0.125, 0.20, 0.225, 0.25])
+    # the same two days on hourly bars: 48 calm steps, full buffer again after exactly 48 of them
+    hourly = np.asarray(apply_apc([0.10, 0.20] + [0.20] * 60, cfg, bar_hours=1.0))
+    np.testing.assert_allclose(hourly[2], 0.20 * (1 + 0.25 / 48))
+    np.testing.assert_allclose(hourly[1 + 47], 0.20 * (1 + 0.25 * 47 / 48))
+    np.testing.assert_allclose(hourly[1 + 48:], 0.25)
+    np.testing.assert_allclose(hourly, apply_apc_reference([0.10, 0.20] + [0.20] * 60, cfg, bar_hours=1.0))
+
+
+def test_rebuild_days_defaults_to_daily_steps_and_old_configs_are_unchanged():
+    raw = [0.10, 0.20, 0.19, 0.18, 0.18, 0.30, 0.25, 0.25]
+    old = APCConfig(buffer=0.25, rebuild_steps=3)
+    np.testing.assert_allclose(apply_apc(raw, old, bar_hours=1.0), apply_apc(raw, old))  # steps stay steps
+    np.testing.assert_allclose(apply_apc(raw, APCConfig(buffer=0.25, rebuild_days=3.0)), apply_apc(raw, old))
+    assert apc_config("emir_a").rebuild_days == 20.0
+    with pytest.raises(ConfigError, match="rebuild_days"):
+        APCConfig(buffer=0.25, rebuild_days=0.0)
+    with pytest.raises(ConfigError, match="bar_hours"):
+        APCConfig(rebuild_days=1.0).for_bars(0.0)
+
+
+def test_live_wrapper_counts_days_on_hourly_bars():
+    from margincal.margin.apc import AntiProcyclicality
+
+    cfg = APCConfig(buffer=0.25, rebuild_days=1.0)
+    live = AntiProcyclicality(cfg, bar_hours=1.0)
+    raw = [0.10, 0.20] + [0.20] * 30
+    out = [live.step(x) for x in raw]
+    np.testing.assert_allclose(out, apply_apc(raw, cfg, bar_hours=1.0))
+    np.testing.assert_allclose(out[1 + 24], 0.25)
+    assert out[1 + 23] < 0.25

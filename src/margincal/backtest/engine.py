@@ -451,7 +451,8 @@ def run_backtest(
                 q = side_level(lv)
                 raw: dict[str, np.ndarray] = {}
                 for m in mods:
-                    extra = {"bars": inst.bars} if getattr(m, "needs_bars", False) else {}
+                    extra = ({"bars": inst.bars, "instrument": inst.instrument} if getattr(m, "needs_bars", False)
+                             else {})
                     vl, vs = m.var_paths(r, side_level=q, horizon_bars=float(h), bar_hours=inst.bar_hours,
                                          index=idx, **extra)
                     raw[m.label] = np.maximum(vl, vs)

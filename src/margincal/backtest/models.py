@@ -117,11 +117,13 @@ class PublishedPath(PathModel):
 
     needs_bars = True
 
-    def __init__(self, *, rate: str = "im", **settings: Any) -> None:
+    def __init__(self, *, rate: str = "im", underlyings: dict[str, Any] | None = None, **settings: Any) -> None:
         if rate not in ("im", "mm"):
             raise ConfigError(f"published rate is {rate!r}; use 'im' or 'mm'")
         self.rate = rate
         self.settings = settings
+        #: instrument -> :class:`margincal.margin.published.UnderlyingRisk` (the coin's shared tail risk)
+        self.underlyings = dict(underlyings or {})
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -131,8 +133,8 @@ class PublishedPath(PathModel):
         return {"rate": self.rate, **self.settings}
 
     def var_paths(self, returns: np.ndarray, *, side_level: float, horizon_bars: float, bar_hours: float,
-                  index: pd.DatetimeIndex | None = None,
-                  bars: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  index: pd.DatetimeIndex | None = None, bars: pd.DataFrame | None = None,
+                  instrument: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         from margincal.config import CalibrationSettings
         from margincal.margin.published import published_history
 
@@ -141,12 +143,13 @@ class PublishedPath(PathModel):
                               "load the data with margincal.backtest.load_returns")
         tf = _timeframe(bar_hours)
         cfg = CalibrationSettings(**{"horizon_hours": horizon_bars * bar_hours, **self.settings})
-        key = (id(bars), len(bars), tf, repr(cfg))
+        und = self.underlyings.get(instrument) if instrument is not None else None
+        key = (id(bars), len(bars), tf, repr(cfg), id(und))
         cached = _HISTORY_CACHE.get("last")
         if cached is not None and cached[0] == key and cached[1] is bars:
             h = cached[2]  # IM and MM of the same instrument share one history
         else:
-            h = published_history(bars, tf, cfg)
+            h = published_history(bars, tf, cfg, underlying=und)
             _HISTORY_CACHE["last"] = (key, bars, h)
         out = h["im_rate" if self.rate == "im" else "mm_rate"].to_numpy(float)
         r = np.asarray(returns, dtype=float)

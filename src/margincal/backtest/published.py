@@ -28,12 +28,13 @@ PUBLISHED_MODELS = ("published", "published-mm")
 def _settings_kwargs(settings: CalibrationSettings) -> dict[str, Any]:
     keep = ("level", "ewma_lambda", "mm_fraction", "buffer", "rounding", "min_history", "model",
             "reference_size", "half_spread", "rule", "curve_caps", "participation", "check_interval_hours",
-            "detection_hours", "im_gap", "taker_fee", "liquidity_window_days", "depth_to_adv", "apc")
+            "detection_hours", "im_gap", "taker_fee", "liquidity_window_days", "depth_to_adv", "apc", "risk_basis")
     return {k: getattr(settings, k) for k in keep}
 
 
 def backtest_published_data(data: object, settings: CalibrationSettings,
-                            horizon_hours: float | None = None) -> BacktestResult:
+                            horizon_hours: float | None = None,
+                            underlyings: dict[str, Any] | None = None) -> BacktestResult:
     """Backtest the published IM and MM on ``data`` (InstrumentData with bars; see ``load_returns``).
 
     The loss horizon is ``horizon_hours`` (default: ``settings.horizon_hours`` for the flat rule; for the
@@ -42,7 +43,8 @@ def backtest_published_data(data: object, settings: CalibrationSettings,
     from margincal.backtest.models import PublishedPath
 
     kw = _settings_kwargs(settings)
-    models = [PublishedPath(rate="im", **kw), PublishedPath(rate="mm", **kw)]
+    models = [PublishedPath(rate="im", underlyings=underlyings, **kw),
+              PublishedPath(rate="mm", underlyings=underlyings, **kw)]
     h = horizon_hours
     if h is None:
         bar_hours = [getattr(d, "bar_hours", None) for d in data]  # type: ignore[attr-defined]
@@ -69,11 +71,24 @@ def backtest_published(store: Any, settings: CalibrationSettings,
     else:
         tfs = [timeframe] if isinstance(timeframe, str) else list(timeframe)
     results = []
+    from margincal.margin.published import store_underlyings
+
     for tf in tfs:
         names = None if targets is None else [i for i, t in targets if t == tf]
         data = load_returns(names, timeframe=tf, store=store)
         h = timeframe_hours(tf) if settings.rule == "v2" else None
-        results.append(backtest_published_data(data, settings, horizon_hours=h))
+        und: dict[str, Any] = {}
+        if settings.rule == "v2" and settings.risk_basis == "underlying":
+            from pathlib import Path
+
+            from margincal.config import resolve_store_path
+
+            sp = resolve_store_path(store)
+            if Path(sp).exists():
+                with open_store(sp, read_only=True) as con:
+                    und = {i: u for (i, _), u in store_underlyings(con, [(d.instrument, tf) for d in data],
+                                                                   settings).items()}
+        results.append(backtest_published_data(data, settings, horizon_hours=h, underlyings=und))
     res = combine_results(results)
     params: dict[str, Any] = {"instruments": [d["instrument"] for d in res.instruments], "models": list(PUBLISHED_MODELS),
               "policies": ["raw"], "levels": [settings.level], "rule": settings.rule,

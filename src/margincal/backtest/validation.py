@@ -20,7 +20,7 @@ import pandas as pd
 from margincal.backtest.data import load_returns
 from margincal.backtest.procyclicality import max_increase
 from margincal.backtest.published import backtest_curve, curve_summary
-from margincal.backtest.stats import acerbi_szekely_z2
+from margincal.backtest.stats import acerbi_szekely_z2, z2_test
 from margincal.config import CalibrationSettings
 from margincal.data.ingest import timeframe_hours
 from margincal.errors import MargincalError
@@ -35,6 +35,39 @@ def _funding(instrument: str) -> pd.Series | None:
         return datasets.load_funding(instrument.split("-")[0].upper())
     except MargincalError:  # no bundled funding for this perpetual: no provision
         return None
+
+
+Z2_SIMS = 200
+
+
+def fhs_null_sampler(returns: np.ndarray, bar_hours: float, ewma_lambda_per_day: float,
+                     seed_bars: int = 30) -> Any:
+    """``simulate(rng)`` for :func:`margincal.backtest.stats.z2_test` under the published FHS, causally.
+
+    Return ``i`` (bar ``i`` to ``i + 1``) is drawn as ``sigma_i z*`` with ``sigma_i`` the EWMA volatility
+    from returns before ``i`` (the filter of :class:`margincal.risk.historical.FilteredHistoricalSimulation`,
+    decay per day converted to the bar) and ``z*`` one of the standardised residuals the model held at that
+    time (``z_j``, ``seed_bars <= j < i``, uniformly: the model's own expanding residual set, so the null
+    uses no future data). The loss is that of the rate's two sides, ``max(-expm1(x), expm1(x))``, the
+    loss the published one-rate margin faces. Rows with an empty residual set give NaN (drop them).
+    """
+    from margincal.units import Decay
+    from margincal.vol.ewma import ewma_variance
+
+    r = np.asarray(returns, dtype=float)
+    lam = Decay(per_day=ewma_lambda_per_day).for_bars(bar_hours)
+    sig = np.sqrt(np.maximum(ewma_variance(r, lam, seed_bars), 1e-300))[: r.size]
+    z = np.full(r.size, np.nan)
+    z[seed_bars:] = r[seed_bars:] / sig[seed_bars:]
+    count = np.maximum(np.arange(r.size) - seed_bars, 0)
+
+    def simulate(rng: np.random.Generator) -> np.ndarray:
+        u = rng.random(r.size)
+        idx = seed_bars + np.floor(u * count).astype(np.int64)
+        x = np.where(count > 0, sig * z[np.minimum(idx, r.size - 1)], np.nan)
+        return np.maximum(-np.expm1(x), np.expm1(x))
+
+    return simulate
 
 
 def sub_bar_rows(bars_1h: pd.DataFrame, path: Any, instrument: str, fine: pd.DataFrame, fine_label: str,
@@ -82,12 +115,172 @@ def sub_bar_rows(bars_1h: pd.DataFrame, path: Any, instrument: str, fine: pd.Dat
     return rows
 
 
+#: the named crash days of issue 15 item 4 (UTC days; judged where an instrument's data cover them)
+NAMED_CRASH_DAYS: tuple[tuple[str, str], ...] = (
+    ("2020-03-12", "COVID 2020-03-12"),
+    *((f"2022-05-{d:02d}", "LUNA 2022-05-09..12") for d in (9, 10, 11, 12)),
+    *((f"2022-11-{d:02d}", "FTX 2022-11-08..10") for d in (8, 9, 10)),
+    ("2025-10-10", "cascade 2025-10-10"),
+)
+CRASH_TIERS = (5e4, 1e6, 1e7, 1e8, 1e9)
+
+
+def _venue_presets(instrument: str) -> tuple[str, ...]:
+    from margincal.margin.presets import VENUE_PRESETS
+
+    return VENUE_PRESETS.get(instrument.split("-")[0].upper(), ())
+
+
+def crash_day_rows(bars: pd.DataFrame, path: Any, instrument: str, timeframe: str, *,
+                   days: Sequence[tuple[str, str]] = NAMED_CRASH_DAYS,
+                   tiers: Sequence[float] = CRASH_TIERS, fine: pd.DataFrame | None = None,
+                   fine_label: str | None = None) -> list[dict[str, Any]]:
+    """The named crash days at the close-out horizon, for the engine's MM and every venue preset's MM.
+
+    For each day ``D`` and tier cap ``N`` (those of ``tiers`` on the curve): every close-out that starts at
+    the close of a bar ``t`` whose NEXT bar opens within ``D`` (24 on hourly bars, one on daily bars) is
+    judged over the tier's close-out horizon at that time, ``ceil(H_MM_t(N) / bar)`` bars (at least one),
+    against the adverse excursion of either side (:func:`margincal.backtest.intrabar.adverse_excursion`).
+    The engine's MM is the published rate in force at that close (``path`` row ``t``); a venue's is its
+    preset MM rate at ``N`` (at the close price). Venues publish no close-out time: each venue is judged
+    over the SAME horizon, the time the market allowed to close ``N`` that day (the participation rule of
+    :mod:`margincal.margin.horizon`), so engine and venues face the same loss. Per row: the worst excursion
+    of the day, the close-outs in the day, and for the engine and each venue the breaches among them and the
+    margin in force at the worst one.
+
+    ``fine`` (e.g. the bundled 5-minute perpetual bars of October 2025): the close-outs start at every fine
+    bar of the day instead, with the rate published at the last CLOSED bar of ``bars`` and the horizon in
+    fine bars (so a close-out of minutes is judged over minutes, not over a whole hour).
+    """
+    from margincal.backtest.intrabar import adverse_excursion, horizon_in_bars
+    from margincal.margin import presets
+    from margincal.margin.liquidity import index_bar_hours
+
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        return []
+    if fine is None:
+        ev, ev_h = bars, path.bar_hours
+        row_of = np.arange(len(bars))
+    else:
+        ev, ev_h = fine, index_bar_hours(fine.index)
+        known = bars.index + pd.Timedelta(hours=path.bar_hours)
+        close_m = fine.index + pd.Timedelta(hours=ev_h)
+        row_of = np.searchsorted(known.asi8, close_m.asi8, side="right") - 1
+    idx = ev.index
+    close = ev["close"].to_numpy(float)
+    venues = _venue_presets(instrument)
+    exc_cache: dict[int, np.ndarray] = {}
+    rows: list[dict[str, Any]] = []
+    for day, label in days:
+        start = pd.Timestamp(day, tz="UTC") if idx.tz is not None else pd.Timestamp(day)
+        nxt = np.flatnonzero((idx >= start) & (idx < start + pd.Timedelta(days=1)))
+        ts = nxt - 1
+        ts = ts[(ts >= 0) & (row_of[np.clip(ts, 0, None)] >= 0)]
+        if ts.size == 0:
+            continue
+        rows_t = row_of[ts]
+        for nv in tiers:
+            if not np.any(np.isclose(path.notional, nv)):
+                continue
+            j = path.column(float(nv))
+            m, hh = path.mm[rows_t, j], path.h_mm[rows_t, j]
+            ok = np.isfinite(m) & np.isfinite(hh)
+            if not ok.any():
+                continue
+            t_ok, m_ok, h_ok = ts[ok], m[ok], hh[ok]
+            loss = np.empty(t_ok.size)
+            hbs = np.empty(t_ok.size, dtype=int)
+            for k, (t, h) in enumerate(zip(t_ok, h_ok, strict=True)):
+                hb = horizon_in_bars(float(h), ev_h)
+                if hb not in exc_cache:
+                    exc_cache[hb] = adverse_excursion(ev, hb)["both"].to_numpy()
+                loss[k], hbs[k] = exc_cache[hb][t], hb
+            fin = np.isfinite(loss)
+            if not fin.any():
+                continue
+            t_ok, m_ok, h_ok, loss, hbs = t_ok[fin], m_ok[fin], h_ok[fin], loss[fin], hbs[fin]
+            w = int(np.argmax(loss))
+            row: dict[str, Any] = {"instrument": instrument, "bars": fine_label or timeframe, "day": day,
+                                   "event": label, "tier_cap": float(nv), "horizon_hours": float(h_ok[w]),
+                                   "horizon_bars": int(hbs[w]), "closeouts": int(loss.size),
+                                   "worst_excursion": float(loss[w]), "engine_mm": float(m_ok[w]),
+                                   "engine_breaches": int(np.count_nonzero(loss > m_ok))}
+            for name in venues:
+                vm = float(np.asarray(presets.get(name).margin_rate(np.array([nv]),
+                                                                     price=float(close[t_ok[w]])).mm).ravel()[0])
+                row[f"{name}_mm"] = vm
+                row[f"{name}_breaches"] = int(np.count_nonzero(loss > vm))
+            rows.append(row)
+    return rows
+
+
+def crash_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`crash_day_rows` per named EVENT (its days pooled): close-outs, the worst excursion, and the
+    breaches of the engine's MM and of each venue's MM (``*_breaches``), with the margins at the worst
+    close-out of the event (``engine_mm``, ``<venue>_mm``)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["instrument"], r["bars"], r["event"], r["tier_cap"])
+        acc = out.get(key)
+        if acc is None:
+            out[key] = {**r, "days": 1, "first_day": r["day"]}
+            continue
+        acc["days"] += 1
+        acc["closeouts"] += r["closeouts"]
+        for k, v in r.items():
+            if k.endswith("_breaches"):
+                acc[k] += v
+        if r["worst_excursion"] > acc["worst_excursion"]:
+            for k in ("worst_excursion", "horizon_hours", "horizon_bars", "day"):
+                acc[k] = r[k]
+            for k, v in r.items():
+                if k.endswith("_mm"):
+                    acc[k] = v
+    return list(out.values())
+
+
+def underlying_resolver(settings: CalibrationSettings, *, store: Any = None, use_store: bool = False) -> Any:
+    """``resolve(instrument, timeframe, settings=None) -> UnderlyingRisk | None``: the coin's shared tail risk
+    (:func:`margincal.margin.published.reference_series` over the hourly and daily series available), as
+    :func:`margincal.margin.published.store_underlyings` does for ``margincal run``; None for the product
+    basis or when the instrument is its own reference."""
+    from margincal.margin.published import reference_series, underlying_risk
+
+    series: list[tuple[str, str, int]] = []
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
+    if settings.rule == "v2" and settings.risk_basis == "underlying":
+        for tf in ("1h", "1d"):
+            try:
+                data = load_returns(None, timeframe=tf, store=store, use_store=use_store)
+            except MargincalError:
+                continue
+            for d in data:
+                if d.bars is not None:
+                    series.append((d.instrument, tf, len(d.bars)))
+                    frames[(d.instrument, tf)] = d.bars
+    cache: dict[tuple[str, str, str], Any] = {}
+
+    def resolve(instrument: str, timeframe: str, cfg: CalibrationSettings | None = None) -> Any:
+        c = cfg or settings
+        if not series or c.risk_basis != "underlying":
+            return None
+        ref = reference_series(instrument, series)
+        if ref is None or ref == (instrument, timeframe) or ref not in frames:
+            return None
+        key = (*ref, repr(c))
+        if key not in cache:
+            cache[key] = underlying_risk(frames[ref], ref[0], ref[1], c)
+        return cache[key]
+
+    return resolve
+
+
 def validate_published(settings: CalibrationSettings | None = None, *,
                        timeframes: Sequence[str] = ("1d", "1h"), instruments: Sequence[str] | None = None,
                        store: Any = None, use_store: bool = False) -> dict[str, Any]:
-    """Per-tier validation rows, totals, per-instrument zone counts, Z2 of the one-bar ES (two-sided loss,
-    no simulated p-value: compare with Acerbi and Szekely's 5% critical value near -0.70), APC and the
-    item-5 targets.
+    """Per-tier validation rows, totals, per-instrument zone counts, Z2 of the one-bar ES (two-sided loss)
+    with its p-value simulated under the model's own causal null (:func:`fhs_null_sampler`,
+    :data:`Z2_SIMS` paths), APC and the item-5 targets.
 
     Hourly bars: the perpetuals only (the instruments ``margincal run`` publishes on hourly bars).
     """
@@ -95,10 +288,12 @@ def validate_published(settings: CalibrationSettings | None = None, *,
 
     s = settings or CalibrationSettings()
     off = dataclasses.replace(s, apc="off")
+    underlying_for = underlying_resolver(s, store=store, use_store=use_store)
     rows: list[dict[str, Any]] = []
     apc_rows: list[dict[str, Any]] = []
     z2_rows: list[dict[str, Any]] = []
     sub_rows: list[dict[str, Any]] = []
+    crash_rows: list[dict[str, Any]] = []
     for tf in timeframes:
         names = instruments
         if names is None and tf != "1d":
@@ -113,8 +308,10 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             if d.bars is None:
                 continue
             fund = _funding(d.instrument)
-            p = published_curve_path(d.bars, tf, s, funding=fund)
+            und = underlying_for(d.instrument, tf)
+            p = published_curve_path(d.bars, tf, s, funding=fund, underlying=und)
             rows += backtest_curve(d.bars, p, d.instrument, tf, s.level)
+            crash_rows += crash_day_rows(d.bars, p, d.instrument, tf)
             if tf == "1h" and d.instrument.upper().endswith("-PERP"):
                 from margincal import datasets
                 from margincal.errors import DataError
@@ -125,7 +322,15 @@ def validate_published(settings: CalibrationSettings | None = None, *,
                     fine = None
                 if fine is not None:
                     sub_rows += sub_bar_rows(d.bars, p, d.instrument, fine, "1m spot sample 2024-07/08", s.level)
-            q = published_curve_path(d.bars, tf, off, funding=fund)
+                try:
+                    fine5 = datasets.load_intraday(d.instrument.split("-")[0], "5m")
+                except DataError:
+                    fine5 = None
+                if fine5 is not None:
+                    crash_rows += crash_day_rows(d.bars, p, d.instrument, tf, fine=fine5,
+                                                 fine_label="5m perp 2025-10")
+            und_off = underlying_for(d.instrument, tf, off)
+            q = published_curve_path(d.bars, tf, off, funding=fund, underlying=und_off)
             j = p.column(s.reference_size)
             lag = max(1, int(round(30 * 24 / timeframe_hours(tf))))
             a, b = p.im[:, j], q.im[:, j]
@@ -135,10 +340,23 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             loss = np.maximum(-np.expm1(r), np.expm1(r))
             v_, e_ = p.var_raw[:-1], p.loss_raw[:-1]
             okz = np.isfinite(v_) & np.isfinite(e_) & (e_ > 0)
+            z2p, nsim = float("nan"), 0
+            if s.model == "fhs":  # the null below is the FHS's own; other models report the statistic only
+                sim_all = fhs_null_sampler(r, p.bar_hours, s.ewma_lambda)
+                okz &= np.isfinite(sim_all(np.random.default_rng(0)))
+                mask = okz.copy()
+
+                def simulate(rng: np.random.Generator, f: Any = sim_all, m: np.ndarray = mask) -> np.ndarray:
+                    return np.asarray(f(rng))[m]
+
+                zt = z2_test(loss[okz], v_[okz], e_[okz], coverage=s.level, simulate=simulate, n_sims=Z2_SIMS,
+                             seed=15)
+                z2p, nsim = zt.pvalue, zt.n_sims
             z2_rows.append({"instrument": d.instrument, "bars": tf, "n_obs": int(okz.sum()),
                             "var_breaches": int(np.count_nonzero(loss[okz] > v_[okz])),
                             "expected": round((1 - s.level) * int(okz.sum()), 1),
-                            "z2": acerbi_szekely_z2(loss[okz], v_[okz], e_[okz], coverage=s.level)})
+                            "z2": acerbi_szekely_z2(loss[okz], v_[okz], e_[okz], coverage=s.level),
+                            "z2_pvalue": z2p, "n_sims": nsim})
             apc_rows.append({"instrument": d.instrument, "bars": tf,
                              "max_30d_rise_emir_a": max_increase(a[ok], lag),
                              "max_30d_rise_off": max_increase(b[ok], lag),
@@ -169,7 +387,8 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             sum(a["max_30d_rise_emir_a"] <= 0.5 * a["max_30d_rise_off"] for a in apc_rows), len(apc_rows)),
     }
     return {"rows": rows, "summary": curve_summary(rows), "per_instrument": list(per_inst.values()),
-            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "targets": targets}
+            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "crash": crash_rows, "targets": targets}
 
 
-__all__ = ["sub_bar_rows", "validate_published"]
+__all__ = ["CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "crash_day_rows", "crash_summary", "fhs_null_sampler",
+           "underlying_resolver", "sub_bar_rows", "validate_published"]

@@ -25,8 +25,8 @@ from margincal.cli.common import (
 from margincal.fmt import format_leverage, format_rate
 
 
-def _pct(v: Any) -> str:
-    return format_rate(v)  # one format for every rate: percent, 2 decimals
+def _pct(v: Any, digits: int = 2) -> str:
+    return format_rate(v, digits)  # one format for every rate: percent, 2 decimals unless a table says otherwise
 
 
 def _p(v: Any) -> str:
@@ -182,7 +182,7 @@ def _published(instrument: list[str] | None, *, levels: list[float], store: Any,
         v = validate_published(settings, instruments=instrument, store=path, use_store=Path(path).exists(),
                                timeframes=("1d", "1h"))
     if json_out:
-        print_json({k: v[k] for k in ("rows", "summary", "per_instrument", "apc", "targets")})
+        print_json({k: v[k] for k in ("rows", "summary", "per_instrument", "apc", "z2", "crash", "targets")})
         return
     print_table([{"rate": k, **{c: d[c] for c in ("tiers", "n_obs", "breaches", "tiers_over_1pct", "windows",
                                                    "yellow", "red", "ind_rejected")},
@@ -190,5 +190,22 @@ def _published(instrument: list[str] | None, *, levels: list[float], store: Any,
                 title=f"published margin v2 rule, per tier, intrabar adverse excursion over the close-out horizon "
                       f"(at least one bar), coverage {settings.level:g}")
     print_table(v["per_instrument"], title="per instrument (counts over its tiers)")
+    from margincal.backtest.validation import crash_summary
+
+    crash = crash_summary(v["crash"])
+    if crash:
+        venues = sorted({k[:-9] for r in crash for k in r if k.endswith("_breaches") and k != "engine_breaches"})
+        print_table([{"instrument": r["instrument"], "bars": r["bars"], "event": r["event"],
+                      "tier cap": f"{r['tier_cap']:,.0f}", "H_MM": f"{r['horizon_hours']:.3g} h",
+                      "close-outs": r["closeouts"], "worst exc.": _pct(r["worst_excursion"], 1),
+                      "engine": f"{r['engine_breaches']} ({_pct(r['engine_mm'], 2)})",
+                      **{v_: (f"{r[v_ + '_breaches']} ({_pct(r[v_ + '_mm'], 2)})" if v_ + "_mm" in r else "")
+                         for v_ in venues}} for r in crash],
+                    title="named crash days at the close-out horizon: MM breaches among the day's close-outs "
+                          "(MM at the worst one), engine and venue presets over the same horizon")
+    print_table([{"instrument": z["instrument"], "bars": z["bars"], "n_obs": z["n_obs"],
+                  "VaR breaches": z["var_breaches"], "Z2": f"{z['z2']:.3f}",
+                  "simulated p": f"{z['z2_pvalue']:.3f}" if z["n_sims"] else "-"} for z in v["z2"]],
+                title="Acerbi-Szekely Z2 of the one-bar ES (two-sided loss), p-value simulated under the FHS null")
     print_table([{"target (issue 15 item 5)": k, "met": f"{a} of {b}"} for k, (a, b) in v["targets"].items()],
                 title="targets")

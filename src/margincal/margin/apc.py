@@ -28,7 +28,9 @@ in this fixed order at each step ``t`` (``raw_t`` = the model's margin rate)::
     speed:   out_t = clip(target, out_{t-1} * (1 - max_down), out_{t-1} * (1 + max_up))
 
 So the buffer is released in stress and rebuilt over ``rebuild_steps`` calm
-steps (default 20); the margin never rises faster than the base except by
+steps (default 20), or over ``rebuild_days`` calm DAYS whatever the bar size when
+that is set (the ``emir_a`` preset: 20 days; :meth:`APCConfig.for_bars` converts it
+with the series' ``bar_hours``); the margin never rises faster than the base except by
 one rebuild increment ``buffer / rebuild_steps`` on a calm step. Issue 15's
 example: with a 25% buffer the raw path [0.10, 0.15, 0.16] gives
 [0.125, 0.15, 0.16] (before the fix the buffer came back at once: 0.20).
@@ -46,6 +48,7 @@ by the live engine; :func:`apply_apc_reference` is the plain loop over
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -81,10 +84,13 @@ class APCConfig:
     max_down: float | None = None
     hysteresis: float = 0.0
     rebuild_steps: int = 20
+    rebuild_days: float | None = None
 
     def __post_init__(self) -> None:
         if int(self.rebuild_steps) != self.rebuild_steps or self.rebuild_steps < 1:
             raise ConfigError(f"APC rebuild_steps is {self.rebuild_steps}; it must be a whole number >= 1")
+        if self.rebuild_days is not None and not (self.rebuild_days > 0 and math.isfinite(self.rebuild_days)):
+            raise ConfigError(f"APC rebuild_days is {self.rebuild_days}; it must be a duration in days > 0 or None")
         if not (self.buffer >= 0 and math.isfinite(self.buffer)):
             raise ConfigError(f"APC buffer is {self.buffer}; it must be >= 0 (EMIR option (a) uses >= 0.25)")
         if self.stress_threshold < 0:
@@ -103,6 +109,20 @@ class APCConfig:
             v = getattr(self, name)
             if v is not None and not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"APC {name} is {v}; it must be a finite rate >= 0 or None")
+
+    def for_bars(self, bar_hours: float) -> APCConfig:
+        """This configuration on bars of ``bar_hours``: durations in days become whole steps.
+
+        ``rebuild_days`` (when set) replaces ``rebuild_steps`` by ``round(rebuild_days * 24 / bar_hours)``
+        (at least 1), so the buffer rebuilds over the same time on daily and hourly bars (a rebuild over
+        20 *steps* is 20 hours on hourly bars). Without ``rebuild_days`` the configuration is unchanged.
+        """
+        if not (bar_hours > 0 and math.isfinite(bar_hours)):
+            raise ConfigError(f"bar_hours is {bar_hours}; it must be > 0")
+        if self.rebuild_days is None:
+            return self
+        steps = max(1, int(round(self.rebuild_days * 24.0 / bar_hours)))
+        return dataclasses.replace(self, rebuild_steps=steps)
 
     @property
     def stateful(self) -> bool:
@@ -143,11 +163,16 @@ def _base(raw: float, cfg: APCConfig, stressed: float | None, floor: float | Non
 
 
 def step(prev: APCState | None, raw: float, config: APCConfig, *, stressed: float | None = None,
-         floor: float | None = None) -> tuple[float, APCState]:
-    """One APC update: returns ``(margin_t, state_t)``; ``prev=None`` on the first step."""
+         floor: float | None = None, bar_hours: float | None = None) -> tuple[float, APCState]:
+    """One APC update: returns ``(margin_t, state_t)``; ``prev=None`` on the first step.
+
+    ``bar_hours`` (default 24: one step a day) converts ``config.rebuild_days`` to steps
+    (:meth:`APCConfig.for_bars`); it does nothing when the config counts ``rebuild_steps`` only.
+    """
     if not (np.isfinite(raw) and raw >= 0):
         raise DataError(f"raw margin is {raw}; it must be a finite rate >= 0")
-    return _step_from_base(prev, _base(raw, config, stressed, floor), config)
+    cfg = config.for_bars(24.0 if bar_hours is None else bar_hours)
+    return _step_from_base(prev, _base(raw, cfg, stressed, floor), cfg)
 
 
 def _step_from_base(prev: APCState | None, base: float, cfg: APCConfig) -> tuple[float, APCState]:
@@ -181,12 +206,13 @@ def _step_from_base(prev: APCState | None, base: float, cfg: APCConfig) -> tuple
 class AntiProcyclicality:
     """Stateful wrapper for the live engine: ``apc = AntiProcyclicality(cfg); apc.step(raw)``."""
 
-    def __init__(self, config: APCConfig, state: APCState | None = None) -> None:
+    def __init__(self, config: APCConfig, state: APCState | None = None, *, bar_hours: float | None = None) -> None:
         self.config = config
         self.state = state
+        self.bar_hours = bar_hours
 
     def step(self, raw: float, *, stressed: float | None = None, floor: float | None = None) -> float:
-        out, self.state = step(self.state, raw, self.config, stressed=stressed, floor=floor)
+        out, self.state = step(self.state, raw, self.config, stressed=stressed, floor=floor, bar_hours=self.bar_hours)
         return out
 
 
@@ -204,13 +230,17 @@ def _aligned(x: Any, n: int, name: str, index: Any) -> np.ndarray | None:
 
 
 def apply_apc(raw: pd.Series | np.ndarray | list[float], config: APCConfig, *, stressed: Any = None,
-              floor: Any = None) -> pd.Series | np.ndarray:
+              floor: Any = None, bar_hours: float | None = None) -> pd.Series | np.ndarray:
     """Apply the APC tools to a whole margin-rate series (see module doc).
 
     ``stressed`` / ``floor`` may be scalars or series aligned with ``raw``
     (a Series is reindexed on ``raw``'s index); they override the config's
-    scalars. Returns the same type as ``raw`` (Series keeps its index).
+    scalars. ``bar_hours`` is the spacing of the series (default 24): with
+    ``config.rebuild_days`` the rebuild takes that many DAYS whatever the bar
+    size (:meth:`APCConfig.for_bars`). Returns the same type as ``raw``
+    (Series keeps its index).
     """
+    config = config.for_bars(24.0 if bar_hours is None else bar_hours)
     idx = raw.index if isinstance(raw, pd.Series) else None
     r = np.asarray(raw, dtype=float)
     if r.ndim != 1:
@@ -237,7 +267,8 @@ def apply_apc(raw: pd.Series | np.ndarray | list[float], config: APCConfig, *, s
     return pd.Series(out, index=idx, name=getattr(raw, "name", None)) if idx is not None else out
 
 
-def apply_apc_reference(raw: Any, config: APCConfig, *, stressed: Any = None, floor: Any = None) -> np.ndarray:
+def apply_apc_reference(raw: Any, config: APCConfig, *, stressed: Any = None, floor: Any = None,
+                        bar_hours: float | None = None) -> np.ndarray:
     """Plain loop of :func:`step` over the series (for tests)."""
     r = [float(x) for x in np.asarray(raw, dtype=float)]
     n = len(r)
@@ -246,7 +277,7 @@ def apply_apc_reference(raw: Any, config: APCConfig, *, stressed: Any = None, fl
     out, state = [], None
     for t in range(n):
         o, state = step(state, r[t], config, stressed=None if s is None else s[t],
-                        floor=None if f is None else f[t])
+                        floor=None if f is None else f[t], bar_hours=bar_hours)
         out.append(o)
     return np.array(out)
 
@@ -420,12 +451,12 @@ def bounded_memory_es(losses: ArrayLike, *, level: float = 0.99, half_life: floa
 
 APC_PRESETS: dict[str, dict[str, Any]] = {
     "off": {},
-    "emir_a": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10, "rebuild_steps": 20},
+    "emir_a": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10, "rebuild_days": 20.0},
     "emir_a_speed": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10,
-                     "rebuild_steps": 20, "max_up": 0.5, "max_down": 0.05},
+                     "rebuild_days": 20.0, "max_up": 0.5, "max_down": 0.05},
 }
 """Named APC configurations. ``emir_a`` (buffer 25%, released in stress, rebuilt over 20 calm
-steps) is the suggested default; (b) and (c) need a stressed series / floor series passed to
+DAYS: 20 steps on daily bars, 480 on hourly bars, :meth:`APCConfig.for_bars`) is the default; (b) and (c) need a stressed series / floor series passed to
 :func:`apply_apc` (:func:`stressed_lookback_path`, :func:`lookback_floor`)."""
 
 DEFAULT_APC = "emir_a"

@@ -353,6 +353,14 @@ def _build() -> dict[str, Preset]:
 PRESETS: dict[str, Preset] = _build()
 
 
+#: the venue presets that quote each underlying's perpetual (the report and the validation set them beside
+#: the engine's brackets; ``dydx_large_cap`` is dYdX v4's tier for BTC and ETH)
+VENUE_PRESETS: dict[str, tuple[str, ...]] = {
+    "BTC": ("binance_btcusdt", "hyperliquid_btc", "deribit_btc_future", "dydx_large_cap"),
+    "ETH": ("hyperliquid_eth", "deribit_eth_future", "dydx_large_cap"),
+}
+
+
 def names() -> list[str]:
     """Names of the available presets."""
     return sorted(PRESETS)

@@ -110,20 +110,22 @@ def published_model(settings: CalibrationSettings, bar_hours: float) -> TailMode
 
 
 def calibrate_bars(bars: pd.DataFrame, instrument: str, timeframe: str,
-                   settings: CalibrationSettings, funding: pd.Series | None = None) -> InstrumentCalibration:
+                   settings: CalibrationSettings, funding: pd.Series | None = None,
+                   underlying: UnderlyingRisk | None = None) -> InstrumentCalibration:
     """Calibrate one instrument's IM/MM rates from its bars (the published numbers).
 
     ``settings.rule == "v2"`` (default): the last row of :func:`published_curve_path` (so the published
     rates are exactly the history's last value), with the bracket table of the curve in
     ``details["tiers"]``; the headline ``im_rate``/``mm_rate`` are the curve at ``reference_size``.
     ``"flat"``: the pre-v2 rule (one horizon ``horizon_hours`` for every size).
+    ``underlying``: the coin's shared tail risk (:class:`UnderlyingRisk`; v2 only).
     """
     if len(bars) < settings.min_history + 1:
         raise CalibrationError(
             f"{instrument} {timeframe}: {len(bars)} bars, need at least {settings.min_history + 1}"
         )
     if settings.rule == "v2":
-        return _calibrate_curve(bars, instrument, timeframe, settings, funding)
+        return _calibrate_curve(bars, instrument, timeframe, settings, funding, underlying)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars, instrument)
     params = model_params(settings, bh)
@@ -145,8 +147,8 @@ def calibrate_bars(bars: pd.DataFrame, instrument: str, timeframe: str,
 
 
 def _calibrate_curve(bars: pd.DataFrame, instrument: str, timeframe: str, settings: CalibrationSettings,
-                     funding: pd.Series | None) -> InstrumentCalibration:
-    p = published_curve_path(bars, timeframe, settings, funding=funding)
+                     funding: pd.Series | None, underlying: UnderlyingRisk | None = None) -> InstrumentCalibration:
+    p = published_curve_path(bars, timeframe, settings, funding=funding, underlying=underlying)
     if not np.isfinite(p.im[-1]).all():
         raise CalibrationError(f"{instrument} {timeframe}: the margin curve is not defined at the last bar "
                                "(too little history or no traded volume in the liquidity window)")
@@ -168,6 +170,10 @@ def _calibrate_curve(bars: pd.DataFrame, instrument: str, timeframe: str, settin
         "liquidity_addon": float(p.cost_im[-1, j]), "liquidity": liq, "curve": curve,
         "tiers": sched.to_details(), "im_gap": settings.im_gap, "rounding": settings.rounding,
         "model": settings.model, "window_start": str(r.index[0]), "window_end": str(r.index[-1]), "n_obs": len(r),
+        "underlying_risk": {"underlying": underlying_of(instrument), "reference": p.risk_source or
+                            f"{instrument} {timeframe}",
+                            "es_1bar_product": (float(p.loss_product[-1]) if p.loss_product is not None
+                                                else float(p.loss_1bar[-1]))},
         "provenance": {"model": settings.model, "rule": "margin v2 (issue 15): MM(N) = loss(H_MM(N)) + cost, "
                        "IM(N) = max(loss(H_IM(N)) + cost, (1 + im_gap) MM(N)), brackets from the curve",
                        "window_start": str(r.index[0]), "window_end": str(r.index[-1])},
@@ -180,7 +186,7 @@ def _calibrate_curve(bars: pd.DataFrame, instrument: str, timeframe: str, settin
         n_obs=len(r), model=settings.model, model_params={"lam_per_day": settings.ewma_lambda},
         level=settings.level, horizon_hours=float(p.h_mm[-1, j]),
         extra={"params": params, "liquidity_addon": float(p.cost_im[-1, j]), "path": p, "bars": bars,
-               "funding": funding, "tiers": sched})
+               "funding": funding, "tiers": sched, "underlying": underlying})
 
 
 def liquidity_cost_path(bars: pd.DataFrame, *, size: float, half_spread: float = 0.0, y: float = SQRT_IMPACT_Y,
@@ -226,7 +232,7 @@ def liquidity_cost_path(bars: pd.DataFrame, *, size: float, half_spread: float =
 
 
 def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
-                   funding: pd.Series | None = None) -> pd.DataFrame:
+                   funding: pd.Series | None = None, underlying: UnderlyingRisk | None = None) -> pd.DataFrame:
     """Causal history of the published IM and MM: row ``t`` from ``bars[: t + 1]`` only (module doc).
 
     With ``settings.rule == "v2"`` (default) the rates are those of :func:`published_curve_path` at
@@ -240,7 +246,7 @@ def published_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSett
     :func:`calibrate_bars` on all the bars.
     """
     if settings.rule == "v2":
-        c = published_curve_path(bars, timeframe, settings, funding=funding)
+        c = published_curve_path(bars, timeframe, settings, funding=funding, underlying=underlying)
         j = c.column(settings.reference_size)
         return pd.DataFrame({"es": c.loss_1bar, "liq_addon": c.cost_im[:, j], "im_raw": c.im_raw[:, j],
                              "mm_raw": c.mm_raw[:, j], "im_rate": c.im[:, j], "mm_rate": c.mm[:, j],
@@ -301,6 +307,11 @@ class PublishedCurvePath:
     mm_raw: np.ndarray
     im: np.ndarray
     mm: np.ndarray
+    #: where the tail loss came from: None (the product's own bars) or the reference series of the
+    #: underlying (``"BTC-USDT 1h"``, :class:`UnderlyingRisk`); ``loss_product`` is then the product's
+    #: own one-bar ES after anti-procyclicality (for comparison; not used by the rates)
+    risk_source: str | None = None
+    loss_product: np.ndarray | None = None
 
     def column(self, notional: float) -> int:
         return int(np.flatnonzero(np.isclose(self.notional, notional))[0])
@@ -317,6 +328,97 @@ class PublishedCurvePath:
             return lambda n: np.interp(np.log(np.asarray(n, dtype=float)), x, y)
 
         return brackets_from_curve(self.caps, f(im_r), f(mm_r), rounding=rounding)
+
+
+# ----------------------------------------------------------------------------- one risk rate per underlying
+
+RISK_BASES = ("underlying", "product")
+
+
+def underlying_of(instrument: str) -> str:
+    """The underlying coin of an instrument name (``BTC`` for ``BTC-USDT``, ``BTC-PERP``, ``BTCUSD_PERP``)."""
+    from margincal.instruments import parse
+
+    try:
+        return str(parse(instrument).base).upper()
+    except (DataError, ConfigError, ValueError):
+        return str(instrument).upper().replace("_", "-").split("-")[0]
+
+
+@dataclass(frozen=True)
+class UnderlyingRisk:
+    """One tail-risk rate per underlying (issue 15 item 3), from one reference series of that coin.
+
+    The published tail loss of every product on the coin (spot, perpetual, future) is::
+
+        loss(h) = ES_ref(one bar of the reference) * (h / ref_bar_hours) ** H_ref
+
+    with the reference's causal one-bar ES after anti-procyclicality and its measured scaling exponent
+    ``H_ref``, both as known at the close of the product's bar (the last reference bar closed by then).
+    Products differ only by their own contract terms, added on top by the published rule: the close-out
+    horizon and cost from the product's own traded volume and bars, the funding provision (perpetuals);
+    futures would add their basis and inverse contracts their settlement convexity (none is bundled).
+    """
+
+    underlying: str
+    instrument: str
+    timeframe: str
+    bar_hours: float
+    known_ns: np.ndarray
+    loss_1bar: np.ndarray
+    exponent: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return f"{self.instrument} {self.timeframe}"
+
+    def at(self, index: pd.DatetimeIndex, bar_hours: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(one-bar loss on bars of bar_hours, exponent)`` for bars opening at ``index``, as known at their
+        close (NaN where the reference has no forecast yet)."""
+        idx = pd.DatetimeIndex(index)
+        if idx.tz is None:
+            idx = idx.tz_localize("UTC")
+        close_ns = (idx + pd.Timedelta(hours=bar_hours)).as_unit("ns").asi8
+        k = np.searchsorted(self.known_ns, close_ns, side="right") - 1
+        kk = np.clip(k, 0, None)
+        h = np.where(k >= 0, self.exponent[kk], np.nan)
+        base = np.where(k >= 0, self.loss_1bar[kk], np.nan)
+        with np.errstate(invalid="ignore"):
+            return base * (bar_hours / self.bar_hours) ** h, h
+
+
+def reference_series(instrument: str, series: list[tuple[str, str, int]]) -> tuple[str, str] | None:
+    """The reference of ``instrument``'s underlying among ``series`` (``(instrument, timeframe, n_bars)``):
+    the most granular bars of the same coin (smallest bar spacing), then the longest history, then the name
+    (a deterministic tie-break). None when no series of the coin is given."""
+    u = underlying_of(instrument)
+    cand = []
+    for name, tf, n in series:
+        if underlying_of(name) != u:
+            continue
+        try:
+            bh = timeframe_hours(tf)
+        except (DataError, ConfigError, ValueError):
+            continue
+        cand.append((bh, -int(n), name, tf))
+    if not cand:
+        return None
+    _, _, name, tf = min(cand)
+    return name, tf
+
+
+def underlying_risk(bars: pd.DataFrame, instrument: str, timeframe: str,
+                    settings: CalibrationSettings) -> UnderlyingRisk:
+    """The :class:`UnderlyingRisk` of the reference series ``bars`` (its own published curve path's one-bar
+    ES after anti-procyclicality and its scaling exponent)."""
+    p = published_curve_path(bars, timeframe, settings)
+    idx = pd.DatetimeIndex(bars.index)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    known = (idx + pd.Timedelta(hours=p.bar_hours)).as_unit("ns").asi8
+    return UnderlyingRisk(underlying=underlying_of(instrument), instrument=instrument, timeframe=timeframe,
+                          bar_hours=p.bar_hours, known_ns=np.asarray(known), loss_1bar=p.loss_1bar,
+                          exponent=p.exponent)
 
 
 EXPONENT_REFIT_DAYS = 365.0
@@ -356,7 +458,8 @@ def _rolling_mean(x: np.ndarray, window: int, min_periods: int = 3) -> np.ndarra
 
 
 def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
-                         funding: pd.Series | None = None) -> PublishedCurvePath:
+                         funding: pd.Series | None = None,
+                         underlying: UnderlyingRisk | None = None) -> PublishedCurvePath:
     """Causal history of the margin v2 rule (issue 15): MM(N), IM(N) at every bar for every curve notional.
 
     At each bar ``t``, from data up to ``t`` only:
@@ -376,24 +479,31 @@ def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrati
       :func:`margincal.margin.liquidity.stressed_liquidity_addon`), plus for perpetuals the funding
       provision pro rata over the horizon at the largest ``|rate|`` observed so far;
     * rates: :func:`margincal.margin.calibration.published_rates` (size-dependent form).
+
+    ``underlying`` (:class:`UnderlyingRisk`, issue 15 item 3): the tail loss and its scaling exponent are the
+    underlying's reference series' instead of the product's own fit, wherever the reference has a forecast
+    at the product's bar; the product keeps its own liquidity, close-out horizon, costs and funding.
     """
-    key = (id(bars), len(bars), timeframe, repr(settings), id(funding))
-    for k, b, f, out in _CURVE_CACHE:
-        if k == key and b is bars and f is funding:
+    if settings.risk_basis == "product":
+        underlying = None
+    key = (id(bars), len(bars), timeframe, repr(settings), id(funding), id(underlying))
+    for k, b, f, u, out in _CURVE_CACHE:
+        if k == key and b is bars and f is funding and u is underlying:
             return out
-    out = _published_curve_path(bars, timeframe, settings, funding)
-    _CURVE_CACHE.append((key, bars, funding, out))
-    del _CURVE_CACHE[:-8]
+    out = _published_curve_path(bars, timeframe, settings, funding, underlying)
+    _CURVE_CACHE.append((key, bars, funding, underlying, out))
+    del _CURVE_CACHE[:-12]
     return out
 
 
 #: the last few curve paths (the run computes each once for publishing, the report and the backtest);
 #: entries hold the bars and funding objects, so an ``id`` in a key cannot be reused while cached
-_CURVE_CACHE: list[tuple[Any, pd.DataFrame, Any, PublishedCurvePath]] = []
+_CURVE_CACHE: list[tuple[Any, pd.DataFrame, Any, Any, PublishedCurvePath]] = []
 
 
 def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
-                          funding: pd.Series | None) -> PublishedCurvePath:
+                          funding: pd.Series | None,
+                          underlying: UnderlyingRisk | None = None) -> PublishedCurvePath:
     from margincal.margin.apc import apc_config, apply_apc
     from margincal.margin.liquidity import (
         DEPTH_COLLAPSE_2025_10_10,
@@ -415,8 +525,15 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
     loss = loss_raw.copy()
     ok = np.isfinite(loss_raw)
     if ok.any():
-        loss[ok] = np.asarray(apply_apc(loss_raw[ok], apc_config(settings.apc)), dtype=float)
+        loss[ok] = np.asarray(apply_apc(loss_raw[ok], apc_config(settings.apc), bar_hours=bh), dtype=float)
     exponent = scaling_exponent_path(bars, bh)
+    loss_product: np.ndarray | None = None
+    if underlying is not None:
+        u_loss, u_exp = underlying.at(pd.DatetimeIndex(bars.index), bh)
+        have = np.isfinite(u_loss) & np.isfinite(loss)
+        loss_product = loss.copy()
+        loss = np.where(have, u_loss, loss)
+        exponent = np.where(have, u_exp, exponent)
     # liquidity over the last window DAYS (bars of any size)
     wb = window_bars(settings.liquidity_window_days, bh)
     close = bars["close"].to_numpy(float)
@@ -456,11 +573,12 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
         index=bars.index, bar_hours=bh, notional=notional, caps=caps, exponent=exponent, var_raw=var_raw,
         loss_raw=loss_raw,
         loss_1bar=loss, adv=adv, sigma_daily=sigma_daily, half_spread=half_spread, funding_per_event=fund,
-        h_mm=h_mm, h_im=h_im, cost_mm=cost_mm, cost_im=cost_im, im_raw=im_raw, mm_raw=mm_raw, im=im, mm=mm)
+        h_mm=h_mm, h_im=h_im, cost_mm=cost_mm, cost_im=cost_im, im_raw=im_raw, mm_raw=mm_raw, im=im, mm=mm,
+        risk_source=None if underlying is None else underlying.label, loss_product=loss_product)
 
 
 def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationSettings,
-                      funding: pd.Series | None = None) -> pd.DataFrame:
+                      funding: pd.Series | None = None, underlying: UnderlyingRisk | None = None) -> pd.DataFrame:
     """The published margin in force over each bar, for charts and the backtest.
 
     Indexed like :func:`log_returns` (``bars.index[1:]``): the row of bar ``i``
@@ -470,7 +588,7 @@ def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationS
     """
     from margincal.vol.ewma import ewma_variance
 
-    p = published_path(bars, timeframe, settings, funding=funding)
+    p = published_path(bars, timeframe, settings, funding=funding, underlying=underlying)
     bh = timeframe_hours(timeframe)
     r = log_returns(bars)
     lam = Decay(per_day=settings.ewma_lambda).for_bars(bh)
@@ -485,6 +603,7 @@ def calibrate_store(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, str
                     settings: CalibrationSettings,
                     on_step: Callable[[str], None] | None = None) -> list[InstrumentCalibration]:
     out = []
+    refs = store_underlyings(con, targets, settings)
     for inst, tf in targets:
         if on_step:
             on_step(f"{inst} {tf}")
@@ -492,7 +611,32 @@ def calibrate_store(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, str
         if bars.empty:
             raise CalibrationError(f"no {tf} bars stored for {inst}; ingest them first")
         funding = load_series(con, "funding", inst, "rate") if settings.rule == "v2" else None
-        out.append(calibrate_bars(bars, inst, tf, settings, funding if funding is not None and len(funding) else None))
+        out.append(calibrate_bars(bars, inst, tf, settings, funding if funding is not None and len(funding) else None,
+                                  underlying=refs.get((inst, tf))))
+    return out
+
+
+def store_underlyings(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, str]],
+                      settings: CalibrationSettings) -> dict[tuple[str, str], UnderlyingRisk]:
+    """``{(instrument, timeframe): UnderlyingRisk}`` for the targets whose coin has a reference series in the
+    store other than themselves (:func:`reference_series` over every stored bar series; v2 rule with
+    ``risk_basis="underlying"`` only). One reference path per coin."""
+    if settings.rule != "v2" or settings.risk_basis != "underlying":
+        return {}
+    series = [(str(a), str(b), int(n)) for a, b, n in
+              con.execute("SELECT instrument, timeframe, count(*) FROM bars GROUP BY 1, 2").fetchall()]
+    by_ref: dict[tuple[str, str], UnderlyingRisk] = {}
+    out: dict[tuple[str, str], UnderlyingRisk] = {}
+    for inst, tf in targets:
+        ref = reference_series(inst, series)
+        if ref is None or ref == (inst, tf):
+            continue
+        if ref not in by_ref:
+            rb = load_bars(con, *ref)
+            if len(rb) < settings.min_history + 1:
+                continue
+            by_ref[ref] = underlying_risk(rb, ref[0], ref[1], settings)
+        out[(inst, tf)] = by_ref[ref]
     return out
 
 
@@ -512,7 +656,7 @@ def to_parameter_set(cals: list[InstrumentCalibration], settings: CalibrationSet
         "reference_size": settings.reference_size, "half_spread": settings.half_spread,
         "tier_boundaries": list(settings.tier_boundaries), "rule": settings.rule,
         "curve_caps": list(settings.curve_caps), "apc": settings.apc, "participation": settings.participation,
-        "im_gap": settings.im_gap, "taker_fee": settings.taker_fee,
+        "im_gap": settings.im_gap, "taker_fee": settings.taker_fee, "risk_basis": settings.risk_basis,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "windows": {c.instrument: [c.window_start, c.window_end] for c in cals},
     }
@@ -532,7 +676,13 @@ def calibrate_and_publish(con: duckdb.DuckDBPyConnection, targets: list[tuple[st
 
 
 __all__ = [
+    "RISK_BASES",
     "InstrumentCalibration",
+    "UnderlyingRisk",
+    "reference_series",
+    "store_underlyings",
+    "underlying_of",
+    "underlying_risk",
     "calibrate_and_publish",
     "calibrate_bars",
     "calibrate_store",

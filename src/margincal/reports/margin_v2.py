@@ -15,10 +15,7 @@ from margincal.margin import presets
 from margincal.reports.html import Section, table_html
 
 #: venue presets compared with the engine, per underlying (margin/presets.py)
-VENUE_PRESETS = {
-    "BTC": ("binance_btcusdt", "hyperliquid_btc", "deribit_btc_future", "dydx_large_cap"),
-    "ETH": ("hyperliquid_eth", "deribit_eth_future", "dydx_large_cap"),
-}
+VENUE_PRESETS = presets.VENUE_PRESETS
 
 
 def _underlying(name: str) -> str:
