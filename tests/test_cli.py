@@ -84,7 +84,7 @@ def test_run_end_to_end(ran_store):
     # + the bracket curve beside the venues for each perpetual
     assert html.count("class='mc-fig'") == 26 and "Backtest of the published IM and MM" in html
     assert html.count("id='mc-plotly'") == 1 and report.stat().st_size < 5_000_000  # plotly.js once, compressed
-    assert "BTC-PERP: published brackets beside the venues" in html and "hyperliquid_btc" in html
+    assert "BTC-PERP: published brackets beside the venues" in html and "hyperliquid btc" in html  # table_html shows names with spaces
     assert "Per-tier coverage of the published rule" in html and "MM breach" in html
     b = out["backtest"]["breaches"]
     assert {k: v["instruments"] for k, v in b.items()} == {"IM 1d": 10, "MM 1d": 10, "IM 1h": 2, "MM 1h": 2}

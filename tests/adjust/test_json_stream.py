@@ -31,11 +31,12 @@ def test_json_stream_is_the_store_exactly_once_in_order(ftx_store) -> None:
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
     sigs = [_key(x["ts"], x["instrument"], x["kind"], x["severity"]) for x in lines if x["type"] == "signal"]
     # one line per change: a batched proposal (decreases of several instruments) prints one line per instrument,
-    # consecutively, all with its id
+    # consecutively, all with its id. An automatic step is a proposal too (decided at once by system:monitor):
+    # its `adjustment` lines carry the proposal id
     props: list[str] = []
     changes: dict[str, list[str]] = {}
     for x in lines:
-        if x["type"] == "proposal" and "proposal_id" in x:
+        if x["type"] in ("proposal", "adjustment") and x.get("proposal_id"):
             pid = x["proposal_id"]
             if not props or props[-1] != pid:
                 props.append(pid)
@@ -57,6 +58,6 @@ def test_json_stream_is_the_store_exactly_once_in_order(ftx_store) -> None:
     assert sorted(sigs) == sorted(stored_sigs)
     assert [k[0] for k in sigs] == sorted(k[0] for k in sigs)
     assert sorted(props) == sorted(stored_props)
-    ts = [x["ts"] for x in lines if x["type"] == "proposal"]
+    ts = [x["ts"] for x in lines if x["type"] in ("proposal", "adjustment") and x.get("proposal_id")]
     assert ts == sorted(ts)  # in event order
     assert changes == stored_changes

@@ -347,7 +347,9 @@ def read_while_serving(folder: Path, reads: int = 2, lock_timeout: float = 1.0) 
             c.runs += 1
             c.tracebacks += _tb(r.stderr)
             lines = [x for x in r.stderr.splitlines() if x.strip()]
-            if r.returncode != 2 or len(lines) != 1 or "lock" not in lines[0]:
+            # the wait's notice ("the store is locked by PID ...; waiting up to 1 s more"), then ONE error line
+            waits = [x for x in lines[:-1] if "waiting up to" in x]
+            if r.returncode != 2 or not lines or len(lines) - len(waits) != 1 or "lock" not in lines[-1]:
                 c.other_failures += 1
                 c.notes.append(f"{' '.join(cmd)}: exit {r.returncode}, stderr {r.stderr.strip()[:300]!r}")
     finally:

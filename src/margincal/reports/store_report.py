@@ -31,7 +31,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from margincal import usecases
+from margincal import datasets, usecases
 from margincal.config import CalibrationSettings
 from margincal.data import audit
 from margincal.errors import MargincalError
@@ -251,7 +251,9 @@ def brackets_section(pset: mparams.ParameterSet) -> Section:
 def smiles_section() -> Section:
     title = "Implied-volatility smiles and surface"
     figs = []
-    for name in ("deribit_btc_options_snapshot_2024-05.csv", "deribit_eth_options_snapshot_2024-05.csv"):
+    # one snapshot per underlying: the first bundled one of each (margincal.datasets knows the files)
+    names = list({f.file.split("_")[1]: f.file for f in reversed(datasets.files(kind="options"))}.values())[::-1]
+    for name in names:
         try:
             s = views.smile_view(name)
         except (MargincalError, KeyError, ValueError) as exc:
