@@ -278,10 +278,12 @@ def publish_kill_loop(folder: Path, delays: list[float], k: int = 12, steps: int
 def concurrent_writers(folder: Path, rows_per_file: int = 4000, steps: int = 15) -> Counts:
     """Two processes ingest the same file at once; then two processes publish at once (different instruments)."""
     c = Counts("concurrent: two ingests of one file, then two publishers, at once")
+    # a script does not wait for a held store unless told (--wait / MARGINCAL_WAIT); here each waits its turn
+    wait_env = {**_env(), "MARGINCAL_WAIT": "300"}
     store = folder / "concurrent.duckdb"
     files = bar_files(folder, 1, rows_per_file)
     procs = [subprocess.Popen(_ingest_cmd(files[0][0], store), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env=_env()) for _ in range(2)]
+                              text=True, env=wait_env) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=600)
         c.runs += 1
@@ -292,7 +294,7 @@ def concurrent_writers(folder: Path, rows_per_file: int = 4000, steps: int = 15)
     _check_bars(c, store, files)
     n_bars = c.rows
     procs = [subprocess.Popen(_publisher(store, tag, 6, steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=_env()) for tag in ("A", "B")]
+                              text=True, env=wait_env) for tag in ("A", "B")]
     reported: set[int] = set()
     n_reported = 0
     for p in procs:
