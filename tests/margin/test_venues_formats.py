@@ -244,6 +244,30 @@ def test_cli_export_venue_formats_and_import_publish(store, tmp_path):
     assert v2.source == "import:bybit" and len(v2["BTCUSDT"].details["tiers"]) == 10
 
 
+def test_import_publish_is_a_proposal_a_lower_table_waits_for_an_officer(store, tmp_path):
+    """`params import --publish` goes through the proposal/decision path like every change of the live set:
+    a venue table that lowers a live rate is filed as a proposal and the live set stays as it was."""
+    out = tmp_path / "bybit.json"
+    assert runner.invoke(app, ["params", "export", "--format", "bybit", "-i", "BTCUSDT", "--out", str(out),
+                               "--store", str(store)]).exit_code == 0
+    with open_store(store) as con:  # the live BTCUSDT row at twice the table's rates (an officer's earlier raise)
+        cur = P.load(con)
+        row = cur["BTCUSDT"]
+        P.publish(con, cur.with_changes({"BTCUSDT": P.InstrumentParams("BTCUSDT", 2 * row.im_rate, 2 * row.mm_rate,
+                                                                        {})}), created_by="t", source="test")
+    r = runner.invoke(app, ["params", "import", str(out), "--format", "bybit", "--fetched", "2026-12-04",
+                            "--publish", "--json", "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["version"] is None and doc["applied"] is False and doc["proposal_id"]
+    assert "decrease" in doc["pending_reason"]
+    with open_store(store, read_only=True) as con:
+        assert P.latest_version(con) == 2
+        n = con.execute("SELECT count(*) FROM proposals p LEFT JOIN proposal_decisions d USING (proposal_id) "
+                        "WHERE d.proposal_id IS NULL").fetchone()[0]
+    assert n == 1
+
+
 def test_cli_errors_one_line_exit_2(store, tmp_path):
     r = runner.invoke(app, ["params", "export", "--format", "kraken", "--store", str(store)])
     assert r.exit_code == 2 and "--format" in r.output and "Traceback" not in r.output

@@ -59,6 +59,7 @@ __all__ = [
     "Proposal",
     "SYSTEM_CALIBRATE",
     "SYSTEM_MONITOR",
+    "SYSTEM_IMPORT",
     "Submission",
     "adjusted_row",
     "approve",
@@ -79,6 +80,7 @@ OFFICER_ROLE = "risk_officer"
 SYSTEM_PREFIX = "system:"
 SYSTEM_CALIBRATE = "system:calibrate"
 SYSTEM_MONITOR = "system:monitor"
+SYSTEM_IMPORT = "system:import"  # `params import --publish`: a venue table submitted to the live set
 STATUSES = ("pending", "approved", "rejected", "superseded", "stale")
 _TOL = 1e-12
 

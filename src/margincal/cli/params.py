@@ -128,8 +128,9 @@ def import_(file: Annotated[Path, typer.Argument(help="The venue's file (its own
             ct_val: Annotated[float | None, typer.Option("--ct-val", callback=number_option(lo=0, lo_open=True,
                                                                                            hi=1e12),
                                                          help="OKX contract value.")] = None,
-            publish: Annotated[bool, typer.Option("--publish", help="Publish it as the next version of the store "
-                                                  "(so it can be backtested like ours).")] = False,
+            publish: Annotated[bool, typer.Option("--publish", help="Submit it to the live set as a proposal "
+                                                  "(applied at once only where the policy allows), so it can be "
+                                                  "backtested like ours.")] = False,
             by: Annotated[str, typer.Option("--by", help="Author recorded when publishing.")] = "cli",
             store: StoreOption = None, json_out: JsonOption = False) -> None:
     """Read a venue's margin table into a parameter set (provenance: venue, file, sha256, fetched date)."""
@@ -140,20 +141,32 @@ def import_(file: Annotated[Path, typer.Argument(help="The venue's file (its own
             raise ConfigError(f"--{k.replace('_', '-')} does not apply to --format {fmt}")
     pset = venues.import_table(file, fmt, fetched=fetched, source_note=source, price=price, ct_val=ct_val)
     version = None
+    sub = None
     if publish:
+        from margincal.adjust.approval import SYSTEM_IMPORT, submit
+
+        # the same proposal/decision path as every other change of the live set (issue 16 item 1): applied at
+        # once by system:import where the policy's rule allows (first publication, new instruments, IM
+        # increases within the automatic bound), otherwise a proposal pending for a risk officer
+        note = f"{fmt} table {file.name} fetched {pset.provenance.get('fetched')}"
         with open_store(store) as con:
-            version = P.publish(con, pset, created_by=by, source=pset.source or f"import:{fmt}",
-                                note=f"{fmt} table {file.name} fetched {pset.provenance.get('fetched')}")
+            sub = submit(con, pset, author=by, system=SYSTEM_IMPORT, source=pset.source or f"import:{fmt}",
+                         reason=f"import of the {note}", evidence={"format": fmt, "file": file.name},
+                         note=note, run_id=pset.run_id)
+        version = sub.version if sub.applied else None
     if json_out:
         doc = json.loads(pset.to_json())
         doc["version"] = version
+        if sub is not None:
+            doc.update({"proposal_id": sub.proposal_id, "applied": sub.applied, "rule": sub.rule,
+                        "pending_reason": sub.pending_reason})
         print_json(doc)
         return
     print_table(pset.rows(), columns=["instrument", "im_rate", "mm_rate", "max_leverage", "venue", "rule"],
                 title=f"{fmt} table {file.name} (fetched {pset.provenance.get('fetched')}, "
                       f"sha256 {str(pset.provenance.get('sha256'))[:12]})")
-    if version is not None:
-        console.print(f"published as v{version}")
+    if sub is not None:
+        console.print(sub.message() if sub.applied or sub.proposal_id is None else f"[yellow]{sub.message()}[/]")
 
 
 @app.command("history")
