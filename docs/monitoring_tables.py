@@ -44,7 +44,7 @@ from margincal.margin import presets
 from margincal.margin.horizon import CloseOutModel
 from margincal.margin.liquidity import LiquidityModel
 from margincal.margin.params import new_run_id, publish
-from margincal.margin.published import calibrate_bars, to_parameter_set
+from margincal.margin.published import calibrate_store, to_parameter_set
 
 INSTRUMENTS = ("BTC-PERP", "ETH-PERP")
 WINDOWS = {"FTX collapse": ("2022-11-01", "2022-11-20"), "COVID crash": ("2020-03-01", "2020-03-31"),
@@ -89,8 +89,9 @@ def calibrate(store: Path, before: pd.Timestamp) -> dict[str, float]:
     settings = CalibrationSettings()
     con = connect(store)
     try:
-        cals = [calibrate_bars(load_bars(con, i, "1h", end=before - pd.Timedelta(hours=1)), i, "1h", settings)
-                for i in INSTRUMENTS]
+        # the published rule's own calibration (coin reference series, funding) on data known before the window,
+        # as `margincal monitor --calibrate` does
+        cals = calibrate_store(con, [(i, "1h") for i in INSTRUMENTS], settings, before=before)
         publish(con, to_parameter_set(cals, settings, new_run_id()), created_by="docs", source="calibration")
     finally:
         con.close()

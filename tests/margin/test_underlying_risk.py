@@ -74,3 +74,46 @@ def test_spot_and_perpetual_share_the_tail_loss_and_differ_by_contract_terms():
                                funding=datasets.load_funding("BTC"))
     assert own.risk_source is None and not np.allclose(own.loss_1bar[tp], pp.loss_1bar[tp])
     np.testing.assert_allclose(own.loss_1bar, pp.loss_product, equal_nan=True)
+
+
+def test_calibrate_store_before_sees_only_data_known_then(tmp_path):
+    """`monitor --calibrate` calibrates with `calibrate_store(..., before=T)`: the same rule as `run`
+    (coin reference series, funding), and the result equals a calibration on a store that holds only the
+    data known before T (no look-ahead through the reference series or funding)."""
+    from margincal.data.store import open_store
+    from margincal.margin.published import calibrate_store
+
+    s = CalibrationSettings()
+    t = pd.Timestamp("2022-11-01", tz="UTC")
+    spot = datasets.load_hourly("BTC", "spot")
+    perp = datasets.load_hourly("BTC", "perpetual")
+    spot, perp = spot[spot.index >= t - pd.Timedelta(days=200)], perp[perp.index >= t - pd.Timedelta(days=200)]
+    funding = datasets.load_funding("BTC")
+
+    def _store(path, cut):
+        with open_store(path) as con:
+            for inst, bars in (("BTC-USDT", spot), ("BTC-PERP", perp)):
+                b = bars if cut is None else bars[bars.index <= cut - pd.Timedelta(hours=1)]  # closed by cut
+                df = b.reset_index().rename(columns={b.index.name or "index": "ts"})
+                df["ts"] = df["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+                con.register("b", df[["ts", "open", "high", "low", "close", "volume"]])
+                con.execute("INSERT INTO bars (instrument, timeframe, ts, open, high, low, close, volume) "
+                            "SELECT ?, '1h', ts, open, high, low, close, volume FROM b", [inst])
+                con.unregister("b")
+            f = funding if cut is None else funding[funding.index < cut]
+            fd = pd.DataFrame({"ts": f.index.tz_convert("UTC").tz_localize(None), "rate": f.to_numpy()})
+            con.register("f", fd)
+            con.execute("INSERT INTO funding (instrument, ts, rate) SELECT 'BTC-PERP', ts, rate FROM f")
+            con.unregister("f")
+        return path
+
+    full, cut = _store(tmp_path / "full.duckdb", None), _store(tmp_path / "cut.duckdb", t)
+    with open_store(full, read_only=True) as con:
+        a = calibrate_store(con, [("BTC-PERP", "1h")], s, before=t)[0]
+        later = calibrate_store(con, [("BTC-PERP", "1h")], s)[0]
+    with open_store(cut, read_only=True) as con:
+        b = calibrate_store(con, [("BTC-PERP", "1h")], s)[0]
+    assert a.window_end == b.window_end and pd.Timestamp(a.window_end) < t
+    assert a.im_rate == b.im_rate and a.mm_rate == b.mm_rate
+    assert a.extra["params"].details == b.extra["params"].details
+    assert pd.Timestamp(later.window_end) > t  # the full store does hold later data

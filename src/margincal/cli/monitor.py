@@ -51,25 +51,22 @@ def _calibrate_base(store: Path, instruments: list[str], before: pd.Timestamp, *
                     note_prefix: str = "", sandbox: bool = True) -> dict[str, Any]:
     """Calibrate each instrument on its bars strictly before ``before`` and submit that as the base version
     (through the proposal/decision path: applied at once in a sandbox, by the policy's rule in the live store)."""
-    import pandas as pd
-
     from margincal.config import CalibrationSettings
     from margincal.data.feeds import timeframe_ns
-    from margincal.data.store import load_bars
-    from margincal.margin.published import calibrate_bars
+    from margincal.margin.published import calibrate_store
     from margincal.usecases.calibration import submit_calibration
 
     settings = CalibrationSettings()
     with open_store(store) as con:
-        cals = []
+        targets = []
         for inst in instruments:
             tfs = [r[0] for r in con.execute("SELECT DISTINCT timeframe FROM bars WHERE instrument = ?",
                                              [inst]).fetchall()]
             if not tfs:
                 raise ConfigError(f"--calibrate: no bars stored for {inst}")
-            tf = min(tfs, key=timeframe_ns)
-            bars = load_bars(con, inst, tf, end=before - pd.Timedelta(timeframe_ns(tf), "ns"))
-            cals.append(calibrate_bars(bars, inst, tf, settings))
+            targets.append((inst, min(tfs, key=timeframe_ns)))
+        # the published rule's own calibration (coin reference series, funding), on data known before the window
+        cals = calibrate_store(con, targets, settings, before=before)
         sub, _ = submit_calibration(
             con, cals, settings, author=actor, sandbox=sandbox,
             note=f"{note_prefix}calibrated on data before {before.isoformat()} for a monitor replay",

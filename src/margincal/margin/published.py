@@ -614,26 +614,39 @@ def published_history(bars: pd.DataFrame, timeframe: str, settings: CalibrationS
 
 def calibrate_store(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, str]],
                     settings: CalibrationSettings,
-                    on_step: Callable[[str], None] | None = None) -> list[InstrumentCalibration]:
+                    on_step: Callable[[str], None] | None = None,
+                    before: pd.Timestamp | None = None) -> list[InstrumentCalibration]:
+    """Calibrate ``targets`` (instrument, timeframe) on the store's bars, funding and coin reference series.
+
+    ``before``: use only data known before it (bars that closed before it, funding paid before it), as a
+    replay's base calibration must (``monitor --calibrate``); None: everything stored (``run``, ``calibrate``).
+    """
     out = []
-    refs = store_underlyings(con, targets, settings)
+    refs = store_underlyings(con, targets, settings, before=before)
     for inst, tf in targets:
         if on_step:
             on_step(f"{inst} {tf}")
-        bars = load_bars(con, inst, tf)
+        end = None if before is None else pd.Timestamp(before) - pd.Timedelta(timeframe_hours(tf), "h")
+        bars = load_bars(con, inst, tf, end=end)
         if bars.empty:
-            raise CalibrationError(f"no {tf} bars stored for {inst}; ingest them first")
+            raise CalibrationError(f"no {tf} bars stored for {inst}"
+                                   + ("" if before is None else f" before {pd.Timestamp(before).isoformat()}")
+                                   + "; ingest them first")
         funding = load_series(con, "funding", inst, "rate") if settings.rule == "v2" else None
+        if funding is not None and before is not None:
+            funding = funding[funding.index < pd.Timestamp(before)]
         out.append(calibrate_bars(bars, inst, tf, settings, funding if funding is not None and len(funding) else None,
                                   underlying=refs.get((inst, tf))))
     return out
 
 
 def store_underlyings(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, str]],
-                      settings: CalibrationSettings) -> dict[tuple[str, str], UnderlyingRisk]:
+                      settings: CalibrationSettings,
+                      before: pd.Timestamp | None = None) -> dict[tuple[str, str], UnderlyingRisk]:
     """``{(instrument, timeframe): UnderlyingRisk}`` for the targets whose coin has a reference series in the
     store other than themselves (:func:`reference_series` over every stored bar series; v2 rule with
-    ``risk_basis="underlying"`` only). One reference path per coin."""
+    ``risk_basis="underlying"`` only). One reference path per coin. ``before``: only reference bars that
+    closed before it (a replay's base calibration must not see the window it replays)."""
     if settings.rule != "v2" or settings.risk_basis != "underlying":
         return {}
     series = [(str(a), str(b), int(n)) for a, b, n in
@@ -645,7 +658,8 @@ def store_underlyings(con: duckdb.DuckDBPyConnection, targets: list[tuple[str, s
         if ref is None or ref == (inst, tf):
             continue
         if ref not in by_ref:
-            rb = load_bars(con, *ref)
+            rb = load_bars(con, *ref, end=None if before is None else
+                           pd.Timestamp(before) - pd.Timedelta(timeframe_hours(ref[1]), "h"))
             if len(rb) < settings.min_history + 1:
                 continue
             by_ref[ref] = underlying_risk(rb, ref[0], ref[1], settings)
