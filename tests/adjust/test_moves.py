@@ -32,6 +32,9 @@ def bars() -> list[BarEvent]:
     return [BarEvent("BTC-PERP", r.ts, r.open, r.high, r.low, r.close, r.volume, "1h") for r in df.itertuples()]
 
 
+NO_APC = load_policy(None, overrides={"apc": {"enabled": False}})
+
+
 def _pset(**details) -> ParameterSet:
     return ParameterSet({"BTC-PERP": InstrumentParams("BTC-PERP", 0.08, 0.04, {"sigma": 0.025, "horizon_hours": 24,
                                                                              **details})}, version=1)
@@ -94,7 +97,7 @@ def test_open_interest_above_its_cap_moves_oi_scaled_im_and_tier_boundaries(bars
     ts0 = pd.Timestamp("2022-08-01", tz="UTC")
     oi = [OpenInterestEvent("BTC-PERP", ts0 + pd.Timedelta(days=d), 5e9) for d in range(70)]
     evs = [b for b in bars if b.ts < ts0 + pd.Timedelta(days=70)] + oi
-    eng, _ = _run(evs)
+    eng, _ = _run(evs, NO_APC)  # the OI mapping alone (APC's buffer, rebuilt over 20 days, is tested below)
     assert eng.target("BTC-PERP")[2]["oi_imf"] == 1.0  # OI at its reference: nothing moves
     big = OpenInterestEvent("BTC-PERP", ts0 + pd.Timedelta(days=70, hours=1), 12e9)
     eng.process(big)
@@ -106,7 +109,7 @@ def test_open_interest_above_its_cap_moves_oi_scaled_im_and_tier_boundaries(bars
     assert im == pytest.approx(_dydx(core, 12e9, lo, hi), rel=1e-12)
     assert comp["tier_scale"] == pytest.approx(lo / 12e9) and "tier boundaries" in comp["moved_by"]
     # calibrated caps on the row win over the monitor's reference
-    eng3, _ = _run(evs + [big], pset=_pset(oi_lower_cap=10e9, oi_upper_cap=20e9))
+    eng3, _ = _run(evs + [big], NO_APC, pset=_pset(oi_lower_cap=10e9, oi_upper_cap=20e9))
     im3, _, comp3 = eng3.target("BTC-PERP")
     assert comp3["oi_caps"] == [10e9, 20e9]
     assert im3 == pytest.approx(_dydx(0.08 * comp3["vol_factor"], 12e9, 10e9, 20e9), rel=1e-12)
@@ -121,7 +124,7 @@ def test_liquidity_drop_moves_horizon_tier_boundaries_and_addon(bars):
     ts0 = pd.Timestamp("2022-09-01", tz="UTC")
     books = [_book(ts0 + pd.Timedelta(hours=h), 20_000.0, 1.0, 50.0) for h in range(0, 24 * 40)]
     evs = [b for b in bars if b.ts < ts0 + pd.Timedelta(days=40)] + books
-    eng, _ = _run(evs)
+    eng, _ = _run(evs, NO_APC)  # the liquidity mapping alone
     assert eng.target("BTC-PERP")[2]["horizon_factor"] == 1.0
     st = eng._insts["BTC-PERP"]
     crash = _book(ts0 + pd.Timedelta(days=40), 20_000.0, 6.0, 5.0)  # depth / 10, spread x 6
@@ -231,7 +234,8 @@ def test_monitor_applies_the_published_rules_apc_by_default(bars):
     on, cfg = apc_settings(default_policy())
     assert on and cfg == published and published.buffer == 0.25
     eng, raws, outs, buffers = _apc_path(default_policy(), _pset(), bars)
-    ref = np.asarray(apply_apc(raws / (1.0 + published.buffer), published))
+    # on the same bar size as the published rule runs it: hourly bars, so rebuild_days = 20 is 480 steps
+    ref = np.asarray(apply_apc(raws / (1.0 + published.buffer), published, bar_hours=1.0))
     assert len(raws) > 300
     assert outs == pytest.approx(ref, rel=1e-12)
     # the path holds stress steps (buffer released: the rate below the vol-scaled rate) and rebuilds
@@ -250,19 +254,20 @@ def test_monitor_applies_the_published_rules_apc_by_default(bars):
 
 def test_apc_starts_from_the_buffer_the_calibrated_rate_carries(bars):
     """A published row records its tail loss with (es) and without (es_raw) the APC buffer: the monitor's
-    recursion starts from that buffer (here 10%, released at calibration) and rebuilds it by 25%/20 per calm bar."""
+    recursion starts from that buffer (here 10%, released at calibration) and rebuilds it over 20 calm days:
+    25%/480 per calm hourly bar, as the published rule does on hourly bars."""
     eng, raws, outs, buffers = _apc_path(default_policy(), _pset(es=0.011, es_raw=0.01), bars)
     assert eng._insts["BTC-PERP"].apc_beta0 == pytest.approx(0.10)
     assert outs[0] == pytest.approx(raws[0], rel=1e-12)  # the first bar continues the calibration
     assert buffers[0] == pytest.approx(0.10, abs=1e-12)
-    assert buffers.max() == pytest.approx(0.25) and (buffers <= 0.25 + 1e-12).all()
+    assert buffers.max() > 0.10 and (buffers <= 0.25 + 1e-12).all()  # rebuilding, never above the preset's 25%
     # every step is margin.apc's recursion on raw / 1.10, each from the previous state
     from margincal.margin.apc import APCState, apc_config, step
 
     cfg = apc_config("emir_a")
     state = APCState(raws[0], raws[0] / 1.1, 0.1)
     for r, o in zip(raws[1:], outs[1:], strict=True):
-        x, state = step(state, r / 1.1, cfg)
+        x, state = step(state, r / 1.1, cfg, bar_hours=1.0)
         assert o == pytest.approx(x, rel=1e-12)
 
 

@@ -58,7 +58,7 @@ from margincal.data.feeds import (
 )
 from margincal.data.store import to_utc
 from margincal.errors import ConfigError
-from margincal.margin.apc import APCState
+from margincal.margin.apc import APCConfig, APCState
 from margincal.margin.apc import step as apc_step
 from margincal.margin.params import ParameterSet
 
@@ -242,7 +242,7 @@ class _Inst:
         "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
-        "apc_base", "apc_beta", "apc_beta0", "apc_out", "apc_prev", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
+        "apc_base", "apc_beta", "apc_beta0", "apc_cfg", "apc_out", "apc_prev", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
         "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s",
     )
 
@@ -286,6 +286,7 @@ class _Inst:
         self.apc_beta = math.nan
         self.apc_beta0 = math.nan  # the APC buffer the calibrated IM carries (NaN: the preset's full buffer)
         self.apc_prev: APCState | None = None  # the last APCState, reused while it holds the three values above
+        self.apc_cfg: APCConfig | None = None  # the policy's [apc] converted to this instrument's bar size
         self.listing_done = False
         self.recent: list[sg.Signal] = []
         self.im = self.mm = self.im_base = self.mm_base = math.nan
@@ -786,7 +787,9 @@ class MonitorEngine:
         ``b0``): the buffer is then released in stress and rebuilt in calm markets exactly as :func:`margincal.margin.apc.apply_apc` does for the published rates. The state is
         kept per instrument and saved with the checkpoint.
         """
-        cfg = self._apc_cfg
+        cfg = st.apc_cfg
+        if cfg is None:  # the policy's [apc] on this instrument's bars: rebuild_days become steps of its bar size
+            cfg = st.apc_cfg = self._apc_cfg.for_bars(st.bar_hours if st.bar_hours == st.bar_hours else 24.0)
         b0 = st.apc_beta0
         if b0 != b0:  # as _apc_b0, inlined: this runs on every bar
             b0 = cfg.buffer

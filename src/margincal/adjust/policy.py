@@ -129,7 +129,9 @@ def apc_settings(policy: Policy) -> tuple[bool, Any]:
 
     ap = policy["apc"]
     name = CalibrationSettings().apc if ap["preset"] == "published" else ap["preset"]
-    over = {k: ap[k] for k in ("buffer", "stress_threshold", "rebuild_steps") if k in ap}
+    over: dict[str, Any] = {k: ap[k] for k in ("buffer", "stress_threshold", "rebuild_steps") if k in ap}
+    if "rebuild_steps" in over:
+        over["rebuild_days"] = None  # the file counts the rebuild in bars: it replaces the preset's days
     try:
         cfg = apc_config(name, **over)
     except ConfigError as exc:

@@ -116,13 +116,15 @@ class APCConfig:
         ``rebuild_days`` (when set) replaces ``rebuild_steps`` by ``round(rebuild_days * 24 / bar_hours)``
         (at least 1), so the buffer rebuilds over the same time on daily and hourly bars (a rebuild over
         20 *steps* is 20 hours on hourly bars). Without ``rebuild_days`` the configuration is unchanged.
+        The converted configuration counts steps only (``rebuild_days=None``), so converting it again, or
+        passing it to :func:`step` on every bar, costs nothing and changes nothing.
         """
         if not (bar_hours > 0 and math.isfinite(bar_hours)):
             raise ConfigError(f"bar_hours is {bar_hours}; it must be > 0")
         if self.rebuild_days is None:
             return self
         steps = max(1, int(round(self.rebuild_days * 24.0 / bar_hours)))
-        return dataclasses.replace(self, rebuild_steps=steps)
+        return dataclasses.replace(self, rebuild_steps=steps, rebuild_days=None)
 
     @property
     def stateful(self) -> bool:
