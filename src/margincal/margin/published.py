@@ -478,7 +478,7 @@ def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrati
 
     * tail loss: the published tail model's one-bar ES (``fit_path``, refit every bar), through
       anti-procyclicality ``settings.apc`` (:func:`margincal.margin.apc.apply_apc`, ``emir_a`` by
-      default: 25% buffer released in stress, rebuilt over 20 calm steps), then
+      default: 25% buffer released in stress, rebuilt over 20 calm days), then
       ``loss(h) = ES_1bar * (h / bar_hours) ** H`` with ``H`` the measured scaling exponent
       (:func:`scaling_exponent_path`, refitted yearly on the data up to the refit);
     * liquidity over the last ``liquidity_window_days`` DAYS: ADV, daily volatility and the
