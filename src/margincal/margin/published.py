@@ -476,7 +476,7 @@ def published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrati
 
     At each bar ``t``, from data up to ``t`` only:
 
-    * tail loss: the published tail model's one-bar ES (``fit_path``, refit every bar), through
+    * tail loss: the published tail model's one-bar ES (``fit_path`` every bar; the tail shape of t/EVT/MC daily, :func:`path_refit`), through
       anti-procyclicality ``settings.apc`` (:func:`margincal.margin.apc.apply_apc`, ``emir_a`` by
       default: 25% buffer released in stress, rebuilt over 20 calm days), then
       ``loss(h) = ES_1bar * (h / bar_hours) ** H`` with ``H`` the measured scaling exponent
