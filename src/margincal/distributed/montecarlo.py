@@ -41,14 +41,12 @@ from margincal.risk.montecarlo import GaussianLossFunction, MonteCarloModel, TCo
 from margincal.risk.rare_event import (
     ExpectedShortfallResult,
     TailProbabilityResult,
-    _as_loss,
     _default_shift,
     _draw,
+    _es_shift_and_scale,
     _is_scipy_dist,
     batch_std_error,
     default_scale_factor,
-    design_point,
-    pilot_var,
     weighted_tail_var_es,
 )
 
@@ -344,18 +342,9 @@ def expected_shortfall_is(engine: Any, target: Any, level: float, n: int, chunks
     if len(sizes) < 2:
         raise ConfigError(f"n={n} gives one block of {block_paths}; batch standard errors need at least two "
                           "(lower block_paths)")
-    if shift is None:
-        if _is_scipy_dist(target):
-            shift = float(target.ppf(level) - target.median())
-        else:
-            loss = _as_loss(target, dim)
-            if var_guess is None:
-                var_guess = pilot_var(loss, level, pilot, np.random.default_rng(
-                    np.random.SeedSequence(seed_i, spawn_key=(2**32 - 1,))))
-            shift = design_point(loss, float(var_guess))
-    if scale_factor is None:
-        scale_factor = (default_scale_factor(target, float(target.median() + shift))
-                        if _is_scipy_dist(target) else 1.0)
+    shift, scale_factor = _es_shift_and_scale(
+        target, level, dim, pilot, var_guess,
+        lambda: np.random.default_rng(np.random.SeedSequence(seed_i, spawn_key=(2**32 - 1,))), shift, scale_factor)
     if isinstance(target, GaussianLossFunction):
         dim = target.dim
     runs = split_chunks(len(sizes), chunks if chunks is not None else 4 * engine.n_workers)

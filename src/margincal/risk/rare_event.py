@@ -46,7 +46,7 @@ crude estimator at the same sample count is reported beside each IS estimate.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +226,27 @@ def _default_shift(target: Any, threshold: float, dim: int | None) -> Any:
     return design_point(_as_loss(target, dim), threshold)
 
 
+def _es_shift_and_scale(target: Any, level: float, dim: int | None, pilot: int, var_guess: float | None,
+                        rng: Callable[[], np.random.Generator], shift: Any = None,
+                        scale_factor: float | None = None) -> tuple[Any, float]:
+    """Importance-sampling shift and scale for an ES at ``level`` (the ones the caller gives win): a scipy
+    target is shifted to its VaR; a loss function to the design point of a pilot VaR (``var_guess`` when
+    known). ``rng()`` gives the pilot's generator, only when a pilot runs. Shared by :func:`expected_shortfall_is`
+    and the distributed version, so both sample the same measure."""
+    if shift is None:
+        if _is_scipy_dist(target):
+            shift = float(target.ppf(level) - target.median())
+        else:
+            loss = _as_loss(target, dim)
+            if var_guess is None:
+                var_guess = pilot_var(loss, level, pilot, rng())
+            shift = design_point(loss, float(var_guess))
+    if scale_factor is None:
+        scale_factor = (default_scale_factor(target, float(target.median() + shift))
+                        if _is_scipy_dist(target) else 1.0)
+    return shift, float(scale_factor)
+
+
 def _as_loss(target: Any, dim: int | None) -> GaussianLossFunction:
     if isinstance(target, GaussianLossFunction):
         return target
@@ -345,17 +366,8 @@ def expected_shortfall_is(target: Any, level: float, n: int = 100_000, *, shift:
         raise DataError(f"level is {level}; it must be in (0, 1)")
     n = _check_n(n)
     gen, seed = _rng(rng)
-    if shift is None:
-        if _is_scipy_dist(target):
-            shift = float(target.ppf(level) - target.median())
-        else:
-            loss = _as_loss(target, dim)
-            if var_guess is None:
-                var_guess = pilot_var(loss, level, pilot, gen)
-            shift = design_point(loss, float(var_guess))
-    if scale_factor is None:
-        scale_factor = (default_scale_factor(target, float(target.median() + shift))
-                        if _is_scipy_dist(target) else 1.0)
+    shift, scale_factor = _es_shift_and_scale(target, level, dim, pilot, var_guess, lambda: gen, shift,
+                                              scale_factor)
     x, logw, crude, method = _draw(target, n, shift, gen, dim, scale_factor)
     w = np.exp(logw)
     var, es = weighted_tail_var_es(x, w, level)
