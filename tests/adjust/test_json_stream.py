@@ -61,3 +61,22 @@ def test_json_stream_is_the_store_exactly_once_in_order(ftx_store) -> None:
     ts = [x["ts"] for x in lines if x["type"] in ("proposal", "adjustment") and x.get("proposal_id")]
     assert ts == sorted(ts)  # in event order
     assert changes == stored_changes
+
+
+def test_replay_off_a_terminal_prints_progress_lines(ftx_store) -> None:
+    """Issue 16 item 8: `monitor --replay` with stderr not a terminal reports progress as periodic plain lines
+    (the shared LogProgress), in market-time order; the summary line follows."""
+    import re
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MARGINCAL_PROGRESS_SECONDS": "0.01"}
+    args = [a for a in ARGS if a not in ("--json", "--live-store")]
+    res = subprocess.run([sys.executable, "-m", "margincal", *args, "--store", str(ftx_store)], capture_output=True,
+                         text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    pat = re.compile(r"^monitor: ([\d,]+) done \(events, market time (\d{4}-\d\d-\d\d \d\d:\d\d)\), \d+\.\d s$")
+    hits = [m for m in map(pat.match, res.stderr.splitlines()) if m]
+    assert hits, res.stderr[-2000:]
+    counts = [int(m.group(1).replace(",", "")) for m in hits]
+    times = [m.group(2) for m in hits]
+    assert counts == sorted(counts) and times == sorted(times)
+    assert any(x.startswith("processed ") for x in res.stderr.splitlines())  # the exact count follows

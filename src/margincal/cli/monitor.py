@@ -16,7 +16,9 @@ anything is written (a rejected ``--calibrate`` run publishes nothing).
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,6 +36,7 @@ from margincal.cli.common import (
     open_store,
     parse_number,
     parse_time,
+    progress,
 )
 from margincal.config import resolve_store_path
 from margincal.errors import ConfigError
@@ -91,6 +94,28 @@ def _state_table(mon: Monitor, last_ts: str) -> Table:
 
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+TICK_EVERY = 500  # events between progress updates
+
+
+@contextlib.contextmanager
+def _replay_progress() -> Iterator[Callable[[Any], None]]:
+    """Progress of a monitor run outside the live table (``--json``, or stderr not a terminal): the shared
+    :func:`~margincal.cli.common.progress`, i.e. periodic ``monitor: 12,000 done (events, market time
+    2022-11-09 13:00), 4.1 s`` lines on stderr off a terminal and a bar on one. The total is open-ended
+    (a live feed has none), so the lines come every few seconds rather than per 10%; the count moves in steps
+    of :data:`TICK_EVERY` (the exact total is in the closing summary)."""
+    import pandas as pd
+
+    with progress(name="monitor") as prog:
+        task = prog.add_task("events", total=None)
+        seen = {"n": 0}
+
+        def tick(ev: Any) -> None:
+            seen["n"] += TICK_EVERY
+            prog.update(task, completed=seen["n"],
+                        description=f"events, market time {str(pd.Timestamp(ev.t_ns, tz='UTC'))[:16]}")
+
+        yield tick
 
 
 def monitor(
@@ -256,7 +281,8 @@ def monitor(
             for r in records:
                 typer.echo(jsonable(r))
 
-        rep = mon.run(feed, on_output=out_json)
+        with _replay_progress() as tick:  # plain progress lines on stderr; stdout stays one JSON object per line
+            rep = mon.run(feed, on_output=out_json, on_tick=tick, tick_every=TICK_EVERY)
         typer.echo(jsonable({"type": "summary", **rep.as_dict()}))
         return
 
@@ -298,7 +324,8 @@ def monitor(
             for line in lines(ev, sigs, records):
                 console.print(line, soft_wrap=True)
 
-        rep = mon.run(feed, on_output=on_output_plain)
+        with _replay_progress() as tick:
+            rep = mon.run(feed, on_output=on_output_plain, on_tick=tick, tick_every=TICK_EVERY)
         console.print(_state_table(mon, last["ts"]))
     err_console.print(f"processed {format_count(rep.events)} events ({format_count(rep.events_total)} in total for "
                       f"{ck_name}), {format_count(rep.signals)} signals, {format_count(rep.auto_adjustments)} "
