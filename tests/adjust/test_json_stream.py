@@ -80,3 +80,50 @@ def test_replay_off_a_terminal_prints_progress_lines(ftx_store) -> None:
     times = [m.group(2) for m in hits]
     assert counts == sorted(counts) and times == sorted(times)
     assert any(x.startswith("processed ") for x in res.stderr.splitlines())  # the exact count follows
+
+
+def test_json_stream_across_sigkills_never_duplicates_nor_invents(ftx_store) -> None:
+    """Issue 16 item 10, what holds across SIGKILLs: kill the `--json` replay mid-stream and rerun the same
+    command (it resumes from its checkpoint); the lines of all runs together never deliver a signal or a
+    proposal twice, and never one the store does not hold (a line is printed only after its group commits).
+
+    What does NOT hold (issue 16 note): lines committed but not yet printed when the kill lands are not
+    printed by the resumed run - at most once, not exactly once. Exactly once needs a cursor over an
+    insertion sequence, which the signals table does not have."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "margincal", *ARGS, "--store", str(ftx_store)]
+    lines: list[dict] = []
+    kills = 0
+    for delay in (0.3, 0.6, 1.0):
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        assert p.stdout is not None
+        got: list[str] = []
+        first = p.stdout.readline()  # wait until the replay streams
+        if first:
+            got.append(first)
+        time.sleep(delay)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        rest, _ = p.communicate(timeout=120)
+        got += rest.splitlines(keepends=True)
+        # a line cut by the kill is not a delivered line
+        lines += [json.loads(x) for x in got if x.endswith("\n") and x.strip()]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)  # the run that finishes
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines += [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+    assert kills >= 1
+    sigs = [_key(x["ts"], x["instrument"], x["kind"], x["severity"]) for x in lines if x["type"] == "signal"]
+    pids = {x["proposal_id"] for x in lines if x["type"] in ("proposal", "adjustment") and x.get("proposal_id")}
+    con = connect(ftx_store, read_only=True)
+    try:
+        stored_sigs = [_key(*r) for r in con.execute("SELECT ts, instrument, kind, severity FROM signals").fetchall()]
+        stored_pids = {r[0] for r in con.execute("SELECT proposal_id FROM proposals").fetchall()}
+    finally:
+        con.close()
+    assert len(set(sigs)) == len(sigs), "a signal delivered twice across the kills"
+    assert set(sigs) <= set(stored_sigs) and pids <= stored_pids  # nothing uncommitted is delivered
+    assert len(sigs) >= len(stored_sigs) // 2  # the streams did deliver (most of) the replay
