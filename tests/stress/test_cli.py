@@ -82,7 +82,12 @@ def test_cascade_v2_command_and_its_errors(tmp_path):
     assert res.exit_code == 0, res.output
     mc = json.loads(res.stdout)["rows"][0]
     assert mc["paths"] == 50 and mc["insolvency_var99"] >= mc["insolvency_var95"] >= 0
+    # --adl reaches the market config (the result records it); pro rata is accepted
+    res = runner.invoke(app, ["cascade", "--engine", "v2", "--event", "2025-10-10", "--accounts", "60",
+                              "--depth-draws", "8", "--adl", "pro_rata", "--store", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["config"]["adl"] == "pro_rata"
     for args, msg in ((["--engine", "v3"], "--engine"), (["--engine", "v2", "--trigger", "mid"], "--trigger"),
-                      (["--engine", "v2", "--mm", "0.6"], "--mm")):
+                      (["--engine", "v2", "--mm", "0.6"], "--mm"), (["--engine", "v2", "--adl", "fifo"], "--adl")):
         bad = runner.invoke(app, ["cascade", *args, "--store", str(store)])
         assert bad.exit_code == 2 and msg in bad.output and "Traceback" not in bad.output

@@ -39,6 +39,8 @@ def cascade(
                        ] = "mark",
     mm: Annotated[float, typer.Option("--mm", help="v2: maintenance margin rate (IM = --im-mult x MM).")] = 0.025,
     im_mult: Annotated[float, typer.Option("--im-mult", help="v2: initial / maintenance ratio.")] = 2.0,
+    adl: Annotated[str, typer.Option("--adl", help="v2: ranked (profit x leverage, the default) or pro_rata "
+                                     "auto-deleveraging when the fund runs out.")] = "ranked",
     capacity: Annotated[float | None, typer.Option("--capacity", help="v2: liquidator capacity per step, "
                                                    "fraction of OI (default unlimited).")] = None,
     draws: Annotated[int, typer.Option("--depth-draws", help="v2: depth draws per replay (uncertainty bands).")
@@ -59,7 +61,7 @@ def cascade(
         raise ConfigError(f"--engine is {engine!r}; use v1 or v2")
     if engine == "v2":
         _cascade_v2(event, accounts, paths, seed, html, liquidation, trigger, mm, im_mult, capacity, draws,
-                    market_makers, arbitrageurs, stop_losses, optimise, store, json_out)
+                    market_makers, arbitrageurs, stop_losses, optimise, store, json_out, adl=adl)
         return
     from margincal.margin.params import new_run_id
     from margincal.stress.figures import cascade_figures
@@ -117,7 +119,8 @@ def cascade(
 
 def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | None, liquidation: str, trigger: str,
                 mm: float, im_mult: float, capacity: float | None, draws: int, market_makers: bool,
-                arbitrageurs: bool, stop_losses: bool, optimise: bool, store: Path | None, json_out: bool) -> None:
+                arbitrageurs: bool, stop_losses: bool, optimise: bool, store: Path | None, json_out: bool, *,
+                adl: str = "ranked") -> None:
     from margincal.margin.params import new_run_id
     from margincal.stress.cascade import Agents, MarketConfig, MarkRule
     from margincal.stress.cascade.committee import Policy, run_v2
@@ -128,6 +131,8 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
             raise ConfigError(f"--event is {e!r}; use ftx, 2025-10-10, mc or all")
     if trigger not in ("mark", "last"):
         raise ConfigError(f"--trigger is {trigger!r}; use mark or last")
+    if adl not in ("ranked", "pro_rata"):
+        raise ConfigError(f"--adl is {adl!r}; use ranked or pro_rata")
     if not (0 < mm < 1 and im_mult >= 1 and mm * im_mult <= 1):
         raise ConfigError(f"--mm {mm} and --im-mult {im_mult}: need 0 < mm < 1, im-mult >= 1, mm x im-mult <= 1")
     if accounts < 10 or paths < 1 or draws < 1:
@@ -135,7 +140,7 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
     if capacity is not None and not capacity > 0:
         raise ConfigError(f"--capacity is {capacity}; it must be > 0")
     cfg = MarketConfig(liquidation=liquidation, mark=MarkRule("ema" if trigger == "mark" else "last"),
-                       capacity_ratio=capacity,
+                       capacity_ratio=capacity, adl=adl,
                        agents=Agents(market_makers=market_makers, arbitrageurs=arbitrageurs, stop_losses=stop_losses))
     with progress(transient=json_out) as prog:
         prog.add_task("cascade v2 (replays, Monte Carlo" + (", optimiser)" if optimise else ")"), total=None)
@@ -143,7 +148,7 @@ def _cascade_v2(event: str, accounts: int, paths: int, seed: int, html: Path | N
                      seed=seed, with_optimiser=optimise, optimiser_paths=min(paths, 2_000))
         run_id = new_run_id()
         params = {"engine": "v2", "event": event, "accounts": accounts, "paths": paths, "seed": seed,
-                  "liquidation": liquidation, "trigger": trigger, "mm": mm, "im_mult": im_mult, "capacity": capacity,
+                  "liquidation": liquidation, "trigger": trigger, "adl": adl, "mm": mm, "im_mult": im_mult, "capacity": capacity,
                   "depth_draws": draws, "market_makers": market_makers, "arbitrageurs": arbitrageurs,
                   "stop_losses": stop_losses, "optimise": optimise}
         with open_store(store) as con:

@@ -292,7 +292,7 @@ def run_v2(events: Sequence[str] = ("ftx", "2025-10-10", "mc"), *, policy: Polic
                      "observed_dislocation": b["observed_dislocation"]})
     out: dict[str, Any] = {"engine": "v2", "rows": rows, "replays": replays, "mc": {label: mc} if mc else {},
                            "policy": {"mm_rate": pol.mm_rate, "im_rate": pol.im_rate},
-                           "config": {"liquidation": cfg.liquidation, "mark": cfg.mark.kind,
+                           "config": {"liquidation": cfg.liquidation, "adl": cfg.adl, "mark": cfg.mark.kind,
                                       "tau_seconds": cfg.mark.tau_seconds, "capacity_ratio": cfg.capacity_ratio,
                                       "fund_ratio": cfg.fund_ratio, "depth_center": DEPTH_CENTER,
                                       "depth_sigma": depth_sigma, "agents": dict(cfg.agents.__dict__)},
