@@ -108,8 +108,10 @@ def test_json_stream_across_sigkills_never_duplicates_nor_invents(ftx_store) -> 
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
-        rest, _ = p.communicate(timeout=120)
-        got += rest.splitlines(keepends=True)
+        # read through the same text wrapper as readline (communicate() reads the raw pipe and would skip
+        # what the wrapper has already buffered)
+        got += p.stdout.read().splitlines(keepends=True)
+        p.wait(timeout=120)
         # a line cut by the kill is not a delivered line
         lines += [json.loads(x) for x in got if x.endswith("\n") and x.strip()]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)  # the run that finishes
