@@ -58,6 +58,16 @@ _ACCEPT_LATER = 1e-4
 OK, AT_INTRINSIC, BELOW_INTRINSIC, ABOVE_MAX, INVALID_INPUT, NOT_CONVERGED, DEFER = 0, 1, 2, 3, 4, 5, 6
 
 
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _erf_ratio(zz: float) -> float:
+    """Cephes' erf(z) / z = T(z^2) / U(z^2) for |z| < 1 (``zz = z^2``)."""
+    t = (((9.60497373987051638749e0 * zz + 9.00260197203842689217e1) * zz + 2.23200534594684319226e3) * zz
+         + 7.00332514112805075473e3) * zz + 5.55923013010394962768e4
+    u = ((((zz + 3.35617141647503099647e1) * zz + 5.21357949780152679795e2) * zz + 4.59432382970980127987e3) * zz
+         + 2.26290000613890934246e4) * zz + 4.92673942608635921086e4
+    return t / u
+
+
 @njit(cache=True, fastmath=False, error_model="numpy")
 def ncdf(x: float) -> float:
     """Standard normal cdf ``0.5 erfc(-x / sqrt 2)``, erf/erfc by Cephes' rational approximations.
@@ -70,19 +80,9 @@ def ncdf(x: float) -> float:
     a = abs(x)
     z = a * _SQRT1_2
     if a < 1.0:
-        zz = z * z
-        t = (((9.60497373987051638749e0 * zz + 9.00260197203842689217e1) * zz + 2.23200534594684319226e3) * zz
-             + 7.00332514112805075473e3) * zz + 5.55923013010394962768e4
-        u = ((((zz + 3.35617141647503099647e1) * zz + 5.21357949780152679795e2) * zz + 4.59432382970980127987e3) * zz
-             + 2.26290000613890934246e4) * zz + 4.92673942608635921086e4
-        return 0.5 + 0.5 * (x * _SQRT1_2) * t / u
+        return 0.5 + 0.5 * (x * _SQRT1_2) * _erf_ratio(z * z)
     if z < 1.0:
-        zz = z * z
-        t = (((9.60497373987051638749e0 * zz + 9.00260197203842689217e1) * zz + 2.23200534594684319226e3) * zz
-             + 7.00332514112805075473e3) * zz + 5.55923013010394962768e4
-        u = ((((zz + 3.35617141647503099647e1) * zz + 5.21357949780152679795e2) * zz + 4.59432382970980127987e3) * zz
-             + 2.26290000613890934246e4) * zz + 4.92673942608635921086e4
-        c = 1.0 - z * t / u
+        c = 1.0 - z * _erf_ratio(z * z)
     else:
         # exp(-a^2/2) with a^2 = hi + lo exactly
         sp = 134217729.0 * a
