@@ -626,13 +626,7 @@ def _execute(s: _Sub, x: np.ndarray, full: np.ndarray, st_q: np.ndarray, It: np.
     _sell_collateral(s, full, It, St, hb, hsb)
     B = np.where(full & (s.cash < 0), -s.cash, 0)
     if B.any():
-        s.bad += B.sum(1)
-        cum = np.cumsum(B, axis=1)
-        pay = np.clip(s.fund[:, None] - (cum - B), 0, B)
-        s.cash += pay
-        s.fund -= pay.sum(1)
-        s.paid += pay.sum(1)
-        rest = B - pay
+        rest = _fund_pays(s, B)
         R_ = rest.sum(1)
         if R_.any() and cfg.adl == "pro_rata":
             # clawback, pro rata to cash, from open accounts on the other side of the bankrupt positions
@@ -688,13 +682,7 @@ def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, I
         s.o = np.where(go, 0.0, s.o)
     _sell_collateral(s, go, It, St, hb, hsb)
     B = np.where(go & (s.cash < 0), -s.cash, 0)
-    s.bad += B.sum(1)
-    cum = np.cumsum(B, axis=1)
-    pay = np.clip(s.fund[:, None] - (cum - B), 0, B)
-    s.cash += pay
-    s.fund -= pay.sum(1)
-    s.paid += pay.sum(1)
-    rest = rest + B - pay
+    rest = rest + _fund_pays(s, B)
     for side in (1, -1):
         r_side = np.where(acc_side[None, :] == side, rest, 0)
         D_ = r_side.sum(1)
@@ -754,6 +742,18 @@ def _adl_ranked(s: _Sub, go: np.ndarray, rest: np.ndarray, closed: np.ndarray, I
         s.adl_not += (take * Mc).sum(1)
     # deficits of accounts holding no perp (options only): no ADL counterparty side, left uncovered
     s.uncov += np.where(acc_side[None, :] == 0, rest, 0).sum(1)
+
+
+def _fund_pays(s: _Sub, B: np.ndarray) -> np.ndarray:
+    """Bad debt ``B`` (paths x accounts, integer cents) is booked and the insurance fund pays it in account
+    order while it lasts; returns what the fund could not pay (the ADL's share)."""
+    s.bad += B.sum(1)
+    cum = np.cumsum(B, axis=1)
+    pay = np.clip(s.fund[:, None] - (cum - B), 0, B)
+    s.cash += pay
+    s.fund -= pay.sum(1)
+    s.paid += pay.sum(1)
+    return B - pay
 
 
 def _sell_collateral(s: _Sub, mask: np.ndarray, It: np.ndarray, St: np.ndarray, hb: float | np.ndarray,
