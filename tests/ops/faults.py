@@ -141,17 +141,17 @@ def _tb(text: str) -> int:
     return int("Traceback (most recent call last)" in text)
 
 
-def _kill_after(cmd: list[str], delay: float) -> tuple[bool, str, int]:
-    """Run ``cmd``, SIGKILL it after ``delay`` seconds if still running; (killed, stderr, returncode)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+def _kill_after(cmd: list[str], delay: float) -> tuple[bool, str, str, int]:
+    """Run ``cmd``, SIGKILL it after ``delay`` seconds if still running; (killed, stdout, stderr, returncode)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         proc.wait(timeout=delay)
         killed = False
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         killed = True
-    _, err = proc.communicate(timeout=120)
-    return killed, err or "", proc.returncode
+    out, err = proc.communicate(timeout=120)
+    return killed, out or "", err or "", proc.returncode
 
 
 def _check_bars(c: Counts, store: Path, files: list[tuple[Path, pd.DataFrame]]) -> None:
@@ -187,7 +187,7 @@ def ingest_kill_loop(folder: Path, kills: int, rows_per_file: int = 4000) -> Cou
     c.notes.append(f"an uninterrupted ingest of one file took {took:.1f} s; kills at "
                    f"{', '.join(f'{d:.1f}' for d in delays)} s")
     for (path, part), delay in zip(files, delays, strict=True):
-        killed, err, rc = _kill_after(_ingest_cmd(path, store), delay)
+        killed, _, err, rc = _kill_after(_ingest_cmd(path, store), delay)
         c.runs += 1
         c.kills += killed
         c.tracebacks += _tb(err)
@@ -255,21 +255,13 @@ def publish_kill_loop(folder: Path, delays: list[float], k: int = 12, steps: int
     store = folder / "publish.duckdb"
     reported: set[int] = set()
     for delay in delays:
-        proc = subprocess.Popen(_publisher(store, "P", k, steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=_env())
-        try:
-            proc.wait(timeout=delay)
-            killed = False
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-        out, err = proc.communicate(timeout=120)
+        killed, out, err, rc = _kill_after(_publisher(store, "P", k, steps), delay)
         c.runs += 1
         c.kills += killed
         c.tracebacks += _tb(err)
-        if not killed and proc.returncode != 0:
+        if not killed and rc != 0:
             c.other_failures += 1
-            c.notes.append(f"publisher exited {proc.returncode}: {err.strip()[-300:]}")
+            c.notes.append(f"publisher exited {rc}: {err.strip()[-300:]}")
         reported |= {int(x) for x in out.split() if x.isdigit()}
     _check_versions(c, store, reported)
     return c
