@@ -61,6 +61,7 @@ docs: $(STAMP)
 	$(PY) docs/make_venue_tables.py --write
 	$(PY) docs/make_margin_v2.py
 	$(PY) docs/cascade_tables.py
+	$(PY) docs/monitoring_tables.py --write
 
 serve: $(STAMP)
 	$(VENV)/bin/margincal serve

@@ -253,7 +253,31 @@ def _lag(covered: bool, target: float, move: float) -> str:
     return f"yes (target {_p(target)})" if target >= move else f"no (target {_p(target)})"
 
 
+CRASH_INTRO = """
+### Crash days against the static venue presets
+
+The named stress days of `margincal.backtest.crash` inside the four windows, over the 24h move and over
+the close-out horizon. A day is covered over 24h when the IM in force at the start of its worst 24h
+window is at least the move, and over the close-out horizon when every window starting that day is
+covered by the IM in force at its start. Venue presets at their rate for a 100,000 USD position; "-"
+where the preset is not for that coin; "speed limit lag" says, for each breach, whether the monitor's
+target at that time would have covered it (yes: the speed limit made the applied rate lag)."""
+
+NOISE_INTRO = """
+### Proposal noise, unattended
+
+The whole bundled history replayed with nobody answering (calibrated before 2020-01-01). A week
+counts as stress when it contains a named crash day or a critical signal."""
+
+NOISE_OUTRO = """
+Outside stress the replay stays within the bound of at most one instrument-change per instrument-week (the
+table above). Before issue 18 the same kind of replay filed one decrease proposal per instrument per day
+(3,294 proposals over 129,748 events in the benchmark replay, as the issue measured); decreases are now
+evaluated once a week and filed together."""
+
+
 def coverage_table(covers: dict) -> dict[str, tuple[int, int]]:
+    print(CRASH_INTRO)
     named = sorted({e.day for e in STRESS_EVENTS})
     days = sorted((d, i) for (d, i) in covers if d in named)
     names = sorted({n for v in APPLICABLE.values() for n in v}) + list(REFERENCE)
@@ -318,7 +342,8 @@ def noise(store: Path) -> None:
     per_inst_calm = sum(1 for r in props if week(r["ts"]) not in stress)
     per_inst_stress = len(props) - per_inst_calm
     n_i = len(INSTRUMENTS)
-    print(f"\nunattended replay 2020-01-01 .. {str(last)[:10]}: {rep.events:,} events, {rep.signals:,} signals, "
+    print(NOISE_INTRO)
+    print(f"unattended replay 2020-01-01 .. {str(last)[:10]}: {rep.events:,} events, {rep.signals:,} signals, "
           f"{rep.auto_adjustments:,} automatic versions, {len(ids):,} proposals ({len(props):,} instrument "
           f"changes; {sum(len(v) > 1 for v in ids.values()):,} proposals group several instruments)")
     print("\n| weeks | weeks | instrument-changes proposed | per instrument-week |\n|---|---|---|---|")
@@ -326,13 +351,17 @@ def noise(store: Path) -> None:
     ns = len(all_weeks) - len(calm)
     print(f"| stress (a named crash day or a critical signal) | {ns} | {per_inst_stress} | "
           f"{per_inst_stress / (n_i * max(ns, 1)):.2f} |")
+    print(NOISE_OUTRO)
 
 
-def main() -> None:
+BEGIN, END = "<!-- monitoring-tables:begin (docs/monitoring_tables.py) -->", "<!-- monitoring-tables:end -->"
+
+
+def tables(argv: list[str]) -> None:
     global POLICY
-    if len(sys.argv) > 1:  # an alternative policy file (the default policy otherwise)
-        POLICY = load_policy(sys.argv[1])
-        print(f"policy: {sys.argv[1]}")
+    if argv:  # an alternative policy file (the default policy otherwise)
+        POLICY = load_policy(argv[0])
+        print(f"policy: {argv[0]}")
     tmp = Path(tempfile.mkdtemp(prefix="monitoring_tables_"))
     covers: dict = {}
     for label, (start, end) in WINDOWS.items():
@@ -346,6 +375,27 @@ def main() -> None:
         covers.update(daily(store, recs, base, start, end))
     coverage_table(covers)
     noise(build_store(tmp / "full.duckdb"))
+
+
+def main() -> None:
+    """``--write``: replace the marked section of docs/monitoring.md (default policy only); else print."""
+    args = [a for a in sys.argv[1:] if a != "--write"]
+    if "--write" not in sys.argv[1:]:
+        tables(args)
+        return
+    if args:
+        sys.exit("--write regenerates docs/monitoring.md with the default policy; drop the policy file")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        tables([])
+    page = Path(__file__).with_name("monitoring.md")
+    text = page.read_text()
+    a, b = text.index(BEGIN), text.index(END)
+    page.write_text(text[:a + len(BEGIN)] + "\n" + buf.getvalue().strip("\n") + "\n\n" + text[b:])
+    print(f"updated {page.name}")
 
 
 if __name__ == "__main__":
