@@ -169,6 +169,7 @@ def _specs(env: dict) -> dict[str, tuple[list[str], dict[str, st.SearchStrategy[
         "monitor": ([*s, "--replay", "--from", "2023-06-01"],
                     {"--from": bad_date, "--to": bad_date, "--speed": bad_number(1e-3, 1e12),
                      "--warmup-days": bad_number(0, 3650), "--instrument": bad_name(insts),
+                     "--after": bad_number(0, 2**62, integer=True),
                      "--policy": f.strategy(["policy.toml", "garbage.csv", "dir"]),
                      "--sandbox": _text.filter(lambda x: not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", x))}),
         "backtest": ([*s], {"--level": bad_number(0.5, 0.9999), "--min-history": bad_number(20, 100_000, integer=True),

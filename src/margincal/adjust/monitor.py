@@ -24,6 +24,12 @@ Events processed after the last checkpoint are processed again, from the same
 restored state, which reproduces exactly the decisions that had not been
 committed (there is nothing to undo, because nothing of them was written).
 
+With ``run(on_lines=...)`` (``monitor --json``) the stream lines of each group
+are written to ``monitor_outbox`` in the same transaction, numbered by a
+per-monitor cursor: a reader that lost the process (SIGKILL after a commit,
+before the lines reached it) reruns with the last cursor it received and gets
+every committed line after it, exactly once and in order (:func:`outbox_after`).
+
 The store connection is short-lived (opened for one transaction, then closed)
 when ``store`` is a path, so other processes (the service, ``margincal audit
 verify``) can open the file between writes.
@@ -63,7 +69,7 @@ from margincal.margin.params import (
     write_publications,
 )
 
-__all__ = ["Monitor", "MonitorReport", "jsonable", "load_checkpoint", "summarize_state"]
+__all__ = ["Monitor", "MonitorReport", "jsonable", "load_checkpoint", "outbox_after", "outbox_tail", "summarize_state"]
 
 
 @dataclass
@@ -137,6 +143,7 @@ class Monitor:
         self._current: ParameterSet | None = None
         self._pending_signals: list[Signal] = []
         self._queue: list[Adjustment] = []
+        self._lines: list[str] = []  # the stream lines of the last committed group (run(on_lines=...))
         self._held: duckdb.DuckDBPyConnection | None = None
         self.report = MonitorReport(name)
 
@@ -326,11 +333,15 @@ class Monitor:
         self._queue.extend(adjustments)
         return self.flush()
 
-    def flush(self) -> list[dict[str, Any]]:
+    def flush(self, lines_of: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+              ) -> list[dict[str, Any]]:
         """Group commit: every queued decision, the pending signals and the checkpoint in ONE transaction.
 
         Nothing is written before the commit: a crash loses the whole group, and the restart replays its
         events from the previous checkpoint, reproducing the same decisions (exactly once in the store).
+        ``lines_of(records)``, when given, returns the stream lines of the group; they are numbered and written
+        to the outbox in the same transaction (:meth:`lines`), so a line exists exactly when what it reports was
+        committed.
         """
         eng = self.engine
         assert eng is not None
@@ -349,6 +360,8 @@ class Monitor:
             else:
                 records, resync = [], False
             self._save_state(con)
+            if lines_of is not None:
+                self._lines = _write_outbox(con, self.name, lines_of(records))
         # only after the commit succeeded
         self._queue = []
         self._pending_signals = []
@@ -364,7 +377,8 @@ class Monitor:
     def run(self, feed: Iterable[Any], *,
             on_output: Callable[[Any, list[Signal], list[dict[str, Any]]], None] | None = None,
             on_tick: Callable[[Any], None] | None = None, tick_every: int = 1000,
-            max_events: int | None = None) -> MonitorReport:
+            max_events: int | None = None,
+            on_lines: Callable[[list[str]], None] | None = None) -> MonitorReport:
         """Process the feed; returns a :class:`MonitorReport`.
 
         Writes are grouped: the decisions and signals of many events, with the checkpoint, are committed in
@@ -372,6 +386,11 @@ class Monitor:
         end). ``on_output(event, signals, records)`` is called for each event where something happened,
         after the transaction holding it committed (records carry their version or proposal id);
         ``on_tick(event)`` every ``tick_every`` events.
+
+        ``on_lines(lines)``, when given, receives the JSON lines of each committed group (a signal line per
+        signal, then the event's decision records, in event order), each with its ``cursor``: the lines are
+        written to the store's outbox in the group's transaction, so :func:`outbox_after` gives a reader that
+        lost the process every committed line after the last cursor it received (exactly once, in order).
         """
         eng = self.engine or self.start()
         if self.commit_latency_s > 0 and not isinstance(self.store, duckdb.DuckDBPyConnection):
@@ -381,7 +400,7 @@ class Monitor:
         shared = self._held is not None and isinstance(feed, SharesConnection) and \
             feed.share_connection(self.store, self._held)
         try:
-            return self._run(eng, feed, on_output, on_tick, tick_every, max_events)
+            return self._run(eng, feed, on_output, on_tick, tick_every, max_events, on_lines)
         finally:
             if shared and isinstance(feed, SharesConnection):
                 feed.share_connection(self.store, None)
@@ -391,7 +410,8 @@ class Monitor:
 
     def _run(self, eng: MonitorEngine, feed: Iterable[Any],
              on_output: Callable[[Any, list[Signal], list[dict[str, Any]]], None] | None,
-             on_tick: Callable[[Any], None] | None, tick_every: int, max_events: int | None) -> MonitorReport:
+             on_tick: Callable[[Any], None] | None, tick_every: int, max_events: int | None,
+             on_lines: Callable[[list[str]], None] | None = None) -> MonitorReport:
         rep = self.report
         t_start = time.monotonic()
         last_ckpt_wall = last_sync = t_start
@@ -407,11 +427,23 @@ class Monitor:
         ckpt_every = self.checkpoint_every
         first_output_wall = t_start
 
+        def lines_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            i = 0
+            for _e, sigs, k in outputs:
+                out += [{"type": "signal", **s.as_dict()} for s in sigs]
+                out += records[i:i + k]
+                i += k
+            return out
+
         def commit() -> None:
             nonlocal pend_sigs, queue
-            records = self.flush()
+            records = self.flush(lines_of if on_lines is not None else None)
             pend_sigs = self._pending_signals
             queue = self._queue
+            if on_lines is not None and self._lines:
+                on_lines(self._lines)
+                self._lines = []
             if on_output is not None:
                 i = 0
                 for e, sigs, k in outputs:
@@ -476,6 +508,42 @@ class Monitor:
 
 
 _SIGNAL_COLUMNS = ("monitor", "ts", "instrument", "kind", "severity", "reason", "threshold", "values", "recorded_at")
+
+
+def _write_outbox(con: duckdb.DuckDBPyConnection, name: str, lines: list[dict[str, Any]]) -> list[str]:
+    """Number ``lines`` after this monitor's last outbox line and insert them (in the caller's transaction).
+
+    Returns the lines as JSON text, each with its ``cursor`` (the outbox sequence number)."""
+    if not lines:
+        return []
+    nxt = outbox_tail(con, name) + 1
+    texts = [jsonable({**ln, "cursor": nxt + i}) for i, ln in enumerate(lines)]
+    now = utcnow()
+    insert_rows(con, "monitor_outbox", ("monitor", "seq", "line", "committed_at"),
+                [[name, nxt + i, t, now] for i, t in enumerate(texts)])
+    return texts
+
+
+def _has_outbox(con: duckdb.DuckDBPyConnection) -> bool:
+    # a store opened read-only before its migration to the outbox has no such table (and nothing in it)
+    row = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'monitor_outbox'").fetchone()
+    return bool(row and row[0])
+
+
+def outbox_tail(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    """The cursor of the last line the monitor ``name`` committed to its outbox (0: none yet)."""
+    if not _has_outbox(con):
+        return 0
+    row = con.execute("SELECT max(seq) FROM monitor_outbox WHERE monitor = ?", [name]).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def outbox_after(con: duckdb.DuckDBPyConnection, name: str, after: int) -> list[str]:
+    """Every line the monitor ``name`` committed after cursor ``after``, in commit order."""
+    if not _has_outbox(con):
+        return []
+    return [r[0] for r in con.execute("SELECT line FROM monitor_outbox WHERE monitor = ? AND seq > ? ORDER BY seq",
+                                      [name, int(after)]).fetchall()]
 _PROPOSAL_COLUMNS = ("proposal_id", "created_at", "author", "base_version", "reason", "changes", "evidence")
 _DECISION_COLUMNS = ("proposal_id", "decided_at", "decided_by", "decision", "comment", "published_version")
 

@@ -155,6 +155,10 @@ def monitor(
                                                 "it from the live store.")] = None,
     live_store: Annotated[bool, typer.Option("--live-store", help="--replay: write versions and proposals into "
                                              "the LIVE store (marked [replay]) instead of a sandbox.")] = False,
+    after: Annotated[str | None, typer.Option("--after", help="--json: first print every line this monitor "
+                                              "(same arguments or --name) committed after this cursor (the "
+                                              "`cursor` of the last line received; 0 for all), then go on.")]
+    = None,
 ) -> None:
     """Run the margin monitor: signals and margin adjustments as they happen.
 
@@ -162,7 +166,7 @@ def monitor(
     # the engine, the feeds and the store (pandas, numpy, duckdb) are imported when the command runs
     import pandas as pd
 
-    from margincal.adjust.monitor import Monitor, jsonable, load_checkpoint
+    from margincal.adjust.monitor import Monitor, jsonable, load_checkpoint, outbox_after, outbox_tail
     from margincal.adjust.policy import load_policy
     from margincal.data.feeds import LiveFeed, ReplayFeed, timeframe_ns
     from margincal.data.store import bar_instruments, open_sandbox, sandbox_path
@@ -178,6 +182,13 @@ def monitor(
         raise ConfigError("--live-store applies to --replay (a --live monitor writes into the store it is given)")
     if live_store and sandbox is not None:
         raise ConfigError("choose one of --sandbox NAME or --live-store")
+    after_cursor = None
+    if after is not None:
+        after_cursor = int(parse_number(after, "--after", lo=0, hi=2**62, integer=True))
+        if not json_out:
+            raise ConfigError("--after resumes the --json stream; add --json")
+        if fresh:
+            raise ConfigError("--after resumes a run's stream; --fresh starts the run over (drop one of them)")
     pol = load_policy(policy)
     live_path = resolve_store_path(store)
     if replay:
@@ -208,11 +219,20 @@ def monitor(
         raise ConfigError(f"--group-commit is {group_commit}; it must be a finite number of seconds >= 0")
     if name is not None and not (0 < len(name) <= 200) or any(ord(ch) < 32 for ch in ck_name):
         raise ConfigError("--name must be 1-200 printable characters")
+    target = live_path
     if replay and not live_store:
         import hashlib
 
         sb_name = sandbox if sandbox is not None else "replay-" + hashlib.sha256(ck_name.encode()).hexdigest()[:10]
-        sandbox_path(live_path, sb_name)  # validates the name before anything is created
+        target = sandbox_path(live_path, sb_name)  # validates the name before anything is created
+    if after_cursor:
+        tail = 0
+        if target.exists() and not fresh:
+            with open_store(target, read_only=True) as con:
+                tail = outbox_tail(con, ck_name)
+        if after_cursor > tail:
+            raise ConfigError(f"--after {after_cursor} is past the last line of monitor {ck_name!r} in "
+                              f"{target.name} (cursor {tail}); send the cursor of a line this monitor printed")
     if replay and insts:
         with open_store(live_path, read_only=True) as con:
             stored = set(bar_instruments(con))
@@ -275,14 +295,17 @@ def monitor(
             err_console.print(msg)
 
     if json_out:
-        def out_json(ev: Any, sigs: list[Any], records: list[dict[str, Any]]) -> None:
-            for s in sigs:
-                typer.echo(jsonable({"type": "signal", **s.as_dict()}))
-            for r in records:
-                typer.echo(jsonable(r))
+        def out_lines(lines: list[str]) -> None:
+            typer.echo("\n".join(lines))
 
+        if after_cursor is not None:  # what was committed after the reader's cursor, before going on
+            with open_store(store_path, read_only=True) as con:
+                missed = outbox_after(con, ck_name, after_cursor)
+            if missed:
+                out_lines(missed)
         with _replay_progress() as tick:  # plain progress lines on stderr; stdout stays one JSON object per line
-            rep = mon.run(feed, on_output=out_json, on_tick=tick, tick_every=TICK_EVERY)
+            # every signal and decision line is written to the store's outbox with the commit that holds it
+            rep = mon.run(feed, on_tick=tick, tick_every=TICK_EVERY, on_lines=out_lines)
         typer.echo(jsonable({"type": "summary", **rep.as_dict()}))
         return
 

@@ -228,6 +228,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE signals ALTER COLUMN seq SET DEFAULT nextval('signal_seq');
         """,
     ),
+    (
+        "0500_monitor_outbox",
+        # the lines of `monitor --json`, written in the transaction that commits the signals and decisions
+        # they report (a transactional outbox): a reader that lost the process can ask for every line after the
+        # last cursor it received (`monitor ... --json --after N`) and gets each committed line exactly once
+        """
+        CREATE TABLE IF NOT EXISTS monitor_outbox (
+            monitor VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            line VARCHAR NOT NULL,
+            committed_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (monitor, seq)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
