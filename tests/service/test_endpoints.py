@@ -262,6 +262,34 @@ def test_event_stream_backlog_and_resume(client: Any) -> None:
     assert actions == ["propose", "publish", "approve"]
 
 
+def test_event_stream_resumed_from_its_cursor_is_exactly_once(client: Any) -> None:
+    """Issue 16 item 10: 450 signals and the audit entries of a decided proposal, read over reconnections that
+    each send back the id of the last event received (one poll per connection, at most 200 of each kind):
+    every audit entry and every signal arrives exactly once, each kind in insertion order."""
+    pid = client.proposal()
+    client.post(f"/api/proposals/{pid}/approve", headers=_h(client, "risk_officer"))
+    values = ", ".join(f"('m', TIMESTAMP '2024-03-05 00:00' + INTERVAL {i} MINUTE, 'BTC-USDT', 'vol_regime', "
+                       f"'warning', 'vol up {i}', '{{}}', now()::TIMESTAMP)" for i in range(450))
+    with client.app.state.store.writer() as cur:
+        cur.execute(f"INSERT INTO signals (monitor, ts, instrument, kind, severity, reason, \"values\", "
+                    f"recorded_at) VALUES {values}")
+        audit_seqs = [r[0] for r in cur.execute("SELECT seq FROM audit_log ORDER BY seq").fetchall()]
+        signal_seqs = [r[0] for r in cur.execute("SELECT seq FROM signals ORDER BY seq").fetchall()]
+    got: list[tuple[str, str, dict[str, Any]]] = []
+    last = "0~"
+    for _ in range(20):
+        r = client.get("/api/signals/stream?max_seconds=0", headers={**_h(client, "viewer"), "Last-Event-ID": last})
+        assert r.status_code == 200
+        ev = _events(r.text)
+        if not ev:
+            break
+        got += ev
+        last = ev[-1][0]
+    assert [e[2]["seq"] for e in got if e[1] == "audit"] == audit_seqs
+    assert [e[2]["seq"] for e in got if e[1] == "signal"] == signal_seqs
+    assert len(signal_seqs) == 450
+
+
 def test_signals_from_a_signals_table(client: Any) -> None:
     """Signals the monitor wrote to the ``signals`` table: listed newest first and streamed."""
     assert client.get("/api/signals", headers=_h(client, "viewer")).json() == []

@@ -102,7 +102,7 @@ async def stream(
         first = True
         while True:
             events, seq, sig = await anyio.to_thread.run_sync(fetch, seq, sig)
-            if first and backlog:
+            if first and backlog and cur0 is None:  # a resumed stream gets everything after its cursor
                 events = events[-backlog:]
             first = False
             for ev in events:
