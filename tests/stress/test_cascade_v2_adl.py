@@ -131,8 +131,8 @@ def test_ftx_replay_bad_debt_does_not_rise_with_depth_under_v2_defaults(mm):
     partial liquidation, agents on, ranked ADL), one path per depth ratio: bad debt is non-increasing in depth
     from 2% of OI up (the calibration grid is 5%-80%). Measured when written (% of OI, 0.02 ... 1.6):
     MM 0.5%: 2.38 2.02 0.84 0.64 0.56 0.52 0.50; MM 2.5%: 5.04 1.36 0.44 0.28 0.24 0.22 0.21.
-    Not covered: at 0.8% of OI with MM 2.5% bad debt is 4.45%, below the 5.04% at 2% (the thinnest book
-    liquidates more positions partially before they are bankrupt)."""
+    Below 2% the book's impact clip binds (next test): at 0.8% of OI with MM 2.5% bad debt is 4.45%, below
+    the 5.04% at 2%."""
     from margincal.stress.cascade import bundled_index_and_perp
     from margincal.stress.cascade.committee import EVENTS, Policy, _accounts
 
@@ -143,3 +143,32 @@ def test_ftx_replay_bad_debt_does_not_rise_with_depth_under_v2_defaults(mm):
     bad = r.bad_debt_c
     assert bad[0] > 0 and np.all(np.diff(bad) <= 0), bad
     assert np.all(r.conservation_c == 0)
+
+
+def test_below_two_percent_depth_the_impact_clip_binds_and_sets_the_order(monkeypatch):
+    """Issue 19 item 7, the remaining "more depth, more bad debt" on the FTX path (MM 2.5%): at 0.4%-2% of OI
+    the simulated flow pushes the book to its impact clip (the price never falls more than 60% below the
+    reference: the last level of the book), so every such book reaches the same lowest price and a thinner
+    book no longer makes executions worse; what differs is only when each account meets that price, and
+    bad debt is not ordered by depth there. Pinned: with the default clip those replays all dislocate by
+    exactly the clip and bad debt is not monotone; with the clip moved out of the way (99%) the same replays
+    give bad debt strictly decreasing in depth, so the non-monotonicity is the clip's and nothing else's.
+    Measured when written (% of OI at 0.4, 0.8, 1.2, 2, 3, 5% depth): clip 60% 4.92 4.45 5.29 5.04 3.55
+    1.36; clip 99% 65.08 37.64 9.60 6.76 3.55 1.36."""
+    from margincal.stress.cascade import bundled_index_and_perp, market
+    from margincal.stress.cascade.committee import EVENTS, Policy, _accounts
+
+    idx, _perp, _ = bundled_index_and_perp(*EVENTS["ftx"])
+    grid = np.array([0.004, 0.008, 0.012, 0.02, 0.03, 0.05])
+    acc = _accounts(400, 7, float(idx[0]), Policy(0.025))
+    paths = np.broadcast_to(idx, (grid.size, idx.size))
+    r = simulate_paths(acc, paths, MarketConfig(depth_ratio=grid))
+    clipped = r.max_dislocation >= market._CLIP - 1e-9
+    assert clipped[:4].all() and not clipped[4:].any(), r.max_dislocation
+    assert np.any(np.diff(r.bad_debt_c) > 0), r.bad_debt_c  # not monotone while the clip binds
+    assert np.all(np.diff(r.bad_debt_c[3:]) < 0)  # monotone once it does not
+    monkeypatch.setattr(market, "_CLIP", 0.99)
+    wide = simulate_paths(acc, paths, MarketConfig(depth_ratio=grid))
+    assert np.all(np.diff(wide.bad_debt_c) < 0), wide.bad_debt_c
+    assert np.array_equal(wide.bad_debt_c[4:], r.bad_debt_c[4:])  # books that never reach the clip: unchanged
+    assert np.all(wide.conservation_c == 0)
