@@ -37,9 +37,11 @@ from margincal.margin.published import calibrate_bars
 DOC = Path(__file__).resolve().parent / "margin_calibration.md"
 START, END = "<!-- venue-tables:start -->", "<!-- venue-tables:end -->"
 SIZES = (1_000_000.0, 50_000_000.0)
-# venue presets per coin (None: no bundled table of that venue for the coin; MANIFEST.json "missing")
+# venue presets per coin (None: no bundled table of that venue for the coin, MANIFEST.json "missing"; a tuple:
+# several bundled tables of the venue, each shown with its date)
 COINS: dict[str, dict[str, Any]] = {
-    "BTC": {"ours": "BTCUSDT", "binance": "binance_btcusdt", "bybit": "bybit_btcusdt", "okx": None,
+    "BTC": {"ours": "BTCUSDT", "binance": ("binance_btcusdt", "binance_btcusdt_20210318"), "bybit": "bybit_btcusdt",
+            "okx": None,
             "hyperliquid": "hyperliquid_btc", "dydx": "dydx_large_cap", "drift": None,
             "deribit": "deribit_btc_future"},
     "ETH": {"ours": "ETHUSDT", "binance": None, "bybit": "bybit_ethperp", "okx": "okx_eth_usdt_swap",
@@ -113,40 +115,12 @@ def section() -> str:
             back = venues.import_table(json.dumps(doc), fmt, **imp_opts)
             (p,) = back.params.values()
             ours_preset = presets._preset_from_params(f"ours_{fmt}", p, reference_price=price)
-            venue_name = spec.get(fmt)
             lines += [f"**{fmt}** (ours):", "", "```json", json.dumps(doc, separators=(",", ":")), "```", ""]
-            vp = presets.get(venue_name) if venue_name else None
-            if vp is not None:
-                when = vp.as_of if vp.as_of else "date unknown"
-                head = f"**{fmt}** (venue, `{venue_name}`, as of {when}; `{vp.table_file}`"
-                if fmt == "okx":  # tiers in contracts: shown as bundled, priced at this section's reference price
-                    vdoc = json.loads((presets.TABLES_DIR / str(vp.table_file)).read_text())
-                    n_tiers = len(vdoc["data"])
-                    vdoc["data"] = vdoc["data"][:4]
-                    head += f", first 4 of {n_tiers} tiers; priced below at {price:,.2f} with ctVal 0.1"
-                    (vp,) = (replace(q, notes=vp.notes) for q in presets.from_file(
-                        presets.TABLES_DIR / str(vp.table_file), "okx", as_of=vp.as_of, price=price,
-                        ct_val=0.1).values())
-                else:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", MargincalWarning)
-                        vdoc = venues.export_table(presets.parameter_set([venue_name]), fmt, **opts)
-                lines += [head + "):", "", "```json", json.dumps(vdoc, separators=(",", ":")), "```", ""]
-                if vp.notes:
-                    lines += [f"> {vp.notes}", ""]
-            else:
-                lines += [f"**{fmt}** (venue): no bundled {coin} table (see above).", ""]
-            for size in SIZES:
-                oi, om = _rates(ours_preset, size, price)
-                row = [fmt, f"{size / 1e6:,.0f}M", f"{oi:.2%} / {om:.2%}", _pct(_coverage(oi, om, ll, ls))]
-                if vp is None:
-                    row += ["-", "-"]
-                elif vp.schedule is not None and not vp.schedule.within_cap(size):
-                    row += [f"beyond the published cap {vp.schedule.max_notional:,.0f}", "-"]
-                else:
-                    vi, vm = _rates(vp, size, price)
-                    row += [f"{vi:.2%} / {vm:.2%}", _pct(_coverage(vi, vm, ll, ls))]
-                cov_rows.append(row)
+            names = spec.get(fmt)
+            names = names if isinstance(names, tuple) else (names,)
+            for venue_name in names:
+                cov_rows += _venue_block(lines, fmt, coin, venue_name, ours_preset, price, opts, ll, ls,
+                                         label=f"{fmt} (`{venue_name}`)" if len(names) > 1 else fmt)
         lines += [f"Coverage against the 1-day losses of the bundled {coin} daily file (breach rate of IM / MM; "
                   "1.00% expected at 99%):", "",
                   "| format | position | ours IM / MM | ours breaches IM / MM | venue IM / MM | venue breaches IM / MM |",
@@ -155,6 +129,45 @@ def section() -> str:
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _venue_block(lines: list[str], fmt: str, coin: str, venue_name: str | None, ours_preset: presets.Preset,
+                 price: float, opts: dict[str, Any], ll: np.ndarray, ls: np.ndarray, *, label: str) -> list[list[str]]:
+    """Append the venue's bundled table (or its absence) to ``lines``; return its coverage rows next to ours."""
+    cov_rows = []
+    vp = presets.get(venue_name) if venue_name else None
+    if vp is not None:
+        when = vp.as_of if vp.as_of else "date unknown"
+        head = f"**{fmt}** (venue, `{venue_name}`, as of {when}; `{vp.table_file}`"
+        if fmt == "okx":  # tiers in contracts: shown as bundled, priced at this section's reference price
+            vdoc = json.loads((presets.TABLES_DIR / str(vp.table_file)).read_text())
+            n_tiers = len(vdoc["data"])
+            vdoc["data"] = vdoc["data"][:4]
+            head += f", first 4 of {n_tiers} tiers; priced below at {price:,.2f} with ctVal 0.1"
+            (vp,) = (replace(q, notes=vp.notes) for q in presets.from_file(
+                presets.TABLES_DIR / str(vp.table_file), "okx", as_of=vp.as_of, price=price,
+                ct_val=0.1).values())
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MargincalWarning)
+                vdoc = venues.export_table(presets.parameter_set([venue_name]), fmt, **opts)
+        lines += [head + "):", "", "```json", json.dumps(vdoc, separators=(",", ":")), "```", ""]
+        if vp.notes:
+            lines += [f"> {vp.notes}", ""]
+    else:
+        lines += [f"**{fmt}** (venue): no bundled {coin} table (see above).", ""]
+    for size in SIZES:
+        oi, om = _rates(ours_preset, size, price)
+        row = [label, f"{size / 1e6:,.0f}M", f"{oi:.2%} / {om:.2%}", _pct(_coverage(oi, om, ll, ls))]
+        if vp is None:
+            row += ["-", "-"]
+        elif vp.schedule is not None and not vp.schedule.within_cap(size):
+            row += [f"beyond the published cap {vp.schedule.max_notional:,.0f}", "-"]
+        else:
+            vi, vm = _rates(vp, size, price)
+            row += [f"{vi:.2%} / {vm:.2%}", _pct(_coverage(vi, vm, ll, ls))]
+        cov_rows.append(row)
+    return cov_rows
 
 
 def main(argv: list[str]) -> int:

@@ -107,6 +107,45 @@ def test_binance_snapshot_is_recorded_as_undated_and_differs_from_the_dated_2021
     assert caps[:2] == list(dated["notionalCap"][:2]) and caps[2] != dated["notionalCap"][2]
 
 
+# The BTCUSDT table Binance announced for 2021-03-18 09:00 UTC (tests/reference/venue_tables_sources.md):
+# (cap USDT, leverage, maintenance margin %) as printed; floors are the previous caps.
+BINANCE_2021_03_18 = [(50_000, 125, "0.40"), (250_000, 100, "0.50"), (1_000_000, 50, "1.00"),
+                      (10_000_000, 20, "2.50"), (20_000_000, 10, "5.00"), (50_000_000, 5, "10.00"),
+                      (100_000_000, 4, "12.50"), (200_000_000, 3, "15.00"), (300_000_000, 2, "25.00"),
+                      (500_000_000, 1, "50.00")]
+
+
+def test_binance_dated_2021_table_is_the_announcement():
+    doc = json.loads((TABLES / "binance_usdm_BTCUSDT_2021-03-18.json").read_text())
+    (sym,) = doc
+    rows = [(b["notionalFloor"], b["notionalCap"], b["initialLeverage"], Fraction(str(b["maintMarginRatio"])))
+            for b in sym["brackets"]]
+    floors = [0] + [c for c, _, _ in BINANCE_2021_03_18[:-1]]
+    assert rows == [(f, c, lev, Fraction(m) / 100) for f, (c, lev, m) in zip(floors, BINANCE_2021_03_18, strict=True)]
+    # cum (not printed in the announcement) equals the maintenance amounts read from Binance's web app on 2021-03-26
+    gist = pd.read_csv(REF / "binance_btcusdt_brackets_2021.csv")
+    assert [b["cum"] for b in sym["brackets"]] == list(gist["cum"].astype(float))
+    assert [b["notionalCap"] for b in sym["brackets"]] == list(gist["notionalCap"])
+
+
+def test_binance_dated_2021_preset_by_hand():
+    p = presets.get("binance_btcusdt_20210318")
+    assert p.as_of.startswith("2021-03-18") and p.schedule.max_notional == 500_000_000
+    # 600,000 USDT: bracket 3 (50x, 1.00%, cum 1,300): IM 600,000 / 50 = 12,000; MM 6,000 - 1,300 = 4,700
+    r = p.margin(600_000)
+    assert r.im == pytest.approx(12_000) and r.mm == pytest.approx(4_700)
+    # 5,000,000 USDT: bracket 4 (20x, 2.50%, cum 16,300): IM 250,000; MM 125,000 - 16,300 = 108,700
+    r = p.margin(5_000_000)
+    assert r.im == pytest.approx(250_000) and r.mm == pytest.approx(108_700)
+    # 150,000,000 USDT: bracket 8 (3x, 15.00%, cum 5,016,300): IM 50,000,000; MM 22,500,000 - 5,016,300
+    r = p.margin(150_000_000)
+    assert r.im == pytest.approx(50_000_000) and r.mm == pytest.approx(17_483_700)
+    im, mm = p.margin_exact(150_000_000)
+    assert (im, mm) == (Fraction(50_000_000), Fraction(17_483_700))
+    # 30,000 USDT: bracket 1 (125x, 0.40%): IM 240, MM 120
+    assert p.margin(30_000).im == pytest.approx(240) and p.margin(30_000).mm == pytest.approx(120)
+
+
 # --------------------------------------------------------------------------------- OKX and Drift
 def test_missing_venues_are_named_not_invented():
     assert not [n for n in presets.names() if n.startswith("drift") or (n.startswith("okx") and "btc" in n)]

@@ -25,6 +25,10 @@ ones of the same name) -- no code change needed.
   None and the manifest's ``notes`` say what is known; 10 brackets, 125x to 1x,
   cum 0 to 103,046,300). IM is Binance's step rule ``N / max_leverage`` of the
   bracket; MM is ``N * maintMarginRatio - cum``.
+* ``binance_btcusdt_20210318``: the BTCUSDT table Binance announced for
+  2021-03-18 09:00 UTC (10 brackets 125x to 1x, caps 50k to 500M; ``cum``
+  computed by Binance's rule, as read from its web app on 2021-03-26). Dated
+  but old: later announcements changed the caps.
 * ``bybit_btcusdt`` / ``bybit_ethperp``: Bybit's lowest risk-limit tier only
   (BTCUSDT to 2,000,000 USDT: IM 1%, MM 0.5%; ETHPERP to 500,000 USDC: IM 1.5%,
   MM 1%), from Bybit's v3 documentation examples dated by their response time
