@@ -29,22 +29,22 @@ is per core. The first call in a fresh checkout compiles (a few seconds per kern
 machine) and writes the machine code to ``__pycache__``; later processes load it from there (about 1 s,
 mostly importing numba).
 
-Floating-point flags: ``fastmath=False`` except ``{"contract"}`` (``_CONTRACT``) on the implied-vol kernel and its
-helpers: LLVM may then fuse ``a * b + c`` into one FMA instruction (one rounding instead of
+Floating-point flags: ``fastmath=False`` except ``{"contract"}`` (``_CONTRACT``) on the two kernels and the
+implied-vol helpers: LLVM may then fuse ``a * b + c`` into one FMA instruction (one rounding instead of
 two). That never loosens an error bound of the code here (Horner polynomials, rationals, differences of
 products); what it could break is an error-free transformation that relies on the separate rounding of
 a product. The only one in this module, the Dekker split of :func:`_gauss_exact`, is a function
 compiled without the flag (not inlined into the flagged code at numba level; LLVM keeps the flags per
 instruction when it inlines). :func:`vexp`'s rounding to an integer (``x / ln 2 + 1.5 * 2**52``) stays
 exact when fused (the sum lies in a binade of spacing 1), and its ``k * ln2_hi`` is exact either way.
-No other fast-math assumption (no reassociation, no "no NaN/inf"). The contraction makes the
-implied-vol kernel ~1.07x faster (Horner chains are latency-bound);
+No other fast-math assumption (no reassociation, no "no NaN/inf"). The contraction makes the price
+kernel ~1.2x and the implied-vol kernel ~1.07x faster (Horner chains are latency-bound);
 tests/pricing/test_black76_numba.py checks the contracted primitives against numpy/scipy.
 
 The price kernel is written so that LLVM vectorises its loop: no libm calls (``exp`` and ``log`` are
 :func:`vexp` / :func:`vlog`, straight-line polynomial code on the float's bits, and the normal cdf is
 :func:`vncdf`, the same Cephes rationals with both branches evaluated and one selected), no branches
-that are not selects. On the benchmark machine it runs 4 options per AVX2 instruction, about 2x the
+that are not selects. On the benchmark machine it runs 4 options per AVX2 instruction, about 2.7x the
 numpy path (docs/benchmarks.md, ``bench/bench_black76.py``).
 
 The implied-vol kernel has data-dependent branches per option (three initial-guess branches, a variable
@@ -321,7 +321,7 @@ def vncdf(x: float, e: float) -> float:
     return 1.0 - c if x > 0.0 else c
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, fastmath=_CONTRACT, error_model="numpy")
 def price_kernel(F: np.ndarray, K: np.ndarray, T: np.ndarray, s: np.ndarray, call: np.ndarray,
                  r: np.ndarray, out: np.ndarray) -> bool:
     """Black-76 price per element into ``out``; ``r`` has one element (shared) or one per option.
