@@ -9,10 +9,12 @@ reference); see those modules for the method. Differences:
   ``math.erfc`` compiles to) made the price kernel 15% slower; relative accuracy ~1e-16 near the centre and
   better than scipy's in the far lower tail (``exp(-x^2/2)`` on the exact square of ``x``);
 * the inverse normal cdf (used only by the two wing branches of the initial guess) is written here:
-  P. J. Acklam's rational approximation (relative error below 1.15e-9, published coefficients) refined
-  by one Halley step on ``erfc``, which brings it to ~1e-15. scipy's ``ndtri`` could be called from
-  compiled code through ``scipy.special.cython_special``, but a ctypes function pointer stops numba
-  from caching the compiled kernel on disk (every process would recompile it, about 1 s);
+  P. J. Acklam's rational approximation (:func:`_acklam`, relative error below 1.15e-9, published
+  coefficients), without refinement: the guesses it serves are ~1e-2 off and the Householder steps
+  that follow do not see the difference (a Halley step to ~1e-15 cost 7 ms per 1e6 options for
+  nothing). scipy's ``ndtri`` could be called from compiled code through ``scipy.special.cython_special``,
+  but a ctypes function pointer stops numba from caching the compiled kernel on disk (every process
+  would recompile it, about 1 s);
 * the low-wing objective ``ln b`` where ``d1 <= -sqrt 2`` is taken, as in the numpy path's ``erfcx`` form,
   from ``b = exp(-(h^2 + t^2)/2) (erfcx(-d1/sqrt 2) - erfcx(-d2/sqrt 2)) / 2`` with ``erfcx`` = Cephes'
   erfc rationals without their ``exp(-z^2)`` factor (:func:`_erfcx_ge1`; valid for ``z >= 1``, which is
@@ -158,9 +160,10 @@ def ncdf(x: float) -> float:
     return _ncdf_e(x, _gauss_exact(a) if a * _SQRT1_2 >= 1.0 else 1.0)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def ndtri(p: float) -> float:
-    """Inverse standard normal cdf for 0 < p < 1: Acklam's approximation plus one Halley step."""
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def _acklam(p: float) -> float:
+    """P. J. Acklam's inverse normal cdf, relative error below 1.15e-9: enough for the initial guesses
+    (themselves ~1e-2 off) need, so no refinement step (module doc)."""
     if p <= 0.0:
         return -np.inf
     if p >= 1.0:
@@ -184,12 +187,7 @@ def ndtri(p: float) -> float:
                  - 2.549732539343734e+00) * q + 4.374664141464968e+00) * q + 2.938163982698783e+00) / \
             ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e+00) * q
               + 3.754408661907416e+00) * q + 1.0)
-    # Halley step on N(x) - p; for p > 1/2 on the complement, which erfc gives without cancellation.
-    # One exponential serves both N(x) and the derivative 1/n(x) = sqrt(2 pi) / g
-    g = _gauss_exact(abs(x))
-    e = _ncdf_e(x, g) - p if p <= 0.5 else (1.0 - p) - _ncdf_e(-x, g)  # N(x) - p = (1 - p) - N(-x)
-    u = e * _SQRT_2PI / g
-    return x - u / (1.0 + 0.5 * x * u)
+    return x
 
 
 def _f2i_typer(typingctx, x):  # type: ignore[no-untyped-def]
@@ -441,7 +439,7 @@ def _guess_high(qbeta: float, s_e: float, q_e: float, v_e: float, c2_e: float) -
     omt = qbeta / q_e
     f = _rc(1.0 - omt, omt, q_e, f_u, 0.0, d_l, -0.5, r)
     f = min(max(f, _TINY), f_u)
-    return -2.0 * ndtri(f)
+    return -2.0 * _acklam(f)
 
 
 @njit(cache=True, fastmath=_CONTRACT, error_model="numpy")
@@ -466,7 +464,7 @@ def _guess_low(x: float, beta: float, s_e: float, b_e: float, v_e: float, c2_e: 
     tt = beta * i_be
     f = _rc(tt, 1.0 - tt, b_e, 0.0, f_l, 1.0, d_r, r)
     f = min(max(f, _TINY), f_l)
-    return ax / (_SQRT3 * -ndtri(np.cbrt(f / (_C_LOW * ax))))
+    return ax / (_SQRT3 * -_acklam(np.cbrt(f / (_C_LOW * ax))))
 
 
 @njit(cache=True, fastmath=_CONTRACT, error_model="numpy")
