@@ -141,7 +141,7 @@ def implied_vol(
 
     ``backend``: "numpy" (default) runs this module's code; "numba" the compiled kernel of
     :mod:`margincal.pricing._kernels` (the same initial guess and Householder steps, per option, on one
-    core; about 1.6x the numpy code on 1e6 options, docs/benchmarks.md). Not the default: importing numba
+    core; about 1.7x the numpy code on 1e6 options, docs/benchmarks.md). Not the default: importing numba
     costs about 1 s per process (and the first call in a fresh checkout compiles), which only pays off on
     large batches.
     """
