@@ -196,7 +196,7 @@ def black76_price(
     (``V / F``) when ``inverse``.
 
     ``backend``: "numpy" (default) computes in blocks of ``_BLOCK`` options with ``scipy.special.ndtr``;
-    "numba" runs the compiled, vectorised kernel of :mod:`margincal.pricing._kernels` (about 2x the
+    "numba" runs the compiled, vectorised kernel of :mod:`margincal.pricing._kernels` (about 2.7x the
     numpy path on 1e6 options, docs/benchmarks.md). Same formula as :func:`black76_greeks`; the two
     agree to ~1e-13 absolute on prices of ~100. The kernel is not the default because importing numba
     costs about 1 s per process (and the first call in a fresh checkout compiles, a few seconds), which

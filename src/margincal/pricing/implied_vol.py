@@ -35,8 +35,9 @@ Method
    ``b' = exp(-(x^2/s^2 + s^2/4)/2) / sqrt(2 pi)``, ``b''/b' = x^2/s^3 - s/4``.
    Two iterations give machine precision for almost every input; an element
    is accepted after iteration ``k`` when its last relative step is below
-   ``1e-7`` (``k = 1``) or ``1e-4`` (``k >= 2``): with quartic convergence the
-   remaining error is then ~ (step)^4. Elements that need more than
+   ``5e-4`` (``k = 1``) or ``1e-4`` (``k >= 2``): with quartic convergence the
+   remaining error is then ~ (step)^4 (below 0.9 step^4 on the benchmark's
+   options, i.e. 6e-14 relative after one step). Elements that need more than
    ``_MAX_HOUSEHOLDER`` iterations (none were seen in the tests and
    benchmarks) go to the bracketed Newton solver kept from the first version.
 
@@ -139,9 +140,10 @@ def implied_vol(
     fallback solver only (see the module doc).
 
     ``backend``: "numpy" (default) runs this module's code; "numba" the compiled kernel of
-    :mod:`margincal.pricing._kernels` (the same initial guess and Householder steps, one option per loop
-    iteration; it leaves the few low-wing elements whose objective needs ``erfcx`` to the numpy code).
-    Not the default: docs/benchmarks.md measures it barely faster than the numpy code.
+    :mod:`margincal.pricing._kernels` (the same initial guess and Householder steps, per option, on one
+    core; about 1.7x the numpy code on 1e6 options, docs/benchmarks.md). Not the default: importing numba
+    costs about 1 s per process (and the first call in a fresh checkout compiles), which only pays off on
+    large batches.
     """
     r_arr = np.asarray(rate, dtype=float)
     scalar_rate = r_arr.ndim == 0
