@@ -50,6 +50,33 @@ def test_sorted_tails_match_the_measures_on_every_prefix(window: int | None, lev
     assert np.isnan(out["var_long"][:25]).all()
 
 
+@pytest.mark.parametrize("refit", [1, 3, 90])
+@pytest.mark.parametrize("level", [0.5, 0.97, 0.99, 0.995])
+@pytest.mark.parametrize("ties", ["none", "rounded", "three values", "signed zeros"])
+def test_var_only_read_of_a_growing_sample_is_the_es_reads_order_statistics(refit: int, level: float,
+                                                                            ties: str) -> None:
+    """es=False without a window reads the order statistics from the tail candidates only: the same values
+    (bit for bit, ties and the sign of zero included) as the sorted list of the ES read."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_t(3, size=900) * 0.02
+    if ties == "rounded":
+        x = np.round(x, 2)
+    elif ties == "three values":
+        x = rng.integers(-1, 2, size=x.size) * 0.01
+    elif ties == "signed zeros":
+        x = np.where(rng.random(x.size) < 0.3, np.where(rng.random(x.size) < 0.5, 0.0, -0.0), x)
+    first, n = 7, x.size
+    scale = np.linspace(0.5, 2.0, n + 1)
+    avail = np.arange(first, n) + 1
+    full = sorted_tails(x[first:], avail, scale, level=level, t_min=25, refit=refit)
+    var_only = sorted_tails(x[first:], avail, scale, level=level, t_min=25, refit=refit, es=False)
+    for c in ("var_long", "var_short"):
+        np.testing.assert_array_equal(var_only[c], full[c])
+        ok = np.isfinite(full[c])
+        np.testing.assert_array_equal(np.signbit(var_only[c][ok]), np.signbit(full[c][ok]))
+    assert np.isnan(var_only["es_long"]).all()
+
+
 @pytest.mark.parametrize("window", [None, 50])
 def test_rolling_moments_match_scipy(window: int | None) -> None:
     z = np.random.default_rng(7).standard_t(5, size=260)

@@ -186,6 +186,19 @@ def test_var_only_path_reads_the_same_order_statistics(name: str, r: pd.Series) 
     assert var_only["es_long"].isna().all()
 
 
+@pytest.mark.parametrize("params", [{}, {"scaling": "direct"}], ids=["all", "direct"])
+@pytest.mark.parametrize("name", ["hs", "fhs"])
+def test_var_only_path_of_a_growing_sample_reads_the_same_order_statistics(name: str, params: dict,
+                                                                           r: pd.Series) -> None:
+    """Without a window the VaR-only read takes another route (the tail candidates): the same numbers."""
+    m = make_model(name, **params)
+    for refit in (1, 3):
+        full = m.fit_path(r, horizon=48, level=0.995, refit=refit, bar_hours=24.0)
+        var_only = m.fit_path(r, horizon=48, level=0.995, refit=refit, bar_hours=24.0, es=False)
+        for c in ("var_long", "var_short"):
+            np.testing.assert_array_equal(var_only[c].to_numpy(), full[c].to_numpy())
+
+
 @pytest.mark.parametrize(("label", "name", "params", "rtol", "refit"), FAST, ids=[c[0] for c in FAST])
 def test_path_arrays_are_fit_path_columns_without_the_frame(label: str, name: str, params: dict, rtol: float,
                                                             refit: int, r: pd.Series) -> None:

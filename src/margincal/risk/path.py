@@ -8,7 +8,9 @@ the data. The kernels here make that history fast without a second model:
   :mod:`margincal.risk.measures`) of a growing (or sliding) set of scenarios,
   kept in a sorted list (one binary insertion, and one deletion for a window,
   per bar), scaled by a per-bar volatility and mapped to simple-return losses
-  per side. Used by historical and filtered historical simulation.
+  per side. Used by historical and filtered historical simulation. Its VaR-only read
+  (``es=False``, the backtest's) of a sample that only grows skips the per-bar loop: the
+  order statistics far in the tails are read from the few values that ever reach them.
 * :func:`rolling_moments`: count, skewness and excess kurtosis of the residuals
   so far (or the last ``window``) for every ``t`` from cumulative sums of
   ``z, z^2, z^3, z^4``. Used by Cornish-Fisher.
@@ -129,7 +131,12 @@ def _var_order_statistics(vals_arr: np.ndarray, av: np.ndarray, n1: int, *, leve
     instrument of a backtest): how many values have joined (and left) by each row is computed up front.
     """
     rows = np.arange(n1)
-    n_in = np.searchsorted(av, rows, side="right")  # values joined by row t: vals[:n_in[t]]
+    if av.size and av[0] >= 0:  # values joined by row t: vals[:n_in[t]] (av is non-decreasing)
+        n_in = np.cumsum(np.bincount(av, minlength=n1)[:n1])
+    else:
+        n_in = np.searchsorted(av, rows, side="right")
+    if drop_before is None and not _mixed_signed_zeros(vals_arr):
+        return _expanding_var_order_statistics(vals_arr, n_in, n1, level=level, t_min=t_min, refit=refit)
     n_out = None if drop_before is None else np.minimum(np.asarray(drop_before, dtype=np.intp), n_in)
     idx_table = inverted_cdf_index(np.arange(vals_arr.size + 1), level).tolist()
     vals = vals_arr.tolist()
@@ -166,6 +173,87 @@ def _var_order_statistics(vals_arr: np.ndarray, av: np.ndarray, n1: int, *, leve
         lo_v[t] = lo
         hi_v[t] = hi
     return np.array(lo_v), np.array(hi_v)
+
+
+def _mixed_signed_zeros(x: np.ndarray) -> bool:
+    """Whether ``x`` holds both ``0.0`` and ``-0.0`` (equal values that the upper-tail read on ``-x`` could swap)."""
+    zeros = x[x == 0.0]
+    if not zeros.size:
+        return False
+    neg = np.signbit(zeros)
+    return bool(neg.any() and not neg.all())
+
+
+def _expanding_var_order_statistics(vals_arr: np.ndarray, n_in: np.ndarray, n1: int, *, level: float,
+                                    t_min: int, refit: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_var_order_statistics` without a window (the sample only grows), without a per-row loop.
+
+    The rows that read the order statistics (every ``refit``-th from ``t_min``, and the first row with a
+    sample) need the ``k``-th smallest and the ``k``-th largest of ``vals[:m]`` with ``m = n_in[t]`` and
+    ``k = m - 1 - i`` (``i`` the inverted-cdf index of ``m``): both far in the tails, so
+    :func:`_prefix_order_statistics` reads them from the few values that are ever among the ``k + 1``
+    most extreme. The values are picked, not computed: the same numbers as the sorted-list loop.
+    """
+    lo_v = np.full(n1, np.nan)
+    hi_v = np.full(n1, np.nan)
+    start = min(t_min, n1)
+    live = np.flatnonzero(n_in[start:])  # n_in is non-decreasing: rows with a sample form a suffix
+    if not live.size:
+        return lo_v, hi_v
+    t0 = start + int(live[0])
+    tail_rows = np.arange(t0, n1)
+    read = tail_rows if refit == 1 else tail_rows[((tail_rows - t_min) % refit == 0) | (tail_rows == t0)]
+    m = n_in[read]
+    k = m - 1 - inverted_cdf_index(m, level)
+    lo = _prefix_order_statistics(vals_arr, m, k)
+    hi = -_prefix_order_statistics(-vals_arr, m, k)
+    if read.size == tail_rows.size:  # refit = 1: every row reads
+        lo_v[t0:], hi_v[t0:] = lo, hi
+    else:
+        held = np.searchsorted(read, tail_rows, side="right") - 1
+        lo_v[t0:], hi_v[t0:] = lo[held], hi[held]
+    return lo_v, hi_v
+
+
+def _prefix_order_statistics(v: np.ndarray, m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The ``k[r]``-th smallest (0-based) of ``v[:m[r]]`` for each ``r`` (``m``, ``k`` non-decreasing, ``k < m``).
+
+    Only values that are ever among the ``L = max(k) + 1`` smallest of the prefix ending at them can be
+    read: a value ``v[j]`` above the ``L``-th smallest of a shorter prefix ``v[:s]`` (``s <= j``) never is.
+    Those thresholds, from prefixes doubling in length, leave about ``L log2(n / L)`` candidates. One
+    pass over the candidates in time order keeps the ``L`` smallest so far in a sorted list (the same
+    insertion order, so the same element among ties, as a sorted list of all values) and records the
+    ranks the reading rows of each state need.
+    """
+    L = int(k[-1]) + 1
+    M = int(m[-1])
+    v = v[:M]
+    cand = np.ones(M, dtype=bool)
+    s = L
+    while s < M:
+        e = min(2 * s, M)
+        cand[s:e] = v[s:e] <= np.partition(v[:s], L - 1)[L - 1]
+        s = e
+    ci = np.flatnonzero(cand)
+    state = np.cumsum(cand)[m - 1]  # candidates joined by each reading row (>= k + 1: the first L all join)
+    # per state (candidates joined), the ranks its reading rows read: k of its first and last row
+    first = np.searchsorted(state, np.arange(1, ci.size + 1), side="left")
+    last = np.searchsorted(state, np.arange(1, ci.size + 1), side="right") - 1
+    has = first <= last
+    klo = np.where(has, k[np.minimum(first, k.size - 1)], 0)
+    khi = np.where(has, k[np.maximum(last, 0)], -1)
+    width = khi - klo + 1
+    offset = np.cumsum(width) - width
+    buf = [math.inf] * L
+    flat: list[float] = []
+    insort = bisect.insort
+    for x, a, b in zip(v[ci].tolist(), klo.tolist(), (khi + 1).tolist(), strict=True):
+        if x < buf[-1]:
+            insort(buf, x)
+            buf.pop()
+        if b > a:
+            flat.extend(buf[a:b])
+    return np.array(flat)[offset[state - 1] + k - klo[state - 1]]
 
 
 def rolling_moments(z: np.ndarray, first: int, window: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
