@@ -223,7 +223,15 @@ def test_exact_hedge_has_zero_margin_without_contingencies(expiry, strike, qty, 
     # against the perp then loses 5% x notional x (1.0 + 1.2 T), which competes with the scenarios
     T = pnl.specs[2].years_to_expiry(BASE.valuation_time)
     basis = cfg.basis_shock * qty * 68800.0 * (cfg.basis_add_factor + cfg.basis_mult_factor * T)
-    assert abs(res.im[0]) <= 1e-9 * 68800.0 * qty
+    # Derive's static discount: the options of the expiry (a synthetic long forward worth F_s - K) count only
+    # d x their value when it is positive, the short future is not in the group (Derive's expiries hold options):
+    # the hedge loses (1 - d) max(F_s - K, 0), largest at the +20% scenario
+    d = float(cfg.static_discount_factor(T))
+    disc = (1.0 - d) * qty * max(68800.0 * (1.0 + max(cfg.spot_shocks + cfg.extended_shocks)) - strike, 0.0)
+    if cfg.static_discount_on:
+        assert res.scenario_charge[0] == pytest.approx(disc, rel=1e-9, abs=1e-9 * 68800.0 * qty)
+    else:
+        assert abs(res.im[0]) <= 1e-9 * 68800.0 * qty
     if cfg.basis_shock > 0:
         assert res.scenario_charge[1] == pytest.approx(max(basis, cfg.spot_shocks[0] * 0.0), rel=1e-9)
         assert res.driving_label[1] == "BTC: basis contingency"
@@ -232,7 +240,8 @@ def test_exact_hedge_has_zero_margin_without_contingencies(expiry, strike, qty, 
     # with contingencies only the documented add-ons remain: gross futures notional (options net per strike)
     with_c = portfolio_margin(book, pnl)
     rate = cfg.futures_contingency * cfg.im_multiplier
-    assert with_c.im[0] == pytest.approx(rate * qty * 68800.0, rel=1e-9, abs=1e-6)
+    disc_im = cfg.im_multiplier * disc if cfg.static_discount_on else 0.0
+    assert with_c.im[0] == pytest.approx(rate * qty * 68800.0 + disc_im, rel=1e-9, abs=1e-6)
     extra = cfg.im_multiplier * basis if cfg.basis_shock > 0 else 0.0
     assert with_c.im[1] == pytest.approx(rate * 2 * qty * 68800.0 + extra, rel=1e-9, abs=1e-6)
 

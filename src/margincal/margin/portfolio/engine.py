@@ -10,6 +10,15 @@ per contract, see :mod:`.scenarios`)::
                    offset * ES(joint) + (1 - offset) * sum_g ES(group g)
     IM = im_multiplier * (charge + contingencies),   MM = mm_fraction * IM
 
+Derive's static MtM discount (when the scenario set carries one) is applied
+to the product before the max: per (segment, expiry) group of options, only
+the accounts holding that expiry get ``-(1 - d) max(0, B_g @ V_g)`` added to
+their scenario P&L (``V_g``: the group's unweighted shocked values), a second
+sparse product per group. Derive's oracle-confidence contingency is added to
+IM after the multiplier and leaves MM unchanged:
+``IM = im_multiplier * (charge + contingencies) + confidence``,
+``MM = mm_fraction * im_multiplier * (charge + contingencies)``.
+
 The driving scenario is the argmax of the loss (for the risk matrix: in the
 segment with the largest charge; for ES: of the joint loss in the segment with the largest charge), reported with
 its label. Ties go to the first scenario in matrix order.
@@ -51,7 +60,9 @@ class PortfolioMarginResult:
 
     ``scenario_charge`` is the worst-scenario loss (risk matrix) or the
     offset-blended ES (historical); ``contingency`` the add-ons; both before
-    ``im_multiplier``. Amounts in USD (quote currency).
+    ``im_multiplier``. ``confidence``: Derive's oracle-confidence contingency,
+    added to IM only (``None`` when the scenario set charges none). Amounts in
+    USD (quote currency).
     """
 
     accounts: np.ndarray
@@ -64,25 +75,32 @@ class PortfolioMarginResult:
     method: str
     params: dict[str, Any]
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
+    confidence: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.im.size)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({
+        cols: dict[str, Any] = {
             "account": self.accounts, "im": self.im, "mm": self.mm, "scenario_charge": self.scenario_charge,
             "contingency": self.contingency, "driving_scenario": self.driving_scenario,
             "driving_label": self.driving_label,
-        })
+        }
+        if self.confidence is not None:
+            cols["confidence_contingency"] = self.confidence
+        return pd.DataFrame(cols)
 
     def records(self, order: Sequence[int] | np.ndarray | None = None) -> list[dict[str, Any]]:
         idx = range(len(self)) if order is None else order
-        return [
-            {"account": _py(self.accounts[i]), "im": float(self.im[i]), "mm": float(self.mm[i]),
-             "scenario_charge": float(self.scenario_charge[i]), "contingency": float(self.contingency[i]),
-             "driving_scenario": str(self.driving_label[i])}
-            for i in idx
-        ]
+        out = []
+        for i in idx:
+            r = {"account": _py(self.accounts[i]), "im": float(self.im[i]), "mm": float(self.mm[i]),
+                 "scenario_charge": float(self.scenario_charge[i]), "contingency": float(self.contingency[i]),
+                 "driving_scenario": str(self.driving_label[i])}
+            if self.confidence is not None:
+                r["confidence_contingency"] = float(self.confidence[i])
+            out.append(r)
+        return out
 
 
 def _py(v: Any) -> Any:
@@ -178,9 +196,43 @@ def _noise_floor(B: sparse.csr_matrix, pnl: ScenarioPnL) -> np.ndarray:
     return NOISE * (A @ pnl.instrument_scale)
 
 
+def confidence_contingency(B: sparse.csr_matrix, pnl: ScenarioPnL) -> np.ndarray | None:
+    """Derive's oracle-confidence contingency per account (IM only): ``sum_i |q_i| * charge_i``, or ``None``."""
+    if pnl.confidence_charge is None:
+        return None
+    A = B.copy()
+    A.data = np.abs(A.data)
+    return np.asarray(A @ pnl.confidence_charge, dtype=float)
+
+
+def apply_static_discount(B: sparse.csr_matrix, G: np.ndarray, pnl: ScenarioPnL) -> np.ndarray:
+    """Derive's static MtM discount on the accounts x scenarios P&L ``G`` (in place; module doc).
+
+    Per (segment, expiry) group ``g`` only the accounts holding one of its
+    options are touched: ``E = B[rows, g] @ V[g, segment]`` (shocked expiry
+    value), ``G[rows, segment] -= w * (1 - d_g) * max(E, 0)``.
+    """
+    if pnl.discount_value is None or pnl.discount_group is None or pnl.discount_factor is None:
+        return G
+    C = B.tocsc()
+    groups = pnl.discount_group
+    for g, d in enumerate(pnl.discount_factor.tolist()):
+        if d >= 1.0:
+            continue
+        _name, a, z = pnl.segments[int(pnl.discount_segment[g])]  # type: ignore[index]
+        cols = np.flatnonzero(groups == g)
+        Bg = C[:, cols]
+        if Bg.nnz == 0:
+            continue
+        active = np.unique(Bg.indices)
+        E = np.asarray(Bg.tocsr()[active] @ pnl.discount_value[cols, a:z])
+        G[active, a:z] -= (1.0 - d) * np.maximum(E, 0.0) * pnl.weights[a:z]
+    return G
+
+
 def _risk_matrix_block(B: sparse.csr_matrix, pnl: ScenarioPnL) -> tuple[np.ndarray, np.ndarray]:
     G = B @ pnl.matrix  # accounts x scenarios P&L: the one sparse-dense product
-    G = np.asarray(G)
+    G = apply_static_discount(B, np.asarray(G), pnl)
     floor = _noise_floor(B, pnl)
     rows = np.arange(G.shape[0])
     total = np.zeros(G.shape[0])
@@ -258,13 +310,13 @@ def _params(pnl: ScenarioPnL, include_contingency: bool) -> dict[str, Any]:
 
 
 def _result(pnl: ScenarioPnL, accounts: np.ndarray, charge: np.ndarray, cont: np.ndarray, drv: np.ndarray,
-            include_contingency: bool) -> PortfolioMarginResult:
-    im = pnl.im_multiplier * (charge + cont)
+            include_contingency: bool, conf: np.ndarray | None = None) -> PortfolioMarginResult:
+    base = pnl.im_multiplier * (charge + cont)
     labels = np.asarray(pnl.driver_labels + ("",), dtype=object)
     return PortfolioMarginResult(
-        accounts=accounts, im=im, mm=pnl.mm_fraction * im, scenario_charge=charge, contingency=cont,
-        driving_scenario=drv, driving_label=labels[drv], method=pnl.method,
-        params=_params(pnl, include_contingency),
+        accounts=accounts, im=base if conf is None else base + conf, mm=pnl.mm_fraction * base,
+        scenario_charge=charge, contingency=cont, driving_scenario=drv, driving_label=labels[drv],
+        method=pnl.method, params=_params(pnl, include_contingency), confidence=conf,
     )
 
 
@@ -286,12 +338,16 @@ def portfolio_margin_blocks(
     pnl = pnl_matrix
     kernel = _risk_matrix_block if pnl.method == "risk_matrix" else _historical_block
     acc_parts, charge_parts, cont_parts, drv_parts = [], [], [], []
+    conf_parts: list[np.ndarray] = []
+    with_conf = include_contingency and pnl.method == "risk_matrix" and pnl.confidence_charge is not None
     start = 0
     for item in positions_iter:
         ids, block = item if isinstance(item, tuple) else (None, item)
         B = as_positions(block, pnl)
         charge, drv = kernel(B, pnl)
         cont = _contingency(B, pnl) if include_contingency and pnl.method == "risk_matrix" else np.zeros(B.shape[0])
+        if with_conf:
+            conf_parts.append(confidence_contingency(B, pnl))  # type: ignore[arg-type]
         if ids is None:
             ids = np.arange(start, start + B.shape[0])
         ids = np.asarray(ids)
@@ -306,9 +362,11 @@ def portfolio_margin_blocks(
             progress(B.shape[0])
     if not acc_parts:
         e = np.zeros(0)
-        return _result(pnl, np.zeros(0, dtype=object), e, e, np.zeros(0, dtype=np.int64), include_contingency)
+        return _result(pnl, np.zeros(0, dtype=object), e, e, np.zeros(0, dtype=np.int64), include_contingency,
+                       e if with_conf else None)
     return _result(pnl, np.concatenate(acc_parts), np.concatenate(charge_parts), np.concatenate(cont_parts),
-                   np.concatenate(drv_parts), include_contingency)
+                   np.concatenate(drv_parts), include_contingency,
+                   np.concatenate(conf_parts) if with_conf else None)
 
 
 def iter_blocks(P: sparse.csr_matrix, accounts: np.ndarray | None,
@@ -357,6 +415,8 @@ def portfolio_margin_reference(
     n = P.shape[0]
     charge = np.zeros(n)
     cont = np.zeros(n)
+    with_conf = include_contingency and pnl.method == "risk_matrix" and pnl.confidence_charge is not None
+    conf = np.zeros(n)
     drv = np.full(n, -1, dtype=np.int64)
     specs = pnl.specs
     for r in range(n):
@@ -368,6 +428,8 @@ def portfolio_margin_reference(
             for i, q in items:
                 pl += q * M[i][j]
             losses.append(-pl)
+        if pnl.discount_value is not None:
+            _reference_static_discount(items, pnl, losses)
         floor = NOISE * sum(abs(q) * max(abs(x) for x in M[i]) for i, q in items)
         if pnl.method == "risk_matrix":
             best, best_j = 0.0, -1
@@ -388,6 +450,8 @@ def portfolio_margin_reference(
             drv[r] = best_j
             if include_contingency:
                 cont[r] = _reference_contingency(items, specs, pnl)
+            if with_conf:
+                conf[r] = _reference_confidence(items, specs, pnl)
         else:
             level = float(pnl.level)  # type: ignore[arg-type]
             best, best_j = 0.0, -1
@@ -408,7 +472,39 @@ def portfolio_margin_reference(
                 best = max(best, c)
             drv[r] = best_j
     acc = np.arange(n) if accounts is None else np.asarray(accounts)
-    return _result(pnl, acc, charge, cont, drv, include_contingency)
+    return _result(pnl, acc, charge, cont, drv, include_contingency, conf if with_conf else None)
+
+
+def _reference_static_discount(items: list[tuple[int, float]], pnl: ScenarioPnL, losses: list[float]) -> None:
+    """Static MtM discount, one expiry group, scenario and position at a time; ``d`` recomputed from the config."""
+    cfg = pnl.params["config"]
+    rate = max(float(pnl.params["rate"]), 0.0)
+    at = pd.Timestamp(pnl.params["valuation_time"])
+    V = pnl.discount_value.tolist()  # type: ignore[union-attr]
+    by_group: dict[int, list[tuple[int, float]]] = {}
+    for i, q in items:
+        g = int(pnl.discount_group[i])  # type: ignore[index]
+        if g >= 0:
+            by_group.setdefault(g, []).append((i, q))
+    for g, members in by_group.items():
+        t = pnl.specs[members[0][0]].years_to_expiry(at)
+        d = cfg["static_discount"] * math.exp(-t * (rate * cfg["static_rate_mult"] + cfg["static_rate_add"]))
+        _name, a, z = pnl.segments[int(pnl.discount_segment[g])]  # type: ignore[index]
+        for j in range(a, z):
+            value = sum(q * V[i][j] for i, q in members)
+            if value > 0:
+                losses[j] += float(pnl.weights[j]) * (1.0 - d) * value
+
+
+def _reference_confidence(items: list[tuple[int, float]], specs: Sequence[InstrumentSpec], pnl: ScenarioPnL) -> float:
+    total = 0.0
+    for i, q in items:
+        c = float(pnl.confidence[i])  # type: ignore[index]
+        if c < pnl.confidence_threshold:
+            s = specs[i]
+            notional = s.contract_size if (s.inverse and not s.is_option) else s.contract_size * pnl.spot[s.underlying]
+            total += (1.0 - c) * pnl.confidence_factor * abs(q) * notional
+    return total
 
 
 def _reference_basis(items: list[tuple[int, float]], pnl: ScenarioPnL, segment: int) -> float:
@@ -489,6 +585,8 @@ class RiskMatrixMargin:
 
 __all__ = [
     "DEFAULT_BLOCK",
+    "apply_static_discount",
+    "confidence_contingency",
     "delta_liquidity_charge",
     "PortfolioMarginResult",
     "RiskMatrixMargin",

@@ -128,6 +128,14 @@ class MarketState:
     ``vol_surface(underlying, strike, T, F)``, then ``flat_vol``. Forwards are
     ``forwards[name]`` when given, else ``spot * exp(rate * T)`` (``rate``
     defaults to 0, the usual crypto convention of pricing off the index).
+
+    ``confidence`` (optional, each in [0, 1], default 1 = fully trusted): the
+    oracle confidence of an underlying's spot / perpetual feeds
+    (``confidence["BTC"]``) and of one expiry's forward, rate and vol feeds,
+    keyed by that expiry's future name (``confidence["BTC-27SEP24"]``; any
+    spelling :mod:`margincal.instruments` reads). An expiry's confidence is the
+    minimum of its own and its underlying's. Only Derive's oracle-confidence
+    contingency reads it (:mod:`.scenarios`).
     """
 
     spot: Mapping[str, float]
@@ -137,6 +145,7 @@ class MarketState:
     vol_surface: VolSurface | None = None
     forwards: Mapping[str, float] = field(default_factory=dict)
     rate: float = 0.0
+    confidence: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "valuation_time", _utc(self.valuation_time, "valuation_time"))
@@ -150,6 +159,19 @@ class MarketState:
             raise ConfigError(f"flat_vol is {self.flat_vol}; it must be finite and >= 0")
         if not math.isfinite(self.rate):
             raise ConfigError(f"rate is {self.rate}; it must be finite")
+        keys: dict[str, tuple[str, pd.Timestamp | None]] = {}
+        for k, c in self.confidence.items():
+            if not (isinstance(c, (int, float)) and 0.0 <= c <= 1.0):
+                raise ConfigError(f"confidence[{k!r}] is {c!r}; a confidence must be in [0, 1]")
+            if "-" not in str(k):
+                keys[str(k)] = (str(k), None)
+                continue
+            inst = parse_name(str(k))
+            if inst.kind != "future":
+                raise ConfigError(f"confidence key {k!r} is a {inst.kind}; use an underlying (BTC) or an expiry "
+                                  "named as its dated future (BTC-27SEP24)")
+            keys[str(k)] = (inst.base, inst.expiry)
+        object.__setattr__(self, "_confidence_keys", keys)
 
     def spot_of(self, underlying: str) -> float:
         try:
@@ -164,6 +186,15 @@ class MarketState:
                 raise DataError(f"forwards[{spec.name!r}] is {f}; it must be finite and > 0")
             return f
         return self.spot_of(spec.underlying) * math.exp(self.rate * spec.years_to_expiry(self.valuation_time))
+
+    def confidence_of(self, spec: InstrumentSpec) -> float:
+        """Oracle confidence of ``spec``: its underlying's, and for dated contracts the minimum with its expiry's."""
+        keys: dict[str, tuple[str, pd.Timestamp | None]] = self.__dict__["_confidence_keys"]
+        c = 1.0
+        for k, (und, expiry) in keys.items():
+            if und == spec.underlying and (expiry is None or expiry == spec.expiry):
+                c = min(c, float(self.confidence[k]))
+        return c
 
     def vol_of(self, spec: InstrumentSpec) -> float:
         if spec.name in self.vols:

@@ -45,6 +45,28 @@ P&L down))`` is scaled by ``basis_add_factor + basis_mult_factor * T`` (years)
 and summed over the segment's expiries. It competes with the scenarios: the
 segment's charge is ``max(worst scenario loss, basis contingency)`` (v2-core
 PMRMLib: the scenario minimum starts from the basis contingency).
+
+Static MtM discount (Derive's PMRM, on when ``static_discount < 1`` or a rate
+factor is > 0): per (segment, expiry) the options' shocked value in each
+scenario, ``E = sum_i q_i (V0_i + P&L_ij)``, counts only
+``d = static_discount * exp(-T (max(rate, 0) * static_rate_mult +
+static_rate_add))`` of itself when positive, so the scenario P&L of the
+expiry is ``min(E, d E) - V0`` rather than ``E - V0`` (PMRMLib
+``_applyMTMDiscount`` / ``_addStaticDiscount``). A long option therefore
+always carries at least ``(1 - d) x`` its value (the unshocked scenario). This
+is not linear in the positions: the engine adds ``-(1 - d) max(E, 0)`` per
+account and expiry group after the one product (:mod:`.engine`). Dated
+futures are not in the groups (Derive's expiry holdings are options; futures
+stay linear like perpetuals). The basis contingency uses undiscounted values,
+as in PMRMLib.
+
+Oracle-confidence contingency (Derive's PMRM, IM only, ``confidence_factor >
+0``): with ``MarketState.confidence`` ``c`` of the underlying (perpetuals) or
+of the expiry (options and dated futures of that expiry, the minimum with the
+underlying's), every contract whose ``c < confidence_threshold`` adds
+``(1 - c) * confidence_factor * |q| * notional`` (USD) to IM after the
+multiplier; MM is unchanged (PMRMLib ``_getConfidenceContingency``: the amount
+is ``|perp|`` for perps and the gross ``sum |q|`` of an expiry's options).
 """
 
 from __future__ import annotations
@@ -119,6 +141,11 @@ class RiskMatrixConfig:
     basis_shock: float = 0.0
     basis_add_factor: float = 0.0
     basis_mult_factor: float = 0.0
+    static_discount: float = 1.0
+    static_rate_mult: float = 0.0
+    static_rate_add: float = 0.0
+    confidence_threshold: float = 0.0
+    confidence_factor: float = 0.0
     stablecoin: str = "USDC"
     name: str = "custom"
     sources: tuple[str, ...] = ()
@@ -150,7 +177,8 @@ class RiskMatrixConfig:
         for f in ("vol_up", "vol_down", "vol_power_short", "vol_power_long", "short_option_contingency",
                   "futures_contingency", "horizon_hours", "min_vol_shock_up", "delta_shock_max",
                   "peg_loss_threshold", "peg_loss_factor", "basis_shock", "basis_add_factor",
-                  "basis_mult_factor"):
+                  "basis_mult_factor", "static_rate_mult", "static_rate_add", "confidence_threshold",
+                  "confidence_factor"):
             v = getattr(self, f)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{f} is {v}; it must be finite and >= 0")
@@ -164,6 +192,20 @@ class RiskMatrixConfig:
             raise ConfigError(f"mm_fraction is {self.mm_fraction}; it must be in (0, 1]")
         if self.basis_shock >= 1.0:
             raise ConfigError(f"basis_shock is {self.basis_shock}; it must be < 1 (a forward move of -100%)")
+        if not (math.isfinite(self.static_discount) and 0.0 < self.static_discount <= 1.0):
+            raise ConfigError(f"static_discount is {self.static_discount}; it must be in (0, 1] (1 = no discount)")
+        if self.confidence_threshold > 1.0:
+            raise ConfigError(f"confidence_threshold is {self.confidence_threshold}; it must be in [0, 1]")
+
+    @property
+    def static_discount_on(self) -> bool:
+        """Whether positive expiry values are discounted (module doc)."""
+        return self.static_discount < 1.0 or self.static_rate_mult > 0 or self.static_rate_add > 0
+
+    def static_discount_factor(self, t_years: np.ndarray | float, rate: float = 0.0) -> np.ndarray:
+        """``static_discount * exp(-T (max(rate, 0) * static_rate_mult + static_rate_add))`` (module doc)."""
+        shock_rate = max(float(rate), 0.0) * self.static_rate_mult + self.static_rate_add
+        return self.static_discount * np.exp(-np.asarray(t_years, dtype=float) * shock_rate)
 
     def vol_multipliers(self, t_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(up, down) multipliers of implied vol for options with ``t_days`` to expiry."""
@@ -263,10 +305,22 @@ def derive_like() -> RiskMatrixConfig:
     scripts/config-mainnet.sol at commit 037ee3ac59a37852e0144b4a934a6a33601a4f0d,
     formulas from src/risk-managers/PMRMLib.sol at commit
     b02a82dcd76e5a9e75683bce7e3fccaecd21767b (tests/reference/derive_pmrm_basis.md).
-    Not modelled: the static MtM discount (``baseStaticDiscount`` 0.95 x
-    ``exp(-T (rate + 0.12))`` on positive expiry values: not linear in the
-    positions) and the oracle-confidence contingency (``confThreshold`` 0.55,
-    ``confMargin`` 1.0: margincal has no feed-confidence input).
+    Static MtM discount: a positive shocked expiry value counts
+    ``baseStaticDiscount`` 0.95 x ``exp(-T (max(rate, 0) x rateMultScale 1.0 +
+    rateAddScale 0.12))`` of itself (``static_discount``, ``static_rate_mult``,
+    ``static_rate_add``; PMRMLib ``_applyMTMDiscount`` / ``_addStaticDiscount``;
+    the rate is the expiry's rate feed floored at 0 in src/risk-managers/PMRM.sol
+    ``_initialiseExpiries`` at commit 02ab723e8180d444abe3f7b721d2898c6c3551d3,
+    here ``MarketState.rate``). Oracle-confidence contingency (IM only):
+    ``confThreshold`` 0.55, ``confMargin`` 1.0, the confidences from
+    ``MarketState.confidence`` (default 1: none; PMRMLib
+    ``_getConfidenceContingency``, the gross option amount per expiry
+    ``netOptions += |balance|`` in PMRM.sol ``_arrangeOptions``, same commit);
+    tests/reference/derive_pmrm_static_discount.md.
+    Not modelled: base-asset collateral inside the scenarios (Derive's
+    ``basePosition`` shocked with the spot, with ``basePercent`` 3% and the
+    confidence contingency on it): margincal's risk matrix margins derivatives
+    only; collateral enters the account view (:mod:`.whatif`) after haircuts.
     """
     return RiskMatrixConfig(
         spot_shocks=(-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15),
@@ -288,11 +342,16 @@ def derive_like() -> RiskMatrixConfig:
         basis_shock=0.05,
         basis_add_factor=1.0,
         basis_mult_factor=1.2,
+        static_discount=0.95,
+        static_rate_mult=1.0,
+        static_rate_add=0.12,
+        confidence_threshold=0.55,
+        confidence_factor=1.0,
         stablecoin="USDC",
         name="derive_like",
         sources=DERIVE_SOURCES,
         notes=("from derivexyz/v2-core scripts/config-mainnet.sol (getDefaultScenarios, getPMRMParams) and "
-               "PMRMLib.sol; static discount and oracle-confidence contingency not modelled"),
+               "PMRMLib.sol / PMRM.sol; base-asset collateral in the scenarios not modelled"),
     )
 
 
@@ -328,6 +387,14 @@ class ScenarioPnL:
     basis_up: sparse.csr_matrix | None = None  # instruments x (segment, expiry) groups: scaled P&L, forward up
     basis_down: sparse.csr_matrix | None = None  # the same, forward down
     basis_segment: np.ndarray | None = None  # segment index of each basis group
+    discount_value: np.ndarray | None = None  # instruments x scenarios: options' unweighted shocked value
+    discount_group: np.ndarray | None = None  # (segment, expiry) discount group of each instrument, -1: none
+    discount_factor: np.ndarray | None = None  # static discount d of each group
+    discount_segment: np.ndarray | None = None  # segment index of each group
+    confidence: np.ndarray | None = None  # oracle confidence of each instrument
+    confidence_charge: np.ndarray | None = None  # USD added to IM per |contract| (confidence contingency)
+    confidence_threshold: float = 0.0
+    confidence_factor: float = 0.0
     level: float | None = None  # ES confidence (historical method)
     offset: float = 1.0  # cross-group offset fraction (historical method)
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
@@ -520,6 +587,13 @@ def scenario_pnl_matrix(
     dirs = [b[1] for b in base]
 
     matrix = np.zeros((len(specs), n_s * len(seg_keys)))
+    disc = _discount_groups(specs, arr, seg_of, cfg, market.rate) if cfg.static_discount_on else None
+    dvalue = np.zeros_like(matrix) if disc is not None else None
+    v0 = np.zeros(len(specs))
+    if dvalue is not None and arr["option"].any():
+        o = np.flatnonzero(arr["option"])
+        v0[o] = arr["cs"][o] * black76_price(arr["F"][o], arr["K"][o], arr["T"][o], arr["vol"][o], arr["call"][o],
+                                             rate=market.rate)
     labels: list[str] = []
     segments = []
     vol_label = {"up": f"vol {_pct(cfg.vol_up)}", "same": "vol unch", "down": f"vol {_pct(-cfg.vol_down)}"}
@@ -536,6 +610,13 @@ def scenario_pnl_matrix(
         pnl = revalue(sub, spot_mult, vm, rate=market.rate, horizon_years=cfg.horizon_hours / 8760.0,
                       coin_measure=segregated)
         matrix[np.ix_(rows, np.arange(k * n_s, (k + 1) * n_s))] = pnl * wts
+        if dvalue is not None:
+            # shocked value = P&L + the value it is measured from: V0 (linear; inverse in the coin measure,
+            # where it is V1 / m), V0 * m (inverse in USD: the coin holding moves with the price)
+            inv = sub["inverse"] & (not segregated)
+            base_v = np.where(inv[:, None], v0[rows, None] * spot_mult, v0[rows, None])
+            val = np.where(sub["option"][:, None], pnl + base_v, 0.0)
+            dvalue[np.ix_(rows, np.arange(k * n_s, (k + 1) * n_s))] = val
         name = u if (not segregated or settle == "USD") else f"{u} ({u}-settled)"
         segments.append((name, k * n_s, (k + 1) * n_s))
         for (s, d, w, ext) in base:
@@ -553,7 +634,10 @@ def scenario_pnl_matrix(
     groups, gcharge, fcharge = _contingency_inputs(specs, market, cfg.short_option_contingency,
                                                    cfg.futures_contingency)
     og, og_names = offset_groups_of(specs)
+    conf, conf_charge = _confidence_inputs(specs, market, cfg)
     matrix.setflags(write=False)
+    if dvalue is not None:
+        dvalue.setflags(write=False)
     return ScenarioPnL(
         matrix=matrix,
         instruments=tuple(s.name for s in specs),
@@ -581,7 +665,47 @@ def scenario_pnl_matrix(
         basis_up=None if basis is None else basis[0],
         basis_down=None if basis is None else basis[1],
         basis_segment=None if basis is None else basis[2],
+        discount_value=dvalue,
+        discount_group=None if disc is None else disc[0],
+        discount_factor=None if disc is None else disc[1],
+        discount_segment=None if disc is None else disc[2],
+        confidence=conf,
+        confidence_charge=conf_charge,
+        confidence_threshold=cfg.confidence_threshold,
+        confidence_factor=cfg.confidence_factor,
     )
+
+
+def _discount_groups(specs: Sequence[InstrumentSpec], arr: Mapping[str, np.ndarray], seg_of: np.ndarray,
+                     cfg: RiskMatrixConfig, rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Static-discount groups: (segment, expiry) of every option; ``d`` and segment of each group (module doc)."""
+    group = np.full(len(specs), -1, dtype=np.int64)
+    keys: dict[tuple[int, Any], int] = {}
+    t_of: list[float] = []
+    for i in np.flatnonzero(arr["option"]):
+        key = (int(seg_of[i]), specs[int(i)].expiry)
+        if key not in keys:
+            keys[key] = len(keys)
+            t_of.append(float(arr["T"][i]))
+        group[i] = keys[key]
+    if not keys:
+        return None
+    d = cfg.static_discount_factor(np.asarray(t_of), rate)
+    return group, d, np.array([k[0] for k in keys], dtype=np.int64)
+
+
+def _confidence_inputs(specs: Sequence[InstrumentSpec], market: MarketState,
+                       cfg: RiskMatrixConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-instrument confidence and its IM charge per |contract| (module doc); ``None`` when nothing is charged."""
+    if cfg.confidence_factor <= 0:
+        return None, None
+    conf = np.array([market.confidence_of(s) for s in specs], dtype=float)
+    low = conf < cfg.confidence_threshold
+    if not low.any():
+        return conf, None
+    notional = np.array([s.contract_size if (s.inverse and not s.is_option) else
+                         s.contract_size * market.spot_of(s.underlying) for s in specs])
+    return conf, np.where(low, (1.0 - conf) * cfg.confidence_factor * notional, 0.0)
 
 
 def _basis_inputs(specs: Sequence[InstrumentSpec], arr: Mapping[str, np.ndarray], seg_of: np.ndarray,
