@@ -326,12 +326,13 @@ class ParametricModel(TailModel):
         valid = np.arange(n + 1) >= t_min
         scale_h = np.where(valid, sig, np.nan) * math.sqrt(h)
         out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
+        want_es = getattr(self, "_path_es", True)  # path_arrays(es=False): the ES columns stay NaN
         with np.errstate(invalid="ignore"):
             for side, (uv, ue) in unit.items():
-                v, e = scale_h * uv, scale_h * ue
-                out[f"var_{side}"] = np.asarray(log_loss_to_simple(v, side), dtype=float)
-                es = np.asarray(log_loss_to_simple(e, side), dtype=float)
-                out[f"es_{side}"] = np.maximum(es, out[f"var_{side}"])
+                out[f"var_{side}"] = np.asarray(log_loss_to_simple(scale_h * uv, side), dtype=float)
+                if want_es:
+                    es = np.asarray(log_loss_to_simple(scale_h * ue, side), dtype=float)
+                    out[f"es_{side}"] = np.maximum(es, out[f"var_{side}"])
         return out
 
 
