@@ -747,8 +747,9 @@ class MonitorEngine:
     def _target(self, st: _Inst, sig_now: float) -> tuple[float, float, Any]:
         """Target IM and MM of one instrument now, and which signal moved what (:func:`compose_target`).
 
-        The third item is the components dict, or (when only volatility moved) the vol factor, from which
-        :meth:`_components` builds the same dict on demand (most bars change nothing).
+        The third item is the components dict, or a tuple from which :meth:`_components` builds the same dict
+        on demand (most bars change nothing): the vol factor when only volatility moved, or the dict of
+        :func:`compose_target` with what anti-procyclicality did still to be added.
         """
         if self._mv_regime and st.trig[0].level and st.vs is not None:
             v = math.sqrt(st.vs.var * st.bars_per_year)
@@ -786,7 +787,9 @@ class MonitorEngine:
         comp["sigma_now_annual"] = sig_now
         if self._apc_on:
             comp["vol_factor"] = vol_factor
-            self._apc_components(st, comp, raw, st.apc_beta, out)
+            # what anti-procyclicality did is written into the dict (a formatted sentence) only when a decision
+            # asks for the components (:meth:`_components`), not on every bar
+            return im, mm, (comp, raw, st.apc_beta, out)
         return im, mm, comp
 
     def _apc_components(self, st: _Inst, comp: dict[str, Any], raw: float, beta: float, out: float) -> None:
@@ -800,6 +803,10 @@ class MonitorEngine:
 
     def _components(self, st: _Inst, comp: Any) -> dict[str, Any]:
         if isinstance(comp, tuple):
+            if isinstance(comp[0], dict):  # compose_target's dict, anti-procyclicality to add: (dict, raw, buffer, out)
+                c = dict(comp[0])  # a copy: a decision may ask more than once (e.g. an automatic step, then a proposal)
+                self._apc_components(st, c, comp[1], comp[2], comp[3])
+                return c
             if len(comp) == 2:
                 c = compose_target(st.im_base, st.mm_base, vol_factor=comp[0])[2]
             else:  # anti-procyclicality applied: (vol factor, sigma, raw rate, buffer in force, output)
