@@ -567,12 +567,21 @@ class MonitorEngine:
             r = math.log(c / pc)
             gap = (open_ns - st.prev_open_ns) // tf_ns
             x2 = r * r if gap <= 1 else r * r / gap
-            for v in (vs, vl, vt):
-                if v.n >= v.seed:
-                    v.n += 1
-                    v.var = v.lam * v.var + v.a * x2
-                else:
-                    v.update_scaled(x2)
+            if vs.n >= vs.seed:
+                vs.n += 1
+                vs.var = vs.lam * vs.var + vs.a * x2
+            else:
+                vs.update_scaled(x2)
+            if vl.n >= vl.seed:
+                vl.n += 1
+                vl.var = vl.lam * vl.var + vl.a * x2
+            else:
+                vl.update_scaled(x2)
+            if vt.n >= vt.seed:
+                vt.n += 1
+                vt.var = vt.lam * vt.var + vt.a * x2
+            else:
+                vt.update_scaled(x2)
             if gap == 1 and lo > 0.0 and st.prev_low > 0.0:
                 s = corwin_schultz_spread(st.prev_high, st.prev_low, h, lo)
                 cs_s.update(s)
