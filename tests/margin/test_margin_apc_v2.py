@@ -161,3 +161,26 @@ def test_live_wrapper_counts_days_on_hourly_bars():
     np.testing.assert_allclose(out, apply_apc(raw, cfg, bar_hours=1.0))
     np.testing.assert_allclose(out[1 + 24], 0.25)
     assert out[1 + 23] < 0.25
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 2.0), min_size=2, max_size=40), st.sampled_from([
+    APCConfig(buffer=0.25, rebuild_steps=5), APCConfig(buffer=0.25, release_in_stress=False),
+    APCConfig(buffer=0.3, max_up=0.2, max_down=0.05, hysteresis=0.02, rebuild_steps=3),
+    APCConfig(buffer=0.25, stressed_weight=0.3, stressed_margin=0.4, floor=0.05),
+    apc_config("emir_a").for_bars(1.0)]), st.booleans())
+def test_step_floats_is_step_on_three_floats(raw, cfg, drop_beta):
+    """The engine's hot path (three floats, no state object) gives exactly step()'s numbers."""
+    from margincal.margin.apc import APCState, step, step_floats
+
+    out, state = step(None, raw[0], cfg)
+    f_out, f_base = state.out, state.base
+    f_beta = float("nan") if drop_beta else state.buffer_level
+    if drop_beta:  # a state restored without its buffer level: derived from out / base by both
+        state = APCState(state.out, state.base, None)
+    for r in raw[1:]:
+        out, state = step(state, r, cfg)
+        f_out, f_base, f_beta = step_floats(f_out, f_base, f_beta, r, cfg)
+        assert (f_out, f_base, f_beta) == (out, state.base, state.buffer_level)
+    with pytest.raises(DataError):
+        step_floats(f_out, f_base, f_beta, float("nan"), cfg)

@@ -58,8 +58,8 @@ from margincal.data.feeds import (
 )
 from margincal.data.store import to_utc
 from margincal.errors import ConfigError
-from margincal.margin.apc import APCConfig, APCState
-from margincal.margin.apc import step as apc_step
+from margincal.margin.apc import APCConfig
+from margincal.margin.apc import step_floats as apc_step_floats
 from margincal.margin.params import ParameterSet
 
 __all__ = ["HOURS_PER_YEAR", "Adjustment", "MonitorEngine", "sigma_anchor_from_details"]
@@ -242,8 +242,8 @@ class _Inst:
         "im", "im_base", "last_change_ns", "last_increase_ns", "last_proposal_ns", "listing_done", "mm", "mm_base", "n_bars", "name",
         "oi_prev", "oi_stats", "oi_t", "pending_im", "prev_close", "prev_high", "prev_low", "prev_open_ns", "recent",
         "sigma_anchor", "spread_stats", "tf", "tf_ns", "trig", "vl", "volu", "vs", "vt",
-        "apc_base", "apc_beta", "apc_beta0", "apc_cfg", "apc_out", "apc_prev", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
-        "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s",
+        "apc_base", "apc_beta", "apc_beta0", "apc_cfg", "apc_out", "batch_idx", "depth_last", "fund_last", "mm_queue", "mm_sched", "mm_sched_ns",
+        "oi_level", "oi_cal", "oi_ref", "spread_last", "volu_s", "bar_est",
     )
 
     def __init__(self, name: str) -> None:
@@ -271,6 +271,7 @@ class _Inst:
         # triggers: vol, volume, oi, depth, spread, proxy, funding, breach, volume drop
         self.trig = [sg.Trigger() for _ in range(9)]
         self.volu_s = None  # 24h EWMA of log volume (volume drop)
+        self.bar_est: tuple[Any, ...] | None = None  # (vs, vl, vt, volu, volu_s, cs_s, cs_l, breach) once they exist
         self.oi_cal = None  # OI caps from the calibrated row (details oi_lower_cap / oi_upper_cap)
         self.oi_ref = None  # slow EWMA of OI notional (the reference level of the OI caps)
         self.oi_level = math.nan
@@ -285,7 +286,6 @@ class _Inst:
         self.apc_base = math.nan
         self.apc_beta = math.nan
         self.apc_beta0 = math.nan  # the APC buffer the calibrated IM carries (NaN: the preset's full buffer)
-        self.apc_prev: APCState | None = None  # the last APCState, reused while it holds the three values above
         self.apc_cfg: APCConfig | None = None  # the policy's [apc] converted to this instrument's bar size
         self.listing_done = False
         self.recent: list[sg.Signal] = []
@@ -369,7 +369,14 @@ class MonitorEngine:
         self._mv_fund = mv["funding"]["enabled"]
         self._mv_br = mv["breach"]["enabled"]
         self._vd_w, self._vd_c = self._lq["volume_drop_warning"], self._lq["volume_drop_critical"]
+        self._vd_r = self._vd_w * self._lq["rearm_fraction"]
         self._stale = policy["signals.stale_data"]
+        self._stale_on, self._stale_gap = self._stale["enabled"], self._stale["max_gap_bars"]
+        # the lowest level at which each bar trigger can fire (below it, and above its re-arm level, its check
+        # returns 0 without changing anything, so _on_bar skips the call)
+        self._vr_lo, self._vu_lo = min(self._vr_w, self._vr_c), min(self._vu_w, self._vu_c)
+        self._px_lo, self._vd_lo = min(self._px_w, self._px_c), min(self._vd_w, self._vd_c)
+        self._br_lo = min(self._br_w, self._br_c)
         ef = policy["effective"]
         self._notice_ns = int(ef["mm_notice_hours"] * _NS_PER_HOUR)
         self._batch_ns = int(ef["decrease_batch_hours"] * _NS_PER_HOUR)
@@ -522,117 +529,158 @@ class MonitorEngine:
         if len(rec) > 8:
             del rec[0]
 
+    def _bar_estimators(self, st: _Inst, ev: BarEvent) -> tuple[EWMAVariance, EWMAVariance, EWMAVariance, EWMStats,
+                                                                 EWMStats, EWMStats, EWMStats, BreachCounter]:
+        """The bar estimators of ``st`` as one tuple (created at the first bar), cached on the instrument."""
+        if st.vs is None:
+            self._first_bar(st, ev)
+        if st.volu_s is None:  # a state saved before the volume-drop measure existed
+            st.volu_s = EWMStats(_halflife_lam(self._short_h, st.bar_hours))
+        vs, vl, vt, volu, volu_s, cs_s, cs_l, breach = (st.vs, st.vl, st.vt, st.volu, st.volu_s, st.cs_s, st.cs_l,
+                                                        st.breach)
+        assert (vs is not None and vl is not None and vt is not None and volu is not None and cs_s is not None
+                and cs_l is not None and breach is not None), "the bar estimators are created by _first_bar"
+        est = st.bar_est = (vs, vl, vt, volu, volu_s, cs_s, cs_l, breach)
+        return est
+
     def _on_bar(self, ev: BarEvent) -> list[Any] | None:
+        # The hot path (every bar of every instrument): locals instead of repeated attribute lookups, the EWMA
+        # variance recursion written out (the very operations of EWMAVariance.update_scaled), and a trigger's
+        # check called only when its measure is at a firing level or could re-arm it (Trigger.check returns 0
+        # otherwise and changes nothing).
         st = self._insts.get(ev.instrument)
         if st is None:
             st = self._inst(ev.instrument)
-        if st.vs is None:
-            self._first_bar(st, ev)
-        vs, vl, vt, volu, cs_s, cs_l, breach = st.vs, st.vl, st.vt, st.volu, st.cs_s, st.cs_l, st.breach
-        assert (vs is not None and vl is not None and vt is not None and volu is not None and cs_s is not None
-                and cs_l is not None and breach is not None), "the bar estimators are created by _first_bar"
+        est = st.bar_est
+        if est is None:
+            est = self._bar_estimators(st, ev)
+        vs, vl, vt, volu, volu_s, cs_s, cs_l, breach = est
         c = ev.close
         h = ev.high
         lo = ev.low
         pc = st.prev_close
-        open_ns = ev.t_ns - st.tf_ns
+        t = ev.t_ns
+        tf_ns = st.tf_ns
+        open_ns = t - tf_ns
         gap = 1
         if pc > 0.0 and c > 0.0:
             r = math.log(c / pc)
-            gap = (open_ns - st.prev_open_ns) // st.tf_ns
+            gap = (open_ns - st.prev_open_ns) // tf_ns
             x2 = r * r if gap <= 1 else r * r / gap
-            vs.update_scaled(x2)
-            vl.update_scaled(x2)
-            vt.update_scaled(x2)
+            if vs.n >= vs.seed:
+                vs.n += 1
+                vs.var = vs.lam * vs.var + vs.a * x2
+            else:
+                vs.update_scaled(x2)
+            if vl.n >= vl.seed:
+                vl.n += 1
+                vl.var = vl.lam * vl.var + vl.a * x2
+            else:
+                vl.update_scaled(x2)
+            if vt.n >= vt.seed:
+                vt.n += 1
+                vt.var = vt.lam * vt.var + vt.a * x2
+            else:
+                vt.update_scaled(x2)
             if gap == 1 and lo > 0.0 and st.prev_low > 0.0:
                 s = corwin_schultz_spread(st.prev_high, st.prev_low, h, lo)
                 cs_s.update(s)
                 cs_l.update(s)
-        lv = math.log1p(ev.volume) if ev.volume > 0.0 else 0.0
-        z_vol = volu.zscore(lv)
+        vol = ev.volume
+        lv = math.log1p(vol) if vol > 0.0 else 0.0
+        # EWMStats.zscore, inlined
+        z_vol = (lv - volu.mean) / math.sqrt(volu.var) if volu.n >= 2 and volu.var > 0.0 else math.nan
         volu.update(lv)
-        volu_s = st.volu_s
-        if volu_s is None:  # a state saved before the volume-drop measure existed
-            volu_s = st.volu_s = EWMStats(_halflife_lam(self._short_h, st.bar_hours))
         volu_s.update(lv)
         im_now = st.im
         breach.update(c, im_now if im_now == im_now else math.inf)
         st.prev_close, st.prev_high, st.prev_low, st.prev_open_ns = c, h, lo, open_ns
-        st.n_bars += 1
-        t = ev.t_ns
+        n_bars = st.n_bars = st.n_bars + 1
         if t < self.live_from_ns:
             return None
         out: list[Any] | None = None
         if not st.listing_done:
             st.listing_done = True
             min_bars = int(round(self._nl["min_history_hours"] / st.bar_hours))
-            if self._nl_on and st.n_bars < min_bars:
+            if self._nl_on and n_bars < min_bars:
                 out = []
-                self._remember(st, sg.new_listing(st.name, ev.available_at, st.n_bars, min_bars, st.bar_hours), out)
-        if st.n_bars * st.bar_hours < self._warmup_h:
+                self._remember(st, sg.new_listing(st.name, ev.available_at, n_bars, min_bars, st.bar_hours), out)
+        if n_bars * st.bar_hours < self._warmup_h:
             return out
         if st.last_change_ns < 0:
             # speed limits count from the first bar the monitor may act on (not from an unknown past change)
             st.last_change_ns = t
-        bpy = st.bars_per_year
         trig = st.trig
         # ---- volatility regime
         if self._vr_on and vl.var > 0.0:
             ratio = math.sqrt(vs.var / vl.var)
-            lvl = trig[0].check(ratio, self._vr_w, self._vr_c, self._vr_r)
-            if lvl:
-                if out is None:
-                    out = []
-                self._remember(st, sg.vol_regime(st.name, ev.available_at, lvl, math.sqrt(vs.var * bpy),
-                                                 math.sqrt(vl.var * bpy), self._vr_c if lvl == 2 else self._vr_w,
-                                                 self._short_h, self._long_h), out)
+            tr = trig[0]
+            if ratio >= self._vr_lo or (tr.level and ratio < self._vr_r):
+                lvl = tr.check(ratio, self._vr_w, self._vr_c, self._vr_r)
+                if lvl:
+                    if out is None:
+                        out = []
+                    bpy = st.bars_per_year
+                    self._remember(st, sg.vol_regime(st.name, ev.available_at, lvl, math.sqrt(vs.var * bpy),
+                                                     math.sqrt(vl.var * bpy), self._vr_c if lvl == 2 else self._vr_w,
+                                                     self._short_h, self._long_h), out)
         # ---- volume surge
         if self._vu_on and z_vol == z_vol:
-            lvl = trig[1].check(z_vol, self._vu_w, self._vu_c, self._vu_r)
-            if lvl:
-                if out is None:
-                    out = []
-                self._remember(st, sg.volume_surge(st.name, ev.available_at, lvl, ev.volume,
-                                                   math.expm1(volu.mean), z_vol,
-                                                   self._vu_c if lvl == 2 else self._vu_w), out)
+            tr = trig[1]
+            if z_vol >= self._vu_lo or (tr.level and z_vol < self._vu_r):
+                lvl = tr.check(z_vol, self._vu_w, self._vu_c, self._vu_r)
+                if lvl:
+                    if out is None:
+                        out = []
+                    self._remember(st, sg.volume_surge(st.name, ev.available_at, lvl, vol,
+                                                       math.expm1(volu.mean), z_vol,
+                                                       self._vu_c if lvl == 2 else self._vu_w), out)
         # ---- bar spread proxy (only while no order-book data has been seen)
         if self._px_on and not st.depth_seen and cs_l.n > 1 and cs_l.mean > 0.0:
             pr = cs_s.mean / cs_l.mean
-            lvl = trig[5].check(pr, self._px_w, self._px_c, self._px_r)
-            if lvl:
-                if out is None:
-                    out = []
-                self._remember(st, sg.spread_widening(st.name, ev.available_at, lvl, 1e4 * cs_s.mean,
-                                                      1e4 * cs_l.mean, self._px_c if lvl == 2 else self._px_w,
-                                                      proxy=True), out)
+            tr = trig[5]
+            if pr >= self._px_lo or (tr.level and pr < self._px_r):
+                lvl = tr.check(pr, self._px_w, self._px_c, self._px_r)
+                if lvl:
+                    if out is None:
+                        out = []
+                    self._remember(st, sg.spread_widening(st.name, ev.available_at, lvl, 1e4 * cs_s.mean,
+                                                          1e4 * cs_l.mean, self._px_c if lvl == 2 else self._px_w,
+                                                          proxy=True), out)
         # ---- volume drop (liquidity: the 24h level of traded volume against its 7-day level)
         escalate = False
         if self._px_on and volu.n > 1 and volu_s.n > 1:
             vdrop = 1.0 - math.exp(volu_s.mean - volu.mean)
-            lvl = trig[8].check(vdrop, self._vd_w, self._vd_c, self._vd_w * self._lq["rearm_fraction"])
-            if lvl:
-                if out is None:
-                    out = []
-                self._remember(st, sg.volume_drop(st.name, ev.available_at, lvl, math.expm1(volu_s.mean),
-                                                  math.expm1(volu.mean), self._vd_c if lvl == 2 else self._vd_w), out)
+            tr = trig[8]
+            if vdrop >= self._vd_lo or (tr.level and vdrop < self._vd_r):
+                lvl = tr.check(vdrop, self._vd_w, self._vd_c, self._vd_r)
+                if lvl:
+                    if out is None:
+                        out = []
+                    self._remember(st, sg.volume_drop(st.name, ev.available_at, lvl, math.expm1(volu_s.mean),
+                                                      math.expm1(volu.mean), self._vd_c if lvl == 2 else self._vd_w),
+                                   out)
         # ---- breach cluster
         if self._br_on:
             cnt = breach.counts.count
-            lvl = trig[7].check(cnt, self._br_w, self._br_c, self._br_w)
-            if lvl:
-                if out is None:
-                    out = []
-                bc = breach
-                self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt, self._br["window_hours"],
-                                                     self._br_c if lvl == 2 else self._br_w, bc.last_move,
-                                                     bc.last_margin, self._br["horizon_hours"]), out)
-                escalate = self._mv_br
+            tr = trig[7]
+            if cnt >= self._br_lo or (tr.level and cnt < self._br_w):
+                lvl = tr.check(cnt, self._br_w, self._br_c, self._br_w)
+                if lvl:
+                    if out is None:
+                        out = []
+                    bc = breach
+                    self._remember(st, sg.breach_cluster(st.name, ev.available_at, lvl, cnt,
+                                                         self._br["window_hours"],
+                                                         self._br_c if lvl == 2 else self._br_w, bc.last_move,
+                                                         bc.last_margin, self._br["horizon_hours"]), out)
+                    escalate = self._mv_br
         # ---- stale data: no decision on a bar that follows a gap
-        if gap > self._stale["max_gap_bars"] and st.n_bars > 1:
-            if self._stale["enabled"]:
+        if gap > self._stale_gap and n_bars > 1:
+            if self._stale_on:
                 if out is None:
                     out = []
-                self._remember(st, sg.stale_data(st.name, ev.available_at, float(gap), self._stale["max_gap_bars"],
+                self._remember(st, sg.stale_data(st.name, ev.available_at, float(gap), self._stale_gap,
                                                  st.bar_hours), out)
             return out
         # ---- margin target and policy
@@ -652,7 +700,7 @@ class MonitorEngine:
                 im_now = st.im
             var_t = vt.var
             if var_t > 0.0:
-                sig_now = math.sqrt(var_t * bpy)
+                sig_now = math.sqrt(var_t * st.bars_per_year)
                 if st.sigma_anchor != st.sigma_anchor:
                     st.sigma_anchor = sig_now
                 target, mm_target, comp = self._target(st, sig_now)
@@ -708,8 +756,9 @@ class MonitorEngine:
     def _target(self, st: _Inst, sig_now: float) -> tuple[float, float, Any]:
         """Target IM and MM of one instrument now, and which signal moved what (:func:`compose_target`).
 
-        The third item is the components dict, or (when only volatility moved) the vol factor, from which
-        :meth:`_components` builds the same dict on demand (most bars change nothing).
+        The third item is the components dict, or a tuple from which :meth:`_components` builds the same dict
+        on demand (most bars change nothing): the vol factor when only volatility moved, or the dict of
+        :func:`compose_target` with what anti-procyclicality did still to be added.
         """
         if self._mv_regime and st.trig[0].level and st.vs is not None:
             v = math.sqrt(st.vs.var * st.bars_per_year)
@@ -747,7 +796,9 @@ class MonitorEngine:
         comp["sigma_now_annual"] = sig_now
         if self._apc_on:
             comp["vol_factor"] = vol_factor
-            self._apc_components(st, comp, raw, st.apc_beta, out)
+            # what anti-procyclicality did is written into the dict (a formatted sentence) only when a decision
+            # asks for the components (:meth:`_components`), not on every bar
+            return im, mm, (comp, raw, st.apc_beta, out)
         return im, mm, comp
 
     def _apc_components(self, st: _Inst, comp: dict[str, Any], raw: float, beta: float, out: float) -> None:
@@ -761,6 +812,10 @@ class MonitorEngine:
 
     def _components(self, st: _Inst, comp: Any) -> dict[str, Any]:
         if isinstance(comp, tuple):
+            if isinstance(comp[0], dict):  # compose_target's dict, anti-procyclicality to add: (dict, raw, buffer, out)
+                c = dict(comp[0])  # a copy: a decision may ask more than once (e.g. an automatic step, then a proposal)
+                self._apc_components(st, c, comp[1], comp[2], comp[3])
+                return c
             if len(comp) == 2:
                 c = compose_target(st.im_base, st.mm_base, vol_factor=comp[0])[2]
             else:  # anti-procyclicality applied: (vol factor, sigma, raw rate, buffer in force, output)
@@ -778,7 +833,8 @@ class MonitorEngine:
         return self._apc_cfg.buffer if b0 != b0 else b0
 
     def apply_apc(self, st: _Inst, raw: float) -> float:
-        """The one place the monitor calls :mod:`margincal.margin.apc` (``step`` with the policy's ``[apc]``).
+        """The one place the monitor calls :mod:`margincal.margin.apc` (:func:`~margincal.margin.apc.step_floats`, the
+        recursion of ``step`` on the three floats kept per instrument, with the policy's ``[apc]``).
 
         ``raw`` is the volatility-scaled rate ``IM_base x vol factor``; the calibrated IM already carries
         the buffer ``b0`` in force at calibration (:meth:`_apc_b0`), so the recursion runs on
@@ -800,17 +856,9 @@ class MonitorEngine:
         base = raw / (1.0 + b0)
         if self._apc_peek and base == st.apc_base:
             return st.apc_out  # the target view right after this bar's step: the bar's output
-        prev = st.apc_prev
-        # the state returned by the last step, while the three floats are still the very objects it holds (any
-        # reset, restore or reload assigns other objects); else rebuilt from them
-        if prev is None or prev.out is not st.apc_out or prev.base is not st.apc_base \
-                or prev.buffer_level is not st.apc_beta:
-            prev = APCState(st.apc_out, st.apc_base, None if st.apc_beta != st.apc_beta else st.apc_beta)
-        out, state = apc_step(prev, base, cfg)
-        st.apc_prev = state
-        st.apc_out, st.apc_base = state.out, state.base
-        st.apc_beta = math.nan if state.buffer_level is None else state.buffer_level
-        return float(out)
+        out, st.apc_base, st.apc_beta = apc_step_floats(st.apc_out, st.apc_base, st.apc_beta, base, cfg)
+        st.apc_out = out
+        return out
 
     # ------------------------------------------------------------------ decisions
     def _mk(self, st: _Inst, ev: BarEvent, route_: str, before: float, rate: float, mm_now: float,

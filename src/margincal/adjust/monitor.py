@@ -175,7 +175,7 @@ class Monitor:
         rows = []
         for sg in sigs:
             d = sg.as_dict()
-            rows.append([self.name, pd.Timestamp(sg.ts).tz_convert("UTC").tz_localize(None), d["instrument"],
+            rows.append([self.name, pd.Timestamp(sg.ts).tz_convert(None), d["instrument"],  # naive UTC
                          d["kind"], d["severity"], d["reason"], d["threshold"],
                          json.dumps(d["values"], allow_nan=False, default=str), now])
         # ``seq`` (the stream's cursor) takes the next value of signal_seq; a replayed duplicate is ignored
@@ -392,14 +392,16 @@ class Monitor:
         written to the store's outbox in the group's transaction, so :func:`outbox_after` gives a reader that
         lost the process every committed line after the last cursor it received (exactly once, in order).
         """
-        eng = self.engine or self.start()
         if self.commit_latency_s > 0 and not isinstance(self.store, duckdb.DuckDBPyConnection):
-            # group commit: one connection for the run (opening a store file costs more than a group's writes);
-            # it holds the store's write lock until the run ends
+            # group commit: one connection for the run (opening a store file costs more than a group's writes),
+            # opened before the checkpoint is loaded so that start() reads through it too; it holds the store's
+            # write lock until the run ends
             self._held = connect(self.store)
-        shared = self._held is not None and isinstance(feed, SharesConnection) and \
-            feed.share_connection(self.store, self._held)
+        shared = False
         try:
+            eng = self.engine or self.start()
+            shared = self._held is not None and isinstance(feed, SharesConnection) and \
+                feed.share_connection(self.store, self._held)
             return self._run(eng, feed, on_output, on_tick, tick_every, max_events, on_lines)
         finally:
             if shared and isinstance(feed, SharesConnection):

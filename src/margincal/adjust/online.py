@@ -67,10 +67,11 @@ def _check_lam(lam: float) -> float:
 class EWMAVariance:
     """Zero-mean EWMA variance of returns, updated one return at a time."""
 
-    __slots__ = ("lam", "n", "seed", "var")
+    __slots__ = ("a", "lam", "n", "seed", "var")
 
     def __init__(self, lam: float, seed: int = 1) -> None:
         self.lam = _check_lam(lam)
+        self.a = 1.0 - self.lam  # the weight of the new observation (the same double on every update)
         if int(seed) < 1:
             raise ConfigError(f"seed is {seed}; it must be >= 1")
         self.seed = int(seed)
@@ -84,7 +85,7 @@ class EWMAVariance:
         if n <= self.seed:
             self.var = x * x if n == 1 else self.var + (x * x - self.var) / n
         else:
-            self.var = self.lam * self.var + (1.0 - self.lam) * (x * x)
+            self.var = self.lam * self.var + self.a * (x * x)
         return self.var
 
     def update_scaled(self, x2: float) -> float:
@@ -94,7 +95,7 @@ class EWMAVariance:
         if n <= self.seed:
             self.var = x2 if n == 1 else self.var + (x2 - self.var) / n
         else:
-            self.var = self.lam * self.var + (1.0 - self.lam) * x2
+            self.var = self.lam * self.var + self.a * x2
         return self.var
 
     @property
@@ -115,30 +116,38 @@ class EWMAVariance:
 class EWMStats:
     """Exponentially weighted mean and biased variance (pandas ``ewm(adjust=False)`` recursions)."""
 
-    __slots__ = ("alpha", "mean", "n", "var")
+    __slots__ = ("alpha", "den", "mean", "n", "ow", "var")
 
     def __init__(self, lam: float) -> None:
-        self.alpha = 1.0 - _check_lam(lam)
+        self._set_alpha(1.0 - _check_lam(lam))
         self.n = 0
         self.mean = math.nan
         self.var = math.nan
 
+    def _set_alpha(self, alpha: float) -> None:
+        self.alpha = alpha
+        # pandas' old and new weights and their sum, computed once (the same doubles on every update)
+        self.ow = 1.0 - alpha
+        self.den = self.ow + alpha
+
     def update(self, x: float) -> None:
-        if self.n == 0:
+        n = self.n
+        if n == 0:
             self.mean = x
             self.var = 0.0
             self.n = 1
             return
         # same operation order as pandas' ewmcov(adjust=False) so results agree to rounding
-        old_wt = 1.0 - self.alpha
+        old_wt = self.ow
         new_wt = self.alpha
+        den = self.den
         old_mean = self.mean
-        if old_mean != x:
-            self.mean = (old_wt * old_mean + new_wt * x) / (old_wt + new_wt)
-        d_old = old_mean - self.mean
-        d_new = x - self.mean
-        self.var = (old_wt * (self.var + d_old * d_old) + new_wt * (d_new * d_new)) / (old_wt + new_wt)
-        self.n += 1
+        mean = (old_wt * old_mean + new_wt * x) / den if old_mean != x else old_mean
+        self.mean = mean
+        d_old = old_mean - mean
+        d_new = x - mean
+        self.var = (old_wt * (self.var + d_old * d_old) + new_wt * (d_new * d_new)) / den
+        self.n = n + 1
 
     def zscore(self, x: float) -> float:
         """``(x - mean) / sd`` against the current state (before ``x`` is added); NaN when undefined."""
@@ -153,7 +162,7 @@ class EWMStats:
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> EWMStats:
         obj = cls(1.0 - float(s["alpha"]))
-        obj.alpha = float(s["alpha"])
+        obj._set_alpha(float(s["alpha"]))
         obj.n = int(s["n"])
         obj.mean = math.nan if s["mean"] is None else float(s["mean"])
         obj.var = math.nan if s["var"] is None else float(s["var"])

@@ -181,28 +181,60 @@ def _step_from_base(prev: APCState | None, base: float, cfg: APCConfig) -> tuple
     """Buffer (released in stress, rebuilt gradually), hysteresis and speed limits, given the base."""
     if prev is None:
         beta = cfg.buffer
-    elif cfg.buffer > 0 and cfg.release_in_stress:
-        prev_beta = prev.buffer_level
+        target = base * (1.0 + beta)
+        return target, APCState(target, base, beta)
+    out, beta = _next(prev.out, prev.base, prev.buffer_level, base, cfg)
+    return out, APCState(out, base, beta)
+
+
+def _next(prev_out: float, prev_base: float, prev_beta: float | None, base: float, cfg: APCConfig
+          ) -> tuple[float, float]:
+    """One step after the first on plain floats: ``(out_t, beta_t)`` (see module doc; ``prev_beta`` None: derived
+    from the previous output and base). The single implementation behind :func:`step` and :func:`step_floats`."""
+    buf = cfg.buffer
+    if buf > 0 and cfg.release_in_stress:
         if prev_beta is None:
-            prev_beta = min(max(prev.out / prev.base - 1.0, 0.0), cfg.buffer) if prev.base > 0 else cfg.buffer
-        if base > prev.base * (1.0 + cfg.stress_threshold):
+            prev_beta = min(max(prev_out / prev_base - 1.0, 0.0), buf) if prev_base > 0 else buf
+        if base > prev_base * (1.0 + cfg.stress_threshold):
             # stress: the buffer absorbs the rise (the margin stays at the previous level if it covers base)
-            beta = min(max(prev.out / base - 1.0, 0.0), cfg.buffer) if base > 0 else prev_beta
-        elif base > prev.base:
+            beta = min(max(prev_out / base - 1.0, 0.0), buf) if base > 0 else prev_beta
+        elif base > prev_base:
             beta = prev_beta  # rising but not stress: the margin rises exactly like the base
         else:
-            beta = min(cfg.buffer, prev_beta + cfg.buffer / cfg.rebuild_steps)  # calm: rebuild gradually
+            # calm: rebuild gradually; min(buf, x) written out (the same value, a builtin call less on every bar)
+            x = prev_beta + buf / cfg.rebuild_steps
+            beta = x if x < buf else buf
     else:
-        beta = cfg.buffer
+        beta = buf
     target = base * (1.0 + beta)
-    if prev is None:
-        return target, APCState(target, base, beta)
-    if cfg.hysteresis > 0 and abs(target - prev.out) <= cfg.hysteresis * prev.out and prev.out >= base:
-        target = prev.out
-    lo = prev.out * (1.0 - cfg.max_down) if cfg.max_down is not None else -np.inf
-    hi = prev.out * (1.0 + cfg.max_up) if cfg.max_up is not None else np.inf
-    out = float(min(max(target, lo), hi))
-    return out, APCState(out, base, beta)
+    if cfg.hysteresis > 0 and abs(target - prev_out) <= cfg.hysteresis * prev_out and prev_out >= base:
+        target = prev_out
+    # the speed limits, when set (without them the clip to -inf / +inf returns the target itself)
+    if cfg.max_down is not None:
+        target = max(target, prev_out * (1.0 - cfg.max_down))
+    if cfg.max_up is not None:
+        target = min(target, prev_out * (1.0 + cfg.max_up))
+    return float(target), beta
+
+
+def step_floats(prev_out: float, prev_base: float, prev_beta: float, raw: float, config: APCConfig
+                ) -> tuple[float, float, float]:
+    """:func:`step` after the first step, for a previous state held as three floats (the live engine's hot path).
+
+    ``prev_beta`` NaN stands for ``buffer_level=None``. ``config`` must count steps already
+    (:meth:`APCConfig.for_bars` applied: ``rebuild_days`` None). Returns ``(out_t, base_t, beta_t)``: the same
+    numbers as ``step(APCState(prev_out, prev_base, prev_beta), raw, config)``, without building the state
+    object or calling numpy on a scalar.
+    """
+    if not (0.0 <= raw < math.inf):
+        raise DataError(f"raw margin is {raw}; it must be a finite rate >= 0")
+    if config.rebuild_days is not None:
+        raise ConfigError("step_floats needs a configuration that counts steps (APCConfig.for_bars)")
+    base = float(raw)
+    if config.stressed_weight > 0 or config.stressed_margin is not None or config.floor is not None:
+        base = _base(raw, config, None, None)
+    out, beta = _next(prev_out, prev_base, None if prev_beta != prev_beta else prev_beta, base, config)
+    return out, base, beta
 
 
 class AntiProcyclicality:
