@@ -180,3 +180,28 @@ def test_okx_eth_preset_prices_contracts_at_its_reference_price():
     # the same file at another price: bounds scale with it
     (q,) = presets.from_file(TABLES / p.table_file, "okx", price=2000.0, ct_val=0.1).values()
     assert q.schedule.lowers[1] == pytest.approx(600_000)
+
+
+# ------------------------------------------------------------------------- exactly on a bracket cap
+def test_a_position_exactly_on_a_cap_is_in_the_lower_bracket_where_the_venue_says_so():
+    """Binance prints "Position <= cap" (the 2021-03-18 announcement, tests/reference/venue_tables_sources.md),
+    OKX's tiers run minSz..maxSz with the next tier at maxSz + 1: a position exactly on a cap is in the
+    lower bracket. Hyperliquid's tiers start AT their lowerBound. Only N / leverage differs at the cap
+    (the maintenance amounts are continuous)."""
+    b = presets.get("binance_btcusdt_20210318")
+    # 50,000 USDT: bracket 1 (125x, 0.40%): IM 400, MM 200; a cent more: bracket 2 (100x, 0.50%, cum 50)
+    r = b.margin(50_000)
+    assert r.im == pytest.approx(400) and r.mm == pytest.approx(200)
+    r = b.margin(50_000.01)
+    assert r.im == pytest.approx(500.0001) and r.mm == pytest.approx(200.00005)
+    # 1,000,000 USDT, the cap of bracket 3 (50x): IM 20,000 (not 1,000,000 / 20 = 50,000), exact and float alike
+    assert b.margin(1_000_000).im == pytest.approx(20_000)
+    im_x, mm_x = b.margin_exact("1000000")
+    assert im_x == Fraction(20_000) and mm_x == Fraction(1_000_000) / 100 - 1_300
+    assert b.schedule.tier_index(1_000_000) == 2 and b.schedule.tier_index(0) == 0
+    # OKX ETH-USDT-SWAP (ctVal 0.1 ETH at the preset's 2,500 USDT): 3,000 contracts = 750,000 USDT is tier 1
+    o = presets.get(next(n for n, e in presets.PRESETS.items() if e.venue == "okx"))
+    assert o.margin_rate(750_000).im == pytest.approx(0.008) and o.margin_rate(750_001).im == pytest.approx(0.01)
+    # Hyperliquid ETH: from lowerBound 100,000,000 on, 15x
+    assert presets.get("hyperliquid_eth").margin_rate(1e8).im == pytest.approx(1 / 15)
+    assert presets.get("hyperliquid_eth").margin_rate(1e8 - 1).im == pytest.approx(1 / 25)

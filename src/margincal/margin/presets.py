@@ -263,7 +263,8 @@ def _preset_from_params(name: str, params: InstrumentParams, *, instrument: str 
     schedule = TierSchedule.from_details(d["tiers"]) if rule == "brackets" else None
     if schedule is not None:
         schedule = TierSchedule(schedule.tiers, max_notional=schedule.max_notional,
-                                source={"venue": d.get("venue"), "symbol": d.get("symbol", params.instrument)})
+                                source={"venue": d.get("venue"), "symbol": d.get("symbol", params.instrument)},
+                                cap_inclusive=bool(d.get("cap_inclusive", False)))
     return Preset(
         name=name, venue=str(d.get("venue")), instrument=instrument or params.instrument, rule=str(rule),
         source=str(source or d.get("source") or ""), retrieved=str(retrieved or d.get("retrieved") or ""),

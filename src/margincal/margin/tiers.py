@@ -108,18 +108,26 @@ class TierSchedule:
     ``max_notional`` (optional) is the cap of the last tier; notionals above it
     are priced with the last tier (the caller decides whether to reject them:
     :meth:`within_cap`).
+
+    ``cap_inclusive``: which tier a notional exactly on a boundary belongs to. False (this project's
+    brackets, Hyperliquid's ``lowerBound``): ``lower_k <= N < lower_{k+1}``, the upper tier. True
+    (Binance "Position <= cap", Bybit's ``riskLimitValue``, OKX's ``maxSz``): ``lower_k < N <= lower_{k+1}``,
+    the lower tier. Only ``N / max_leverage`` (``continuous=False``) differs: the cumulative-deduction
+    amounts are continuous at every boundary.
     """
 
     tiers: tuple[Tier, ...]
     max_notional: float | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    cap_inclusive: bool = False
 
     def __init__(self, tiers: Iterable[Tier], max_notional: float | None = None,
-                 source: dict[str, Any] | None = None) -> None:
+                 source: dict[str, Any] | None = None, *, cap_inclusive: bool = False) -> None:
         ts = tuple(tiers)
         object.__setattr__(self, "tiers", ts)
         object.__setattr__(self, "max_notional", None if max_notional is None else float(max_notional))
         object.__setattr__(self, "source", dict(source or {}))
+        object.__setattr__(self, "cap_inclusive", bool(cap_inclusive))
         self._validate()
 
     def _validate(self) -> None:
@@ -184,12 +192,17 @@ class TierSchedule:
         return cumulative_amounts(self.lowers, self.im_rates)
 
     # --------------------------------------------------------------- lookups
+    def _tier(self, n: np.ndarray) -> np.ndarray:
+        if self.cap_inclusive:  # lower_k < N <= lower_{k+1}; N = 0 is in the first tier
+            return np.maximum(np.searchsorted(self.lowers, n, side="left") - 1, 0)
+        return np.searchsorted(self.lowers, n, side="right") - 1
+
     def tier_index(self, notional: object) -> np.ndarray | int:
-        """0-based tier of each notional (``lower_k <= |N| < lower_{k+1}``)."""
+        """0-based tier of each notional (``lower_k <= |N| < lower_{k+1}``; ``<`` / ``<=`` with ``cap_inclusive``)."""
         n = np.abs(np.asarray(notional, dtype=float))
         if np.isnan(n).any():
             raise ConfigError("notional is NaN")
-        k = np.searchsorted(self.lowers, n, side="right") - 1
+        k = self._tier(n)
         return int(k) if np.ndim(k) == 0 else k
 
     def within_cap(self, notional: object) -> np.ndarray | bool:
@@ -200,14 +213,14 @@ class TierSchedule:
     def maintenance_margin(self, notional: object) -> np.ndarray | float:
         """``N * rate_k - amount_k`` (quote currency), vectorised."""
         n = np.abs(np.asarray(notional, dtype=float))
-        k = np.searchsorted(self.lowers, n, side="right") - 1
+        k = self._tier(n)
         out = n * self.mm_rates[k] - self.maintenance_amounts[k]
         return float(out) if np.ndim(out) == 0 else out
 
     def initial_margin(self, notional: object, *, continuous: bool = True) -> np.ndarray | float:
         """Initial margin (quote currency): continuous bracket rule, or ``N / max_leverage_k`` when not."""
         n = np.abs(np.asarray(notional, dtype=float))
-        k = np.searchsorted(self.lowers, n, side="right") - 1
+        k = self._tier(n)
         out = n * self.im_rates[k] - (self.initial_amounts[k] if continuous else 0.0)
         return float(out) if np.ndim(out) == 0 else out
 
@@ -244,18 +257,20 @@ class TierSchedule:
         ]
 
     @classmethod
-    def from_details(cls, rows: Sequence[dict[str, Any]]) -> TierSchedule:
-        """Inverse of :meth:`to_details` (as stored in a published ParameterSet)."""
+    def from_details(cls, rows: Sequence[dict[str, Any]], *, cap_inclusive: bool = False) -> TierSchedule:
+        """Inverse of :meth:`to_details` (as stored in a published ParameterSet; the boundary rule is
+        ``details["cap_inclusive"]`` beside the tiers)."""
         if not rows:
             raise ConfigError("no tiers in details")
         tiers = [Tier(float(r["lower"]), float(r["max_leverage"]), float(r["mm_rate"])) for r in rows]
         last_upper = rows[-1].get("upper")
-        return cls(tiers, max_notional=None if last_upper in (None, "") else float(last_upper))
+        return cls(tiers, max_notional=None if last_upper in (None, "") else float(last_upper),
+                   cap_inclusive=cap_inclusive)
 
     # --------------------------------------------------------------- loaders
     @classmethod
     def from_brackets(cls, table: pd.DataFrame | str | Path | Sequence[dict[str, Any]], *,
-                      check_cum: bool = True, tol: float = 1e-6) -> TierSchedule:
+                      check_cum: bool = True, tol: float = 1e-6, cap_inclusive: bool | None = None) -> TierSchedule:
         """Load a published bracket table.
 
         Accepts a DataFrame, a CSV/JSON path, CSV text, or a list of dicts, with
@@ -266,6 +281,8 @@ class TierSchedule:
         maintenance_amount``). When a cumulative-amount column is present and
         ``check_cum`` is true, the recomputed amounts must match it (relative
         ``tol``) or :class:`ConfigError` names the first bracket that differs.
+        ``cap_inclusive`` (default: True for Binance's column names, whose caps are inclusive, False for this
+        project's) says which bracket a notional exactly on a cap belongs to.
         """
         df = _as_frame(table)
         aliases = {
@@ -301,7 +318,10 @@ class TierSchedule:
                     f"bracket {i + 1} cap {uppers[i]:g} != bracket {i + 2} floor {lowers[i + 1]:g}; "
                     "brackets must be contiguous")
             max_notional = float(uppers[-1]) if np.isfinite(uppers[-1]) else None
-        sched = cls(tiers, max_notional=max_notional, source={"columns": {k: v for k, v in cols.items() if v}})
+        if cap_inclusive is None:
+            cap_inclusive = cols["upper"] in ("notionalCap", "qtyCap")
+        sched = cls(tiers, max_notional=max_notional, source={"columns": {k: v for k, v in cols.items() if v}},
+                    cap_inclusive=cap_inclusive)
         if check_cum and cols["cum"] is not None:
             published = df[cols["cum"]].to_numpy(float)
             ours = sched.maintenance_amounts

@@ -215,20 +215,25 @@ def _leverage(b: Bracket) -> float:
     return float(inv)
 
 
-def schedule_of(brackets: Sequence[Bracket], ctx: Ctx, source: dict[str, Any] | None = None) -> TierSchedule:
+def schedule_of(brackets: Sequence[Bracket], ctx: Ctx, source: dict[str, Any] | None = None, *,
+                cap_inclusive: bool = False) -> TierSchedule:
     """The brackets as a :class:`TierSchedule` (max leverage = 1 / IM rate, so IM = N / leverage exactly)."""
     try:
         tiers = [Tier(float(b.floor), _leverage(b), float(b.mm_rate)) for b in brackets]
         last = brackets[-1].cap
-        return TierSchedule(tiers, max_notional=None if last is None else float(last), source=source or {})
+        return TierSchedule(tiers, max_notional=None if last is None else float(last), source=source or {},
+                            cap_inclusive=cap_inclusive)
     except ConfigError as e:
         raise ConfigError(f"{ctx.file}: {ctx.record}: {e}") from None
 
 
 def bracket_params(instrument: str, brackets: Sequence[Bracket], ctx: Ctx, *, venue: str, rule: str,
-                   extra: dict[str, Any] | None = None) -> InstrumentParams:
-    """InstrumentParams with the brackets as tiers (rates of the first bracket) and the venue fields kept."""
-    sched = schedule_of(brackets, ctx, {"venue": venue, "symbol": instrument})
+                   extra: dict[str, Any] | None = None, cap_inclusive: bool = False) -> InstrumentParams:
+    """InstrumentParams with the brackets as tiers (rates of the first bracket) and the venue fields kept.
+
+    ``cap_inclusive``: a notional exactly on a cap belongs to the lower bracket (the venue's rule; see
+    :class:`~margincal.margin.tiers.TierSchedule`), recorded as ``details["cap_inclusive"]``."""
+    sched = schedule_of(brackets, ctx, {"venue": venue, "symbol": instrument}, cap_inclusive=cap_inclusive)
     details: dict[str, Any] = {"venue": venue, "rule": rule, "tiers": sched.to_details(),
                                "venue_brackets": [
                                    {"floor": exact_str(b.floor),
@@ -237,6 +242,8 @@ def bracket_params(instrument: str, brackets: Sequence[Bracket], ctx: Ctx, *, ve
                                     "max_leverage": exact_str(b.max_leverage),
                                     "deduction": exact_str(d), **b.extra}
                                    for b, d in zip(brackets, deductions(brackets), strict=True)]}
+    if cap_inclusive:
+        details["cap_inclusive"] = True
     details.update(extra or {})
     try:
         return InstrumentParams(instrument, float(brackets[0].im_rate), float(brackets[0].mm_rate), details)

@@ -53,10 +53,12 @@ class BinanceArithmetic:
         return deductions(self.brackets)
 
     def bracket_index(self, size: Fraction | int | str) -> int:
+        """The bracket of ``size``: ``floor < size <= cap`` (Binance's announcements print "Position <= cap":
+        a position exactly on a cap is in the lower bracket; 0 is in the first)."""
         s = abs(Fraction(size))
         k = 0
         for i, b in enumerate(self.brackets):
-            if s >= b.floor:
+            if s > b.floor:
                 k = i
         return k
 
@@ -120,7 +122,7 @@ def parse(doc: Any, ctx: Ctx, *, coin_margined: bool = False, price: float | Non
                  "max_leverage": fmt(b.max_leverage)} for b in br]})
             br = [Bracket(b.floor * px, None if b.cap is None else b.cap * px, b.im_rate, b.mm_rate, b.max_leverage)
                   for b in br]
-        out[sym] = bracket_params(sym, br, c, venue=VENUE, rule="brackets", extra=extra)
+        out[sym] = bracket_params(sym, br, c, venue=VENUE, rule="brackets", extra=extra, cap_inclusive=True)
     return out
 
 

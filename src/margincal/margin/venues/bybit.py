@@ -83,7 +83,8 @@ def parse(doc: Any, ctx: Ctx, *, price: float | None = None) -> dict[str, Instru
             extra["reference_price"] = float(price)
             br = [Bracket(b.floor * px, None if b.cap is None else b.cap * px, b.im_rate, b.mm_rate,
                           b.max_leverage, None, b.extra) for b in br]
-        out[sym] = bracket_params(sym, br, c0, venue=VENUE, rule="brackets", extra=extra)
+        # riskLimitValue is the largest position value of the tier: a position on it is in that tier
+        out[sym] = bracket_params(sym, br, c0, venue=VENUE, rule="brackets", extra=extra, cap_inclusive=True)
     return out
 
 

@@ -88,7 +88,8 @@ def parse(doc: Any, ctx: Ctx, *, price: float | Mapping[str, float] | None = Non
         scale = cv * px
         notional = [Bracket(b.floor * scale, None if b.cap is None else b.cap * scale, b.im_rate, b.mm_rate,
                             b.max_leverage, None, b.extra) for b in br]
-        out[fam] = bracket_params(fam, notional, c0, venue=VENUE, rule="brackets",
+        # a tier holds minSz..maxSz (the next starts at maxSz + 1 contract): a size on maxSz is in that tier
+        out[fam] = bracket_params(fam, notional, c0, venue=VENUE, rule="brackets", cap_inclusive=True,
                                   extra={"symbol": fam, "ct_val": float(cv), "reference_price": float(px)})
     return out
 
