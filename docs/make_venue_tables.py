@@ -41,7 +41,7 @@ SIZES = (1_000_000.0, 50_000_000.0)
 # several bundled tables of the venue, each shown with its date)
 COINS: dict[str, dict[str, Any]] = {
     "BTC": {"ours": "BTCUSDT", "binance": ("binance_btcusdt", "binance_btcusdt_20210318"), "bybit": "bybit_btcusdt",
-            "okx": None,
+            "okx": "okx_btc_usdt_swap",
             "hyperliquid": "hyperliquid_btc", "dydx": "dydx_large_cap", "drift": None,
             "deribit": "deribit_btc_future"},
     "ETH": {"ours": "ETHUSDT", "binance": None, "bybit": "bybit_ethperp", "okx": "okx_eth_usdt_swap",
@@ -131,6 +131,13 @@ def section() -> str:
     return "\n".join(lines)
 
 
+def _manifest_ct_val(file: str) -> float:
+    """The contract value a bundled OKX table is read with (its manifest entry's ``options``)."""
+    manifest = json.loads((presets.TABLES_DIR / "MANIFEST.json").read_text())
+    (entry,) = [t for t in manifest["tables"] if t["file"] == file]
+    return float(entry["options"]["ct_val"])
+
+
 def _venue_block(lines: list[str], fmt: str, coin: str, venue_name: str | None, ours_preset: presets.Preset,
                  price: float, opts: dict[str, Any], ll: np.ndarray, ls: np.ndarray, *, label: str) -> list[list[str]]:
     """Append the venue's bundled table (or its absence) to ``lines``; return its coverage rows next to ours."""
@@ -143,10 +150,11 @@ def _venue_block(lines: list[str], fmt: str, coin: str, venue_name: str | None, 
             vdoc = json.loads((presets.TABLES_DIR / str(vp.table_file)).read_text())
             n_tiers = len(vdoc["data"])
             vdoc["data"] = vdoc["data"][:4]
-            head += f", first 4 of {n_tiers} tiers; priced below at {price:,.2f} with ctVal 0.1"
+            ct_val = _manifest_ct_val(str(vp.table_file))
+            head += f", first 4 of {n_tiers} tiers; priced below at {price:,.2f} with ctVal {ct_val:g}"
             (vp,) = (replace(q, notes=vp.notes) for q in presets.from_file(
                 presets.TABLES_DIR / str(vp.table_file), "okx", as_of=vp.as_of, price=price,
-                ct_val=0.1).values())
+                ct_val=ct_val).values())
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MargincalWarning)

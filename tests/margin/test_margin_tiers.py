@@ -76,7 +76,9 @@ def test_vectorised_equals_reference(binance):
     for x, a, b in zip(n, mm, im, strict=True):
         assert a == pytest.approx(maintenance_margin_reference(binance, x), rel=1e-12, abs=1e-9)
         assert b == pytest.approx(initial_margin_reference(binance, x), rel=1e-12, abs=1e-9)
-    assert binance.tier_index(np.array([0, 49_999, 50_000, 3e6])).tolist() == [0, 0, 1, 3]
+    # Binance's caps are inclusive ("Position <= cap"): 50,000 is in bracket 1, 3,000,000 in bracket 3
+    assert binance.cap_inclusive
+    assert binance.tier_index(np.array([0, 49_999, 50_000, 50_000.01, 3e6])).tolist() == [0, 0, 0, 1, 2]
 
 
 @settings(max_examples=80, deadline=None)

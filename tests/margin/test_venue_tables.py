@@ -148,8 +148,12 @@ def test_binance_dated_2021_preset_by_hand():
 
 # --------------------------------------------------------------------------------- OKX and Drift
 def test_missing_venues_are_named_not_invented():
-    assert not [n for n in presets.names() if n.startswith("drift") or (n.startswith("okx") and "btc" in n)]
-    assert "OKX BTC-USDT" in MANIFEST["missing"] and "Drift" in MANIFEST["missing"]
+    assert not [n for n in presets.names() if n.startswith("drift")]
+    assert "Drift" in MANIFEST["missing"] and "Bybit BTCUSDT" in MANIFEST["missing"]
+    # the files read without result are named with their commits
+    for commit in ("02140ad047b4047caf72b2e8a98f99e3297a5398", "05776890e288bf88d1aeba7b62da9e697d3e37f5",
+                   "21a68b0143d7a9b9b48d578455117e9fe2620e2d", "0117dcb9f9d7ef6fdd11d7dd649c8ca200f061d7"):
+        assert commit in MANIFEST["missing"]
 
 
 # -------------------------------------------------------------------------------------------- OKX
@@ -205,3 +209,52 @@ def test_a_position_exactly_on_a_cap_is_in_the_lower_bracket_where_the_venue_say
     # Hyperliquid ETH: from lowerBound 100,000,000 on, 15x
     assert presets.get("hyperliquid_eth").margin_rate(1e8).im == pytest.approx(1 / 15)
     assert presets.get("hyperliquid_eth").margin_rate(1e8 - 1).im == pytest.approx(1 / 25)
+
+# OKX BTC-USDT-SWAP position tiers (cross), a recorded GET /api/v5/public/position-tiers answer
+# (tests/reference/venue_tables_sources.md): tiers 1-3 as listed, then +20,000 contracts, +0.5% MMR, +0.5% IMR per tier.
+OKX_BTC = "okx_BTC-USDT_swap_position_tiers_cross.json"
+
+
+def test_okx_btc_table_is_the_recorded_answer():
+    raw = (TABLES / OKX_BTC).read_text()
+    assert len(raw) == 20_311  # byte for byte the stored copy at the cited commit
+    rows = json.loads(raw)["data"]
+    assert len(rows) == 99 and {r["instFamily"] for r in rows} == {"BTC-USDT"}
+    first = [("1", "0", "1000", "0.004", "0.01", "100"), ("2", "1000.01", "5000", "0.005", "0.015", "66.66"),
+             ("3", "5000.01", "20000", "0.0075", "0.02", "50"), ("4", "20000.01", "40000", "0.0125", "0.025", "40"),
+             ("5", "40000.01", "60000", "0.0175", "0.03", "33.33")]  # as in the source repository's docs/okx-rules.md
+    assert [(r["tier"], r["minSz"], r["maxSz"], r["mmr"], r["imr"], r["maxLever"]) for r in rows[:5]] == first
+    for k, r in enumerate(rows[2:], start=3):
+        assert int(r["maxSz"]) == 20_000 * (k - 2)
+        assert Fraction(r["minSz"]) == Fraction(rows[k - 2]["maxSz"]) + Fraction(1, 100)  # previous maxSz + one lot
+        assert Fraction(r["mmr"]) == Fraction(75, 10_000) + Fraction(k - 3, 200)
+        assert Fraction(r["imr"]) == Fraction(2, 100) + Fraction(k - 3, 200)
+    for r in rows:  # maxLever is 1 / IMR truncated to two decimals
+        assert Fraction(r["maxLever"]) == Fraction(int(100 / Fraction(r["imr"])), 100)
+    # the dated isolated reading (2026-09-18) in BTC: the last tier ends at 19,400 BTC, 2x, MMR 48.75%
+    assert (int(rows[-1]["maxSz"]) / 100, rows[-1]["maxLever"], rows[-1]["mmr"]) == (19_400, "2", "0.4875")
+    assert "bc51029770b3cad1a038d088748a0fb44d1149c0" in _entry(OKX_BTC)["source"]
+    assert _entry(OKX_BTC)["as_of"].startswith("2026-09-18")
+
+
+def test_okx_btc_preset_by_hand():
+    p = presets.get("okx_btc_usdt_swap")
+    assert p.reference_price == 100_000.0 and p.as_of.startswith("2026-09") and len(p.schedule.tiers) == 99
+    # one contract is 0.01 BTC x 100,000 USD = 1,000 USD: tier 1 ends at 1,000,000 USD, tier 99 at 1,940,000,000
+    assert list(p.schedule.lowers[:4]) == [0, 1_000_000, 5_000_000, 20_000_000]
+    assert p.schedule.max_notional == pytest.approx(1_940_000_000)
+    # 500,000 USD (500 contracts, tier 1): IM 1% = 5,000; MM 0.4% = 2,000
+    r = p.margin(500_000)
+    assert r.im == pytest.approx(5_000) and r.mm == pytest.approx(2_000)
+    # 3,000,000 USD (tier 2): IM 1.5% = 45,000; MM per slice 1,000,000 x 0.4% + 2,000,000 x 0.5% = 14,000
+    # (OKX, the tier's MMR on the whole position: 15,000)
+    r = p.margin(3_000_000)
+    assert r.im == pytest.approx(45_000) and r.mm == pytest.approx(14_000)
+    # 50,000,000 USD (tier 5, 40M-60M): IM 3% = 1,500,000; MM 4,000 + 4M x 0.5% + 15M x 0.75% + 20M x 1.25%
+    # + 10M x 1.75% = 4,000 + 20,000 + 112,500 + 250,000 + 175,000 = 561,500 (OKX: 1.75% x 50M = 875,000)
+    r = p.margin(50_000_000)
+    assert r.im == pytest.approx(1_500_000) and r.mm == pytest.approx(561_500)
+    assert p.schedule.within_cap(1_940_000_000) and not p.schedule.within_cap(1_940_000_001)
+    # the same file at another price: bounds scale with it (tier 1 ends at 1,000 contracts x 0.01 x 60,000)
+    (q,) = presets.from_file(TABLES / p.table_file, "okx", price=60_000.0, ct_val=0.01).values()
+    assert q.schedule.lowers[1] == pytest.approx(600_000)

@@ -123,6 +123,20 @@ def test_venue_files_round_trip(fmt, doc, opts):
         assert again == {"perpMarkets": [{**doc["perpMarkets"][0], "name": "BTC-PERP"}]}
 
 
+def test_okx_tiers_follow_on_by_one_lot_and_gaps_are_errors():
+    # BTC-USDT-SWAP's lot is 0.01 contract: OKX writes the next tier's minSz as 1000.01 after maxSz 1000
+    lot = json.loads(json.dumps(OKX))
+    lot["data"][1]["minSz"] = "1000.01"
+    a = venues.import_table(json.dumps(lot), "okx", price=50_000)["BTC-USDT"]
+    b = venues.import_table(json.dumps(OKX), "okx", price=50_000)["BTC-USDT"]
+    assert a.details["tiers"] == b.details["tiers"]
+    assert a.details["venue_brackets"][1]["minSz"] == "1000.01"
+    gap = json.loads(json.dumps(OKX))
+    gap["data"][1]["minSz"] = "1002"
+    with pytest.raises(ConfigError, match=r"tier 2: minSz is '1002'; it must follow the previous maxSz 1000"):
+        venues.import_table(json.dumps(gap), "okx", price=50_000)
+
+
 def test_dydx_and_drift_and_deribit_export_our_calibrated_shape():
     pset = _btc_pset()
     with pytest.warns(MargincalWarning, match="no size brackets"):

@@ -39,6 +39,11 @@ ones of the same name) -- no code change needed.
   for 2021-06-11 (tiers 1-3 as printed, tier 4 on by the announced rule, 200
   tiers to IMR 100%), contracts priced at 2,500 USD with ctVal 0.1 ETH; the
   file can be re-read at another price with :func:`from_file`.
+* ``okx_btc_usdt_swap``: OKX BTC-USDT perpetual swap position tiers (cross), a
+  complete recorded ``GET /api/v5/public/position-tiers`` answer (99 tiers,
+  100x to 2x, to 1,940,000 contracts), dated 2026-09 by two readings of the
+  same tiers (the answer has no timestamp); contracts of ctVal 0.01 BTC priced
+  at 100,000 USD (assumed).
 * ``hyperliquid_btc`` / ``hyperliquid_eth``: Hyperliquid mainnet margin tables
   56 and 55 (BTC 40x to 150M USDC then 20x; ETH 25x to 100M then 15x), MM half
   the IM at max leverage with the maintenance deduction.
@@ -47,8 +52,9 @@ ones of the same name) -- no code change needed.
   maintenance fraction, OI caps in USDC); the OI rule raises the IMF linearly
   from the lower to the upper cap; the MMF stays ``IMF_base * maintenance_fraction``.
 
-No Drift preset and no OKX BTC preset are bundled: no dated table was found in
-the sources read (``MANIFEST.json`` ``missing``); import one with ``params import``.
+No Drift preset and no complete Bybit BTCUSDT table are bundled: no dated table
+was found in the sources read (``MANIFEST.json`` ``missing``); import one with
+``params import``.
 """
 
 from __future__ import annotations

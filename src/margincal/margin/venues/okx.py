@@ -5,7 +5,9 @@ Response shape (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-positio
     {"code": "0", "msg": "", "data": [{"instFamily": "BTC-USDT", "uly": "BTC-USDT", "tier": "1",
       "minSz": "0", "maxSz": "1000", "imr": "0.01", "mmr": "0.004", "maxLever": "100", ...}]}
 
-For derivatives the sizes are numbers of contracts. A contract is ``ctVal``
+For derivatives the sizes are numbers of contracts (``minSz`` of a tier is the
+previous ``maxSz`` plus one lot: ``1000.01`` after ``1000`` for BTC-USDT-SWAP,
+whose lot is 0.01 contract). A contract is ``ctVal``
 coins (BTC-USDT-SWAP 0.01 BTC, ETH-USDT-SWAP 0.1 ETH: ``GET
 /api/v5/public/instruments``), so the notional of a tier bound is ``sz * ctVal *
 price``. The importer needs ``ct_val`` (per family, or one for the file) and a
@@ -77,12 +79,15 @@ def parse(doc: Any, ctx: Ctx, *, price: float | Mapping[str, float] | None = Non
             check_leverage(imr, lev, c, "imr", "maxLever")
             tiers.append((lo, hi, imr, mmr, lev, r.get("tier")))
         tiers.sort(key=lambda t: t[0])
-        # OKX writes the next tier's minSz as maxSz + 1 contract; make the bounds contiguous on the cap.
+        # OKX writes the next tier's minSz as the previous maxSz plus one lot: one contract where the lot is a
+        # whole contract (ETH-USDT 2021: 3000 -> 3001), 0.01 where it is 0.01 (BTC-USDT-SWAP: 1000 -> 1000.01).
+        # Make the bounds contiguous on the cap; a gap of more than one contract is an error.
         br = []
         for k, (lo, hi, imr, mmr, lev, tier) in enumerate(tiers):
             floor = Fraction(0) if k == 0 else tiers[k - 1][1]
-            if k > 0 and lo not in (floor, floor + 1):
-                raise c0.at(f"tier {tier}").error("minSz", fmt(lo), f"it must follow the previous maxSz {fmt(floor)}")
+            if k > 0 and not floor <= lo <= floor + 1:
+                raise c0.at(f"tier {tier}").error("minSz", fmt(lo), f"it must follow the previous maxSz {fmt(floor)}"
+                                                  " (by at most one contract)")
             br.append(Bracket(floor, hi, imr, mmr, lev, None, {"tier": tier, "minSz": fmt(lo), "maxSz": fmt(hi)}))
         check_brackets(br, c0, check_deduction=False)
         scale = cv * px
