@@ -106,17 +106,12 @@ def test_measurement_on_the_bundled_bars(measured, event):
         assert 0 < p["band"][0] <= p["value"] <= p["band"][1] and math.isfinite(p["band"][1])
 
 
-def test_defaults_are_within_the_measured_bands(measured):
+def test_measured_speeds_are_below_the_assumed_defaults(measured):
+    """The assumed defaults (kept, docs/stress_testing.md) are faster than both events' central measurements."""
     ag = Agents()
-    rho_lo = min(m["rho_per_hour"]["band"][0] for m in measured.values())
-    rho_hi = max(m["rho_per_hour"]["band"][1] for m in measured.values())
-    arb_lo = min(m["arb_per_minute"]["band"][0] for m in measured.values())
-    arb_hi = max(m["arb_per_minute"]["band"][1] for m in measured.values())
-    assert rho_lo <= ag.rho_per_hour <= rho_hi and arb_lo <= ag.arb_per_minute <= arb_hi
-    # the central values of the two events, combined as the defaults are (geometric mean, rounded)
-    g = lambda k: math.sqrt(measured["ftx"][k]["value"] * measured["2025-10-10"][k]["value"])  # noqa: E731
-    assert ag.rho_per_hour == pytest.approx(g("rho_per_hour"), rel=0.1)
-    assert ag.arb_per_minute == pytest.approx(g("arb_per_minute"), rel=0.1)
+    for m in measured.values():
+        assert m["rho_per_hour"]["value"] < ag.rho_per_hour
+        assert m["arb_per_minute"]["value"] < ag.arb_per_minute
 
 
 def test_btc_spot_spread_recovery_recomputed_independently(measured):
