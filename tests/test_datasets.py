@@ -49,7 +49,8 @@ def test_daily_files_match_the_provenance_table(row):
 def test_intraday_files_match_the_provenance_table(row):
     file, rows = row
     f = next(x for x in datasets.files(kind="intraday") if x.file == file)
-    df = datasets.load_intraday(f.symbol, f.timeframe)
+    key = next((k for k, v in datasets.BARS_5M.items() if v == file), None)
+    df = datasets.load_bars_5m(*key) if key else datasets.load_intraday(f.symbol, f.timeframe)
     assert len(df) == int(rows.replace(",", ""))
     step = pd.Timedelta(f.timeframe.replace("m", "min"))
     assert (df.index.to_series().diff().dropna() == step).all()  # "no missing bar" (PROVENANCE.md)

@@ -92,6 +92,18 @@ FILES = FILES + (
                   "Harthor/marketlab (freqtrade download of Binance USD-M klines)", "see PROVENANCE.md", 8,
                   "Binance USD-M perpetual 5-minute bars, October 2025") for c in ("BTC", "ETH")),
 )
+#: 5-minute bars by (coin, market, period): spot and USD-M perpetual over the FTX fortnight (2022-11-01..20)
+#: and October 2025 (2025-10-10 crash); the October perp files are the ``INTRADAY`` 5m ones.
+BARS_5M = {(c, m, per): (f"{c.lower()}usdt_perp_5m_{per}.csv.gz" if m == "perpetual" else f"{c.lower()}usdt_5m_{per}.csv.gz")
+           for c in ("BTC", "ETH") for m in ("spot", "perpetual") for per in ("2022-11", "2025-10")}
+FILES = FILES + (
+    *(DatasetFile(BARS_5M[(c, m, per)], "intraday", c, f"{c}-PERP" if m == "perpetual" else f"{c}-USDT", m, "5m",
+                  "see PROVENANCE.md (freqtrade downloads of Binance klines)", "see PROVENANCE.md", 9,
+                  f"Binance {'USD-M perpetual' if m == 'perpetual' else 'spot'} 5-minute bars, "
+                  + ("2022-11-01..2022-11-20 (FTX)" if per == "2022-11" else "October 2025"))
+      for c in ("BTC", "ETH") for m in ("spot", "perpetual") for per in ("2022-11", "2025-10")
+      if BARS_5M[(c, m, per)] not in INTRADAY.values()),
+)
 OPTIONS_SNAPSHOTS = {("BTC", "2024-05"): "deribit_btc_options_snapshot_2024-05.csv",
                      ("ETH", "2024-05"): "deribit_eth_options_snapshot_2024-05.csv",
                      ("ETH", "2024-01-08"): "deribit_eth_options_snapshot_2024-01-08.csv"}
@@ -209,6 +221,21 @@ def load_intraday(symbol: str, timeframe: str = "1m", root: str | Path | None = 
     return _utc_index(df, "timestamp", f)
 
 
+def load_bars_5m(symbol: str, market: str = "perpetual", period: str = "2025-10",
+                 root: str | Path | None = None) -> pd.DataFrame:
+    """5-minute Binance OHLCV (``open, high, low, close, volume``; volume in base units) indexed by the bar's
+    UTC open time: ``market`` ``spot`` or ``perpetual`` (USD-M), ``period`` ``2022-11`` (2022-11-01..20, the
+    FTX collapse) or ``2025-10`` (the month of the 2025-10-10 crash); BTC and ETH. No bar is missing."""
+    key = (str(symbol).upper().split("-")[0], market, period)
+    if key not in BARS_5M:
+        raise DataError(f"no bundled 5m bars for {symbol!r} {market} {period}; bundled: "
+                        f"{', '.join(' '.join(k) for k in BARS_5M)}")
+    f = BARS_5M[key]
+    df = load(f, root)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
+    return _utc_index(df, "timestamp", f)
+
+
 def load_funding(symbol: str, root: str | Path | None = None) -> pd.Series:
     """8-hourly funding rates of the Binance USD-M perpetual (fraction per 8 h), indexed by UTC time."""
     s = _symbol(symbol, PERPETUAL_SYMBOLS, "funding file")
@@ -237,4 +264,4 @@ def load_options_snapshot(symbol: str, date: str = "2024-05") -> pd.DataFrame:
 
 __all__ = ["DAILY_SYMBOLS", "FILES", "HOURLY_SPOT_SYMBOLS", "OPTIONS_SNAPSHOTS", "PERPETUAL_SYMBOLS",
            "DatasetFile", "data_dir", "files", "load", "load_daily", "load_daily_returns", "load_funding",
-           "load_hourly", "load_intraday", "load_open_interest", "load_options_snapshot", "path"]
+           "load_bars_5m", "load_hourly", "load_intraday", "load_open_interest", "load_options_snapshot", "path"]

@@ -2,6 +2,9 @@
 
 * :func:`observed_dislocation`: the largest fall of the perp's low below the spot index's low over the
   replay window (bundled hourly bars): the price dislocation the model is calibrated to.
+* :func:`measured_replenishment`: the agents' replenishment speeds measured on the bundled 5-minute
+  Binance spot and perpetual bars (decay of the perp-vs-spot dislocation after excursions, recovery of an
+  Abdi-Ranaldo spread estimate after the crash) and mapped to ``Agents.arb_per_minute`` / ``rho_per_hour``.
 * :func:`replay_bands`: an event replayed over a *distribution* of depth (lognormal around the
   calibrated ratio, ``depth_sigma``), one path per draw, 5/50/95% bands, and the same draws with the
   mark rule switched to the last trade (how much the trigger choice changes liquidations); the real
@@ -59,6 +62,205 @@ def observed_dislocation(event: str) -> dict[str, Any]:
     j = j[(j.index >= a) & (j.index < b)]
     x = 1.0 - j["perp_low"] / j["low"]
     return {"event": event, "dislocation": float(x.max()), "at": str(x.idxmax())}
+
+
+# --- measured replenishment (docs/stress_testing.md, "Replenishment speed measured") -------------------------
+
+#: Event -> (bundled 5-minute period, crash days). Calm days are the other days of the period (see
+#: :func:`measured_replenishment`).
+REPLENISH_DATA = {"ftx": ("2022-11", ("2022-11-08", "2022-11-09")), "2025-10-10": ("2025-10", ("2025-10-10",))}
+_BAR_MIN = 5.0
+_LN2 = math.log(2.0)
+
+
+def excursion_starts(x: np.ndarray, threshold: np.ndarray | float, horizon: int) -> np.ndarray:
+    """Bars where ``|x|`` first exceeds ``threshold`` (scalar or per bar), episodes not overlapping.
+
+    After an episode starting at ``t`` the search resumes at ``t + horizon``; a start needs ``horizon``
+    further bars. NaN never starts an episode.
+    """
+    x = np.asarray(x, dtype=float)
+    thr = np.broadcast_to(np.asarray(threshold, dtype=float), x.shape)
+    hit = np.abs(x) > thr
+    out: list[int] = []
+    t = 0
+    while t < x.size - horizon:
+        if hit[t]:
+            out.append(t)
+            t += horizon
+        else:
+            t += 1
+    return np.asarray(out, dtype=int)
+
+
+def _phi_to_half_life(phi: np.ndarray, step_minutes: float) -> np.ndarray:
+    phi = np.asarray(phi, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = step_minutes * _LN2 / -np.log(np.clip(phi, 1e-300, None))
+    return np.where(phi <= 0, 0.0, np.where(phi >= 1, np.inf, h))
+
+
+def decay_half_life(x: np.ndarray, starts: np.ndarray, *, horizon: int = 6, step_minutes: float = _BAR_MIN,
+                    n_boot: int = 2000, seed: int = 0, band: tuple[float, float] = (0.05, 0.95)) -> dict[str, Any]:
+    """Half-life of the decay of ``x`` after excursions: pooled AR(1) through the origin, bootstrap over episodes.
+
+    Episode ``e`` starting at bar ``s`` contributes the pairs ``(x[t], x[t+1])``, ``t = s .. s + horizon - 1``;
+    ``phi = sum x[t] x[t+1] / sum x[t]^2`` over all pairs of all episodes (least squares of
+    ``x[t+1] = phi x[t]``), half-life ``step ln 2 / -ln phi`` (0 when ``phi <= 0``: the excursion is gone
+    within one bar; inf when ``phi >= 1``). Band: percentiles ``band`` of the half-life over ``n_boot``
+    resamples of the episodes with replacement (seeded). Pairs with a NaN are left out.
+    """
+    x = np.asarray(x, dtype=float)
+    starts = np.asarray(starts, dtype=int)
+    if starts.size == 0:
+        raise ConfigError("decay_half_life: no episode")
+    idx = starts[:, None] + np.arange(horizon)[None, :]
+    a, b = x[idx], x[idx + 1]
+    ok = np.isfinite(a) & np.isfinite(b)
+    num = np.where(ok, a * b, 0.0).sum(axis=1)
+    den = np.where(ok, a * a, 0.0).sum(axis=1)
+    phi = float(num.sum() / den.sum())
+    rs = np.random.default_rng(seed).integers(0, starts.size, size=(n_boot, starts.size))
+    phis = num[rs].sum(axis=1) / np.maximum(den[rs].sum(axis=1), 1e-300)
+    lo, hi = _phi_to_half_life(np.quantile(phis, band), step_minutes)  # half-life is increasing in phi
+    return {"phi": phi, "half_life_min": float(_phi_to_half_life(np.array(phi), step_minutes)),
+            "band_min": (float(lo), float(hi)), "episodes": int(starts.size), "n_boot": n_boot,
+            "start_size_median": float(np.median(np.abs(x[starts])))}
+
+
+def abdi_ranaldo_spread(bars: pd.DataFrame, window: int) -> pd.Series:
+    """Abdi-Ranaldo (2017) spread from close, high and low, averaged over ``window`` bar pairs (trailing).
+
+    Per pair of bars ``s^2 = 4 (c_t - eta_t)(c_t - eta_{t+1})`` with ``c`` the log close and ``eta`` the
+    mid-range ``(log high + log low) / 2``; negative pair values set to 0 (the authors' two-day
+    correction), ``S = sqrt(mean s^2)`` over the window, dated at the later bar of the last pair.
+    """
+    eta = (np.log(bars["high"]) + np.log(bars["low"])) / 2.0
+    c = np.log(bars["close"])
+    s2 = (4.0 * (c.shift(1) - eta.shift(1)) * (c.shift(1) - eta)).clip(lower=0.0)
+    return np.sqrt(s2.rolling(window).mean())
+
+
+def recovery_half_life(spread: pd.Series, crash_days: Sequence[str]) -> dict[str, Any]:
+    """Minutes from the spread's peak over ``crash_days`` until its log is halfway back to the pre-crash level.
+
+    Pre-crash level: median over the 24 hours before the first crash day. Halfway: the first bar after the
+    peak where ``spread <= sqrt(pre x peak)`` (spreads are compared in logs).
+    """
+    a = pd.Timestamp(crash_days[0], tz="UTC")
+    b = pd.Timestamp(crash_days[-1], tz="UTC") + pd.Timedelta(days=1)
+    pre = float(spread[(spread.index >= a - pd.Timedelta(hours=24)) & (spread.index < a)].median())
+    win = spread[(spread.index >= a) & (spread.index < b)]
+    t_peak = win.idxmax()
+    peak = float(win.max())
+    after = spread[spread.index >= t_peak]
+    below = after[after <= math.sqrt(pre * peak)]
+    if below.empty:
+        raise ConfigError("recovery_half_life: the spread never came back halfway within the data")
+    t_half = below.index[0]
+    return {"pre": pre, "peak": peak, "peak_at": str(t_peak),
+            "half_life_min": (t_half - t_peak).total_seconds() / 60.0}
+
+
+def _dislocations(coin: str, period: str) -> pd.DataFrame:
+    """Per 5-minute bar: basis and low-vs-low gap of the perp against spot, and their deviations from the
+    trailing 24-hour median (the funding-driven level), plus the spot 5-minute log return."""
+    from margincal import datasets
+
+    s = datasets.load_bars_5m(coin, "spot", period)
+    p = datasets.load_bars_5m(coin, "perpetual", period)
+    j = s.join(p.add_suffix("_perp"), how="inner")
+    out = pd.DataFrame({"basis": j["close_perp"] / j["close"] - 1.0, "low_gap": 1.0 - j["low_perp"] / j["low"],
+                        "ret": np.log(j["close"]).diff()}, index=j.index)
+    for k in ("basis", "low_gap"):
+        out[f"{k}_dev"] = out[k] - out[k].rolling(288, min_periods=288).median().shift(1)
+    return out
+
+
+def _day_threshold(x: pd.Series, k: float) -> np.ndarray:
+    day = x.index.floor("D")
+    mad = (x - x.groupby(day).transform("median")).abs().groupby(day).transform("median")
+    return (k * 1.4826 * mad).to_numpy(dtype=float)
+
+
+def measured_replenishment(event: str, *, coins: Sequence[str] = ("BTC", "ETH"), k: float = 3.0, horizon: int = 6,
+                           windows: Sequence[int] = (3, 6), n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Replenishment speeds measured on the bundled 5-minute Binance bars of ``event`` and the agents' parameters.
+
+    (a) **Dislocation decay.** ``x`` = perp/spot close basis minus its trailing 24-hour median (and the same
+    for the low-vs-low gap ``1 - perp low / spot low``). Excursion: ``|x| > k x 1.4826 x MAD`` of the bar's UTC
+    day; episodes of ``horizon`` bars (:func:`excursion_starts`), pooled over ``coins``, half-life by pooled
+    AR(1) with a bootstrap band over episodes (:func:`decay_half_life`), separately on the crash days and on calm days (the
+    period's other days whose spot realised volatility is below the median day's, without the first day
+    (warm-up of the 24-hour median) and the day after a crash day). Mapping: the model's arbitrageurs close
+    a gap ``d`` at most at ``0.02 arb_per_minute`` of the price a minute (``k = 0.02 / D``, pull
+    ``arb D0`` a minute), so half of it in ``d / (0.04 arb)`` minutes; equated to the crash-day half-life
+    of the basis with ``d`` the event's observed dislocation (:func:`observed_dislocation`, the gap size the
+    depth calibration targets): ``arb = d / (0.04 h)``. The observed decay is net of the flow still
+    arriving, so this is a lower bound on the arbitrage capacity.
+
+    (b) **Spread recovery.** Abdi-Ranaldo spread (:func:`abdi_ranaldo_spread`) of spot and perp bars of each
+    coin in ``coins`` over trailing ``windows`` of bar pairs; :func:`recovery_half_life` each; central =
+    median, band = min-max of the estimates. Mapping: ``rho_per_hour = 60 ln 2 / h`` (the model's depth
+    deficit decays as ``exp(-rho t)``; near ``D0`` the log-spread excess ``~ (D0 - D) / (2 D0)`` decays at the
+    same rate, deep in a withdrawal the model's log spread recovers faster, so this is an upper value of rho).
+    """
+    if event not in REPLENISH_DATA:
+        raise ConfigError(f"event {event!r} unknown; use {', '.join(REPLENISH_DATA)}")
+    from margincal import datasets
+
+    period, crash = REPLENISH_DATA[event]
+    crash_d = {pd.Timestamp(d, tz="UTC") for d in crash}
+    after = {d + pd.Timedelta(days=1) for d in crash_d}
+    out: dict[str, Any] = {"event": event, "period": period, "crash_days": list(crash), "coins": list(coins),
+                           "k": k, "horizon_bars": horizon, "bar_minutes": _BAR_MIN}
+    dec: dict[str, Any] = {}
+    for series in ("basis_dev", "low_gap_dev"):
+        xs: dict[str, list[np.ndarray]] = {"crash": [], "calm": []}
+        starts: dict[str, list[np.ndarray]] = {"crash": [], "calm": []}
+        offset = 0
+        calm_days: list[str] = []
+        for coin in coins:
+            d = _dislocations(coin, period)
+            day = d.index.floor("D")
+            vol = d["ret"].groupby(day).std()
+            first = day.min()
+            eligible = [t for t in vol.index if t != first and t not in crash_d and t not in after]
+            med = float(np.median(vol.loc[eligible]))
+            calm = {t for t in eligible if vol.loc[t] < med}
+            x = d[series].to_numpy(dtype=float)
+            st = excursion_starts(x, _day_threshold(d[series], k), horizon)
+            sday = day[st]
+            for kind, days in (("crash", crash_d), ("calm", calm)):
+                sel = st[np.isin(sday, list(days))]
+                xs[kind].append(x)
+                starts[kind].append(sel + offset)
+            offset += x.size
+            if coin == coins[0]:
+                calm_days = sorted(str(t.date()) for t in calm)
+        dec[series] = {kind: decay_half_life(np.concatenate(xs[kind]), np.concatenate(starts[kind]),
+                                             horizon=horizon, n_boot=n_boot, seed=seed) for kind in ("crash", "calm")}
+        dec[series]["calm_days"] = calm_days
+    out["dislocation_decay"] = dec
+    rec = []
+    for coin in coins:
+        for market in ("spot", "perpetual"):
+            bars = datasets.load_bars_5m(coin, market, period)
+            for w in windows:
+                r = recovery_half_life(abdi_ranaldo_spread(bars, w), crash)
+                rec.append({"coin": coin, "market": market, "window_bars": w, **r})
+    hs = np.array([r["half_life_min"] for r in rec])
+    out["spread_recovery"] = {"estimates": rec, "half_life_min": float(np.median(hs)),
+                              "band_min": (float(hs.min()), float(hs.max()))}
+    c = dec["basis_dev"]["crash"]
+    d0 = observed_dislocation(event)["dislocation"]
+    arb = lambda h: math.inf if h <= 0 else d0 / (0.04 * h)  # noqa: E731
+    rho = lambda h: math.inf if h <= 0 else 60.0 * _LN2 / h  # noqa: E731
+    out["arb_per_minute"] = {"value": arb(c["half_life_min"]), "band": (arb(c["band_min"][1]), arb(c["band_min"][0])),
+                             "gap": d0}
+    sr = out["spread_recovery"]
+    out["rho_per_hour"] = {"value": rho(sr["half_life_min"]), "band": (rho(sr["band_min"][1]), rho(sr["band_min"][0]))}
+    return out
 
 
 @dataclass(frozen=True)
