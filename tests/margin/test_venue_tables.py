@@ -246,15 +246,36 @@ def test_okx_btc_preset_by_hand():
     # 500,000 USD (500 contracts, tier 1): IM 1% = 5,000; MM 0.4% = 2,000
     r = p.margin(500_000)
     assert r.im == pytest.approx(5_000) and r.mm == pytest.approx(2_000)
-    # 3,000,000 USD (tier 2): IM 1.5% = 45,000; MM per slice 1,000,000 x 0.4% + 2,000,000 x 0.5% = 14,000
-    # (OKX, the tier's MMR on the whole position: 15,000)
+    # 3,000,000 USD (tier 2): IM 1.5% = 45,000; MM the tier's 0.5% on the whole position = 15,000
+    # (slice by slice it would be 1,000,000 x 0.4% + 2,000,000 x 0.5% = 14,000)
     r = p.margin(3_000_000)
-    assert r.im == pytest.approx(45_000) and r.mm == pytest.approx(14_000)
-    # 50,000,000 USD (tier 5, 40M-60M): IM 3% = 1,500,000; MM 4,000 + 4M x 0.5% + 15M x 0.75% + 20M x 1.25%
-    # + 10M x 1.75% = 4,000 + 20,000 + 112,500 + 250,000 + 175,000 = 561,500 (OKX: 1.75% x 50M = 875,000)
+    assert r.im == pytest.approx(45_000) and r.mm == pytest.approx(15_000)
+    # 50,000,000 USD (tier 5, 40M-60M): IM 3% = 1,500,000; MM 1.75% x 50M = 875,000 (slice by slice: 561,500)
     r = p.margin(50_000_000)
-    assert r.im == pytest.approx(1_500_000) and r.mm == pytest.approx(561_500)
+    assert r.im == pytest.approx(1_500_000) and r.mm == pytest.approx(875_000)
     assert p.schedule.within_cap(1_940_000_000) and not p.schedule.within_cap(1_940_000_001)
     # the same file at another price: bounds scale with it (tier 1 ends at 1,000 contracts x 0.01 x 60,000)
     (q,) = presets.from_file(TABLES / p.table_file, "okx", price=60_000.0, ct_val=0.01).values()
     assert q.schedule.lowers[1] == pytest.approx(600_000)
+
+
+def test_okx_tiers_price_the_whole_position_at_its_tier():
+    """OKX applies the tier's rates to the whole position (no deduction; OKX help "Tiered maintenance margin
+    ratio"): MM = N x mmr and IM = N x imr of the tier holding N (minSz < contracts <= maxSz), read here
+    straight from the bundled answer; float and exact paths agree, and MM jumps at a cap."""
+    p = presets.get("okx_btc_usdt_swap")
+    doc = json.loads((TABLES / p.table_file).read_text())
+    rows = doc["data"]
+    px = p.reference_price
+    ct = float(_entry(p.table_file)["options"]["ct_val"]) if "options" in _entry(p.table_file) else 0.01
+    for notional in (500_000, 3_000_000, 50_000_000):
+        contracts = notional / (ct * px)
+        (row,) = [r for r in rows if float(r["minSz"]) <= contracts <= float(r["maxSz"])]
+        r = p.margin(notional)
+        assert r.mm == pytest.approx(notional * float(row["mmr"]), rel=1e-12)
+        assert r.im == pytest.approx(notional * float(row["imr"]), rel=1e-12)
+        im_x, mm_x = p.margin_exact(str(notional))
+        assert float(mm_x) == pytest.approx(r.mm, rel=1e-12) and float(im_x) == pytest.approx(r.im, rel=1e-12)
+    cap = float(rows[0]["maxSz"]) * ct * px
+    below, above = p.margin(cap).mm, p.margin(cap * (1 + 1e-9)).mm
+    assert above - below == pytest.approx(cap * (float(rows[1]["mmr"]) - float(rows[0]["mmr"])), rel=1e-6)

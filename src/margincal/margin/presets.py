@@ -234,6 +234,10 @@ def _arithmetic(params: InstrumentParams) -> Any:
     if rule == "sqrt_size_premium":
         return drift.arithmetic(params)
     if rule == "brackets":
+        if venue == "okx":
+            from margincal.margin.venues import okx
+
+            return okx.arithmetic(params)
         return hyperliquid.arithmetic(params) if venue == "hyperliquid" else binance.arithmetic(params)
     return None
 
@@ -270,7 +274,8 @@ def _preset_from_params(name: str, params: InstrumentParams, *, instrument: str 
     if schedule is not None:
         schedule = TierSchedule(schedule.tiers, max_notional=schedule.max_notional,
                                 source={"venue": d.get("venue"), "symbol": d.get("symbol", params.instrument)},
-                                cap_inclusive=bool(d.get("cap_inclusive", False)))
+                                cap_inclusive=bool(d.get("cap_inclusive", False)),
+                                whole_position=bool(d.get("whole_position", False)))
     return Preset(
         name=name, venue=str(d.get("venue")), instrument=instrument or params.instrument, rule=str(rule),
         source=str(source or d.get("source") or ""), retrieved=str(retrieved or d.get("retrieved") or ""),

@@ -114,20 +114,27 @@ class TierSchedule:
     (Binance "Position <= cap", Bybit's ``riskLimitValue``, OKX's ``maxSz``): ``lower_k < N <= lower_{k+1}``,
     the lower tier. Only ``N / max_leverage`` (``continuous=False``) differs: the cumulative-deduction
     amounts are continuous at every boundary.
+
+    ``whole_position``: the tier's rates apply to the whole position, with no deduction (OKX's position
+    tiers: "the required maintenance margin rate for the position"), so MM jumps at each cap; False (the
+    default, Binance / Bybit / Hyperliquid and this project): the slice-by-slice rule with the amounts below.
     """
 
     tiers: tuple[Tier, ...]
     max_notional: float | None = None
     source: dict[str, Any] = field(default_factory=dict)
     cap_inclusive: bool = False
+    whole_position: bool = False
 
     def __init__(self, tiers: Iterable[Tier], max_notional: float | None = None,
-                 source: dict[str, Any] | None = None, *, cap_inclusive: bool = False) -> None:
+                 source: dict[str, Any] | None = None, *, cap_inclusive: bool = False,
+                 whole_position: bool = False) -> None:
         ts = tuple(tiers)
         object.__setattr__(self, "tiers", ts)
         object.__setattr__(self, "max_notional", None if max_notional is None else float(max_notional))
         object.__setattr__(self, "source", dict(source or {}))
         object.__setattr__(self, "cap_inclusive", bool(cap_inclusive))
+        object.__setattr__(self, "whole_position", bool(whole_position))
         self._validate()
 
     def _validate(self) -> None:
@@ -183,12 +190,17 @@ class TierSchedule:
 
     @property
     def maintenance_amounts(self) -> np.ndarray:
-        """Cumulative maintenance deductions (Binance's ``cum``): see module doc."""
+        """Cumulative maintenance deductions (Binance's ``cum``): see module doc; zeros when ``whole_position``."""
+        if self.whole_position:
+            return np.zeros(len(self.tiers))
         return cumulative_amounts(self.lowers, self.mm_rates)
 
     @property
     def initial_amounts(self) -> np.ndarray:
-        """Cumulative initial-margin deductions with ``im_rate_k = 1 / max_leverage_k``."""
+        """Cumulative initial-margin deductions with ``im_rate_k = 1 / max_leverage_k``; zeros when
+        ``whole_position``."""
+        if self.whole_position:
+            return np.zeros(len(self.tiers))
         return cumulative_amounts(self.lowers, self.im_rates)
 
     # --------------------------------------------------------------- lookups
@@ -257,7 +269,8 @@ class TierSchedule:
         ]
 
     @classmethod
-    def from_details(cls, rows: Sequence[dict[str, Any]], *, cap_inclusive: bool = False) -> TierSchedule:
+    def from_details(cls, rows: Sequence[dict[str, Any]], *, cap_inclusive: bool = False,
+                     whole_position: bool = False) -> TierSchedule:
         """Inverse of :meth:`to_details` (as stored in a published ParameterSet; the boundary rule is
         ``details["cap_inclusive"]`` beside the tiers)."""
         if not rows:
@@ -265,7 +278,7 @@ class TierSchedule:
         tiers = [Tier(float(r["lower"]), float(r["max_leverage"]), float(r["mm_rate"])) for r in rows]
         last_upper = rows[-1].get("upper")
         return cls(tiers, max_notional=None if last_upper in (None, "") else float(last_upper),
-                   cap_inclusive=cap_inclusive)
+                   cap_inclusive=cap_inclusive, whole_position=whole_position)
 
     # --------------------------------------------------------------- loaders
     @classmethod

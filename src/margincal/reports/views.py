@@ -187,7 +187,8 @@ def bracket_view(pset: mparams.ParameterSet, instrument: str, n: int = 160) -> d
     from margincal.reports.margin_v2 import _underlying, venue_rates
 
     p = pset.params[instrument]
-    sched = TierSchedule.from_details(p.details["tiers"], cap_inclusive=bool(p.details.get("cap_inclusive", False)))
+    sched = TierSchedule.from_details(p.details["tiers"], cap_inclusive=bool(p.details.get("cap_inclusive", False)),
+                                      whole_position=bool(p.details.get("whole_position", False)))
     caps = [t.get("upper") for t in p.details["tiers"]]
     top = float(max([c for c in caps if c] or [1e7]))
     grid = np.geomspace(1e3, top, n)

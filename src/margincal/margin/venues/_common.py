@@ -216,24 +216,28 @@ def _leverage(b: Bracket) -> float:
 
 
 def schedule_of(brackets: Sequence[Bracket], ctx: Ctx, source: dict[str, Any] | None = None, *,
-                cap_inclusive: bool = False) -> TierSchedule:
+                cap_inclusive: bool = False, whole_position: bool = False) -> TierSchedule:
     """The brackets as a :class:`TierSchedule` (max leverage = 1 / IM rate, so IM = N / leverage exactly)."""
     try:
         tiers = [Tier(float(b.floor), _leverage(b), float(b.mm_rate)) for b in brackets]
         last = brackets[-1].cap
         return TierSchedule(tiers, max_notional=None if last is None else float(last), source=source or {},
-                            cap_inclusive=cap_inclusive)
+                            cap_inclusive=cap_inclusive, whole_position=whole_position)
     except ConfigError as e:
         raise ConfigError(f"{ctx.file}: {ctx.record}: {e}") from None
 
 
 def bracket_params(instrument: str, brackets: Sequence[Bracket], ctx: Ctx, *, venue: str, rule: str,
-                   extra: dict[str, Any] | None = None, cap_inclusive: bool = False) -> InstrumentParams:
+                   extra: dict[str, Any] | None = None, cap_inclusive: bool = False,
+                   whole_position: bool = False) -> InstrumentParams:
     """InstrumentParams with the brackets as tiers (rates of the first bracket) and the venue fields kept.
 
     ``cap_inclusive``: a notional exactly on a cap belongs to the lower bracket (the venue's rule; see
-    :class:`~margincal.margin.tiers.TierSchedule`), recorded as ``details["cap_inclusive"]``."""
-    sched = schedule_of(brackets, ctx, {"venue": venue, "symbol": instrument}, cap_inclusive=cap_inclusive)
+    :class:`~margincal.margin.tiers.TierSchedule`), recorded as ``details["cap_inclusive"]``;
+    ``whole_position``: the bracket's rates apply to the whole position (no deduction), recorded as
+    ``details["whole_position"]``."""
+    sched = schedule_of(brackets, ctx, {"venue": venue, "symbol": instrument}, cap_inclusive=cap_inclusive,
+                        whole_position=whole_position)
     details: dict[str, Any] = {"venue": venue, "rule": rule, "tiers": sched.to_details(),
                                "venue_brackets": [
                                    {"floor": exact_str(b.floor),
@@ -244,6 +248,8 @@ def bracket_params(instrument: str, brackets: Sequence[Bracket], ctx: Ctx, *, ve
                                    for b, d in zip(brackets, deductions(brackets), strict=True)]}
     if cap_inclusive:
         details["cap_inclusive"] = True
+    if whole_position:
+        details["whole_position"] = True
     details.update(extra or {})
     try:
         return InstrumentParams(instrument, float(brackets[0].im_rate), float(brackets[0].mm_rate), details)

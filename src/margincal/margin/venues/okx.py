@@ -13,14 +13,18 @@ coins (BTC-USDT-SWAP 0.01 BTC, ETH-USDT-SWAP 0.1 ETH: ``GET
 price``. The importer needs ``ct_val`` (per family, or one for the file) and a
 reference ``price``; both are recorded in the details and the exporter uses them
 to turn notional bounds back into contracts (rounded down to whole contracts).
-OKX publishes no maintenance deduction; the tiers' rates are applied to the
-whole position in OKX's own docs, but importing keeps the rates per slice as
-for every bracketed venue (the ``venue_brackets`` keep the published figures).
+OKX publishes no maintenance deduction: a tier's rates apply to the whole
+position ("the number of contracts, the tier, and the required maintenance
+margin rate for the position", OKX help "Tiered maintenance margin ratio",
+https://tr.okx.com/help/tier), so the imported schedule is ``whole_position``
+(MM = N x mmr of N's tier, jumping at each cap) and ``cap_inclusive`` (a tier
+runs minSz..maxSz). :class:`OkxArithmetic` is the same rule in exact fractions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -40,6 +44,36 @@ from margincal.margin.venues._common import (
 )
 
 VENUE = "okx"
+
+
+@dataclass(frozen=True)
+class OkxArithmetic:
+    """OKX's tier rule in exact fractions: the tier of N (``minSz < N <= maxSz``) prices the whole position,
+    MM = N x mmr, IM = N x imr (the tier's minimum initial margin ratio; at ``maxLever``, which OKX prints
+    truncated to two decimals, a position's IM is N / maxLever, e.g. 1.50015% at 66.66x for imr 1.5%).
+    Amounts in the quote currency."""
+
+    brackets: tuple[Bracket, ...]
+
+    def tier_index(self, size: Fraction | int | str) -> int:
+        s = abs(Fraction(size))
+        return max([0] + [i for i, b in enumerate(self.brackets) if s > b.floor])
+
+    def maintenance_margin(self, size: Fraction | int | str) -> Fraction:
+        s = abs(Fraction(size))
+        return s * self.brackets[self.tier_index(s)].mm_rate
+
+    def initial_margin(self, size: Fraction | int | str, leverage: int | None = None) -> Fraction:
+        s = abs(Fraction(size))
+        b = self.brackets[self.tier_index(s)]
+        if leverage is None:
+            return s * b.im_rate
+        return s / min(Fraction(leverage), b.max_leverage)
+
+
+def arithmetic(p: InstrumentParams) -> OkxArithmetic:
+    """Exact tier arithmetic for an imported OKX instrument (notional bounds at its reference price)."""
+    return OkxArithmetic(tuple(brackets_from_params(p)))
 #: Contract values of the linear perpetuals (coins per contract), as listed by /api/v5/public/instruments.
 CT_VAL = {"BTC-USDT": "0.01", "ETH-USDT": "0.1"}
 
@@ -95,6 +129,7 @@ def parse(doc: Any, ctx: Ctx, *, price: float | Mapping[str, float] | None = Non
                             b.max_leverage, None, b.extra) for b in br]
         # a tier holds minSz..maxSz (the next starts at maxSz + 1 contract): a size on maxSz is in that tier
         out[fam] = bracket_params(fam, notional, c0, venue=VENUE, rule="brackets", cap_inclusive=True,
+                                  whole_position=True,
                                   extra={"symbol": fam, "ct_val": float(cv), "reference_price": float(px)})
     return out
 
