@@ -428,7 +428,7 @@ class ScenarioPnL:
     confidence_charge: np.ndarray | None = None  # USD added to IM per |contract| (confidence contingency)
     confidence_threshold: float = 0.0
     confidence_factor: float = 0.0
-    base_contingency_rate: float = 0.0  # USD per coin of base collateral per USD of spot (basePercent)
+    base_contingency_rate: float = 0.0  # basePercent: fraction of the base notional (coins x spot) charged
     base_value_scale: float = 1.0  # 1 / stable price applied to the base rows (Derive's base in the stablecoin)
     level: float | None = None  # ES confidence (historical method)
     offset: float = 1.0  # cross-group offset fraction (historical method)
