@@ -134,8 +134,11 @@ def test_consumer_portfolio_margin(row):
     if row["venue"]:
         pytest.skip("venue-specific names need parse(..., venue=)")
     if row["kind"] == "spot":
-        with pytest.raises(DataError, match="spot"):
-            parse_instrument(row["name"])
+        # a spot pair is base-asset collateral (Derive's basePosition) when quoted in USD or a stablecoin
+        spec = parse_instrument(row["name"])
+        assert (spec.kind, spec.underlying, spec.inverse) == ("base", row["base"], False)
+        with pytest.raises(DataError, match="spot pair quoted in BTC"):
+            parse_instrument(f"ETH/{row['base']}" if row["base"] == "BTC" else f"{row['base']}/BTC")
         return
     spec = parse_instrument(row["name"])
     assert (spec.kind, spec.underlying) == _expected(row)

@@ -1,7 +1,8 @@
 """Position books: CSV/Parquet files of (account, instrument, quantity) -> sparse accounts x instruments.
 
 Required columns: ``account``, ``instrument`` (Deribit-style name, see
-:func:`parse_instrument`), ``quantity`` (signed contracts). Optional columns,
+:func:`parse_instrument`; a spot pair such as ``BTC-USDC`` is base-asset collateral,
+in coins, margined only by ``derive_like()``), ``quantity`` (signed contracts). Optional columns,
 constant per instrument: ``inverse`` (true for coin-margined contracts) and
 ``contract_size``. Repeated (account, instrument) rows are summed, with a
 :class:`BookWarning` saying how many.

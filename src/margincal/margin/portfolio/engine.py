@@ -10,6 +10,12 @@ per contract, see :mod:`.scenarios`)::
                    offset * ES(joint) + (1 - offset) * sum_g ES(group g)
     IM = im_multiplier * (charge + contingencies),   MM = mm_fraction * IM
 
+Base-asset collateral (Derive's ``basePosition``, instruments of kind
+``"base"``) is a column of ``positions`` like any other: its scenario P&L is
+linear in the spot shock, so it stays inside the one product; its
+``basePercent`` contingency is a per-|contract| charge like the perpetuals'.
+Negative base quantities are refused (:func:`as_positions`).
+
 Derive's static MtM discount (when the scenario set carries one) is applied
 to the product before the max: per (segment, expiry) group of options, only
 the accounts holding that expiry get ``-(1 - d) max(0, B_g @ V_g)`` added to
@@ -132,6 +138,15 @@ def as_positions(positions: Any, pnl: ScenarioPnL) -> sparse.csr_matrix:
     if P.nnz and not np.all(np.isfinite(P.data)):
         raise DataError("positions contain NaN or infinite quantities")
     P.sum_duplicates()
+    mask = pnl.base_mask
+    if mask is not None and P.nnz:
+        neg = np.flatnonzero(mask[P.indices] & (P.data < 0))
+        if neg.size:
+            k = int(neg[0])
+            row = int(np.searchsorted(P.indptr, k, side="right") - 1)
+            raise DataError(f"base collateral {pnl.instruments[int(P.indices[k])]} is {P.data[k]:g} in position row "
+                            f"{row} ({neg.size} such entries); a base-asset balance cannot be negative (Derive's "
+                            "basePosition is a balance >= 0; a borrowed base asset is not modelled)")
     return P
 
 
@@ -532,7 +547,8 @@ def _reference_contingency(items: list[tuple[int, float]], specs: Sequence[Instr
             net[key] = net.get(key, 0.0) + q * s.contract_size
         else:
             notional = s.contract_size if s.inverse else s.contract_size * spot
-            total += pnl.futures_contingency_rate * abs(q) * notional
+            rate = pnl.base_contingency_rate if s.is_base else pnl.futures_contingency_rate
+            total += rate * abs(q) * notional
     for (und, _e, _k), amount in net.items():
         if amount < 0:
             total += pnl.option_contingency_rate * (-amount) * pnl.spot[und]

@@ -264,6 +264,10 @@ class HistoricalPortfolioMargin:
         """Revalue every instrument in every historical scenario (instruments x scenarios)."""
         self._check_fitted()
         specs = check_specs(specs)
+        held = [s.name for s in specs if s.is_base]
+        if held:
+            raise ConfigError(f"{held[0]} is base-asset collateral (a spot holding); the historical method margins "
+                              "derivatives only (the derive risk-matrix preset revalues base collateral)")
         mkt = market if market is not None else self.default_market()
         col = {u: k for k, u in enumerate(self.underlyings_)}
         missing = sorted({s.underlying for s in specs} - set(col))

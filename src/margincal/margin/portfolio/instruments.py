@@ -15,6 +15,11 @@ Conventions
   ``BTC-PERP`` (also ``BTC-PERPETUAL``, ``BTC/USDT:USDT``...), ``BTC-27DEC24``
   (future) and ``BTC-27DEC24-60000-C`` (option); dated contracts expire at
   08:00 UTC. Strikes may use ``d`` for the decimal point (``XRP-27DEC24-0d6-C``).
+* A spot pair quoted in USD or a stablecoin (``BTC-USDC``, ``ETH/USDT``) is
+  *base-asset collateral* (kind ``"base"``): a holding of the coin itself, in
+  coins (``contract_size`` 1), never short, never inverse. Only a risk-matrix
+  config with ``base_in_scenarios`` (Derive's PMRM, ``derive_like()``)
+  revalues it in its scenarios; the other engines refuse it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ from typing import Any
 import pandas as pd
 
 from margincal.errors import ConfigError, DataError
-from margincal.instruments import SETTLEMENT_HOUR_UTC
+from margincal.instruments import SETTLEMENT_HOUR_UTC, USD_LIKE
 from margincal.instruments import parse as parse_name
 
-KINDS = ("perpetual", "future", "option")
+KINDS = ("perpetual", "future", "option", "base")
 
 
 def _utc(ts: Any, what: str) -> pd.Timestamp:
@@ -48,7 +53,8 @@ class InstrumentSpec:
     """Static description of one contract.
 
     ``offset_group`` (default: the underlying) names the group whose
-    instruments net fully in the historical (ES) method.
+    instruments net fully in the historical (ES) method. Kind ``"base"``:
+    base-asset collateral (module doc), linear, no expiry.
     """
 
     name: str
@@ -73,7 +79,9 @@ class InstrumentSpec:
                 raise ConfigError(f"{self.name}: a {self.kind} needs an expiry")
             object.__setattr__(self, "expiry", _utc(self.expiry, f"{self.name}: expiry"))
         elif self.expiry is not None:
-            raise ConfigError(f"{self.name}: a perpetual has no expiry (got {self.expiry})")
+            raise ConfigError(f"{self.name}: a {self.kind} has no expiry (got {self.expiry})")
+        if self.kind == "base" and self.inverse:
+            raise ConfigError(f"{self.name}: base-asset collateral is a coin holding; it cannot be inverse")
         if self.kind == "option":
             if self.strike is None or not (self.strike > 0 and math.isfinite(self.strike)):
                 raise ConfigError(f"{self.name}: strike is {self.strike}; an option needs a strike > 0")
@@ -90,6 +98,11 @@ class InstrumentSpec:
     def is_option(self) -> bool:
         return self.kind == "option"
 
+    @property
+    def is_base(self) -> bool:
+        """Base-asset collateral (a spot holding of the underlying; module doc)."""
+        return self.kind == "base"
+
     def years_to_expiry(self, at: pd.Timestamp) -> float:
         """ACT/365 years from ``at`` to expiry (0 for perpetuals)."""
         if self.expiry is None:
@@ -103,14 +116,20 @@ def parse_instrument(
     """Build an :class:`InstrumentSpec` from a name in any form of :mod:`margincal.instruments`.
 
     ``inverse`` overrides what the name says (bare Deribit-style names are linear
-    unless ``inverse=True``; ``BTC-USD-SWAP`` or ``BTC/USD:BTC`` are inverse). Spot pairs
-    are refused: the risk-matrix engines margin derivatives only.
+    unless ``inverse=True``; ``BTC-USD-SWAP`` or ``BTC/USD:BTC`` are inverse). A spot
+    pair quoted in USD or a stablecoin (``BTC-USDC``) is base-asset collateral, kind
+    ``"base"`` (module doc); other spot pairs (``ETH-BTC``) and ``inverse=True`` on a
+    spot pair are refused.
     """
     raw = str(name).strip()
     inst = parse_name(raw, inverse=inverse)
     if inst.kind == "spot":
-        raise DataError(f"instrument {name!r} is a spot pair; portfolio margin takes perpetuals "
-                        "(BTC-PERP), futures (BTC-27DEC24) and options (BTC-27DEC24-60000-C)")
+        if inst.quote not in USD_LIKE:
+            raise DataError(f"instrument {name!r} is a spot pair quoted in {inst.quote}; base-asset collateral "
+                            f"must be quoted in USD or a stablecoin ({inst.base}-USDC)")
+        if inverse:
+            raise DataError(f"instrument {name!r} is base-asset collateral (a spot holding); it cannot be inverse")
+        return InstrumentSpec(raw, "base", inst.base, contract_size=contract_size, offset_group=offset_group)
     return InstrumentSpec(raw, inst.kind, inst.base, strike=inst.strike, expiry=inst.expiry,
                           option_type=inst.option_type, inverse=inst.inverse, contract_size=contract_size,
                           offset_group=offset_group)

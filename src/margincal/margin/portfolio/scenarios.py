@@ -67,6 +67,20 @@ underlying's), every contract whose ``c < confidence_threshold`` adds
 ``(1 - c) * confidence_factor * |q| * notional`` (USD) to IM after the
 multiplier; MM is unchanged (PMRMLib ``_getConfidenceContingency``: the amount
 is ``|perp|`` for perps and the gross ``sum |q|`` of an expiry's options).
+
+Base-asset collateral (Derive's PMRM ``basePosition``, on when
+``base_in_scenarios``; instruments of kind ``"base"``, e.g. ``BTC-USDC``, in
+coins, never short): in every scenario of its underlying's USD-settled segment
+the holding of ``b`` coins gains ``b * spot * (m - 1) / stable`` (``m`` the
+scenario's spot multiplier, ``stable`` = ``MarketState.spot[stablecoin]``, 1
+when absent: PMRMLib ``_getBaseValue`` values the base in the stablecoin), so it
+sits in the P&L matrix like a linear perpetual and nets with it; it is in no
+expiry group (no basis contingency, no static discount). Static contingency
+``base_contingency * b * spot`` (``basePercent``; no division by the stable
+price, as PMRMLib ``addPrecomputes``); the oracle-confidence contingency counts
+``b`` at the underlying's confidence, with ``|perp|``. A config without
+``base_in_scenarios`` refuses base instruments (Deribit's risk matrix margins
+derivatives; collateral goes to the account view, :mod:`.whatif`).
 """
 
 from __future__ import annotations
@@ -146,6 +160,8 @@ class RiskMatrixConfig:
     static_rate_add: float = 0.0
     confidence_threshold: float = 0.0
     confidence_factor: float = 0.0
+    base_in_scenarios: bool = False
+    base_contingency: float = 0.0
     stablecoin: str = "USDC"
     name: str = "custom"
     sources: tuple[str, ...] = ()
@@ -178,7 +194,7 @@ class RiskMatrixConfig:
                   "futures_contingency", "horizon_hours", "min_vol_shock_up", "delta_shock_max",
                   "peg_loss_threshold", "peg_loss_factor", "basis_shock", "basis_add_factor",
                   "basis_mult_factor", "static_rate_mult", "static_rate_add", "confidence_threshold",
-                  "confidence_factor"):
+                  "confidence_factor", "base_contingency"):
             v = getattr(self, f)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{f} is {v}; it must be finite and >= 0")
@@ -196,6 +212,11 @@ class RiskMatrixConfig:
             raise ConfigError(f"static_discount is {self.static_discount}; it must be in (0, 1] (1 = no discount)")
         if self.confidence_threshold > 1.0:
             raise ConfigError(f"confidence_threshold is {self.confidence_threshold}; it must be in [0, 1]")
+        if not isinstance(self.base_in_scenarios, bool):
+            raise ConfigError(f"base_in_scenarios is {self.base_in_scenarios!r}; use True or False")
+        if self.base_contingency > 1.0:
+            raise ConfigError(f"base_contingency is {self.base_contingency}; it must be in [0, 1] (a fraction of "
+                              "the base notional)")
 
     @property
     def static_discount_on(self) -> bool:
@@ -317,10 +338,20 @@ def derive_like() -> RiskMatrixConfig:
     ``_getConfidenceContingency``, the gross option amount per expiry
     ``netOptions += |balance|`` in PMRM.sol ``_arrangeOptions``, same commit);
     tests/reference/derive_pmrm_static_discount.md.
-    Not modelled: base-asset collateral inside the scenarios (Derive's
-    ``basePosition`` shocked with the spot, with ``basePercent`` 3% and the
-    confidence contingency on it): margincal's risk matrix margins derivatives
-    only; collateral enters the account view (:mod:`.whatif`) after haircuts.
+    Base-asset collateral (``base_in_scenarios``; instruments of kind
+    ``"base"``, e.g. ``BTC-USDC`` in coins): revalued in every scenario at
+    ``b x spot x m / stablePrice`` (PMRMLib ``getScenarioMtM`` /
+    ``_getBaseValue``), static contingency ``basePercent`` 3% x ``b`` x spot
+    (``base_contingency``; ``OtherContingencyParameters`` in config-mainnet.sol
+    at 037ee3ac, ``addPrecomputes`` in PMRMLib.sol at b02a82dc), and ``b``
+    counted with ``|perp|`` in the confidence contingency (same function);
+    ``basePosition`` is the account's balance of the market's wrapped base
+    asset, never negative (``toUint256`` in PMRM.sol ``_arrangeOptions`` at
+    02ab723e); tests/reference/derive_pmrm_base.md.
+    Not modelled: Derive's per-market caps (``getPMRMCaps``: e.g. 15 BTC of
+    base), the perpetual's own mark and confidence (margincal values perps at
+    spot with the underlying's confidence), one rate per expiry, and the
+    settlement buffer of just-expired options.
     """
     return RiskMatrixConfig(
         spot_shocks=(-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15),
@@ -347,11 +378,13 @@ def derive_like() -> RiskMatrixConfig:
         static_rate_add=0.12,
         confidence_threshold=0.55,
         confidence_factor=1.0,
+        base_in_scenarios=True,
+        base_contingency=0.03,
         stablecoin="USDC",
         name="derive_like",
         sources=DERIVE_SOURCES,
         notes=("from derivexyz/v2-core scripts/config-mainnet.sol (getDefaultScenarios, getPMRMParams) and "
-               "PMRMLib.sol / PMRM.sol; base-asset collateral in the scenarios not modelled"),
+               "PMRMLib.sol / PMRM.sol, base-asset collateral included (basePercent 3%)"),
     )
 
 
@@ -395,6 +428,8 @@ class ScenarioPnL:
     confidence_charge: np.ndarray | None = None  # USD added to IM per |contract| (confidence contingency)
     confidence_threshold: float = 0.0
     confidence_factor: float = 0.0
+    base_contingency_rate: float = 0.0  # basePercent: fraction of the base notional (coins x spot) charged
+    base_value_scale: float = 1.0  # 1 / stable price applied to the base rows (Derive's base in the stablecoin)
     level: float | None = None  # ES confidence (historical method)
     offset: float = 1.0  # cross-group offset fraction (historical method)
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
@@ -407,6 +442,14 @@ class ScenarioPnL:
             cached = np.abs(self.matrix).max(axis=1) if self.matrix.size else np.zeros(self.matrix.shape[0])
             object.__setattr__(self, "_scale", cached)
         return cached
+
+    @property
+    def base_mask(self) -> np.ndarray | None:
+        """Boolean mask of the base-collateral instruments, ``None`` when there are none."""
+        if "_base_mask" not in self.__dict__:
+            m = np.array([s.is_base for s in self.specs], dtype=bool)
+            object.__setattr__(self, "_base_mask", m if m.any() else None)
+        return self.__dict__["_base_mask"]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -511,7 +554,8 @@ def revalue(
 
 
 def _contingency_inputs(
-    specs: Sequence[InstrumentSpec], market: MarketState, option_rate: float, futures_rate: float
+    specs: Sequence[InstrumentSpec], market: MarketState, option_rate: float, futures_rate: float,
+    base_rate: float = 0.0,
 ) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
     keys: dict[tuple[str, Any, float], int] = {}
     rows, cols, vals, charge = [], [], [], []
@@ -527,7 +571,7 @@ def _contingency_inputs(
             vals.append(s.contract_size)
         else:
             notional = s.contract_size if s.inverse else s.contract_size * market.spot_of(s.underlying)
-            fut[i] = futures_rate * notional
+            fut[i] = (base_rate if s.is_base else futures_rate) * notional
     groups = sparse.csr_matrix((vals, (rows, cols)), shape=(len(specs), len(keys)))
     return groups, np.asarray(charge, dtype=float), fut
 
@@ -563,6 +607,11 @@ def scenario_pnl_matrix(
     """Risk-matrix P&L of every instrument in every scenario (module doc), computed once."""
     cfg = config if config is not None else deribit_like()
     specs = check_specs(specs)
+    held = [s for s in specs if s.is_base]
+    if held and not cfg.base_in_scenarios:
+        raise ConfigError(f"{held[0].name} is base-asset collateral (a spot holding); the {cfg.name} risk matrix "
+                          "margins derivatives only (derive_like() revalues base collateral); give it as "
+                          "collateral to the account view instead")
     arr = instrument_arrays(specs, market)
     segregated = cfg.settlement_mode == "segregated"
     keys = [(s.underlying, settlement_of(s) if segregated else "cross") for s in specs]
@@ -622,6 +671,12 @@ def scenario_pnl_matrix(
         for (s, d, w, ext) in base:
             lab = f"{name}: spot {_pct(s)}, {vol_label[d]}"
             labels.append(lab + (f" (extended, weight {w:.3g})" if ext and w != 1.0 else ""))
+    stable = market.spot.get(cfg.stablecoin)
+    base_scale = 1.0 / float(stable) if stable is not None else 1.0
+    if held and base_scale != 1.0:
+        # Derive values the base asset in the stablecoin: b * spot * m / stablePrice (module doc)
+        rows_b = np.flatnonzero([s.is_base for s in specs])
+        matrix[rows_b] *= base_scale
     basis = _basis_inputs(specs, arr, seg_of, cfg, market.rate, segregated) if cfg.basis_shock > 0 else None
     delta = _delta_notional(specs, arr)
     im_mult, mm_frac = cfg.im_multiplier, cfg.mm_fraction
@@ -632,7 +687,7 @@ def scenario_pnl_matrix(
         im_mult = cfg.im_multiplier + (cfg.peg_loss_threshold - float(peg)) * cfg.peg_loss_factor
         mm_frac = mm_dollars_per_im / im_mult
     groups, gcharge, fcharge = _contingency_inputs(specs, market, cfg.short_option_contingency,
-                                                   cfg.futures_contingency)
+                                                   cfg.futures_contingency, cfg.base_contingency)
     og, og_names = offset_groups_of(specs)
     conf, conf_charge = _confidence_inputs(specs, market, cfg)
     matrix.setflags(write=False)
@@ -673,6 +728,8 @@ def scenario_pnl_matrix(
         confidence_charge=conf_charge,
         confidence_threshold=cfg.confidence_threshold,
         confidence_factor=cfg.confidence_factor,
+        base_contingency_rate=cfg.base_contingency,
+        base_value_scale=base_scale if held else 1.0,
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from margincal.errors import ConfigError
+from margincal.errors import ConfigError, DataError
 from margincal.margin.portfolio.instruments import InstrumentSpec, MarketState, parse_instrument
 from margincal.pricing.black76 import black76_price
 
@@ -125,6 +125,9 @@ def standard_margin(positions: Mapping[str, float], market: MarketState, *, venu
     tot_im = tot_mm = 0.0
     for name, q in positions.items():
         s = sp.get(name) or parse_instrument(name)
+        if s.is_base:
+            raise DataError(f"{name} is base-asset collateral (a spot holding); standard margin is position by "
+                            "position for derivatives: give the holding as collateral instead")
         F = market.forward_of(s)
         S = market.spot_of(s.underlying)
         if s.is_option:

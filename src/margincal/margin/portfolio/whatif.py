@@ -172,6 +172,12 @@ def account_view(portfolio: Portfolio, collateral: Mapping[str, float], *,
     the positions' P&L and the collateral in ``u``, equals the portfolio MM
     recomputed at the moved price (``brentq``; ``None`` if no move within
     -95%..+1000% liquidates). ``liquidation_prices[u]`` = spot x (1 + move).
+
+    Base-asset collateral held as a position (kind ``"base"``, e.g.
+    ``BTC-USDC``: margined inside the scenarios by ``derive_like()``) counts in
+    ``equity`` at its full spot value (``base_collateral_value``, no haircut:
+    its risk is in the margin, as Derive adds ``baseValue`` to the MtM) and moves
+    with its underlying; do not list the same coins again in ``collateral``.
     """
     hc = {k.upper(): float(v) for k, v in (haircuts or {}).items()}
     px = {k.upper(): float(v) for k, v in portfolio.market.spot.items()}
@@ -184,6 +190,8 @@ def account_view(portfolio: Portfolio, collateral: Mapping[str, float], *,
                 "margin_ratio": 0.0, "liquidation_prices": {}, "liquidation_moves": {}, "driving_scenario": None,
                 "haircuts": hc}
     q = np.array([float(portfolio.positions[n]) for n in names])
+    base_value = sum(float(qi) * s.contract_size * portfolio.market.spot_of(s.underlying)
+                     for qi, s in zip(q, specs, strict=True) if s.is_base)
 
     def margin_at(market: MarketState) -> PortfolioMarginResult:
         pnl = portfolio.engine.scenario_pnl(specs, market)
@@ -207,7 +215,7 @@ def account_view(portfolio: Portfolio, collateral: Mapping[str, float], *,
                                           forwards={k: v * (1.0 + m) if k in {s.name for s in specs
                                                                                  if s.underlying == u} else v
                                                     for k, v in portfolio.market.forwards.items()})
-            return a + pl - float(margin_at(shocked).mm[0])
+            return a + base_value + pl - float(margin_at(shocked).mm[0])
 
         h0 = health(0.0)
         found = None
@@ -226,10 +234,14 @@ def account_view(portfolio: Portfolio, collateral: Mapping[str, float], *,
                     prev = float(m)
         moves[u] = found
         liq[u] = None if found is None else float(portfolio.market.spot_of(u) * (1.0 + found))
-    return {"equity": adj, "collateral_value": raw, "collateral_after_haircuts": adj, "im": im, "mm": mm,
-            "margin_ratio": mm / adj if adj > 0 else math.inf, "available": adj - im,
-            "liquidation_prices": liq, "liquidation_moves": moves, "driving_scenario": str(res.driving_label[0]),
-            "haircuts": hc}
+    eq = adj + base_value
+    out = {"equity": eq, "collateral_value": raw, "collateral_after_haircuts": adj, "im": im, "mm": mm,
+           "margin_ratio": mm / eq if eq > 0 else math.inf, "available": eq - im,
+           "liquidation_prices": liq, "liquidation_moves": moves, "driving_scenario": str(res.driving_label[0]),
+           "haircuts": hc}
+    if any(s.is_base for s in specs):
+        out["base_collateral_value"] = base_value
+    return out
 
 
 __all__ = ["MarginEngine", "Portfolio", "WhatIfResult", "account_view", "what_if"]
