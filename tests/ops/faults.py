@@ -141,17 +141,28 @@ def _tb(text: str) -> int:
     return int("Traceback (most recent call last)" in text)
 
 
-def _kill_after(cmd: list[str], delay: float) -> tuple[bool, str, str, int]:
-    """Run ``cmd``, SIGKILL it after ``delay`` seconds if still running; (killed, stdout, stderr, returncode)."""
+def _kill_after(cmd: list[str], delay: float, *, after_first_line: bool = False) -> tuple[bool, str, str, int]:
+    """Run ``cmd``, SIGKILL it after ``delay`` seconds if still running; (killed, stdout, stderr, returncode).
+
+    ``after_first_line``: the delay counts from the first line the child prints (its first committed
+    step), not from its start, so a loaded machine's slow interpreter start-up cannot eat the window."""
+    import select
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    first = ""
+    if after_first_line and select.select([proc.stdout], [], [], 300)[0]:
+        first = proc.stdout.readline()
     try:
         proc.wait(timeout=delay)
         killed = False
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         killed = True
-    out, err = proc.communicate(timeout=120)
-    return killed, out or "", err or "", proc.returncode
+    # read through the text wrappers (readline may have buffered more than the first line)
+    out, err = first + proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=120)
+    return killed, out, err, proc.returncode
 
 
 def _check_bars(c: Counts, store: Path, files: list[tuple[Path, pd.DataFrame]]) -> None:
@@ -255,7 +266,7 @@ def publish_kill_loop(folder: Path, delays: list[float], k: int = 12, steps: int
     store = folder / "publish.duckdb"
     reported: set[int] = set()
     for delay in delays:
-        killed, out, err, rc = _kill_after(_publisher(store, "P", k, steps), delay)
+        killed, out, err, rc = _kill_after(_publisher(store, "P", k, steps), delay, after_first_line=True)
         c.runs += 1
         c.kills += killed
         c.tracebacks += _tb(err)
