@@ -51,7 +51,8 @@ def _band(x: dict, scale: float = 1.0, fmt: str = ".2f") -> str:
 
 
 def _replenishment() -> list[str]:
-    """Measured replenishment speeds, their mapping to the agents, and the replays with the assumed values."""
+    """Measured replenishment speeds (the defaults), their mapping to the agents, and the replays with them
+    and with the values assumed before."""
     m = {e: measured_replenishment(e) for e in EVENTS}
     rows = []
     for e, r in m.items():
@@ -110,39 +111,52 @@ def _replenishment() -> list[str]:
                                                    * m["2025-10-10"]["rho_per_hour"]["value"]), 1),
                    arb_per_minute=round(math.sqrt(m["ftx"]["arb_per_minute"]["value"]
                                                   * m["2025-10-10"]["arb_per_minute"]["value"]), 2))
-    before, after = (calibrate_depth(cfg=MarketConfig(agents=a), grid=(DEPTH_CENTER,))["rows"][0] for a in (ag, meas))
+    assumed = replace(ag, rho_per_hour=4.0, arb_per_minute=0.5)
+    before, after = (calibrate_depth(cfg=MarketConfig(agents=a), grid=(DEPTH_CENTER,))["rows"][0]
+                     for a in (assumed, meas))
     grid = calibrate_depth(cfg=MarketConfig(agents=meas))
     idx, _perp, _ = bundled_index_and_perp(*EVENTS["ftx"])
     depths = np.array([0.02, 0.05, 0.07, 0.1, 0.2, 0.4])
     acc = _accounts(400, 7, float(idx[0]), Policy(0.025))
-    bd = {k: simulate_paths(acc, np.broadcast_to(idx, (depths.size, idx.size)), MarketConfig(depth_ratio=depths,
-                                                                                          agents=a))
-          for k, a in (("assumed", ag), ("measured", meas))}
+    bd = {k: simulate_paths(acc, np.broadcast_to(idx, (depths.size, idx.size)),
+                            MarketConfig(depth_ratio=depths, agents=a, mark=mk))
+          for k, a, mk in (("assumed", assumed, MarkRule()), ("measured", meas, MarkRule()),
+                           ("index", meas, MarkRule(clamp=1e-9)))}
+    pct = lambda r: " / ".join(f"{100 * x / r.population_notional:.3f}" for x in r.bad_debt)  # noqa: E731
     inside = lambda b, v: "inside" if b[0] <= v <= b[1] else "outside"  # noqa: E731
-    out += ["Both measured speeds are below the values assumed (4 per hour, i.e. a 10.4-minute half-life, "
-            "and 0.5 x D0 per minute): 4 per hour is "
+    out += ["Both measured speeds are below the values assumed until then (4 per hour, i.e. a 10.4-minute "
+            "half-life, and 0.5 x D0 per minute): 4 per hour is "
             + ", ".join(f"{inside(r['rho_per_hour']['band'], 4.0)} the {e} band" for e, r in m.items())
             + "; 0.5 per minute is "
             + ", ".join(f"{inside(r['arb_per_minute']['band'], 0.5)} the {e} band" for e, r in m.items())
             + ". On calm days the basis decays more slowly than on the crash days (larger dislocations pay "
             "arbitrageurs more), while the wick gap (low vs low) is gone within about one bar on calm days.", "",
-            f"**Defaults: kept (`rho_per_hour = {ag.rho_per_hour}`, `arb_per_minute = {ag.arb_per_minute}`).** The "
-            f"measured values combined (geometric mean of the two events, rounded: rho {meas.rho_per_hour}, arb "
-            f"{meas.arb_per_minute}) keep the replays at the observed order of magnitude - one replay at depth "
-            f"{DEPTH_CENTER} x OI dislocates FTX by {100 * after['ftx_model']:.2f}% (assumed speeds: "
-            f"{100 * before['ftx_model']:.2f}%) against {100 * after['ftx_observed']:.2f}% observed and 2025-10-10 by "
+            f"**Defaults: the measured values (`rho_per_hour = {ag.rho_per_hour}`, `arb_per_minute = "
+            f"{ag.arb_per_minute}`).** The two events' measurements combined (geometric mean, rounded: rho "
+            f"{meas.rho_per_hour}, arb {meas.arb_per_minute}"
+            + ("" if (meas.rho_per_hour, meas.arb_per_minute) == (ag.rho_per_hour, ag.arb_per_minute) else
+               " - NOT the defaults: update `Agents`")
+            + f") keep the replays at the observed order of magnitude - one replay at depth {DEPTH_CENTER} x OI "
+            f"dislocates FTX by {100 * after['ftx_model']:.2f}% (assumed speeds: {100 * before['ftx_model']:.2f}%) "
+            f"against {100 * after['ftx_observed']:.2f}% observed and 2025-10-10 by "
             f"{100 * after['2025-10-10_model']:.2f}% (assumed: {100 * before['2025-10-10_model']:.2f}%) against "
             f"{100 * after['2025-10-10_observed']:.2f}%, sum log-error^2 {after['log_error']:.2f} (assumed: "
-            f"{before['log_error']:.2f}), and the depth grid re-run with them picks {grid['best']} (DEPTH_CENTER = "
-            f"{DEPTH_CENTER}) - but with them the FTX replay's bad debt (MM 2.5%, 400 accounts) is no longer "
-            "non-increasing in depth from 2% of OI (the property tests/stress/test_cascade_v2_adl.py pins for issue "
-            "19 item 7): bad debt % OI at depth " + ", ".join(f"{d:g}" for d in depths) + " x OI is "
-            + " / ".join(f"{100 * x / bd['measured'].population_notional:.3f}" for x in bd["measured"].bad_debt)
-            + " with the measured speeds against "
-            + " / ".join(f"{100 * x / bd['assumed'].population_notional:.3f}" for x in bd["assumed"].bad_debt)
-            + " with the assumed ones (thin books, 3 sigma and more below the depth centre). Until that is "
-            "understood the assumed speeds stay the defaults; `Agents(rho_per_hour=..., arb_per_minute=...)` "
-            "runs the measured ones.", ""]
+            f"{before['log_error']:.2f}), and the depth grid picks {grid['best']} with them (DEPTH_CENTER = "
+            f"{DEPTH_CENTER}). Until h22 the assumed speeds were the defaults because with the measured ones the "
+            "FTX replay's bad debt (MM 2.5%, 400 accounts) is no longer non-increasing in depth between 2% and "
+            "10% of OI: bad debt % OI at depth " + ", ".join(f"{d:g}" for d in depths) + " x OI is "
+            + pct(bd["measured"]) + " with the measured speeds against " + pct(bd["assumed"])
+            + " with the assumed ones. The mechanism (pinned in tests/stress/test_cascade_v2_adl.py): the mark "
+            "(index + 30 s EMA of the basis) follows the last price the liquidations push down, so a step's "
+            "5-second rounds can chain; on the 0.05 book the chain at step 170 of the FTX week runs away "
+            "(263 liquidations at a 13% dislocation) and clears the leveraged accounts before the index falls "
+            "8.3% in step 174, into which the 0.07 book carries them (166 liquidations at a 12.9% dislocation, "
+            "0.67% of OI of bad debt). With the slower measured speeds the last price stays dislocated longer "
+            "and the book thinner within a step, so chains run further; which depth's chain runs away is a "
+            "threshold effect (the assumed speeds have such rises too on a finer depth grid). With "
+            "the mark clamped to the index (no feedback of the book into the triggers) bad debt is "
+            "non-increasing in depth again: " + pct(bd["index"]) + ". Thin books, 3 sigma and more below the "
+            "depth centre; `Agents(rho_per_hour=4.0, arb_per_minute=0.5)` runs the assumed speeds.", ""]
     return out
 
 

@@ -106,12 +106,18 @@ def test_measurement_on_the_bundled_bars(measured, event):
         assert 0 < p["band"][0] <= p["value"] <= p["band"][1] and math.isfinite(p["band"][1])
 
 
-def test_measured_speeds_are_below_the_assumed_defaults(measured):
-    """The assumed defaults (kept, docs/stress_testing.md) are faster than both events' central measurements."""
+def test_defaults_are_the_measured_speeds(measured):
+    """The defaults are the two events' central measurements combined (geometric mean, rho rounded to 0.1 per
+    hour, arb to 0.01 per minute; docs/stress_testing.md), between the two events' values, and below the values
+    assumed until then (rho 4 per hour, arb 0.5 x D0 per minute)."""
     ag = Agents()
+    for name, nd in (("rho_per_hour", 1), ("arb_per_minute", 2)):
+        v = [m[name]["value"] for m in measured.values()]
+        assert getattr(ag, name) == round(math.sqrt(v[0] * v[1]), nd)
+        assert min(v) < getattr(ag, name) < max(v), name
+    assert (ag.rho_per_hour, ag.arb_per_minute) == (1.1, 0.1)
     for m in measured.values():
-        assert m["rho_per_hour"]["value"] < ag.rho_per_hour
-        assert m["arb_per_minute"]["value"] < ag.arb_per_minute
+        assert m["rho_per_hour"]["value"] < 4.0 and m["arb_per_minute"]["value"] < 0.5
 
 
 def test_btc_spot_spread_recovery_recomputed_independently(measured):

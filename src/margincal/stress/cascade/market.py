@@ -54,13 +54,13 @@ shorts, closed with the same fraction ``x`` against the external option market a
 * market makers: when a step's index move is ``z > z0`` EWMA sigmas, depth is withdrawn,
   ``D <- D exp(-gamma (z - z0))``, and each round's liquidation volume ``Q`` withdraws
   ``D <- D exp(-eta |Q| / D)``; never below ``floor x D0``; depth replenishes toward ``D0`` at
-  ``rho`` per hour (``D0 - D`` decays as ``exp(-rho t)``; default 4, assumed: the spread recovery after
-  the FTX and 2025-10-10 crashes measures about 1 per hour, :func:`.committee.measured_replenishment`); half spread ``s = s0 sqrt(D0 / D)`` capped at 1%. Off: ``D = D0``, ``s = s0``.
+  ``rho`` per hour (``D0 - D`` decays as ``exp(-rho t)``; default 1.1, measured: the spread recovery after
+  the FTX and 2025-10-10 crashes, :func:`.committee.measured_replenishment`); half spread ``s = s0 sqrt(D0 / D)`` capped at 1%. Off: ``D = D0``, ``s = s0``.
 * book resilience: between steps ``V <- (1 - resilience) V`` (consumed depth refilled).
 * arbitrageurs: after every round and between steps ``V`` is pulled toward 0 (last toward index)
   by at most ``arb_per_minute x D0`` base units per minute of elapsed time (a capital bound, not a
-  fraction: a large gap closes slowly; default 0.5, assumed: the decay of the perp-vs-spot basis measures
-  0.05-0.19, :func:`.committee.measured_replenishment`). Off: no pull.
+  fraction: a large gap closes slowly; default 0.1, measured: the decay of the perp-vs-spot basis after the
+  two crashes, 0.05-0.19, :func:`.committee.measured_replenishment`). Off: no pull.
 * stop-loss clusters: external stop orders of ``stop_size`` x OI at each level
   ``start (1 -/+ stop_levels)``, sent as market orders when the last price crosses the level.
 """
@@ -314,11 +314,11 @@ class Agents:
     gamma: float = 0.02
     eta: float = 0.05
     floor: float = 2.0 / 89.0
-    # assumed; measured on the bundled 5-minute Binance bars (committee.measured_replenishment,
-    # docs/stress_testing.md): rho 0.98 (FTX) / 1.28 (2025-10-10) per hour, arb 0.19 / 0.053 per minute. Not
-    # adopted: with them the FTX replay's bad debt is no longer non-increasing in depth (docs, same section).
-    rho_per_hour: float = 4.0
-    arb_per_minute: float = 0.5
+    # measured on the bundled 5-minute Binance bars (committee.measured_replenishment, docs/stress_testing.md):
+    # rho 0.98 (FTX) / 1.28 (2025-10-10) per hour, arb 0.19 / 0.053 per minute; defaults = geometric mean of the
+    # two events, rounded (until h22: 4.0 and 0.5, assumed)
+    rho_per_hour: float = 1.1
+    arb_per_minute: float = 0.1
     stop_levels: tuple[float, ...] = (0.03, 0.05, 0.10)
     stop_size: float = 0.002
 
