@@ -307,8 +307,9 @@ class ParametricModel(TailModel):
 
     # ------------------------------------------------------------ fit_path
     def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
-                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-        """Per side, log-loss (VaR, ES) of a unit-scale loss for every row (subclasses)."""
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
+        """Per side, log-loss (VaR, ES) of a unit-scale loss for every row, or one value for all rows
+        (subclasses)."""
         return None
 
     def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
@@ -323,17 +324,20 @@ class ParametricModel(TailModel):
         unit = self._unit_path(z, first, t_min, level, refit, sig)
         if unit is None:
             return None
-        valid = np.arange(n + 1) >= t_min
-        scale_h = np.where(valid, sig, np.nan) * math.sqrt(h)
-        out = {c: np.full(n + 1, np.nan) for c in PATH_COLUMNS}
+        scale_h = sig * math.sqrt(h)  # a new array: rows before t_min have no tail yet
+        scale_h[:t_min] = np.nan
         want_es = getattr(self, "_path_es", True)  # path_arrays(es=False): the ES columns stay NaN
+        out: dict[str, np.ndarray] = {}
         with np.errstate(invalid="ignore"):
             for side, (uv, ue) in unit.items():
                 out[f"var_{side}"] = np.asarray(log_loss_to_simple(scale_h * uv, side), dtype=float)
                 if want_es:
                     es = np.asarray(log_loss_to_simple(scale_h * ue, side), dtype=float)
                     out[f"es_{side}"] = np.maximum(es, out[f"var_{side}"])
-        return out
+        for c in PATH_COLUMNS:
+            if c not in out:
+                out[c] = np.full(n + 1, np.nan)
+        return {c: out[c] for c in PATH_COLUMNS}
 
 
 class NormalModel(ParametricModel):
@@ -345,10 +349,9 @@ class NormalModel(ParametricModel):
         return normal_var_es(level, 0.0, scale)
 
     def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
-                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-        v, e = normal_var_es(level)
-        one = np.ones(z.size + 1)
-        return {s: (v * one, e * one) for s in ("long", "short")}
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
+        v, e = normal_var_es(level)  # the same unit quantile on every row (broadcast by the caller)
+        return {s: (v, e) for s in ("long", "short")}
 
 
 class StudentTModel(ParametricModel):
@@ -388,7 +391,7 @@ class StudentTModel(ParametricModel):
         return {"df": clamp_df(nu, self.df_min, self.df_max)}
 
     def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
-                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
         """Degrees of freedom by maximum likelihood at each refit row, warm-started from the previous fit."""
         n1 = z.size + 1
         nu = np.full(n1, np.nan)
@@ -450,7 +453,7 @@ class CornishFisherModel(ParametricModel):
         return (scale * float(cornish_fisher_quantile(level, s, k)), scale * cornish_fisher_es(level, s, k))
 
     def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
-                   scale: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+                   scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
         """Skewness and excess kurtosis of the residuals so far by cumulative sums (moments are scale-free)."""
         _, sk, ku = rolling_moments(z, first, self.window)
         hold = held_index(z.size + 1, t_min, refit)
@@ -459,7 +462,7 @@ class CornishFisherModel(ParametricModel):
         n_adj = int(np.count_nonzero(adjusted[t_min:]))
         if n_adj:
             warnings.warn(f"cf: {n_adj} rows needed the monotonicity guard", ModelFitWarning, stacklevel=5)
-        out = {}
+        out: dict[str, tuple[np.ndarray | float, np.ndarray | float]] = {}
         for side, sgn in (("long", -1.0), ("short", 1.0)):
             q, e = cornish_fisher_var_es_arrays(level, sgn * sk, ku)
             out[side] = (np.asarray(q, dtype=float), np.asarray(e, dtype=float))
