@@ -104,6 +104,16 @@ FILES = FILES + (
       for c in ("BTC", "ETH") for m in ("spot", "perpetual") for per in ("2022-11", "2025-10")
       if BARS_5M[(c, m, per)] not in INTRADAY.values()),
 )
+#: whole bundled minute files by (coin, timeframe, market): Binance spot 1-minute (several stretches since
+#: 2019-11) and USD-M perpetual 5-minute (2022-06..2026-02); not continuous, missing bars absent
+MINUTE = {("BTC", "1m", "spot"): "btcusdt_1m.csv.gz", ("ETH", "1m", "spot"): "ethusdt_1m.csv.gz",
+          ("BTC", "5m", "perpetual"): "btcusdt_perp_5m.csv.gz", ("ETH", "5m", "perpetual"): "ethusdt_perp_5m.csv.gz"}
+FILES = FILES + (
+    *(DatasetFile(f, "intraday", c, f"{c}-PERP" if m == "perpetual" else f"{c}-USDT", m, tf,
+                  "see PROVENANCE.md (freqtrade downloads of Binance klines, merged)", "see PROVENANCE.md", 10,
+                  f"Binance {'USD-M perpetual' if m == 'perpetual' else 'spot'} {tf} bars, all bundled stretches")
+      for (c, tf, m), f in MINUTE.items()),
+)
 OPTIONS_SNAPSHOTS = {("BTC", "2024-05"): "deribit_btc_options_snapshot_2024-05.csv",
                      ("ETH", "2024-05"): "deribit_eth_options_snapshot_2024-05.csv",
                      ("ETH", "2024-01-08"): "deribit_eth_options_snapshot_2024-01-08.csv"}
@@ -221,6 +231,21 @@ def load_intraday(symbol: str, timeframe: str = "1m", root: str | Path | None = 
     return _utc_index(df, "timestamp", f)
 
 
+def load_minute(symbol: str, timeframe: str = "1m", market: str = "spot",
+                root: str | Path | None = None) -> pd.DataFrame:
+    """A whole bundled minute file (:data:`MINUTE`): ``1m`` Binance spot or ``5m`` USD-M perpetual bars of BTC or
+    ETH, indexed by the bar's UTC open time. The files hold several stretches; missing bars are absent, never
+    filled, so consecutive rows are not always one bar apart."""
+    key = (str(symbol).upper().split("-")[0], timeframe, market)
+    if key not in MINUTE:
+        raise DataError(f"no bundled {timeframe} {market} file for {symbol!r}; bundled: "
+                        f"{', '.join(' '.join(k) for k in MINUTE)}")
+    f = MINUTE[key]
+    df = load(f, root)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
+    return _utc_index(df, "timestamp", f)
+
+
 def load_bars_5m(symbol: str, market: str = "perpetual", period: str = "2025-10",
                  root: str | Path | None = None) -> pd.DataFrame:
     """5-minute Binance OHLCV (``open, high, low, close, volume``; volume in base units) indexed by the bar's
@@ -264,4 +289,4 @@ def load_options_snapshot(symbol: str, date: str = "2024-05") -> pd.DataFrame:
 
 __all__ = ["DAILY_SYMBOLS", "FILES", "HOURLY_SPOT_SYMBOLS", "OPTIONS_SNAPSHOTS", "PERPETUAL_SYMBOLS",
            "DatasetFile", "data_dir", "files", "load", "load_daily", "load_daily_returns", "load_funding",
-           "load_bars_5m", "load_hourly", "load_intraday", "load_open_interest", "load_options_snapshot", "path"]
+           "load_bars_5m", "load_hourly", "load_intraday", "load_minute", "load_open_interest", "load_options_snapshot", "path"]
