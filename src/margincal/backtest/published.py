@@ -128,7 +128,6 @@ __all__ = ["PUBLISHED_MODELS", "backtest_published", "backtest_published_data", 
 def _tier_row(instrument: str, timeframe: str, notional: float, rate: str, margin: np.ndarray,
               horizon_hours: np.ndarray, bars: pd.DataFrame, bar_hours: float, level: float) -> dict[str, Any]:
     from margincal.backtest.intrabar import adverse_excursion, close_to_close_loss, horizon_in_bars
-    from margincal.backtest.stats import christoffersen, cost_of_coverage, rolling_traffic_light
 
     h = float(np.nanmedian(horizon_hours)) if np.isfinite(horizon_hours).any() else bar_hours
     hb = horizon_in_bars(h, bar_hours)
@@ -143,16 +142,25 @@ def _tier_row(instrument: str, timeframe: str, notional: float, rate: str, margi
                            "breaches": int(br.sum()), "breach_rate": float(br.mean()) if ok.size else float("nan"),
                            "breach_rate_close": float(np.mean(c2c[ok] > m)) if ok.size else float("nan"),
                            "avg_margin": float(m.mean()) if ok.size else float("nan")}
-    if ok.size >= 20:
-        ch = christoffersen(br, coverage=level)
-        zones = rolling_traffic_light(br, window=250, coverage=level) if ok.size >= 250 else None
-        cc = cost_of_coverage(x, m)
-        row.update({"kupiec_p": ch.unconditional.pvalue, "lr_ind": ch.independence.statistic,
-                    "ind_p": ch.independence.pvalue,
-                    "windows": zones.n_windows if zones else 0, "yellow": zones.n_yellow if zones else 0,
-                    "red": zones.n_red if zones else 0, "static_rate": cc.static_rate,
-                    "avg_over_static": cc.ratio})
+    row.update(coverage_tests(x, m, level))
     return row
+
+
+def coverage_tests(loss: np.ndarray, margin: np.ndarray, level: float) -> dict[str, Any]:
+    """Kupiec p, Christoffersen independence LR and p, yellow/red rolling 250-observation windows and the cost
+    against the hindsight static rate of ``loss > margin`` over non-overlapping close-outs (empty under 20)."""
+    from margincal.backtest.stats import christoffersen, cost_of_coverage, rolling_traffic_light
+
+    if loss.size < 20:
+        return {}
+    br = loss > margin
+    ch = christoffersen(br, coverage=level)
+    zones = rolling_traffic_light(br, window=250, coverage=level) if loss.size >= 250 else None
+    cc = cost_of_coverage(loss, margin)
+    return {"kupiec_p": ch.unconditional.pvalue, "lr_ind": ch.independence.statistic,
+            "ind_p": ch.independence.pvalue,
+            "windows": zones.n_windows if zones else 0, "yellow": zones.n_yellow if zones else 0,
+            "red": zones.n_red if zones else 0, "static_rate": cc.static_rate, "avg_over_static": cc.ratio}
 
 
 def backtest_curve(bars: pd.DataFrame, path: Any, instrument: str, timeframe: str,
@@ -199,4 +207,4 @@ def curve_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-__all__ += ["backtest_curve", "curve_summary"]
+__all__ += ["backtest_curve", "coverage_tests", "curve_summary"]

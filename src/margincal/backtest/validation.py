@@ -10,6 +10,7 @@ are measured here and reported whether met or not.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -70,49 +71,105 @@ def fhs_null_sampler(returns: np.ndarray, bar_hours: float, ewma_lambda_per_day:
     return simulate
 
 
-def sub_bar_rows(bars_1h: pd.DataFrame, path: Any, instrument: str, fine: pd.DataFrame, fine_label: str,
-                 level: float = 0.99) -> list[dict[str, Any]]:
-    """Tiers whose close-out is shorter than the hourly bar, judged on finer bars where they exist.
+def rate_row_at(index: pd.Index, bar_hours: float, fine_index: pd.Index, fine_hours: float) -> np.ndarray:
+    """Row of the coarse history (labelled by bar open time) whose rate is in force at the close of each fine
+    bar: the last coarse bar CLOSED by then (-1 before the first). Both sides in ns (bars read back from the
+    store carry microsecond ticks, the bundled files nanoseconds)."""
+    known = (pd.DatetimeIndex(index).as_unit("ns") + pd.Timedelta(hours=bar_hours)).asi8
+    close = (pd.DatetimeIndex(fine_index).as_unit("ns") + pd.Timedelta(hours=fine_hours)).asi8
+    return np.searchsorted(known, close, side="right") - 1
 
-    The rate in force at each fine bar is the published rate of the last CLOSED hourly bar (the hourly
-    history is indexed by bar open time, so bar ``t``'s rate is known from ``t + 1 h``); the loss is the
-    adverse excursion of either side over ``ceil(H / fine bar)`` fine bars after that bar's close,
-    non-overlapping. ``fine`` is e.g. the bundled 1-minute spot sample (the perpetual's own minutes are not
-    bundled: spot and perpetual trade within basis points of each other).
+
+def gapless_excursion(fine: pd.DataFrame, horizon_bars: int, bar_hours: float) -> np.ndarray:
+    """Adverse excursion of either side over the next ``horizon_bars`` bars of ``fine``, NaN where that window
+    is not ``horizon_bars`` consecutive bars (the bundled minute files have stretches and missing bars: a
+    close-out window never spans a gap)."""
+    from margincal.backtest.intrabar import adverse_excursion
+
+    exc = adverse_excursion(fine, horizon_bars)["both"].to_numpy()
+    ts = pd.DatetimeIndex(fine.index).as_unit("ns").asi8
+    whole = np.zeros(ts.size, dtype=bool)
+    if ts.size > horizon_bars:
+        step = int(round(bar_hours * 3600e9))
+        whole[: ts.size - horizon_bars] = (ts[horizon_bars:] - ts[: ts.size - horizon_bars]) == horizon_bars * step
+    return np.where(whole, exc, np.nan)
+
+
+def fine_rows(bars: pd.DataFrame, path: Any, instrument: str, timeframe: str,
+              fine_sets: Sequence[tuple[str, pd.DataFrame]], level: float = 0.99) -> list[dict[str, Any]]:
+    """Tiers whose close-out is shorter than the instrument's own bar, judged on finer bundled bars.
+
+    The rate in force at each fine bar's close is the published rate of the last CLOSED bar of ``bars`` (the
+    history is indexed by bar open time, so bar ``t``'s rate is known from ``t + bar``). The loss is the
+    adverse excursion of either side over ``ceil(H / fine bar)`` fine bars after that close, ``H`` the tier's
+    median close-out horizon over the fine data's period; non-overlapping close-outs; windows across a gap of
+    the fine data are dropped. Each tier and rate is judged on ONE of ``fine_sets`` (``(label, bars)``): among
+    those whose bar is no longer than ``H`` (bars that resolve the horizon), the one covering the most time;
+    if none resolves it, the finest (the horizon is then rounded up to one fine bar, conservative). Tiers
+    with ``H`` of at least one own bar are left to :func:`margincal.backtest.published.backtest_curve`.
     """
-    from margincal.backtest.intrabar import adverse_excursion, horizon_in_bars
-    from margincal.backtest.stats import christoffersen, rolling_traffic_light
+    from margincal.backtest.intrabar import horizon_in_bars
+    from margincal.backtest.published import coverage_tests
     from margincal.margin.liquidity import index_bar_hours
 
-    fine_h = index_bar_hours(fine.index)
-    known = bars_1h.index + pd.Timedelta(hours=path.bar_hours)
-    # fine bar m opens at fine.index[m] and closes fine_h later; the rate in force is the last one known by then
-    close_m = fine.index + pd.Timedelta(hours=fine_h)
-    k = np.searchsorted(known.asi8, close_m.asi8, side="right") - 1
-    rows = []
+    sets = []
+    for label, fine in fine_sets:
+        fh = index_bar_hours(fine.index)
+        k = rate_row_at(bars.index, path.bar_hours, fine.index, fh)
+        sets.append((label, fine, fh, k, len(fine) * fh))
+    rows: list[dict[str, Any]] = []
+    excursions: dict[tuple[str, int], np.ndarray] = {}
     for nv in path.caps:
         j = path.column(float(nv))
         for rate, m_all, h_all in (("MM", path.mm[:, j], path.h_mm[:, j]), ("IM", path.im[:, j], path.h_im[:, j])):
-            sel = (k >= 0)
-            h = float(np.nanmedian(h_all[k[sel]])) if sel.any() else np.nan
-            if not (h < path.bar_hours):
+            cands = []
+            for label, fine, fh, k, span in sets:
+                hk = h_all[k[k >= 0]]
+                h = float(np.nanmedian(hk)) if np.isfinite(hk).any() else np.nan
+                if h < path.bar_hours:
+                    cands.append((fh <= h, span if fh <= h else -fh, label, fine, fh, k, h))
+            if not cands:
                 continue
-            hb = horizon_in_bars(h, fine_h)
-            exc = adverse_excursion(fine, hb)["both"].to_numpy()
-            m = np.where(sel, m_all[np.clip(k, 0, None)], np.nan)
+            _, _, label, fine, fh, k, h = max(cands, key=lambda c: (c[0], c[1]))
+            hb = horizon_in_bars(h, fh)
+            if (label, hb) not in excursions:  # tiers and rates often share a horizon in fine bars
+                excursions[(label, hb)] = gapless_excursion(fine, hb, fh)
+            exc = excursions[(label, hb)]
+            m = np.where(k >= 0, m_all[np.clip(k, 0, None)], np.nan)
             ok = np.flatnonzero(np.isfinite(m) & np.isfinite(exc))[::hb]
-            br = exc[ok] > m[ok]
-            row = {"instrument": instrument, "data": fine_label, "tier_cap": float(nv), "rate": rate,
-                   "horizon_min": 60 * h, "bars_tested": hb, "n_obs": int(ok.size), "breaches": int(br.sum()),
-                   "breach_rate": float(br.mean()) if ok.size else float("nan"),
-                   "avg_margin": float(m[ok].mean()) if ok.size else float("nan")}
-            if ok.size >= 250:
-                ch = christoffersen(br, coverage=level)
-                z = rolling_traffic_light(br, window=250, coverage=level)
-                row.update({"kupiec_p": ch.unconditional.pvalue, "lr_ind": ch.independence.statistic,
-                            "windows": z.n_windows, "yellow": z.n_yellow, "red": z.n_red})
+            x, mm = exc[ok], m[ok]
+            row: dict[str, Any] = {
+                "instrument": instrument, "bars": timeframe, "data": label, "tier_cap": float(nv), "rate": rate,
+                "horizon_hours": h, "horizon_min": 60 * h, "bars_tested": hb, "fine_bar_min": 60 * fh,
+                "n_obs": int(ok.size),
+                "first": str(fine.index[ok[0]].date()) if ok.size else "",
+                "last": str(fine.index[ok[-1]].date()) if ok.size else "",
+                "breaches": int(np.count_nonzero(x > mm)),
+                "breach_rate": float(np.mean(x > mm)) if ok.size else float("nan"),
+                "avg_margin": float(mm.mean()) if ok.size else float("nan")}
+            row.update(coverage_tests(x, mm, level))
             rows.append(row)
     return rows
+
+
+def fine_sets_for(instrument: str, timeframe: str) -> list[tuple[str, pd.DataFrame]]:
+    """The bundled bars finer than ``timeframe`` that can judge ``instrument``'s short tiers: the coin's
+    1-minute spot file for every BTC/ETH product, its own 5-minute perpetual file for a perpetual, and the
+    coin's hourly spot file for a daily spot pair."""
+    from margincal import datasets
+    from margincal.errors import DataError
+
+    coin, hours = instrument.upper().split("-")[0], timeframe_hours(timeframe)
+    perp = instrument.upper().endswith("-PERP")
+    wanted = [("1m", "spot", "1m spot")] + ([("5m", "perpetual", "5m perp")] if perp else [])
+    out: list[tuple[str, pd.DataFrame]] = []
+    for tf, market, label in wanted:
+        if timeframe_hours(tf) < hours:
+            with contextlib.suppress(DataError):  # no bundled minute file for this coin
+                out.append((label, datasets.load_minute(coin, tf, market)))
+    if hours > 1 and not perp and coin in datasets.HOURLY_SPOT_SYMBOLS:
+        out.append(("1h spot", datasets.load_hourly(coin, "spot")))
+    return out
 
 
 #: the named crash days of issue 15 item 4 (UTC days; judged where an instrument's data cover them)
@@ -163,9 +220,7 @@ def crash_day_rows(bars: pd.DataFrame, path: Any, instrument: str, timeframe: st
         row_of = np.arange(len(bars))
     else:
         ev, ev_h = fine, index_bar_hours(fine.index)
-        known = bars.index + pd.Timedelta(hours=path.bar_hours)
-        close_m = fine.index + pd.Timedelta(hours=ev_h)
-        row_of = np.searchsorted(known.asi8, close_m.asi8, side="right") - 1
+        row_of = rate_row_at(bars.index, path.bar_hours, fine.index, ev_h)
     idx = ev.index
     close = ev["close"].to_numpy(float)
     venues = _venue_presets(instrument)
@@ -312,16 +367,13 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             p = published_curve_path(d.bars, tf, s, funding=fund, underlying=und)
             rows += backtest_curve(d.bars, p, d.instrument, tf, s.level)
             crash_rows += crash_day_rows(d.bars, p, d.instrument, tf)
+            fine_sets = fine_sets_for(d.instrument, tf)
+            if fine_sets:
+                sub_rows += fine_rows(d.bars, p, d.instrument, tf, fine_sets, s.level)
             if tf == "1h" and d.instrument.upper().endswith("-PERP"):
                 from margincal import datasets
                 from margincal.errors import DataError
 
-                try:
-                    fine = datasets.load_intraday(d.instrument.split("-")[0], "1m")
-                except DataError:
-                    fine = None
-                if fine is not None:
-                    sub_rows += sub_bar_rows(d.bars, p, d.instrument, fine, "1m spot sample 2024-07/08", s.level)
                 try:
                     fine5 = datasets.load_intraday(d.instrument.split("-")[0], "5m")
                 except DataError:
@@ -373,11 +425,30 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             acc[c] += int(r.get(c, 0))
         acc["ind_rejected"] += int(r.get("ind_p", 1.0) < 0.05)
         acc["cheaper_than_static"] += int(r.get("avg_over_static", np.inf) < 1.0)
+    finest = finest_rows(rows, sub_rows)
+    return {"rows": rows, "summary": curve_summary(rows), "per_instrument": list(per_inst.values()),
+            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "crash": crash_rows,
+            "targets": item5_targets(rows, apc_rows, s.level), "finest": finest,
+            "targets_finest": item5_targets(finest, apc_rows, s.level)}
+
+
+def finest_rows(rows: list[dict[str, Any]], fine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every tier and rate judged at the finest resolution the bundled data offer: its :func:`fine_rows` row
+    where there is one (a close-out shorter than the own bar), else its whole-bar row."""
+    by_key = {(r["instrument"], r["tier_cap"], r["rate"]): r for r in fine}
+    return [by_key.get((r["instrument"], r["tier_cap"], r["rate"]), r) for r in rows]
+
+
+def item5_targets(rows: list[dict[str, Any]], apc_rows: list[dict[str, Any]],
+                  level: float) -> dict[str, tuple[int, int]]:
+    """Issue 15 item 5, as ``(met, out of)``: MM tiers breached on at most ``1 - level`` of close-outs,
+    instruments with no red 250-window and with independence not rejected at 5% on any tier, IM tiers cheaper
+    than the hindsight static rate, instruments whose anti-procyclicality halves the largest 30-day rise."""
     mm = [r for r in rows if r["rate"] == "MM"]
     im = [r for r in rows if r["rate"] == "IM"]
     insts = sorted({r["instrument"] for r in rows})
-    targets = {
-        "mm_tiers_within_1pct": (sum(r["breach_rate"] <= 1 - s.level for r in mm), len(mm)),
+    return {
+        "mm_tiers_within_1pct": (sum(r["breach_rate"] <= 1 - level for r in mm), len(mm)),
         "instruments_without_red_window": (
             sum(all(r.get("red", 0) == 0 for r in rows if r["instrument"] == i) for i in insts), len(insts)),
         "instruments_independence_not_rejected": (
@@ -386,9 +457,7 @@ def validate_published(settings: CalibrationSettings | None = None, *,
         "instruments_apc_halves_30d_rise": (
             sum(a["max_30d_rise_emir_a"] <= 0.5 * a["max_30d_rise_off"] for a in apc_rows), len(apc_rows)),
     }
-    return {"rows": rows, "summary": curve_summary(rows), "per_instrument": list(per_inst.values()),
-            "apc": apc_rows, "z2": z2_rows, "sub_bar": sub_rows, "crash": crash_rows, "targets": targets}
 
 
 __all__ = ["CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "crash_day_rows", "crash_summary", "fhs_null_sampler",
-           "underlying_resolver", "sub_bar_rows", "validate_published"]
+           "fine_rows", "fine_sets_for", "finest_rows", "item5_targets", "rate_row_at", "gapless_excursion", "underlying_resolver", "validate_published"]

@@ -35,9 +35,10 @@ def tier_validation_rows(tier_rows: list[dict[str, Any]], level: float) -> list[
         b = sum(int(r["breaches"]) for r in rs)
         hs = [float(r["horizon_hours"]) for r in rs]
         worst = max(rs, key=lambda r: float(r["breach_rate"]))
+        judged = sorted({str(r.get("data", f"{r['bars']} own")) for r in rs})
         out[(inst, rate)] = {
             "instrument": inst, "bars": rs[0]["bars"], "rate": rate,
-            "horizons": f"{min(hs):.3g}-{max(hs):.3g} h",
+            "horizons": f"{min(hs):.3g}-{max(hs):.3g} h", "judged on": ", ".join(judged),
             "tiers <= target": f"{sum(float(r['breach_rate']) <= 1 - level for r in rs)} of {len(rs)}",
             "close-outs": f"{n:,}", "breach rate": f"{100 * b / n:.2f}%" if n else "-",
             "worst tier": f"{float(worst['tier_cap']):,.0f}: {100 * float(worst['breach_rate']):.2f}%",
@@ -65,6 +66,7 @@ def run(
 
     from margincal.backtest import backtest_figures
     from margincal.backtest.published import backtest_curve, backtest_published, breach_summary, curve_summary
+    from margincal.backtest.validation import fine_rows, fine_sets_for, finest_rows
     from margincal.data.samples import SAMPLES, calibration_targets, ingest_samples
     from margincal.data.store import load_bars
     from margincal.margin.published import published_history
@@ -103,6 +105,11 @@ def run(
         tier_rows = [r for c in cals if "path" in c.extra
                      for r in backtest_curve(c.extra["bars"], c.extra["path"], c.instrument, c.timeframe,
                                              settings.level)]
+        # the tiers that close out within one own bar, judged again on the bundled finer bars that resolve them
+        fine = [r for c in cals if "path" in c.extra
+                for r in fine_rows(c.extra["bars"], c.extra["path"], c.instrument, c.timeframe,
+                                   fine_sets_for(c.instrument, c.timeframe), settings.level)]
+        tier_finest = finest_rows(tier_rows, fine)
         prog.update(t_bt, advance=1)
     rows = [c.row() for c in cals]
     inserted = sum(r.rows_inserted for r in reports)
@@ -154,7 +161,9 @@ def run(
                     "report": str(out), "parameters": rows,
                     "backtest": {"breaches": breaches, "summary": bt.summary(), "rows": bt_rows,
                                  "tiers": tier_rows, "tier_summary": curve_summary(tier_rows),
-                                 "tier_validation": tier_validation_rows(tier_rows, settings.level)}})
+                                 "tier_validation": tier_validation_rows(tier_rows, settings.level),
+                                 "tiers_finest": tier_finest,
+                                 "tier_validation_finest": tier_validation_rows(tier_finest, settings.level)}})
         return
     if settings.rule == "v2":
         print_table(rows, title=f"parameter set v{version}: margin v2, FHS ES {settings.level:g} at the close-out "
@@ -171,6 +180,10 @@ def run(
                     title="validation of the published brackets: each tier at its OWN close-out horizon (adverse "
                           "intrabar excursion of either side over ceil(H / bar) bars, at least one bar; "
                           f"non-overlapping); target: every tier's breach rate <= {1 - settings.level:.0%}")
+        print_table(tier_validation_rows(tier_finest, settings.level),
+                    title="the same at the finest bundled resolution: tiers that close out within one bar judged "
+                          "on finer bars where bundled (1-minute spot, 5-minute perpetual, hourly spot; see "
+                          "docs/validation.md), the others as above")
     for k, v in curve_summary(tier_rows).items():
         console.print(f"intrabar backtest of the published {k} per tier: {cnt(v['breaches'])} breaches in "
                       f"{cnt(v['n_obs'])} close-outs ({pct(v['breach_rate'])}), {cnt(v['tiers_over_1pct'])} of "
