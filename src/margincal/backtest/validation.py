@@ -107,9 +107,13 @@ def fine_rows(bars: pd.DataFrame, path: Any, instrument: str, timeframe: str,
     those whose bar is no longer than ``H`` (bars that resolve the horizon), the one covering the most time;
     if none resolves it, the finest (the horizon is then rounded up to one fine bar, conservative). Tiers
     with ``H`` of at least one own bar are left to :func:`margincal.backtest.published.backtest_curve`.
+    MM rows also carry each venue preset's MM at the same notional (``<preset>_mm``, at the median price of
+    the close-outs: the presets' bracket rates depend on the USD notional) and its breach rate over the SAME
+    close-outs (``<preset>_breach_rate``).
     """
     from margincal.backtest.intrabar import horizon_in_bars
     from margincal.backtest.published import coverage_tests
+    from margincal.margin import presets
     from margincal.margin.liquidity import index_bar_hours
 
     sets = []
@@ -148,6 +152,13 @@ def fine_rows(bars: pd.DataFrame, path: Any, instrument: str, timeframe: str,
                 "breach_rate": float(np.mean(x > mm)) if ok.size else float("nan"),
                 "avg_margin": float(mm.mean()) if ok.size else float("nan")}
             row.update(coverage_tests(x, mm, level))
+            if ok.size and rate == "MM":  # the venues' MM at the same notional over the same close-outs
+                price = float(np.median(fine["close"].to_numpy(float)[ok]))
+                for name in _venue_presets(instrument):
+                    vm = float(np.asarray(presets.get(name).margin_rate(np.array([float(nv)]),
+                                                                         price=price).mm).ravel()[0])
+                    row[f"{name}_mm"] = vm
+                    row[f"{name}_breach_rate"] = float(np.mean(x > vm))
             rows.append(row)
     return rows
 
