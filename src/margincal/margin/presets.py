@@ -29,6 +29,10 @@ ones of the same name) -- no code change needed.
   2021-03-18 09:00 UTC (10 brackets 125x to 1x, caps 50k to 500M; ``cum``
   computed by Binance's rule, as read from its web app on 2021-03-26). Dated
   but old: later announcements changed the caps.
+* ``binance_btcusdt_2024q3``: the BTCUSDT brackets recorded by freqtrade
+  between 2024-06-28 and 2024-09-27 (12 brackets 125x to 1x, caps 50k to
+  1.8B; every ``cum`` checked against Binance's rule), dated by the quarterly
+  contracts the same recording lists. The newest dated Binance table bundled.
 * ``bybit_btcusdt`` / ``bybit_ethperp``: Bybit's lowest risk-limit tier only
   (BTCUSDT to 2,000,000 USDT: IM 1%, MM 0.5%; ETHPERP to 500,000 USDC: IM 1.5%,
   MM 1%), from Bybit's v3 documentation examples dated by their response time
