@@ -99,9 +99,31 @@ def test_hyperliquid_table_ids_are_the_mainnet_meta_ids():
 
 
 # --------------------------------------------------------------------------------------- Binance
-def test_binance_snapshot_is_recorded_as_undated_and_differs_from_the_dated_2021_table():
+# BTC/USDT:USDT in freqtrade's binance_leverage_tiers.json @ e73f215a67125640d73be66b72ff1a24a7a1d793, each tier's
+# info (tests/reference/venue_tables_sources.md): (notionalFloor, notionalCap, initialLeverage, maintMarginRatio, cum)
+# as written there; the same file lists the quarterlies BTC/USDT:USDT-230929 and -231229, not -230630.
+FREQTRADE_2023Q3 = [("0", "50000", "125", "0.004", "0.0"), ("50000", "250000", "100", "0.005", "50.0"),
+                    ("250000", "3000000", "50", "0.01", "1300.0"), ("3000000", "20000000", "20", "0.025", "46300.0"),
+                    ("20000000", "40000000", "10", "0.05", "546300.0"),
+                    ("40000000", "100000000", "5", "0.1", "2546300.0"),
+                    ("100000000", "120000000", "4", "0.125", "5046300.0"),
+                    ("120000000", "200000000", "3", "0.15", "8046300.0"),
+                    ("200000000", "300000000", "2", "0.25", "2.80463E7"),
+                    ("300000000", "500000000", "1", "0.5", "1.030463E8")]
+
+
+def test_binance_snapshot_is_dated_by_the_freqtrade_recording_and_differs_from_the_dated_2021_table():
+    doc = json.loads((TABLES / "binance_usdm_BTCUSDT.json").read_text())
+    (sym,) = doc
+    got = [(Fraction(b["notionalFloor"]), Fraction(b["notionalCap"]), b["initialLeverage"],
+            Fraction(str(b["maintMarginRatio"])), Fraction(str(b["cum"]))) for b in sym["brackets"]]
+    assert got == [(Fraction(f), Fraction(c), int(lev), Fraction(m), Fraction(cum))
+                   for f, c, lev, m, cum in FREQTRADE_2023Q3]
     p = presets.get("binance_btcusdt")
-    assert p.as_of is None and "as_of unknown" in p.details()["notes"]
+    assert p.as_of.startswith("between 2023-06-30 and 2023-09-29")
+    assert "e73f215a67125640d73be66b72ff1a24a7a1d793" in p.details()["notes"]
+    # freqtrade's older binance_leverage_brackets.json @ 778f0d9d (floors and ratios only) is another table
+    assert "778f0d9d0a832940ebc58e9c80213e87230e12ee" in p.details()["notes"]
     dated = pd.read_csv(REF / "binance_btcusdt_brackets_2021.csv")
     caps = [b[1] for b in presets.BINANCE_BTCUSDT_BRACKETS]
     assert caps[:2] == list(dated["notionalCap"][:2]) and caps[2] != dated["notionalCap"][2]
