@@ -236,6 +236,9 @@ def test_missing_venues_are_named_not_invented():
     for commit in ("02140ad047b4047caf72b2e8a98f99e3297a5398", "05776890e288bf88d1aeba7b62da9e697d3e37f5",
                    "21a68b0143d7a9b9b48d578455117e9fe2620e2d", "0117dcb9f9d7ef6fdd11d7dd649c8ca200f061d7"):
         assert commit in MANIFEST["missing"]
+    # the Bybit mirror's 20-tier ladder is named, not bundled; the Drift searches are listed
+    assert "bybitx.global" in MANIFEST["missing"] and "marginRatioMaintenance" in MANIFEST["missing"]
+    assert not [t for t in MANIFEST["tables"] if "bybitx" in t["source"]]
 
 
 # -------------------------------------------------------------------------------------------- OKX
