@@ -40,7 +40,8 @@ SIZES = (1_000_000.0, 50_000_000.0)
 # venue presets per coin (None: no bundled table of that venue for the coin, MANIFEST.json "missing"; a tuple:
 # several bundled tables of the venue, each shown with its date)
 COINS: dict[str, dict[str, Any]] = {
-    "BTC": {"ours": "BTCUSDT", "binance": ("binance_btcusdt", "binance_btcusdt_20210318"), "bybit": "bybit_btcusdt",
+    "BTC": {"ours": "BTCUSDT", "binance": ("binance_btcusdt", "binance_btcusdt_20210318", "binance_btcusdt_2024q3"),
+            "bybit": "bybit_btcusdt",
             "okx": "okx_btc_usdt_swap",
             "hyperliquid": "hyperliquid_btc", "dydx": "dydx_large_cap", "drift": None,
             "deribit": "deribit_btc_future"},

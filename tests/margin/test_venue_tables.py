@@ -99,9 +99,31 @@ def test_hyperliquid_table_ids_are_the_mainnet_meta_ids():
 
 
 # --------------------------------------------------------------------------------------- Binance
-def test_binance_snapshot_is_recorded_as_undated_and_differs_from_the_dated_2021_table():
+# BTC/USDT:USDT in freqtrade's binance_leverage_tiers.json @ e73f215a67125640d73be66b72ff1a24a7a1d793, each tier's
+# info (tests/reference/venue_tables_sources.md): (notionalFloor, notionalCap, initialLeverage, maintMarginRatio, cum)
+# as written there; the same file lists the quarterlies BTC/USDT:USDT-230929 and -231229, not -230630.
+FREQTRADE_2023Q3 = [("0", "50000", "125", "0.004", "0.0"), ("50000", "250000", "100", "0.005", "50.0"),
+                    ("250000", "3000000", "50", "0.01", "1300.0"), ("3000000", "20000000", "20", "0.025", "46300.0"),
+                    ("20000000", "40000000", "10", "0.05", "546300.0"),
+                    ("40000000", "100000000", "5", "0.1", "2546300.0"),
+                    ("100000000", "120000000", "4", "0.125", "5046300.0"),
+                    ("120000000", "200000000", "3", "0.15", "8046300.0"),
+                    ("200000000", "300000000", "2", "0.25", "2.80463E7"),
+                    ("300000000", "500000000", "1", "0.5", "1.030463E8")]
+
+
+def test_binance_snapshot_is_dated_by_the_freqtrade_recording_and_differs_from_the_dated_2021_table():
+    doc = json.loads((TABLES / "binance_usdm_BTCUSDT.json").read_text())
+    (sym,) = doc
+    got = [(Fraction(b["notionalFloor"]), Fraction(b["notionalCap"]), b["initialLeverage"],
+            Fraction(str(b["maintMarginRatio"])), Fraction(str(b["cum"]))) for b in sym["brackets"]]
+    assert got == [(Fraction(f), Fraction(c), int(lev), Fraction(m), Fraction(cum))
+                   for f, c, lev, m, cum in FREQTRADE_2023Q3]
     p = presets.get("binance_btcusdt")
-    assert p.as_of is None and "as_of unknown" in p.details()["notes"]
+    assert p.as_of.startswith("between 2023-06-30 and 2023-09-29")
+    assert "e73f215a67125640d73be66b72ff1a24a7a1d793" in p.details()["notes"]
+    # freqtrade's older binance_leverage_brackets.json @ 778f0d9d (floors and ratios only) is another table
+    assert "778f0d9d0a832940ebc58e9c80213e87230e12ee" in p.details()["notes"]
     dated = pd.read_csv(REF / "binance_btcusdt_brackets_2021.csv")
     caps = [b[1] for b in presets.BINANCE_BTCUSDT_BRACKETS]
     assert caps[:2] == list(dated["notionalCap"][:2]) and caps[2] != dated["notionalCap"][2]
@@ -146,6 +168,66 @@ def test_binance_dated_2021_preset_by_hand():
     assert p.margin(30_000).im == pytest.approx(240) and p.margin(30_000).mm == pytest.approx(120)
 
 
+
+# BTC/USDT:USDT in freqtrade's binance_leverage_tiers.json @ 01d10aebcab25c526473c603a88e14eb7d9699cc, each tier's
+# info (tests/reference/venue_tables_sources.md): (notionalFloor, notionalCap, maintMarginRatio, cum, initialLeverage)
+# as written there; the same file lists BTC/USDT:USDT-240927 and -241227, not -240628.
+BINANCE_2024Q3 = [("0", "50000", "0.004", "0.0", "125"), ("50000", "600000", "0.005", "50.0", "100"),
+                  ("600000", "3000000", "0.0065", "950.0", "75"), ("3000000", "12000000", "0.01", "11450.0", "50"),
+                  ("12000000", "70000000", "0.02", "131450.0", "25"),
+                  ("70000000", "100000000", "0.025", "481450.0", "20"),
+                  ("100000000", "230000000", "0.05", "2981450.0", "10"),
+                  ("230000000", "480000000", "0.1", "14481450.0", "5"),
+                  ("480000000", "600000000", "0.125", "26481450.0", "4"),
+                  ("600000000", "800000000", "0.15", "41481450.0", "3"),
+                  ("800000000", "1200000000", "0.25", "121481450.0", "2"),
+                  ("1200000000", "1800000000", "0.5", "421481450.0", "1")]
+
+
+def test_binance_2024q3_table_is_the_recording_and_its_cum_follows_binances_rule():
+    doc = json.loads((TABLES / "binance_usdm_BTCUSDT_2024Q3.json").read_text())
+    (sym,) = doc
+    assert sym["symbol"] == "BTCUSDT" and [b["bracket"] for b in sym["brackets"]] == list(range(1, 13))
+    got = [(Fraction(b["notionalFloor"]), Fraction(b["notionalCap"]), Fraction(str(b["maintMarginRatio"])),
+            Fraction(str(b["cum"])), b["initialLeverage"]) for b in sym["brackets"]]
+    assert got == [(Fraction(f), Fraction(c), Fraction(m), Fraction(cum), int(lev))
+                   for f, c, m, cum, lev in BINANCE_2024Q3]
+    # contiguous, and cum(k) = cum(k-1) + floor(k) x (MMR(k) - MMR(k-1)), exactly
+    cum = Fraction(0)
+    for k, (floor, _cap, mmr, rec, _lev) in enumerate(got):
+        if k:
+            assert floor == got[k - 1][1]
+            cum += floor * (mmr - got[k - 1][2])
+        assert rec == cum
+    assert cum == 421_481_450
+    e = _entry("binance_usdm_BTCUSDT_2024Q3.json")
+    assert "01d10aebcab25c526473c603a88e14eb7d9699cc" in e["source"] and e["as_of"].startswith("between 2024-06-28")
+
+
+def test_binance_2024q3_preset_by_hand():
+    p = presets.get("binance_btcusdt_2024q3")
+    assert p.as_of.startswith("between 2024-06-28 and 2024-09-27") and p.schedule.max_notional == 1_800_000_000
+    assert len(p.schedule.tiers) == 12 and p.schedule.cap_inclusive
+    # 30,000 USDT: bracket 1 (125x, 0.4%): IM 240, MM 120
+    r = p.margin(30_000)
+    assert r.im == pytest.approx(240) and r.mm == pytest.approx(120)
+    # 600,000 USDT, exactly the cap of bracket 2 (100x, 0.5%, cum 50; Binance's caps are inclusive):
+    # IM 600,000 / 100 = 6,000 (not / 75 = 8,000); MM 3,000 - 50 = 2,950
+    r = p.margin(600_000)
+    assert r.im == pytest.approx(6_000) and r.mm == pytest.approx(2_950)
+    assert p.margin_exact("600000") == (Fraction(6_000), Fraction(2_950))
+    # a cent above: bracket 3 (75x, 0.65%, cum 950): IM 600,000.01 / 75; MM 3,900.000065 - 950 (continuous)
+    r = p.margin(600_000.01)
+    assert r.im == pytest.approx(8_000.000133, rel=1e-9) and r.mm == pytest.approx(2_950.000065, rel=1e-9)
+    # 10,000,000 USDT: bracket 4 (50x, 1%, cum 11,450): IM 200,000; MM 100,000 - 11,450 = 88,550
+    r = p.margin(10_000_000)
+    assert r.im == pytest.approx(200_000) and r.mm == pytest.approx(88_550)
+    # 100,000,000 USDT, the cap of bracket 6 (20x, 2.5%, cum 481,450): IM 5,000,000; MM 2,500,000 - 481,450
+    assert p.margin_exact(100_000_000) == (Fraction(5_000_000), Fraction(2_018_550))
+    # 1,000,000,000 USDT: bracket 11 (2x, 25%, cum 121,481,450): IM 500,000,000; MM 250,000,000 - 121,481,450
+    assert p.margin_exact("1000000000") == (Fraction(500_000_000), Fraction(128_518_550))
+    assert p.schedule.within_cap(1_800_000_000) and not p.schedule.within_cap(1_800_000_001)
+
 # --------------------------------------------------------------------------------- OKX and Drift
 def test_missing_venues_are_named_not_invented():
     assert not [n for n in presets.names() if n.startswith("drift")]
@@ -154,6 +236,9 @@ def test_missing_venues_are_named_not_invented():
     for commit in ("02140ad047b4047caf72b2e8a98f99e3297a5398", "05776890e288bf88d1aeba7b62da9e697d3e37f5",
                    "21a68b0143d7a9b9b48d578455117e9fe2620e2d", "0117dcb9f9d7ef6fdd11d7dd649c8ca200f061d7"):
         assert commit in MANIFEST["missing"]
+    # the Bybit mirror's 20-tier ladder is named, not bundled; the Drift searches are listed
+    assert "bybitx.global" in MANIFEST["missing"] and "marginRatioMaintenance" in MANIFEST["missing"]
+    assert not [t for t in MANIFEST["tables"] if "bybitx" in t["source"]]
 
 
 # -------------------------------------------------------------------------------------------- OKX

@@ -21,14 +21,20 @@ ones of the same name) -- no code change needed.
   notionals are divided by ``price`` (default ``reference_price``: 100,000 USD
   for BTC as in Deribit's own worked example; 2,500 USD for ETH, assumed).
 * ``binance_btcusdt``: Binance USD-M BTCUSDT leverage brackets (a
-  ``GET /fapi/v1/leverageBracket`` snapshot with NO known date: ``as_of`` is
-  None and the manifest's ``notes`` say what is known; 10 brackets, 125x to 1x,
-  cum 0 to 103,046,300). IM is Binance's step rule ``N / max_leverage`` of the
-  bracket; MM is ``N * maintMarginRatio - cum``.
+  ``GET /fapi/v1/leverageBracket`` snapshot without a timestamp; 10 brackets,
+  125x to 1x, cum 0 to 103,046,300). Dated between 2023-06-30 and 2023-09-29
+  by a second recording of the same brackets (freqtrade's, beside the
+  quarterlies it lists; the manifest's ``notes`` give the reasoning). IM is
+  Binance's step rule ``N / max_leverage`` of the bracket; MM is
+  ``N * maintMarginRatio - cum``.
 * ``binance_btcusdt_20210318``: the BTCUSDT table Binance announced for
   2021-03-18 09:00 UTC (10 brackets 125x to 1x, caps 50k to 500M; ``cum``
   computed by Binance's rule, as read from its web app on 2021-03-26). Dated
   but old: later announcements changed the caps.
+* ``binance_btcusdt_2024q3``: the BTCUSDT brackets recorded by freqtrade
+  between 2024-06-28 and 2024-09-27 (12 brackets 125x to 1x, caps 50k to
+  1.8B; every ``cum`` checked against Binance's rule), dated by the quarterly
+  contracts the same recording lists. The newest dated Binance table bundled.
 * ``bybit_btcusdt`` / ``bybit_ethperp``: Bybit's lowest risk-limit tier only
   (BTCUSDT to 2,000,000 USDT: IM 1%, MM 0.5%; ETHPERP to 500,000 USDC: IM 1.5%,
   MM 1%), from Bybit's v3 documentation examples dated by their response time
