@@ -179,19 +179,42 @@ def _venue_block(lines: list[str], fmt: str, coin: str, venue_name: str | None, 
     return cov_rows
 
 
+RATES_START, RATES_END = "<!-- preset-rates:start -->", "<!-- preset-rates:end -->"
+RATE_SIZES = (1e4, 1e6, 1e7, 5e7, 2e8)
+
+
+def preset_rates() -> str:
+    """Section 6's table: every preset's IM / MM at a few sizes (dYdX at an open interest of 30M USDC); a
+    partial table says where a size is beyond its last cap."""
+    lines = [RATES_START, "",
+             "| preset | " + " | ".join(f"IM/MM @ {n:,.0f}" for n in RATE_SIZES) + " |",
+             "|---|" + "---|" * len(RATE_SIZES)]
+    for name in presets.names():
+        p = presets.get(name)
+        r = p.margin_rate(list(RATE_SIZES), open_interest=30e6)
+        partial = p.schedule is not None and "PARTIAL" in (p.notes or "")
+        cells = [f"{a:.2%} / {b:.2%}" + (" (beyond cap)" if partial and not p.schedule.within_cap(x) else "")
+                 for a, b, x in zip(r.im, r.mm, RATE_SIZES, strict=True)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", RATES_END])
+
+
+def _replace(doc: str, start: str, end: str, text: str) -> str:
+    if start in doc:
+        head, rest = doc.split(start, 1)
+        return head + text + rest.split(end, 1)[1]
+    return doc.rstrip("\n") + "\n\n" + text + "\n"
+
+
 def main(argv: list[str]) -> int:
     text = section()
+    rates = preset_rates()
     if "--write" in argv:
-        doc = DOC.read_text()
-        if START in doc:
-            head, rest = doc.split(START, 1)
-            tail = rest.split(END, 1)[1]
-            DOC.write_text(head + text + tail)
-        else:
-            DOC.write_text(doc.rstrip("\n") + "\n\n" + text + "\n")
+        doc = _replace(DOC.read_text(), START, END, text)
+        DOC.write_text(_replace(doc, RATES_START, RATES_END, rates))
         print(f"updated {DOC.name}")
     else:
-        print(text)
+        print(rates + "\n\n" + text)
     return 0
 
 
