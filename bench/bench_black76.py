@@ -185,7 +185,7 @@ def run(quick: bool = False) -> list[dict]:
 
 def _write_docs(rows: list[dict], elapsed: float, quick: bool) -> Path:
     sys.path.insert(0, str(ROOT / "bench"))
-    from run_all import fmt_s, machine
+    from run_all import fmt_s, machine, replace_section
 
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     sec = ["## black76", "",
@@ -196,10 +196,7 @@ def _write_docs(rows: list[dict], elapsed: float, quick: bool) -> Path:
         sec.append(f"| {r['name']} | {fmt_s(r['ours_s'])} | {r['baseline_name']} | {fmt_s(r['baseline_s'])} | "
                    f"{r['ratio']:.1f}x | {r['notes']} |")
     path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text().split("\n")
-    start = text.index("## black76")
-    end = next((i for i in range(start + 1, len(text)) if text[i].startswith("## ")), len(text))
-    path.write_text("\n".join(text[:start] + sec + [""] + text[end:]))
+    replace_section(path, "black76", sec)
     return path
 
 

@@ -86,10 +86,12 @@ class FamilyPath(PathModel):
         m = self.model if isinstance(self.model, str) else self.model.get_params()
         return {"model": m, "refit": self.refit, "fast": self.fast, **self.params}
 
-    def tail_model(self) -> TailModel:
+    def tail_model(self, **overrides: Any) -> TailModel:
+        """The risk model with ``params`` (then ``overrides``) applied: a new model unless there are none."""
+        params = {**self.params, **overrides}
         if isinstance(self.model, TailModel):
-            return self.model.clone(**self.params) if self.params else self.model
-        return make_model(self.model, **self.params)
+            return self.model.clone(**params) if params else self.model
+        return make_model(self.model, **params)
 
     def refit_bars(self, bar_hours: float) -> int:
         if self.refit is not None:
@@ -101,7 +103,7 @@ class FamilyPath(PathModel):
                   index: pd.DatetimeIndex | None = None,
                   bars: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
         r = np.asarray(returns, dtype=float)
-        p = self.tail_model().clone(side="both").path_arrays(
+        p = self.tail_model(side="both").path_arrays(
             r, horizon=horizon_bars * bar_hours, level=side_level, refit=self.refit_bars(bar_hours),
             bar_hours=bar_hours, fast=self.fast, es=False)
         return p["var_long"][: r.size], p["var_short"][: r.size]

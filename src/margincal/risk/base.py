@@ -170,7 +170,10 @@ def log_loss_to_simple(x: float | np.ndarray, side: str) -> float | np.ndarray:
     long: ``1 - exp(-x)``; short: ``exp(x) - 1``. Both are increasing, so quantiles map exactly.
     """
     if side == "long":
-        return -np.expm1(-np.asarray(x, dtype=float)) if np.ndim(x) else float(-math.expm1(-float(x)))
+        if not np.ndim(x):
+            return float(-math.expm1(-float(x)))
+        y = np.negative(x, dtype=float)  # the one new array: expm1 and the sign flip write into it
+        return np.negative(np.expm1(y, out=y), out=y)
     if side == "short":
         return np.expm1(np.asarray(x, dtype=float)) if np.ndim(x) else float(math.expm1(float(x)))
     raise DataError(f"side is {side!r}; use 'long' or 'short'")
@@ -310,7 +313,7 @@ class TailModel:
                 raise DataError("a univariate tail model needs one column of returns")
             returns = returns.iloc[:, 0]
         r = np.asarray(returns, dtype=float).ravel()
-        if r.size and not np.all(np.isfinite(r)):
+        if r.size and not np.isfinite(r).all():
             i = int(np.flatnonzero(~np.isfinite(r))[0])
             raise DataError(f"returns[{i}] is {r[i]}; returns must be finite")
         idx = returns.index if isinstance(returns, pd.Series) else None
@@ -601,18 +604,30 @@ def store_filter(model: TailModel, f: dict[str, Any]) -> None:
         model.garch_filter_params_ = f["garch_params"]
 
 
-def ewma_path(r: np.ndarray, lam_bar: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sigma[0..n], residuals z[0..n-1]) of the EWMA filter on every prefix at once (z before ``seed`` is 0).
+def ewma_scale_path(r: np.ndarray, lam_bar: float, seed: int) -> np.ndarray:
+    """sigma[0..n] of the EWMA filter on every prefix at once.
 
     ``sigma[t]`` is the forecast made from ``r[:t]``, the same number :func:`filter_returns`
     gives as ``sigma_next`` on ``r[:t]`` (the recursion is causal and its seed uses the first
-    ``seed`` returns only).
+    ``seed`` returns only). ``r`` is a validated (finite, non-empty) float array and ``lam_bar``
+    a validated decay: the fast paths check both before they get here.
     """
-    v = ewma_variance(r, lam_bar, seed)
-    sig = np.sqrt(np.maximum(v, 1e-300))
+    v = ewma_variance(r, lam_bar, seed, check_input=False)
+    np.maximum(v, 1e-300, out=v)
+    return np.sqrt(v, out=v)
+
+
+def ewma_residuals(r: np.ndarray, sig: np.ndarray, seed: int) -> np.ndarray:
+    """Residuals z[0..n-1] = r[t] / sigma[t] of :func:`ewma_scale_path` (0 before ``seed``)."""
     z = np.zeros(r.size)
-    z[seed:] = r[seed:] / sig[:-1][seed:]
-    return sig, z
+    z[seed:] = r[seed:] / sig[seed:-1]
+    return z
+
+
+def ewma_path(r: np.ndarray, lam_bar: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma[0..n], residuals z[0..n-1]) of the EWMA filter on every prefix at once (z before ``seed`` is 0)."""
+    sig = ewma_scale_path(r, lam_bar, seed)
+    return sig, ewma_residuals(r, sig, seed)
 
 
 def sample_scale_path(r: np.ndarray) -> np.ndarray:
@@ -622,19 +637,31 @@ def sample_scale_path(r: np.ndarray) -> np.ndarray:
         return np.sqrt(c2 / np.arange(r.size + 1))
 
 
-def filtered_path(model: TailModel, r: np.ndarray, bar_hours: float, filter_kind: str
-                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(sigma path, residuals, first usable residual, first row with a tail) of a one-pass fit_path.
+def filtered_scale_path(model: TailModel, r: np.ndarray, bar_hours: float, filter_kind: str
+                        ) -> tuple[np.ndarray, int, int]:
+    """(sigma path, first usable residual, first row with a tail) of a one-pass fit_path.
 
     The prologue every fast path shares: the EWMA filter of ``model`` on every prefix at once
     (residuals from its ``seed``-th return, tails from row ``max(seed + 11, 20)``), or, without a
-    filter, the raw returns scaled by the running root mean square (tails from row 20).
+    filter, the running root mean square of the raw returns (tails from row 20).
     """
     if filter_kind == "ewma":
         seed = int(model.seed)
-        sig, z = ewma_path(r, model._decay_per_bar(bar_hours), seed)
-        return sig, z, seed, max(seed + 11, 20)
-    return sample_scale_path(r), r, 0, 20
+        return ewma_scale_path(r, model._decay_per_bar(bar_hours), seed), seed, max(seed + 11, 20)
+    return sample_scale_path(r), 0, 20
+
+
+def filtered_residuals(r: np.ndarray, sig: np.ndarray, first: int, filter_kind: str) -> np.ndarray:
+    """The residuals that go with :func:`filtered_scale_path`: ``r / sigma`` for the EWMA filter, else ``r``."""
+    return ewma_residuals(r, sig, first) if filter_kind == "ewma" else r
+
+
+def filtered_path(model: TailModel, r: np.ndarray, bar_hours: float, filter_kind: str
+                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(sigma path, residuals, first usable residual, first row with a tail): :func:`filtered_scale_path`
+    and :func:`filtered_residuals`."""
+    sig, first, t_min = filtered_scale_path(model, r, bar_hours, filter_kind)
+    return sig, filtered_residuals(r, sig, first, filter_kind), first, t_min
 
 
 def held_index(n1: int, t_min: int, refit: int) -> np.ndarray:

@@ -67,7 +67,8 @@ from margincal.risk.base import (
     check_level,
     check_number,
     filter_returns,
-    filtered_path,
+    filtered_residuals,
+    filtered_scale_path,
     held_index,
     log_loss_to_simple,
     overlapping_sums,
@@ -306,10 +307,11 @@ class ParametricModel(TailModel):
         return self._from_log_losses(per_side, level, hh, scale, eff)
 
     # ------------------------------------------------------------ fit_path
-    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+    def _unit_path(self, r: np.ndarray, first: int, t_min: int, level: float, refit: int,
                    scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
         """Per side, log-loss (VaR, ES) of a unit-scale loss for every row, or one value for all rows
-        (subclasses)."""
+        (subclasses). ``scale`` is the filter's volatility path; a shape fitted on the residuals takes
+        them from :func:`~margincal.risk.base.filtered_residuals` (the normal quantile needs none)."""
         return None
 
     def _path_fast(self, r: np.ndarray, bar_hours: float, hh: float, level: float,
@@ -318,10 +320,10 @@ class ParametricModel(TailModel):
         if self.fit_lambda or self.sigma == "garch" or (self.scaling == "direct" and h > 1.0 + 1e-12):
             return None
         n = r.size
-        sig, z, first, t_min = filtered_path(self, r, bar_hours, self.sigma)
+        sig, first, t_min = filtered_scale_path(self, r, bar_hours, self.sigma)
         if self.sigma != "ewma" and n >= t_min and not np.all(sig[t_min:] > 0):
             return None
-        unit = self._unit_path(z, first, t_min, level, refit, sig)
+        unit = self._unit_path(r, first, t_min, level, refit, sig)
         if unit is None:
             return None
         scale_h = sig * math.sqrt(h)  # a new array: rows before t_min have no tail yet
@@ -348,7 +350,7 @@ class NormalModel(ParametricModel):
     def _log_var_es(self, shape: dict[str, float], scale: float, level: float, side: str) -> tuple[float, float]:
         return normal_var_es(level, 0.0, scale)
 
-    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+    def _unit_path(self, r: np.ndarray, first: int, t_min: int, level: float, refit: int,
                    scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
         v, e = normal_var_es(level)  # the same unit quantile on every row (broadcast by the caller)
         return {s: (v, e) for s in ("long", "short")}
@@ -390,9 +392,10 @@ class StudentTModel(ParametricModel):
         self._mle_ = (nu, sc)
         return {"df": clamp_df(nu, self.df_min, self.df_max)}
 
-    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+    def _unit_path(self, r: np.ndarray, first: int, t_min: int, level: float, refit: int,
                    scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
         """Degrees of freedom by maximum likelihood at each refit row, warm-started from the previous fit."""
+        z = filtered_residuals(r, scale, first, self.sigma)
         n1 = z.size + 1
         nu = np.full(n1, np.nan)
         start: tuple[float, float] | None = None
@@ -452,9 +455,10 @@ class CornishFisherModel(ParametricModel):
         k = shape["exkurt"]
         return (scale * float(cornish_fisher_quantile(level, s, k)), scale * cornish_fisher_es(level, s, k))
 
-    def _unit_path(self, z: np.ndarray, first: int, t_min: int, level: float, refit: int,
+    def _unit_path(self, r: np.ndarray, first: int, t_min: int, level: float, refit: int,
                    scale: np.ndarray) -> dict[str, tuple[np.ndarray | float, np.ndarray | float]] | None:
         """Skewness and excess kurtosis of the residuals so far by cumulative sums (moments are scale-free)."""
+        z = filtered_residuals(r, scale, first, self.sigma)
         _, sk, ku = rolling_moments(z, first, self.window)
         hold = held_index(z.size + 1, t_min, refit)
         sk, ku = np.nan_to_num(sk[hold], nan=0.0), np.nan_to_num(ku[hold], nan=0.0)

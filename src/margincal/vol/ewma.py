@@ -38,21 +38,30 @@ def _as_array(returns: ArrayLike, name: str = "returns") -> np.ndarray:
     return r
 
 
-def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA, seed: int = 30) -> np.ndarray:
+def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA, seed: int = 30, *,
+                  check_input: bool = True) -> np.ndarray:
     """One-step-ahead EWMA variances; element ``t`` uses returns ``< t`` only.
 
     Returns an array of length ``n + 1``: the last element is the forecast for
-    the bar after the data.
+    the bar after the data. ``check_input=False`` skips the checks of ``returns``
+    (non-empty, finite) and ``lam`` (in [0, 1]) for a caller that has made them.
     """
-    r = _as_array(returns)
-    lam = check_number("lam", lam, low=0.0, high=1.0)  # a bad decay is a bad parameter: ConfigError
+    if check_input:
+        r = _as_array(returns)
+        lam = check_number("lam", lam, low=0.0, high=1.0)  # a bad decay is a bad parameter: ConfigError
+    else:
+        r = np.asarray(returns, dtype=float).ravel()
+    # x_0 = 0, x_{t+1} = r_t^2: y_t = lam*y_{t-1} + (1-lam)*x_t started at y_0 = s0 (the seed, x_0 adds
+    # nothing) is s2_t for t = 0 .. n, with no second array to prepend the seed to.
+    x = np.empty(r.size + 1)
+    x[0] = 0.0
+    np.square(r, out=x[1:])
     k = max(1, min(seed, r.size))
-    s0 = float(np.mean(r[:k] ** 2))
+    s0 = float(x[1 : k + 1].sum()) / k  # mean(r[:k]^2)
     if s0 <= 0:
         s0 = float(np.var(r)) or 1e-12
-    # y_t = lam*y_{t-1} + (1-lam)*x_t with x = r^2 gives s2_{t+1}; prepend seed.
-    y, _ = signal.lfilter([1.0 - lam], [1.0, -lam], r**2, zi=[lam * s0])
-    return np.concatenate([[s0], y])
+    y, _ = signal.lfilter([1.0 - lam], [1.0, -lam], x, zi=[s0])
+    return y
 
 
 def ewma_variance_reference(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA, seed: int = 30) -> np.ndarray:
