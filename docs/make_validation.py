@@ -76,6 +76,40 @@ def published_section(settings: CalibrationSettings) -> tuple[str, dict[str, Any
     return text, summ_all
 
 
+def apc_section(settings: CalibrationSettings) -> str:
+    """Issue 15 item 5's anti-procyclicality target against what stronger presets would cost."""
+    from margincal.backtest.validation import APC_TRADEOFF, apc_tradeoff
+    from margincal.margin.apc import APC_PRESETS
+
+    t0 = time.perf_counter()
+    rows = apc_tradeoff(settings)
+    secs = time.perf_counter() - t0
+    names = [n for n in APC_TRADEOFF if n != "off"]
+    insts = list(dict.fromkeys(r["instrument"] for r in rows))
+    cell = {(r["instrument"], r["apc"]): r for r in rows}
+    out = ["\n### What would halve the largest 30-day IM rise (anti-procyclicality against its cost)\n\n"
+           "`margincal.backtest.validation.apc_tradeoff`: the published rule with each anti-procyclicality preset "
+           "(`margincal.margin.apc.APC_PRESETS`: "
+           + "; ".join(f"`{n}` " + ", ".join(f"{k} {v}" for k, v in APC_PRESETS[n].items()) for n in names)
+           + "). Cells: largest 30-day rise of the IM at the reference size as a multiple of the rise with APC "
+           "off (item 5 asks for at most 0.50) / average IM as a multiple of the average with APC off / the "
+           f"reference tier's MM breach rate over whole own bars (off: the rise, the average IM and that "
+           f"breach rate themselves). {secs:.0f} s here.\n"]
+    table_rows = []
+    for i in insts:
+        off = cell[(i, "off")]
+        row = {"instrument": i, "bars": off["bars"],
+               "off": f"{pct(off['max_30d_rise'], 0)} / {pct(off['avg_im'])} / {pct(off['mm_breach_rate'])}"}
+        for n in names:
+            r = cell[(i, n)]
+            row[n] = f"{r['rise_over_off']:.2f} / {r['avg_im_over_off']:.2f} / {pct(r['mm_breach_rate'])}"
+        table_rows.append(row)
+    table_rows.append({"instrument": "halved (of 12)", "bars": "", "off": "",
+                       **{n: str(sum(cell[(i, n)]["rise_over_off"] <= 0.5 for i in insts)) for n in names}})
+    out.append(table(table_rows))
+    return "\n".join(out)
+
+
 def venue_names(row: dict[str, Any]) -> list[str]:
     """The venue presets judged in a :func:`margincal.backtest.validation.fine_rows` row."""
     return [k[: -len("_breach_rate")] for k in row if k.endswith("_breach_rate") and k != "breach_rate"]
@@ -132,6 +166,7 @@ def v2_section(settings: CalibrationSettings) -> str:
                        "LR ind": f"{r.get('lr_ind', float('nan')):.1f}", "yellow": r.get("yellow", 0),
                        "red": r.get("red", 0), "avg / static": f"{r.get('avg_over_static', float('nan')):.2f}"}
                       for r in v["sub_bar"]]))
+    out.append(apc_section(settings))
     ven_rows = [r for r in v["sub_bar"] if r["rate"] == "MM" and venue_names(r)]
     if ven_rows:
         out.append("\n### The venues' MM over the same short close-outs (is the first tier's leverage backed?)\n\n"

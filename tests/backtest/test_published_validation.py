@@ -263,3 +263,20 @@ def test_rate_row_at_is_unit_safe():
     for a in ("s", "us", "ns"):
         for b in ("us", "ns"):
             assert list(rate_row_at(hours.as_unit(a), 1.0, minutes.as_unit(b), 1 / 60)) == want, (a, b)
+
+
+def test_apc_tradeoff_agrees_with_the_published_validation():
+    from margincal.backtest.validation import apc_tradeoff, validate_published
+
+    rows = apc_tradeoff(names=("off", "emir_a"), instruments=["DOGE-USDT"], timeframes=("1d",))
+    assert [r["apc"] for r in rows] == ["off", "emir_a"]
+    off, a = rows
+    assert off["rise_over_off"] == 1.0 and off["avg_im_over_off"] == 1.0
+    v = validate_published(instruments=["DOGE-USDT"], timeframes=("1d",))
+    (ap,) = v["apc"]  # the same rule reached through validate_published's own loop
+    assert a["max_30d_rise"] == pytest.approx(ap["max_30d_rise_emir_a"], rel=1e-12)
+    assert off["max_30d_rise"] == pytest.approx(ap["max_30d_rise_off"], rel=1e-12)
+    assert a["avg_im"] == pytest.approx(ap["avg_im_emir_a"], rel=1e-12)
+    mm = next(r for r in v["rows"] if r["rate"] == "MM" and r["tier_cap"] == 1e6)
+    assert a["mm_breach_rate"] == mm["breach_rate"]
+    assert a["rise_over_off"] == pytest.approx(a["max_30d_rise"] / off["max_30d_rise"])

@@ -443,6 +443,47 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             "targets_finest": item5_targets(finest, apc_rows, s.level)}
 
 
+APC_TRADEOFF = ("off", "emir_a", "emir_a_speed", "emir_a_50", "emir_a_100")
+"""The anti-procyclicality presets :func:`apc_tradeoff` compares (:data:`margincal.margin.apc.APC_PRESETS`)."""
+
+
+def apc_tradeoff(settings: CalibrationSettings | None = None, *, names: Sequence[str] = APC_TRADEOFF,
+                 timeframes: Sequence[str] = ("1d", "1h"), instruments: Sequence[str] | None = None,
+                 store: Any = None, use_store: bool = False) -> list[dict[str, Any]]:
+    """What each anti-procyclicality preset does to the published IM at the reference size: its largest
+    30-day rise and its average against ``apc="off"``, and the breach rates of the reference tier's MM and IM
+    over whole own bars (:func:`margincal.backtest.published.backtest_curve`). One row per instrument and
+    preset; hourly bars for the perpetuals only, as :func:`validate_published`."""
+    from margincal.margin.published import published_curve_path
+
+    s = settings or CalibrationSettings()
+    rows: list[dict[str, Any]] = []
+    for tf in timeframes:
+        names_i = instruments if instruments is not None or tf == "1d" else ["BTC-PERP", "ETH-PERP"]
+        for d in load_returns(names_i, timeframe=tf, store=store, use_store=use_store):
+            if d.bars is None:
+                continue
+            off_rise = off_avg = float("nan")
+            for name in ("off", *[n for n in names if n != "off"]):
+                c = dataclasses.replace(s, apc=name)
+                und = underlying_resolver(c, store=store, use_store=use_store)(d.instrument, tf)
+                p = published_curve_path(d.bars, tf, c, funding=_funding(d.instrument), underlying=und)
+                j = p.column(c.reference_size)
+                im = p.im[:, j][np.isfinite(p.im[:, j])]
+                rise = max_increase(im, max(1, int(round(30 * 24 / timeframe_hours(tf)))))
+                avg = float(im.mean())
+                if name == "off":
+                    off_rise, off_avg = rise, avg
+                cap = float(p.caps[np.searchsorted(p.caps, c.reference_size)])
+                tier = {r["rate"]: r for r in backtest_curve(d.bars, p, d.instrument, tf, c.level)
+                        if r["tier_cap"] == cap}
+                rows.append({"instrument": d.instrument, "bars": tf, "apc": name, "max_30d_rise": rise,
+                             "rise_over_off": rise / off_rise if off_rise > 0 else float("nan"), "avg_im": avg,
+                             "avg_im_over_off": avg / off_avg if off_avg > 0 else float("nan"),
+                             "mm_breach_rate": tier["MM"]["breach_rate"], "im_breach_rate": tier["IM"]["breach_rate"]})
+    return [r for r in rows if r["apc"] in names]
+
+
 def finest_rows(rows: list[dict[str, Any]], fine: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every tier and rate judged at the finest resolution the bundled data offer: its :func:`fine_rows` row
     where there is one (a close-out shorter than the own bar), else its whole-bar row."""
@@ -470,5 +511,6 @@ def item5_targets(rows: list[dict[str, Any]], apc_rows: list[dict[str, Any]],
     }
 
 
-__all__ = ["CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "crash_day_rows", "crash_summary", "fhs_null_sampler",
-           "fine_rows", "fine_sets_for", "finest_rows", "item5_targets", "rate_row_at", "gapless_excursion", "underlying_resolver", "validate_published"]
+__all__ = ["APC_TRADEOFF", "CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "apc_tradeoff", "crash_day_rows",
+           "crash_summary", "fhs_null_sampler", "fine_rows", "fine_sets_for", "finest_rows", "gapless_excursion",
+           "item5_targets", "rate_row_at", "underlying_resolver", "validate_published"]

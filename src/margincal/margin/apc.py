@@ -488,9 +488,14 @@ APC_PRESETS: dict[str, dict[str, Any]] = {
     "emir_a": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10, "rebuild_days": 20.0},
     "emir_a_speed": {"buffer": EMIR_MIN_BUFFER, "release_in_stress": True, "stress_threshold": 0.10,
                      "rebuild_days": 20.0, "max_up": 0.5, "max_down": 0.05},
+    # stronger buffers than EMIR's minimum, for the trade-off of docs/validation.md (issue 15 item 5)
+    "emir_a_50": {"buffer": 0.50, "release_in_stress": True, "stress_threshold": 0.10, "rebuild_days": 20.0},
+    "emir_a_100": {"buffer": 1.00, "release_in_stress": True, "stress_threshold": 0.10, "rebuild_days": 20.0},
 }
 """Named APC configurations. ``emir_a`` (buffer 25%, released in stress, rebuilt over 20 calm
-DAYS: 20 steps on daily bars, 480 on hourly bars, :meth:`APCConfig.for_bars`) is the default; (b) and (c) need a stressed series / floor series passed to
+DAYS: 20 steps on daily bars, 480 on hourly bars, :meth:`APCConfig.for_bars`) is the default;
+``emir_a_speed`` adds a speed limit (+50% / -5% per step); ``emir_a_50`` / ``emir_a_100`` hold a 50% / 100%
+buffer; (b) and (c) need a stressed series / floor series passed to
 :func:`apply_apc` (:func:`stressed_lookback_path`, :func:`lookback_floor`)."""
 
 DEFAULT_APC = "emir_a"
