@@ -110,6 +110,31 @@ def apc_section(settings: CalibrationSettings) -> str:
     return "\n".join(out)
 
 
+def tail_memory_section(settings: CalibrationSettings) -> str:
+    """Issue 15 item 6: the tail memory of the published rule, chosen by the backtest."""
+    from margincal.backtest.validation import tail_memory_tradeoff
+
+    t0 = time.perf_counter()
+    rows = tail_memory_tradeoff(settings)
+    secs = time.perf_counter() - t0
+    of = rows[0]["of"]
+    out = ["\n### Tail memory (issue 15 item 6): residual window of the FHS against coverage and cost\n\n"
+           "`margincal.backtest.validation.tail_memory_tradeoff`: the published rule validated as above with the "
+           "FHS keeping only the residuals of the last N days (`CalibrationSettings.tail_window_days`; the "
+           f"default is {settings.tail_window_days or 'every residual'}). Targets counted at the finest bundled "
+           "resolution; MM breach rate pooled over every tier's close-outs; average IM at the reference size "
+           f"and the share of bars with that IM at the 100% cap, averaged over the instruments. {secs:.0f} s "
+           "here.\n"]
+    out.append(table([{"tail memory": "all residuals" if r["tail_window_days"] is None
+                       else f"{r['tail_window_days']:,.0f} days",
+                       "MM tiers within 1%": f"{r['mm_tiers_within_1pct']} of {of['mm_tiers_within_1pct']}",
+                       "IM tiers cheaper than static": f"{r['im_tiers_cheaper_than_static']} of "
+                                                       f"{of['im_tiers_cheaper_than_static']}",
+                       "MM breach rate (pooled)": pct(r["mm_breach_rate"], 3), "avg IM at 1M": pct(r["avg_im"]),
+                       "IM at 1M at the cap": pct(r["im_at_cap_share"])} for r in rows]))
+    return "\n".join(out)
+
+
 def venue_names(row: dict[str, Any]) -> list[str]:
     """The venue presets judged in a :func:`margincal.backtest.validation.fine_rows` row."""
     return [k[: -len("_breach_rate")] for k in row if k.endswith("_breach_rate") and k != "breach_rate"]
@@ -167,6 +192,7 @@ def v2_section(settings: CalibrationSettings) -> str:
                        "red": r.get("red", 0), "avg / static": f"{r.get('avg_over_static', float('nan')):.2f}"}
                       for r in v["sub_bar"]]))
     out.append(apc_section(settings))
+    out.append(tail_memory_section(settings))
     ven_rows = [r for r in v["sub_bar"] if r["rate"] == "MM" and venue_names(r)]
     if ven_rows:
         out.append("\n### The venues' MM over the same short close-outs (is the first tier's leverage backed?)\n\n"

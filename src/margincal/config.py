@@ -152,6 +152,9 @@ class CalibrationSettings:
     #: coin (the most granular, then longest, bars stored), products differ only by their contract terms
     #: (margin.published.UnderlyingRisk); "product": each product's own bars (the rule before issue 15 item 3)
     risk_basis: str = "underlying"
+    #: tail memory of the empirical models (fhs, hs) in the published rule: only the residuals of the last
+    #: ``tail_window_days`` days enter the tail (None: every residual since the first bar)
+    tail_window_days: float | None = None
 
     def __post_init__(self) -> None:
         # documented bounds (docs/margin_calibration.md): outside them a calibration is a typo, not a choice
@@ -193,3 +196,7 @@ class CalibrationSettings:
                               "'product' (each product's own bars)")
         if not (self.liquidity_window_days > 0 and self.depth_to_adv > 0):
             raise ConfigError("liquidity_window_days and depth_to_adv must be > 0")
+        if self.tail_window_days is not None and not (math.isfinite(self.tail_window_days)
+                                                      and self.tail_window_days >= 30):
+            raise ConfigError(f"tail_window_days is {self.tail_window_days}; it must be a number of days >= 30, "
+                              "or None for every residual")

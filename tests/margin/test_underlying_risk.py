@@ -117,3 +117,21 @@ def test_calibrate_store_before_sees_only_data_known_then(tmp_path):
     assert a.im_rate == b.im_rate and a.mm_rate == b.mm_rate
     assert a.extra["params"].details == b.extra["params"].details
     assert pd.Timestamp(later.window_end) > t  # the full store does hold later data
+
+
+def test_tail_window_days_bounds_the_fhs_memory_of_the_published_rule():
+    from margincal.risk import Decay, make_model
+    from margincal.data.returns import log_returns
+
+    with pytest.raises(ConfigError, match="tail_window_days"):
+        CalibrationSettings(tail_window_days=5)
+    bars = datasets.load_daily("DOGE")
+    s = dataclasses.replace(CalibrationSettings(risk_basis="product"), tail_window_days=365.0)
+    p = published_curve_path(bars, "1d", s)
+    r = log_returns(bars).to_numpy()
+    ref = make_model("fhs", lam=Decay(per_day=s.ewma_lambda), window=365).fit_path(
+        r, horizon=24.0, level=s.level, refit=1, bar_hours=24.0)["es"].to_numpy()
+    ok = np.isfinite(p.loss_raw)
+    np.testing.assert_allclose(p.loss_raw[ok], ref[ok], rtol=1e-12)
+    every = published_curve_path(bars, "1d", dataclasses.replace(s, tail_window_days=None))
+    assert not np.allclose(every.loss_raw[ok], p.loss_raw[ok])  # the window changes the tail

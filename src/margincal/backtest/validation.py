@@ -423,7 +423,8 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             apc_rows.append({"instrument": d.instrument, "bars": tf,
                              "max_30d_rise_emir_a": max_increase(a[ok], lag),
                              "max_30d_rise_off": max_increase(b[ok], lag),
-                             "avg_im_emir_a": float(a[ok].mean()), "avg_im_off": float(b[ok].mean())})
+                             "avg_im_emir_a": float(a[ok].mean()), "avg_im_off": float(b[ok].mean()),
+                             "im_at_cap_share": float(np.mean(a[ok] >= 1.0 - 1e-9))})
     per_inst: dict[str, dict[str, Any]] = {}
     for r in rows:
         k = f"{r['instrument']} {r['rate']}"
@@ -484,6 +485,29 @@ def apc_tradeoff(settings: CalibrationSettings | None = None, *, names: Sequence
     return [r for r in rows if r["apc"] in names]
 
 
+TAIL_WINDOWS: tuple[float | None, ...] = (None, 4 * 365.25, 2 * 365.25, 365.25)
+"""Tail memories :func:`tail_memory_tradeoff` compares (days of residuals; None: all)."""
+
+
+def tail_memory_tradeoff(settings: CalibrationSettings | None = None, *,
+                         windows: Sequence[float | None] = TAIL_WINDOWS) -> list[dict[str, Any]]:
+    """The published rule with each tail memory (``CalibrationSettings.tail_window_days``), validated as
+    :func:`validate_published` does: per window the item-5 targets at the finest bundled resolution, the
+    pooled MM breach rate over every tier's close-outs, the average IM at the reference size over the
+    instruments and the share of bars where that IM is at the 100% cap."""
+    s = settings or CalibrationSettings()
+    rows = []
+    for w in windows:
+        v = validate_published(dataclasses.replace(s, tail_window_days=w))
+        mm = [r for r in v["finest"] if r["rate"] == "MM"]
+        rows.append({"tail_window_days": w, **{k: a for k, (a, _) in v["targets_finest"].items()},
+                     "of": {k: b for k, (_, b) in v["targets_finest"].items()},
+                     "mm_breach_rate": sum(r["breaches"] for r in mm) / max(1, sum(r["n_obs"] for r in mm)),
+                     "avg_im": float(np.mean([a["avg_im_emir_a"] for a in v["apc"]])),
+                     "im_at_cap_share": float(np.mean([a["im_at_cap_share"] for a in v["apc"]]))})
+    return rows
+
+
 def finest_rows(rows: list[dict[str, Any]], fine: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every tier and rate judged at the finest resolution the bundled data offer: its :func:`fine_rows` row
     where there is one (a close-out shorter than the own bar), else its whole-bar row."""
@@ -511,6 +535,6 @@ def item5_targets(rows: list[dict[str, Any]], apc_rows: list[dict[str, Any]],
     }
 
 
-__all__ = ["APC_TRADEOFF", "CRASH_TIERS", "NAMED_CRASH_DAYS", "Z2_SIMS", "apc_tradeoff", "crash_day_rows",
+__all__ = ["APC_TRADEOFF", "CRASH_TIERS", "NAMED_CRASH_DAYS", "TAIL_WINDOWS", "Z2_SIMS", "apc_tradeoff", "crash_day_rows",
            "crash_summary", "fhs_null_sampler", "fine_rows", "fine_sets_for", "finest_rows", "gapless_excursion",
-           "item5_targets", "rate_row_at", "underlying_resolver", "validate_published"]
+           "item5_targets", "rate_row_at", "tail_memory_tradeoff", "underlying_resolver", "validate_published"]

@@ -527,8 +527,10 @@ def _published_curve_path(bars: pd.DataFrame, timeframe: str, settings: Calibrat
     bh = timeframe_hours(timeframe)
     n = len(bars)
     r = log_returns(bars)
-    model = make_model(settings.model, **({} if settings.model == "hs" else
-                                          {"lam": Decay(per_day=settings.ewma_lambda)}))
+    params: dict[str, Any] = {} if settings.model == "hs" else {"lam": Decay(per_day=settings.ewma_lambda)}
+    if settings.tail_window_days is not None and settings.model in ("fhs", "hs"):
+        params["window"] = max(2, int(round(settings.tail_window_days * 24.0 / bh)))
+    model = make_model(settings.model, **params)
     path = model.fit_path(r.to_numpy(), horizon=bh, level=settings.level, refit=path_refit(settings.model, bh),
                           bar_hours=bh)
     loss_raw = path["es"].to_numpy(float).copy()
@@ -684,6 +686,7 @@ def to_parameter_set(cals: list[InstrumentCalibration], settings: CalibrationSet
         "tier_boundaries": list(settings.tier_boundaries), "rule": settings.rule,
         "curve_caps": list(settings.curve_caps), "apc": settings.apc, "participation": settings.participation,
         "im_gap": settings.im_gap, "taker_fee": settings.taker_fee, "risk_basis": settings.risk_basis,
+        "tail_window_days": settings.tail_window_days,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "windows": {c.instrument: [c.window_start, c.window_end] for c in cals},
     }
