@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -218,17 +219,25 @@ def load_hourly(symbol: str, market: str = "spot", root: str | Path | None = Non
     return _utc_index(load(f, root), "timestamp", f)
 
 
-def load_intraday(symbol: str, timeframe: str = "1m", root: str | Path | None = None) -> pd.DataFrame:
-    """Intraday OHLCV indexed by the bar's UTC open time: ``1m`` Binance spot (BTC, ETH, Jul-Aug 2024),
-    ``5m`` Binance USD-M perpetual (BTC, ETH, October 2025, with the 2025-10-10 crash)."""
-    key = (str(symbol).upper().split("-")[0], timeframe)
-    if key not in INTRADAY:
-        raise DataError(f"no bundled {timeframe} bars for {symbol!r}; bundled: "
-                        f"{', '.join(f'{k[0]} {k[1]}' for k in INTRADAY)}")
-    f = INTRADAY[key]
+_Key = TypeVar("_Key", bound=tuple[str, ...])
+
+
+def _ms_bars(table: dict[_Key, str], key: _Key, what: str, root: str | Path | None) -> pd.DataFrame:
+    """The bundled bar file ``table[key]`` (epoch-ms ``timestamp`` column) indexed by UTC bar open time;
+    :class:`DataError` naming ``what`` and the bundled keys when ``key`` is not one of them."""
+    if key not in table:
+        raise DataError(f"no bundled {what}; bundled: {', '.join(' '.join(k) for k in table)}")
+    f = table[key]
     df = load(f, root)
     df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
     return _utc_index(df, "timestamp", f)
+
+
+def load_intraday(symbol: str, timeframe: str = "1m", root: str | Path | None = None) -> pd.DataFrame:
+    """Intraday OHLCV indexed by the bar's UTC open time: ``1m`` Binance spot (BTC, ETH, Jul-Aug 2024),
+    ``5m`` Binance USD-M perpetual (BTC, ETH, October 2025, with the 2025-10-10 crash)."""
+    return _ms_bars(INTRADAY, (str(symbol).upper().split("-")[0], timeframe), f"{timeframe} bars for {symbol!r}",
+                    root)
 
 
 def load_minute(symbol: str, timeframe: str = "1m", market: str = "spot",
@@ -236,14 +245,8 @@ def load_minute(symbol: str, timeframe: str = "1m", market: str = "spot",
     """A whole bundled minute file (:data:`MINUTE`): ``1m`` Binance spot or ``5m`` USD-M perpetual bars of BTC or
     ETH, indexed by the bar's UTC open time. The files hold several stretches; missing bars are absent, never
     filled, so consecutive rows are not always one bar apart."""
-    key = (str(symbol).upper().split("-")[0], timeframe, market)
-    if key not in MINUTE:
-        raise DataError(f"no bundled {timeframe} {market} file for {symbol!r}; bundled: "
-                        f"{', '.join(' '.join(k) for k in MINUTE)}")
-    f = MINUTE[key]
-    df = load(f, root)
-    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
-    return _utc_index(df, "timestamp", f)
+    return _ms_bars(MINUTE, (str(symbol).upper().split("-")[0], timeframe, market),
+                    f"{timeframe} {market} file for {symbol!r}", root)
 
 
 def load_bars_5m(symbol: str, market: str = "perpetual", period: str = "2025-10",
@@ -251,14 +254,8 @@ def load_bars_5m(symbol: str, market: str = "perpetual", period: str = "2025-10"
     """5-minute Binance OHLCV (``open, high, low, close, volume``; volume in base units) indexed by the bar's
     UTC open time: ``market`` ``spot`` or ``perpetual`` (USD-M), ``period`` ``2022-11`` (2022-11-01..20, the
     FTX collapse) or ``2025-10`` (the month of the 2025-10-10 crash); BTC and ETH. No bar is missing."""
-    key = (str(symbol).upper().split("-")[0], market, period)
-    if key not in BARS_5M:
-        raise DataError(f"no bundled 5m bars for {symbol!r} {market} {period}; bundled: "
-                        f"{', '.join(' '.join(k) for k in BARS_5M)}")
-    f = BARS_5M[key]
-    df = load(f, root)
-    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms", utc=True)
-    return _utc_index(df, "timestamp", f)
+    return _ms_bars(BARS_5M, (str(symbol).upper().split("-")[0], market, period),
+                    f"5m bars for {symbol!r} {market} {period}", root)
 
 
 def load_funding(symbol: str, root: str | Path | None = None) -> pd.Series:
