@@ -120,8 +120,8 @@ def test_calibrate_store_before_sees_only_data_known_then(tmp_path):
 
 
 def test_tail_window_days_bounds_the_fhs_memory_of_the_published_rule():
-    from margincal.risk import Decay, make_model
     from margincal.data.returns import log_returns
+    from margincal.risk import Decay, make_model
 
     with pytest.raises(ConfigError, match="tail_window_days"):
         CalibrationSettings(tail_window_days=5)
