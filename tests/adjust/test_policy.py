@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from importlib import resources
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from margincal.adjust.policy import Bounds, bound_target, default_policy, load_policy, route
@@ -101,6 +102,7 @@ def test_route_worked_examples():
 @settings(max_examples=100, deadline=None)
 @given(cur=st.floats(0.006, 0.5), target=st.floats(0.0001, 2.0), base=st.floats(0.005, 0.5),
        since=st.floats(0.0, 24 * 60))
+@example(cur=0.00753171760465055, target=0.00753171760465055, base=0.0078125, since=6.0)  # found in CI
 def test_bound_properties(cur, target, base, since):
     b = Bounds(POL)
     new = b.bound(cur, target, base, since, since)
@@ -115,6 +117,9 @@ def test_bound_properties(cur, target, base, since):
         assert new <= cur * 1.5 + 1e-12 and since >= POL["auto"]["increase_cooldown_hours"]
     else:
         assert new >= cur * (1 - 0.05 * since / 24) - 1e-12  # the daily speed limit
-    # never overshoots the (floored, capped, rounded) target
-    t = min(max(target, floor), POL["target"]["im_cap"])
+    # never overshoots the (floored, capped, rounded) target: rounded UP to the grid, so from a current rate
+    # off the grid a target equal to it still moves (0.00753 -> 0.0080 at 5 bp)
+    step, cap = POL["target"]["rounding"], POL["target"]["im_cap"]
+    t = min(max(target, floor), cap)
+    t = min(math.ceil(t / step - 1e-9) * step, cap) if step > 0 else t
     assert (new - cur) * (t - cur) > 0 and abs(new - cur) <= abs(t - cur) + POL["target"]["rounding"] + 1e-12
