@@ -279,8 +279,10 @@ def crash_section(v: dict[str, Any]) -> str:
     rows = crash_summary(v["crash"])
     out = ["\n### Named crash days at the close-out horizon (engine and venue presets)\n\n"
            "`margincal.backtest.validation.crash_day_rows`: every close-out that starts at a bar close whose next "
-           "bar opens within the named day (24 per day on hourly bars, 288 on the 5-minute perpetual sample of "
-           "October 2025, one on daily bars), judged over the tier's close-out horizon at that time "
+           "bar opens within the named day (one on daily bars, 24 per day on hourly bars, 288 on 5-minute bars), "
+           "judged again on the finer bars that cover the day (`bars` column: `5m perp` = the perpetuals' own "
+           "5-minute bars 2022-06..2026-02, so FTX and 2025-10-10; `1h spot` = hourly spot bars for the daily "
+           "BTC/ETH/SOL pairs, every named day), judged over the tier's close-out horizon at that time "
            "(`ceil(H_MM / bar)` bars, at least one) against the adverse excursion of either side. The engine's "
            "MM is the published rate in force at that close. Venues publish no close-out time, so each venue "
            "preset's MM at the same notional is judged over the SAME horizon (the time the market allowed to "
@@ -289,7 +291,7 @@ def crash_section(v: dict[str, Any]) -> str:
            "On hourly and daily bars a close-out of minutes is charged a whole bar (conservative).\n"]
     venue_names = sorted({k[:-9] for r in rows for k in r if k.endswith("_breaches") and k != "engine_breaches"})
     big = [r for r in rows if any(f"{vn}_mm" in r for vn in venue_names)]
-    out.append("\n**BTC and ETH (spot daily, perpetual hourly, perpetual 5-minute), engine beside the venues:**\n\n")
+    out.append("\n**BTC and ETH (spot daily and hourly, perpetual hourly and 5-minute), engine beside the venues:**\n\n")
     out.append(table([{"instrument": r["instrument"], "bars": r["bars"], "event": r["event"],
                        "tier cap": f"{r['tier_cap']:,.0f}", "H_MM": f"{r['horizon_hours']:.3g} h",
                        "close-outs": r["closeouts"], "worst exc.": pct(r["worst_excursion"], 1),

@@ -191,6 +191,10 @@ NAMED_CRASH_DAYS: tuple[tuple[str, str], ...] = (
     ("2025-10-10", "cascade 2025-10-10"),
 )
 CRASH_TIERS = (5e4, 1e6, 1e7, 1e8, 1e9)
+#: the finer bars (:func:`fine_sets_for` labels) on which :func:`validate_published` judges the named days again:
+#: the perpetuals' own 5-minute bars (FTX and 2025-10-10) and the hourly spot bars of the daily pairs (every
+#: named day); the 1-minute stretches hold none of the named days
+CRASH_FINE = ("5m perp", "1h spot")
 
 
 def _venue_presets(instrument: str) -> tuple[str, ...]:
@@ -381,17 +385,9 @@ def validate_published(settings: CalibrationSettings | None = None, *,
             fine_sets = fine_sets_for(d.instrument, tf)
             if fine_sets:
                 sub_rows += fine_rows(d.bars, p, d.instrument, tf, fine_sets, s.level)
-            if tf == "1h" and d.instrument.upper().endswith("-PERP"):
-                from margincal import datasets
-                from margincal.errors import DataError
-
-                try:
-                    fine5 = datasets.load_intraday(d.instrument.split("-")[0], "5m")
-                except DataError:
-                    fine5 = None
-                if fine5 is not None:
-                    crash_rows += crash_day_rows(d.bars, p, d.instrument, tf, fine=fine5,
-                                                 fine_label="5m perp 2025-10")
+            for label, fine in fine_sets:  # the named days again on the finer bars that cover them
+                if label in CRASH_FINE:
+                    crash_rows += crash_day_rows(d.bars, p, d.instrument, tf, fine=fine, fine_label=label)
             und_off = underlying_for(d.instrument, tf, off)
             q = published_curve_path(d.bars, tf, off, funding=fund, underlying=und_off)
             j = p.column(s.reference_size)
@@ -535,6 +531,6 @@ def item5_targets(rows: list[dict[str, Any]], apc_rows: list[dict[str, Any]],
     }
 
 
-__all__ = ["APC_TRADEOFF", "CRASH_TIERS", "NAMED_CRASH_DAYS", "TAIL_WINDOWS", "Z2_SIMS", "apc_tradeoff", "crash_day_rows",
+__all__ = ["APC_TRADEOFF", "CRASH_FINE", "CRASH_TIERS", "NAMED_CRASH_DAYS", "TAIL_WINDOWS", "Z2_SIMS", "apc_tradeoff", "crash_day_rows",
            "crash_summary", "fhs_null_sampler", "fine_rows", "fine_sets_for", "finest_rows", "gapless_excursion",
            "item5_targets", "rate_row_at", "tail_memory_tradeoff", "underlying_resolver", "validate_published"]
